@@ -1,0 +1,40 @@
+//! Compiles `proto/` with protox (no system `protoc`) into tonic servers and clients, and
+//! writes the encoded descriptor set (options kept, so `google.api.http` rules survive) for
+//! reflection and the REST edge.
+
+use std::{env, path::PathBuf};
+
+const PROTOS: &[&str] = &[
+    "epop/v1/common.proto",
+    "epop/v1/auth.proto",
+    "epop/v1/users.proto",
+    "epop/v1/admin.proto",
+    "epop/v1/projects.proto",
+    "epop/v1/tasks.proto",
+    "epop/v1/conversations.proto",
+    "epop/v1/files.proto",
+    "epop/v1/ai.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(PROTOS)?;
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    // The prost-types form drops unknown extensions such as google.api.http: write the
+    // encoded form, which keeps them.
+    std::fs::write(
+        out_dir.join("epop_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // RPCs that later issues implement answer UNIMPLEMENTED until then.
+        .generate_default_stubs(true)
+        .compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+DROP TABLE jobs;
+DROP TABLE password_reset_tokens;
+DROP TABLE refresh_tokens;
+DROP TABLE attachments;
+DROP TABLE messages;
+DROP TABLE conversation_members;
+DROP TABLE conversations;
+DROP TABLE tasks;
+DROP TABLE project_members;
+DROP TABLE projects;
+DROP TABLE user_divisions;
+DROP TABLE divisions;
+DROP TABLE users;
+DROP TABLE roles;

@@ -1,0 +1,280 @@
+//! The server: built from a [`Config`], bound to its listener (port 0 allowed), run until
+//! stopped. One port serves native gRPC (h2c), gRPC-Web, and plain HTTP probes.
+
+use crate::{
+    auth::{jwt::JwtKeys, password::Hasher},
+    config::Config,
+    db::{self, embedded::EmbeddedPostgres},
+    grpc,
+    jobs::{Mailer, Worker},
+    service::{self, State},
+};
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::Request,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A built server, bound and ready to run.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: State,
+    worker: Worker,
+    health: tonic_health::server::HealthReporter,
+    ready: Arc<AtomicBool>,
+    embedded: Option<EmbeddedPostgres>,
+    stop: CancellationToken,
+    grace: Duration,
+    /// The generated password of the bootstrap admin, when this start created one.
+    pub generated_admin_password: Option<String>,
+}
+
+impl App {
+    /// Opens (or starts) the database, migrates it, creates the bootstrap admin when there
+    /// is no admin, and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let data_dir = &config.store.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let (url, embedded) = db::resolve(config.store.database_url.as_ref(), data_dir).await?;
+        let built = Self::build_on(config, &url, embedded.as_ref()).await;
+        match (built, embedded) {
+            (Ok(mut app), embedded) => {
+                app.embedded = embedded;
+                Ok(app)
+            }
+            (Err(e), Some(pg)) => {
+                if pg.started_here() {
+                    let _ = pg.stop().await;
+                }
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    async fn build_on(
+        config: Config,
+        url: &str,
+        _embedded: Option<&EmbeddedPostgres>,
+    ) -> anyhow::Result<Self> {
+        let data_dir = &config.store.data_dir;
+        db::migrate(url).await?;
+        let pool = db::connect(url, config.store.db_pool_size).await?;
+        let jwt = Arc::new(JwtKeys::load(
+            config.jwt_secret.as_ref(),
+            data_dir,
+            config.access_token_ttl,
+        )?);
+        let hasher = Hasher::default();
+        let generated_admin_password = service::accounts::ensure_admin(
+            &pool,
+            &hasher,
+            &config.admin_email,
+            config.admin_password.as_ref(),
+        )
+        .await?;
+        let wake_jobs = Arc::new(Notify::new());
+        let state = State {
+            pool: pool.clone(),
+            jwt,
+            hasher,
+            refresh_ttl: config.refresh_token_ttl,
+            wake_jobs: wake_jobs.clone(),
+        };
+        let worker = Worker {
+            pool,
+            mailer: Arc::new(Mailer::new(
+                &config.mail_from,
+                config.smtp_url.as_ref(),
+                data_dir.join("mail"),
+            )?),
+            public_url: config.public_url.clone(),
+            wake: wake_jobs,
+        };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let ready = Arc::new(AtomicBool::new(false));
+        let grpc_router = grpc::router(&state, health_service, &config.cors_origins)?;
+        let router = top_router(grpc_router, ready.clone());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        if let Some(url) = &config.redis_url {
+            tracing::info!(redis = %url.split('@').next_back().unwrap_or_default(), "REDIS_URL is set; real-time fan-out uses it once conversations are served");
+        }
+        Ok(Self {
+            listener,
+            router,
+            state,
+            worker,
+            health,
+            ready,
+            embedded: None,
+            stop: CancellationToken::new(),
+            grace: config.shutdown_grace,
+            generated_admin_password,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until the stop token is cancelled: then stops accepting, lets in-flight calls
+    /// finish (within the grace period), stops the job worker, and stops the embedded
+    /// database if this server started it.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        let worker = tokio::spawn(self.worker.clone().run(stop.child_token()));
+        let health = tokio::spawn(watch_health(
+            self.state.pool.clone(),
+            self.health.clone(),
+            self.ready.clone(),
+            stop.child_token(),
+        ));
+        tracing::info!(addr = %self.local_addr(), "EPOP is listening (gRPC, gRPC-Web, HTTP)");
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let grace = self.grace;
+        let served = tokio::select! {
+            r = server => r.context("the server failed"),
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("in-flight calls did not finish within the grace period");
+                Ok(())
+            }
+        };
+        stop.cancel();
+        let _ = worker.await;
+        let _ = health.await;
+        drop(self.state);
+        if let Some(pg) = self.embedded {
+            pg.stop().await?;
+        }
+        tracing::info!("EPOP stopped");
+        served
+    }
+}
+
+/// Routes gRPC and gRPC-Web (and their CORS preflights) to the gRPC router; everything else
+/// to the plain HTTP routes.
+fn top_router(grpc: Router, ready: Arc<AtomicBool>) -> Router {
+    let http = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+                    }
+                }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") });
+    let dispatch = move |req: Request| {
+        let target = if is_grpc(&req) {
+            grpc.clone()
+        } else {
+            http.clone()
+        };
+        async move {
+            match target.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        }
+    };
+    Router::new()
+        .fallback(|req: Request| async move { dispatch(req).await as Response })
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn is_grpc(req: &Request) -> bool {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let preflight = req.method() == http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && !req.uri().path().starts_with("/api/");
+    content_type.starts_with("application/grpc") || preflight
+}
+
+/// Keeps `grpc.health.v1` and `/readyz` in step with the database: SERVING only while a
+/// trivial query succeeds.
+async fn watch_health(
+    pool: db::Pool,
+    reporter: tonic_health::server::HealthReporter,
+    ready: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    use tonic_health::ServingStatus;
+    let mut last = None;
+    loop {
+        let up = db::ping(&pool).await;
+        ready.store(up, Ordering::Relaxed);
+        if last != Some(up) {
+            let status = if up {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            for name in grpc::SERVICE_NAMES {
+                reporter.set_service_status(name, status).await;
+            }
+            if up {
+                tracing::info!("database reachable: SERVING");
+            } else {
+                tracing::warn!("database unreachable: NOT_SERVING");
+            }
+            last = Some(up);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The `epop_refresh` cookie that carries the refresh token to browsers.
+//!
+//! It is set twice, with the same value: `Path=/api/auth` for the REST routes, and
+//! `Path=/epop.v1.AuthService` for gRPC-Web clients, whose calls go to that path.
+
+use http::HeaderMap;
+use std::time::Duration;
+
+/// The cookie's name.
+pub const NAME: &str = "epop_refresh";
+const PATHS: [&str; 2] = ["/api/auth", "/epop.v1.AuthService"];
+
+/// `set-cookie` values that store `token` for `max_age`.
+pub fn set(token: &str, max_age: Duration) -> Vec<String> {
+    PATHS
+        .iter()
+        .map(|path| {
+            format!(
+                "{NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path={path}; Max-Age={}",
+                max_age.as_secs()
+            )
+        })
+        .collect()
+}
+
+/// `set-cookie` values that delete the cookie.
+pub fn clear() -> Vec<String> {
+    PATHS
+        .iter()
+        .map(|path| format!("{NAME}=; HttpOnly; Secure; SameSite=Strict; Path={path}; Max-Age=0"))
+        .collect()
+}
+
+/// The refresh token from the `cookie` headers, if any.
+pub fn read(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == NAME && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_back_from_a_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::COOKIE,
+            "a=b; epop_refresh=tok; c=d".parse().unwrap(),
+        );
+        assert_eq!(read(&h).as_deref(), Some("tok"));
+        assert!(
+            set("tok", Duration::from_secs(5))[0]
+                .contains("HttpOnly; Secure; SameSite=Strict; Path=/api/auth")
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Typed settings, from command-line flags and environment variables (flags win). Every
+//! setting has an embedded default, so `epop` runs with nothing configured.
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings shared by every subcommand that touches the database.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// PostgreSQL URL. When unset, a private cluster under the data directory is used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Directory for the embedded database, the JWT key and outgoing email files.
+    #[arg(long, env = "EPOP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "EPOP_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+}
+
+/// Settings of `epop serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC, gRPC-Web and HTTP (port 0 picks a free port).
+    #[arg(long, env = "EPOP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Redis URL for real-time fan-out between instances; unset means in-process only.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// HMAC key for access tokens. When unset, a random key is generated once and kept in
+    /// `<data-dir>/jwt.key` (mode 0600).
+    #[arg(long, env = "EPOP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// Lifetime of access tokens (e.g. `15m`).
+    #[arg(long, env = "EPOP_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of refresh tokens (e.g. `30d`).
+    #[arg(long, env = "EPOP_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// Log format.
+    #[arg(long, env = "EPOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Email of the admin created on first start when no admin exists.
+    #[arg(long, env = "EPOP_ADMIN_EMAIL", default_value = "admin@epop.local")]
+    pub admin_email: String,
+
+    /// Password of that admin; when unset, a random one is generated and printed once.
+    #[arg(long, env = "EPOP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<SecretString>,
+
+    /// Public base URL of the web app, used in links sent by email.
+    #[arg(long, env = "EPOP_PUBLIC_URL", default_value = "http://localhost:8080")]
+    pub public_url: String,
+
+    /// SMTP server URL (e.g. `smtps://user:pass@smtp.example.com`); unset writes `.eml`
+    /// files under `<data-dir>/mail` instead.
+    #[arg(long, env = "EPOP_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// The From address of outgoing email.
+    #[arg(
+        long,
+        env = "EPOP_MAIL_FROM",
+        default_value = "EPOP <no-reply@epop.local>"
+    )]
+    pub mail_from: String,
+
+    /// Browser origins allowed to call gRPC-Web with credentials (comma-separated); empty
+    /// allows same-origin only.
+    #[arg(long, env = "EPOP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// How long in-flight calls may take to finish after a shutdown signal.
+    #[arg(long, env = "EPOP_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// The complete configuration of a server.
+pub type Config = ServeArgs;
+
+impl ServeArgs {
+    /// A configuration with every default, for `data_dir` and an optional database URL:
+    /// what tests and embedders start from.
+    pub fn with_defaults(data_dir: PathBuf, database_url: Option<String>) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        // Parsing no arguments cannot fail: every field has a default or is optional. The
+        // environment is read too, as it is for the real binary.
+        let mut cfg = Wrapper::parse_from(["epop"]).serve;
+        cfg.store.data_dir = data_dir;
+        cfg.store.database_url = database_url.map(SecretString::from);
+        cfg
+    }
+}

@@ -1,0 +1,277 @@
+//! The embedded default database: a private PostgreSQL cluster under the data directory, run
+//! with the system's PostgreSQL binaries. Initialised on first use, reused afterwards, and
+//! stopped by whoever started it. PostgreSQL refuses to run as root, so a root process runs
+//! the cluster as the `postgres` OS user.
+
+use anyhow::{Context, bail};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+use tokio::process::Command;
+
+/// The name of the database the server uses inside the cluster.
+const DATABASE: &str = "epop";
+
+/// A running embedded cluster.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    bin_dir: PathBuf,
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    run_as: Option<nix::unistd::User>,
+    started_here: bool,
+}
+
+impl EmbeddedPostgres {
+    /// Starts (initialising first if needed) the cluster under `data_dir`, or adopts one that
+    /// is already running there, and makes sure the `epop` database exists.
+    pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        let bin_dir = find_bin_dir()?;
+        let data_dir =
+            std::path::absolute(data_dir).context("cannot resolve the data directory")?;
+        let pgdata = data_dir.join("postgres");
+        let socket_dir = data_dir.join("postgres-run");
+        let run_as = if nix::unistd::geteuid().is_root() {
+            Some(
+                nix::unistd::User::from_name("postgres")?
+                    .context("running as root, but there is no `postgres` OS user to run PostgreSQL as (install PostgreSQL, or set DATABASE_URL)")?,
+            )
+        } else {
+            None
+        };
+        let mut pg = Self {
+            bin_dir,
+            pgdata,
+            socket_dir,
+            run_as,
+            started_here: false,
+        };
+        pg.prepare_dirs(&data_dir)?;
+        if !pg.pgdata.join("PG_VERSION").exists() {
+            pg.initdb().await?;
+        }
+        if pg.is_running().await {
+            tracing::info!(pgdata = %pg.pgdata.display(), "reusing the running embedded PostgreSQL");
+        } else {
+            pg.pg_ctl_start(&data_dir).await?;
+            pg.started_here = true;
+        }
+        pg.ensure_database().await?;
+        Ok(pg)
+    }
+
+    /// A connection string for the `epop` database, over the cluster's Unix socket.
+    pub fn database_url(&self) -> String {
+        self.url_for(DATABASE)
+    }
+
+    fn url_for(&self, db: &str) -> String {
+        format!(
+            "host='{}' user=postgres dbname={db}",
+            self.socket_dir.display()
+        )
+    }
+
+    /// True when this value started the cluster (rather than finding it running).
+    pub fn started_here(&self) -> bool {
+        self.started_here
+    }
+
+    /// Stops the cluster (fast shutdown: open sessions are ended, data is safe).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "fast", "-w"])
+            .output()
+            .await
+            .context("cannot run pg_ctl stop")?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        tracing::info!("embedded PostgreSQL stopped");
+        Ok(())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(program));
+        if let Some(user) = &self.run_as {
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        // Its own process group: a Ctrl-C in the terminal must reach the server, which then
+        // drains its calls and stops the cluster, not PostgreSQL directly.
+        cmd.process_group(0);
+        cmd.env_remove("PGDATA").env("LC_ALL", "C");
+        cmd
+    }
+
+    fn prepare_dirs(&self, data_dir: &Path) -> anyhow::Result<()> {
+        for dir in [data_dir, &self.pgdata, &self.socket_dir] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::set_permissions(&self.pgdata, std::fs::Permissions::from_mode(0o700))?;
+        if let Some(user) = &self.run_as {
+            // The postgres user must be able to pass through the data directory to reach its
+            // own cluster directory; the secrets in it keep their own 0600 modes.
+            let mode = std::fs::metadata(data_dir)?.permissions().mode();
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o011))?;
+            for dir in [&self.pgdata, &self.socket_dir] {
+                nix::unistd::chown(dir.as_path(), Some(user.uid), Some(user.gid)).with_context(
+                    || format!("cannot hand {} to the postgres user", dir.display()),
+                )?;
+            }
+            check_traversable(data_dir)?;
+        }
+        Ok(())
+    }
+
+    async fn initdb(&self) -> anyhow::Result<()> {
+        tracing::info!(pgdata = %self.pgdata.display(), "initialising the embedded PostgreSQL cluster");
+        let out = self
+            .command("initdb")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ])
+            .output()
+            .await
+            .context("cannot run initdb")?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    async fn is_running(&self) -> bool {
+        let status = self
+            .command("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .output()
+            .await;
+        matches!(status, Ok(o) if o.status.success())
+    }
+
+    async fn pg_ctl_start(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let log = self.pgdata.join("server.log");
+        // Unix socket only: no TCP port to collide with another PostgreSQL.
+        let options = format!("-c listen_addresses='' -k '{}'", self.socket_dir.display());
+        let out = self
+            .command("pg_ctl")
+            .arg("start")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(options)
+            .output()
+            .await
+            .context("cannot run pg_ctl start")?;
+        if !out.status.success() {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            bail!(
+                "the embedded PostgreSQL under {} did not start: {} {}",
+                data_dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            );
+        }
+        tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL started");
+        Ok(())
+    }
+
+    async fn ensure_database(&self) -> anyhow::Result<()> {
+        use diesel::{QueryableByName, sql_types::BigInt};
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.url_for("postgres"))
+            .await
+            .context("cannot connect to the embedded PostgreSQL")?;
+        let found: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM pg_database WHERE datname = '{DATABASE}'"
+        ))
+        .get_result(&mut conn)
+        .await?;
+        if found.n == 0 {
+            diesel::sql_query(format!("CREATE DATABASE {DATABASE}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the directory of `initdb`, `pg_ctl` and `postgres`: `pg_config --bindir`, then
+/// `PATH`, then `/usr/lib/postgresql/<newest>/bin`.
+fn find_bin_dir() -> anyhow::Result<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has_server(&dir) {
+            return Ok(dir);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(dir) = std::env::split_paths(&path).find(|d| has_server(d)) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_server(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir).context(
+        "no DATABASE_URL is set and no PostgreSQL server binaries (initdb, pg_ctl) were found \
+         via pg_config, PATH or /usr/lib/postgresql/*/bin: install PostgreSQL \
+         (e.g. `apt-get install postgresql`) or set DATABASE_URL",
+    )
+}
+
+/// Fails clearly when some ancestor of `dir` keeps the postgres user out.
+fn check_traversable(dir: &Path) -> anyhow::Result<()> {
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "the postgres user cannot reach {} because {} is not searchable by others; \
+                 choose a --data-dir elsewhere (e.g. under /var/lib) or set DATABASE_URL",
+                dir.display(),
+                ancestor.display()
+            );
+        }
+    }
+    Ok(())
+}

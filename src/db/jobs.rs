@@ -1,0 +1,106 @@
+//! Queries on `jobs`, the durable queue: enqueue inside the caller's transaction, claim with
+//! `FOR UPDATE SKIP LOCKED` under a lease, then finish, retry later, or fail for good.
+
+use crate::{db::schema::jobs, error::Result};
+use chrono::{DateTime, Utc};
+use diesel::{
+    dsl::now,
+    prelude::*,
+    sql_types::{BigInt, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::time::Duration;
+
+/// A claimed job.
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg))]
+pub struct Job {
+    /// The job's id.
+    pub id: i64,
+    /// What to do, e.g. `password_reset_email`.
+    pub kind: String,
+    /// The job's arguments.
+    pub payload: serde_json::Value,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+    /// Attempts allowed before the job fails for good.
+    pub max_attempts: i32,
+    /// When the job was enqueued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Enqueues a job to run at `run_at` (now when `None`).
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    payload: serde_json::Value,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<i64> {
+    diesel::insert_into(jobs::table)
+        .values((
+            jobs::kind.eq(kind),
+            jobs::payload.eq(payload),
+            jobs::run_at.eq(run_at.unwrap_or_else(Utc::now)),
+        ))
+        .returning(jobs::id)
+        .get_result(conn)
+        .await
+        .map_err(Into::into)
+}
+
+/// Claims up to `limit` due jobs for `lease`: no other worker (in this process or another)
+/// sees them until the lease ends, so a worker that dies mid-job gives it back.
+pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+    // Diesel's DSL has no UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n).
+    diesel::sql_query(
+        "UPDATE jobs SET locked_until = $1, attempts = attempts + 1, updated_at = now() \
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= now() \
+           AND (locked_until IS NULL OR locked_until < now()) \
+           ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, payload, attempts, max_attempts, created_at",
+    )
+    .bind::<Timestamptz, _>(Utc::now() + lease)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+    .map_err(Into::into)
+}
+
+/// Marks a job done.
+pub async fn finish(conn: &mut AsyncPgConnection, id: i64) -> Result<()> {
+    diesel::update(jobs::table.find(id))
+        .set((
+            jobs::status.eq("done"),
+            jobs::locked_until.eq(None::<DateTime<Utc>>),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: the job runs again at `retry_at`, or fails for good when it
+/// has no attempts left.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    job: &Job,
+    error: &str,
+    retry_at: DateTime<Utc>,
+) -> Result<()> {
+    let status = if job.attempts >= job.max_attempts {
+        "failed"
+    } else {
+        "pending"
+    };
+    diesel::update(jobs::table.find(job.id))
+        .set((
+            jobs::status.eq(status),
+            jobs::run_at.eq(retry_at),
+            jobs::locked_until.eq(None::<DateTime<Utc>>),
+            jobs::last_error.eq(error),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! The database: connection pool, embedded migrations, the embedded PostgreSQL cluster, the
+//! generated schema and one module of queries per table group.
+
+pub mod divisions;
+pub mod embedded;
+pub mod jobs;
+pub mod schema;
+pub mod tokens;
+pub mod users;
+
+use anyhow::Context;
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection,
+    pooled_connection::{AsyncDieselConnectionManager, bb8},
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::time::Duration;
+
+/// The migrations under `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The connection pool.
+pub type Pool = bb8::Pool<AsyncPgConnection>;
+
+/// A pooled connection.
+pub type Conn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
+
+/// Opens a pool of at most `size` connections to `url`.
+pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    bb8::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(5))
+        .test_on_check_out(false)
+        .build(manager)
+        .await
+        .context("cannot create the database pool")
+}
+
+/// Applies every pending migration. Needs the multi-threaded tokio runtime (the harness
+/// uses `block_in_place`).
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    let conn = AsyncPgConnection::establish(url)
+        .await
+        .context("cannot connect to the database to migrate it")?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    for m in applied {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    Ok(())
+}
+
+/// True when a trivial query succeeds within two seconds.
+pub async fn ping(pool: &Pool) -> bool {
+    use diesel_async::RunQueryDsl;
+    let check = async {
+        let mut conn = pool.get().await.ok()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), check).await,
+        Ok(Some(_))
+    )
+}
+
+/// The database to use: `database_url` when set, otherwise the embedded cluster under
+/// `data_dir` (started here, or found running). Returns the URL and the cluster, if any.
+pub async fn resolve(
+    database_url: Option<&secrecy::SecretString>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(String, Option<embedded::EmbeddedPostgres>)> {
+    use secrecy::ExposeSecret;
+    match database_url {
+        Some(url) => Ok((url.expose_secret().to_owned(), None)),
+        None => {
+            let pg = embedded::EmbeddedPostgres::start(data_dir).await?;
+            Ok((pg.database_url(), Some(pg)))
+        }
+    }
+}

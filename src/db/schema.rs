@@ -1,0 +1,199 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    attachments (id) {
+        id -> Uuid,
+        message_id -> Nullable<Uuid>,
+        uploader_id -> Nullable<Uuid>,
+        key -> Text,
+        bucket -> Text,
+        file_name -> Text,
+        size -> Int8,
+        content_type -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    conversation_members (conversation_id, user_id) {
+        conversation_id -> Uuid,
+        user_id -> Uuid,
+        last_read_seq -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        title -> Nullable<Text>,
+        is_group -> Bool,
+        direct_key -> Nullable<Text>,
+        last_seq -> Int8,
+        last_message_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    divisions (id) {
+        id -> Int4,
+        name -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        run_at -> Timestamptz,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        locked_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        seq -> Int8,
+        sender_id -> Uuid,
+        content -> Jsonb,
+        body_text -> Text,
+        idempotency_key -> Nullable<Text>,
+        edited_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    password_reset_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        token_hash -> Bytea,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    project_members (project_id, user_id) {
+        project_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        owner_id -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        family_id -> Uuid,
+        token_hash -> Bytea,
+        expires_at -> Timestamptz,
+        rotated_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> Int4,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Uuid,
+        project_id -> Uuid,
+        title -> Text,
+        description -> Text,
+        status -> Text,
+        assignee_id -> Nullable<Uuid>,
+        due_date -> Nullable<Date>,
+        creator_id -> Uuid,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_divisions (user_id, division_id) {
+        user_id -> Uuid,
+        division_id -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        role_id -> Int4,
+        disabled_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(attachments -> messages (message_id));
+diesel::joinable!(attachments -> users (uploader_id));
+diesel::joinable!(conversation_members -> conversations (conversation_id));
+diesel::joinable!(conversation_members -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(messages -> users (sender_id));
+diesel::joinable!(password_reset_tokens -> users (user_id));
+diesel::joinable!(project_members -> projects (project_id));
+diesel::joinable!(project_members -> users (user_id));
+diesel::joinable!(projects -> users (owner_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(tasks -> projects (project_id));
+diesel::joinable!(user_divisions -> divisions (division_id));
+diesel::joinable!(user_divisions -> users (user_id));
+diesel::joinable!(users -> roles (role_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    attachments,
+    conversation_members,
+    conversations,
+    divisions,
+    jobs,
+    messages,
+    password_reset_tokens,
+    project_members,
+    projects,
+    refresh_tokens,
+    roles,
+    tasks,
+    user_divisions,
+    users,
+);

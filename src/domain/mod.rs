@@ -1,0 +1,9 @@
+//! Typed ids and validated values: built once by `parse`, trusted everywhere after. No IO.
+
+mod ids;
+mod paging;
+mod values;
+
+pub use ids::{DivisionId, UserId, parse_uuid};
+pub use paging::{Page, PageSize, PageToken};
+pub use values::{DisplayName, DivisionName, Email, Password, Role};

@@ -1,0 +1,131 @@
+//! The one error type of the service layer and its one mapping to `tonic::Status`.
+//!
+//! Client errors are logged at debug level and carry their message to the client; internal
+//! errors are logged at error level and reach the client only as "internal error".
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A field of a request that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's proto name, e.g. `email` or `update_mask`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; each violation names a field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The resource does not exist or the caller may not know it exists.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique value is already taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The caller is not signed in, or the credentials are wrong.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is signed in but not allowed.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The system is not in a state that allows the request.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A dependency (database, ...) is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Shorthand for results of the service layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An invalid-argument error for one field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// An unexpected failure with context.
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        Self::Internal(anyhow::anyhow!("{context}"))
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e).context("database query failed"))
+    }
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for Error {
+    fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        tracing::warn!(error = %e, "database pool unavailable");
+        Self::Unavailable("database unavailable, try again".into())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(violations) => {
+                tracing::debug!(error = %describe(&violations), "invalid argument");
+                let message = describe(&violations);
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_bad_request_violation(v.field, v.description);
+                }
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+            Error::AlreadyExists(m) => Status::already_exists(m),
+            Error::Unauthenticated(m) => Status::unauthenticated(m),
+            Error::PermissionDenied(m) => Status::permission_denied(m),
+            Error::FailedPrecondition(m) => Status::failed_precondition(m),
+            Error::Unavailable(m) => Status::unavailable(m),
+            Error::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Maps a unique-constraint violation named `constraint` to ALREADY_EXISTS with `message`,
+/// leaving every other database error as it is.
+pub fn on_unique(e: diesel::result::Error, constraint: &str, message: impl Into<String>) -> Error {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    match &e {
+        D::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some(constraint) =>
+        {
+            Error::AlreadyExists(message.into())
+        }
+        _ => e.into(),
+    }
+}

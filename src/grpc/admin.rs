@@ -1,0 +1,232 @@
+//! `epop.v1.AdminService`: users, roles and divisions (ADMIN role only).
+
+use crate::{
+    auth::Caller,
+    db,
+    domain::{
+        DisplayName, DivisionId, DivisionName, Email, PageSize, PageToken, Password, Role, UserId,
+    },
+    error::Error,
+    grpc::convert::{self, Mask},
+    pb::{self, admin_service_server::AdminService},
+    service::{self, State, accounts::NewAccount, admin::UserUpdate},
+};
+use tonic::{Request, Response, Status};
+
+/// The AdminService adapter.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    state: State,
+}
+
+impl AdminApi {
+    /// An adapter over `state`.
+    pub fn new(state: State) -> Self {
+        Self { state }
+    }
+}
+
+fn division_ids(field: &str, raw: &[i32]) -> Result<Vec<DivisionId>, Error> {
+    raw.iter().map(|d| DivisionId::parse(field, *d)).collect()
+}
+
+fn optional_division(raw: i32) -> Result<Option<DivisionId>, Error> {
+    match raw {
+        0 => Ok(None),
+        d => DivisionId::parse("division_id", d).map(Some),
+    }
+}
+
+/// Validates an update request into the fields to change.
+fn user_update(r: &pb::UpdateUserRequest) -> Result<UserUpdate, Error> {
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &[
+            "email",
+            "display_name",
+            "password",
+            "role",
+            "division_ids",
+            "disabled",
+        ],
+    )?;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let mut u = UserUpdate::default();
+    if mask.wants("email", r.email.is_some()) {
+        u.email = Some(Email::parse("email", &text(&r.email))?);
+    }
+    if mask.wants("display_name", r.display_name.is_some()) {
+        u.display_name = Some(DisplayName::parse("display_name", &text(&r.display_name))?);
+    }
+    if mask.wants("password", r.password.is_some()) {
+        u.password = Some(Password::parse("password", &text(&r.password))?);
+    }
+    if mask.wants("role", r.role.is_some()) {
+        let role = convert::role_from_pb("role", r.role.unwrap_or_default())?;
+        u.role =
+            Some(role.ok_or_else(|| Error::invalid("role", "must be ROLE_USER or ROLE_ADMIN"))?);
+    }
+    if mask.wants("division_ids", !r.division_ids.is_empty()) {
+        u.divisions = Some(division_ids("division_ids", &r.division_ids)?);
+    }
+    if mask.wants("disabled", r.disabled.is_some()) {
+        u.disabled = Some(r.disabled.unwrap_or_default());
+    }
+    Ok(u)
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn list_users(
+        &self,
+        request: Request<pb::AdminListUsersRequest>,
+    ) -> Result<Response<pb::AdminListUsersResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let filter = db::users::Filter {
+            query: (!r.query.trim().is_empty()).then(|| r.query.trim().to_owned()),
+            role: convert::role_from_pb("role", r.role)?,
+            division: optional_division(r.division_id)?,
+            active_only: false,
+            order: db::users::Order::Email,
+        };
+        let size = PageSize::parse(r.page_size, 50, 200)?;
+        let token = PageToken::parse(&r.page_token)?;
+        let page = service::admin::list_users(&self.state, &caller, filter, size, token).await?;
+        Ok(Response::new(pb::AdminListUsersResponse {
+            users: page.items.into_iter().map(convert::user).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let r = request.into_inner();
+        let email = Email::parse("email", &r.email)?;
+        let display_name = if r.display_name.trim().is_empty() {
+            DisplayName::parse("display_name", email.local_part())?
+        } else {
+            DisplayName::parse("display_name", &r.display_name)?
+        };
+        let new = NewAccount {
+            password: Password::parse("password", &r.password)?,
+            role: convert::role_from_pb("role", r.role)?.unwrap_or(Role::User),
+            divisions: division_ids("division_ids", &r.division_ids)?,
+            email,
+            display_name,
+        };
+        let u = service::admin::create_user(&self.state, &caller, new).await?;
+        Ok(Response::new(convert::user(u)))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::AdminGetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let id = UserId::parse("id", &request.get_ref().id)?;
+        let u = service::admin::get_user(&self.state, &caller, id).await?;
+        Ok(Response::new(convert::user(u)))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let r = request.into_inner();
+        let id = UserId::parse("id", &r.id)?;
+        let update = user_update(&r)?;
+        let u = service::admin::update_user(&self.state, &caller, id, update).await?;
+        Ok(Response::new(convert::user(u)))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let id = UserId::parse("id", &request.get_ref().id)?;
+        service::admin::delete_user(&self.state, &caller, id).await?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn list_divisions(
+        &self,
+        request: Request<pb::ListDivisionsRequest>,
+    ) -> Result<Response<pb::ListDivisionsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let divisions = service::admin::list_divisions(&self.state, &caller).await?;
+        Ok(Response::new(pb::ListDivisionsResponse {
+            divisions: divisions.into_iter().map(convert::division).collect(),
+        }))
+    }
+
+    async fn create_division(
+        &self,
+        request: Request<pb::CreateDivisionRequest>,
+    ) -> Result<Response<pb::Division>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let name = DivisionName::parse("name", &request.get_ref().name)?;
+        let d = service::admin::create_division(&self.state, &caller, name).await?;
+        Ok(Response::new(convert::division(d)))
+    }
+
+    async fn update_division(
+        &self,
+        request: Request<pb::UpdateDivisionRequest>,
+    ) -> Result<Response<pb::Division>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let r = request.into_inner();
+        let id = DivisionId::parse("id", r.id)?;
+        let name = DivisionName::parse("name", &r.name)?;
+        let d = service::admin::rename_division(&self.state, &caller, id, name).await?;
+        Ok(Response::new(convert::division(d)))
+    }
+
+    async fn delete_division(
+        &self,
+        request: Request<pb::DeleteDivisionRequest>,
+    ) -> Result<Response<pb::DeleteDivisionResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let id = DivisionId::parse("id", request.get_ref().id)?;
+        service::admin::delete_division(&self.state, &caller, id).await?;
+        Ok(Response::new(pb::DeleteDivisionResponse {}))
+    }
+
+    async fn add_division_member(
+        &self,
+        request: Request<pb::AddDivisionMemberRequest>,
+    ) -> Result<Response<pb::Division>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let r = request.into_inner();
+        let id = DivisionId::parse("division_id", r.division_id)?;
+        let user = UserId::parse("user_id", &r.user_id)?;
+        let d = service::admin::set_division_member(&self.state, &caller, id, user, true).await?;
+        Ok(Response::new(convert::division(d)))
+    }
+
+    async fn remove_division_member(
+        &self,
+        request: Request<pb::RemoveDivisionMemberRequest>,
+    ) -> Result<Response<pb::Division>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let r = request.into_inner();
+        let id = DivisionId::parse("division_id", r.division_id)?;
+        let user = UserId::parse("user_id", &r.user_id)?;
+        let d = service::admin::set_division_member(&self.state, &caller, id, user, false).await?;
+        Ok(Response::new(convert::division(d)))
+    }
+}

@@ -1,0 +1,122 @@
+//! `epop.v1.AuthService`: sign-in, refresh, sign-out, password reset.
+
+use crate::{
+    auth::cookie,
+    grpc::convert,
+    pb::{self, auth_service_server::AuthService},
+    service::{self, State, auth::Session},
+};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
+
+/// The AuthService adapter.
+#[derive(Debug, Clone)]
+pub struct AuthApi {
+    state: State,
+}
+
+impl AuthApi {
+    /// An adapter over `state`.
+    pub fn new(state: State) -> Self {
+        Self { state }
+    }
+
+    /// Puts `set-cookie` values into a response's metadata.
+    fn with_cookies<T>(mut response: Response<T>, cookies: Vec<String>) -> Response<T> {
+        for c in cookies {
+            if let Ok(v) = MetadataValue::try_from(c) {
+                response.metadata_mut().append("set-cookie", v);
+            }
+        }
+        response
+    }
+
+    fn session_cookies(&self, s: &Session) -> Vec<String> {
+        cookie::set(&s.refresh_token, self.state.refresh_ttl)
+    }
+}
+
+/// The refresh token from the body, or else from the `epop_refresh` cookie.
+fn refresh_token<T>(request: &Request<T>, body: &str) -> String {
+    if body.is_empty() {
+        cookie::read(request.metadata().as_ref()).unwrap_or_default()
+    } else {
+        body.to_owned()
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let r = request.into_inner();
+        let s = service::auth::login(&self.state, &r.email, &r.password).await?;
+        let cookies = self.session_cookies(&s);
+        let reply = pb::LoginResponse {
+            access_token: s.access_token,
+            token_type: "Bearer".into(),
+            access_token_expire_time: Some(convert::timestamp(s.access_expires_at)),
+            refresh_token: if r.return_refresh_token {
+                s.refresh_token
+            } else {
+                String::new()
+            },
+            refresh_token_expire_time: Some(convert::timestamp(s.refresh_expires_at)),
+            user: Some(convert::user(s.user)),
+        };
+        Ok(Self::with_cookies(Response::new(reply), cookies))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let token = refresh_token(&request, &request.get_ref().refresh_token);
+        let r = request.into_inner();
+        let s = service::auth::refresh(&self.state, &token).await?;
+        let cookies = self.session_cookies(&s);
+        let reply = pb::RefreshResponse {
+            access_token: s.access_token,
+            token_type: "Bearer".into(),
+            access_token_expire_time: Some(convert::timestamp(s.access_expires_at)),
+            refresh_token: if r.return_refresh_token {
+                s.refresh_token
+            } else {
+                String::new()
+            },
+            refresh_token_expire_time: Some(convert::timestamp(s.refresh_expires_at)),
+            user: Some(convert::user(s.user)),
+        };
+        Ok(Self::with_cookies(Response::new(reply), cookies))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let token = refresh_token(&request, &request.get_ref().refresh_token);
+        service::auth::logout(&self.state, &token).await?;
+        Ok(Self::with_cookies(
+            Response::new(pb::LogoutResponse {}),
+            cookie::clear(),
+        ))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        service::auth::request_reset(&self.state, &request.get_ref().email).await?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {}))
+    }
+
+    async fn confirm_password_reset(
+        &self,
+        request: Request<pb::ConfirmPasswordResetRequest>,
+    ) -> Result<Response<pb::ConfirmPasswordResetResponse>, Status> {
+        let r = request.into_inner();
+        service::auth::confirm_reset(&self.state, &r.token, &r.new_password).await?;
+        Ok(Response::new(pb::ConfirmPasswordResetResponse {}))
+    }
+}

@@ -1,0 +1,102 @@
+//! The gRPC surface: thin adapters per service, and the router that serves them over native
+//! gRPC and gRPC-Web, with health, reflection, CORS and the authentication layer.
+
+pub mod admin;
+pub mod auth;
+pub mod convert;
+pub mod pending;
+pub mod users;
+
+use crate::{auth::layer::authenticate, pb, service::State};
+use axum::middleware::from_fn_with_state;
+use http::{HeaderName, HeaderValue, Method};
+use tonic::service::Routes;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The fully-qualified names of EPOP's eight services.
+pub const SERVICE_NAMES: [&str; 8] = [
+    "epop.v1.AuthService",
+    "epop.v1.UserService",
+    "epop.v1.AdminService",
+    "epop.v1.ProjectService",
+    "epop.v1.TaskService",
+    "epop.v1.ConversationService",
+    "epop.v1.FileService",
+    "epop.v1.AiService",
+];
+
+/// The gRPC router: every EPOP service, `grpc.health.v1`, reflection v1 and v1alpha; behind
+/// authentication, gRPC-Web translation and CORS.
+pub fn router(
+    state: &State,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    cors_origins: &[String],
+) -> anyhow::Result<axum::Router> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let routes = Routes::new(pb::auth_service_server::AuthServiceServer::new(
+        auth::AuthApi::new(state.clone()),
+    ))
+    .add_service(pb::user_service_server::UserServiceServer::new(
+        users::UserApi::new(state.clone()),
+    ))
+    .add_service(pb::admin_service_server::AdminServiceServer::new(
+        admin::AdminApi::new(state.clone()),
+    ))
+    .add_service(pb::project_service_server::ProjectServiceServer::new(
+        pending::Pending,
+    ))
+    .add_service(pb::task_service_server::TaskServiceServer::new(
+        pending::Pending,
+    ))
+    .add_service(pb::conversation_service_server::ConversationServiceServer::new(pending::Pending))
+    .add_service(pb::file_service_server::FileServiceServer::new(
+        pending::Pending,
+    ))
+    .add_service(pb::ai_service_server::AiServiceServer::new(
+        pending::Pending,
+    ))
+    .add_service(health)
+    .add_service(reflection().build_v1()?)
+    .add_service(reflection().build_v1alpha()?);
+    Ok(routes
+        .into_axum_router()
+        .layer(from_fn_with_state(state.jwt.clone(), authenticate))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(cors(cors_origins)?))
+}
+
+/// CORS for browser gRPC-Web clients: only the configured origins, with credentials (the
+/// refresh cookie), exposing the gRPC status headers.
+fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let origins = origins
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| HeaderValue::from_str(o.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow::anyhow!("EPOP_CORS_ORIGINS holds an invalid origin"))?;
+    let header = HeaderName::from_static;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header("authorization"),
+            header("content-type"),
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+            header("x-request-id"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+            header("x-request-id"),
+        ]))
+}

@@ -1,0 +1,27 @@
+//! EPOP: the backend of a team-collaboration app, as one gRPC-first Rust service that also
+//! speaks gRPC-Web and (by later issues) REST/JSON on the same port.
+//!
+//! # Layout
+//!
+//! - [`app`]: builds the server from a [`config::Config`], binds, runs until stopped.
+//! - [`config`]: typed settings from flags and environment variables.
+//! - [`error`]: the one error type and its one mapping to `tonic::Status`.
+//! - [`pb`]: generated protobuf types, servers, clients and the descriptor set.
+//! - [`grpc`]: thin adapters from tonic requests to services, and the router.
+//! - [`auth`]: JWTs, password hashing, the authentication layer and the caller type.
+//! - [`domain`]: typed ids and validated values; no IO.
+//! - [`service`]: business rules, authorization and transactions.
+//! - [`db`]: the pool, the embedded PostgreSQL, the generated schema and the queries.
+//! - [`jobs`]: the durable jobs table worker and the email sender.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod jobs;
+pub mod pb;
+pub mod service;
+pub mod telemetry;

@@ -1,0 +1,157 @@
+//! The `epop` command: `serve` (the default), `migrate`, and `user create`.
+
+use clap::{Parser, Subcommand};
+use epop::{
+    app::App,
+    auth::password::Hasher,
+    config::{LogFormat, ServeArgs, StoreArgs},
+    db,
+    domain::{DisplayName, Email, Password, Role},
+    service::accounts,
+    telemetry,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+/// EPOP: the team-collaboration backend (gRPC, gRPC-Web, REST on one port).
+#[derive(Debug, Parser)]
+#[command(name = "epop", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(StoreArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; prints its password when one is generated.
+    Create {
+        /// The sign-in email address.
+        #[arg(long)]
+        email: String,
+        /// The display name (default: the part of the email before the @).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// The password (default: a generated one, printed once).
+        #[arg(long, env = "EPOP_USER_PASSWORD", hide_env_values = true)]
+        password: Option<SecretString>,
+        /// Give the account the ADMIN role.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(store)) => {
+            telemetry::init(LogFormat::Text);
+            with_database(&store, async |url| db::migrate(url).await).await
+        }
+        Some(Command::User(UserCommand::Create {
+            email,
+            display_name,
+            password,
+            admin,
+            store,
+        })) => {
+            telemetry::init(LogFormat::Text);
+            with_database(&store, async |url| {
+                db::migrate(url).await?;
+                let pool = db::connect(url, 2).await?;
+                let email = Email::parse("--email", &email)?;
+                let name = display_name.unwrap_or_else(|| email.local_part().to_owned());
+                let generated = password.is_none().then(accounts::generate_password);
+                let raw = match (&password, &generated) {
+                    (Some(p), _) => p.expose_secret().to_owned(),
+                    (None, g) => g.clone().unwrap_or_default(),
+                };
+                let account = accounts::NewAccount {
+                    display_name: DisplayName::parse("--display-name", &name)?,
+                    password: Password::parse("--password", &raw)?,
+                    role: if admin { Role::Admin } else { Role::User },
+                    divisions: vec![],
+                    email,
+                };
+                let user = accounts::create(&pool, &Hasher::default(), account).await?;
+                println!(
+                    "created user {} ({}), role {}",
+                    user.email,
+                    user.id,
+                    user.role.as_str()
+                );
+                if let Some(p) = generated {
+                    println!("password (shown once): {p}");
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+/// Runs `f` against the configured database, or the embedded one (stopped afterwards when
+/// this command started it).
+async fn with_database(
+    store: &StoreArgs,
+    f: impl AsyncFnOnce(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&store.data_dir)?;
+    let (url, embedded) = db::resolve(store.database_url.as_ref(), &store.data_dir).await?;
+    let result = f(&url).await;
+    if let Some(pg) = embedded.filter(|pg| pg.started_here()) {
+        pg.stop().await?;
+    }
+    result
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let app = App::build(args).await?;
+    if let Some(password) = &app.generated_admin_password {
+        println!("\n  First start: created the admin account. Sign in with the password below;");
+        println!("  it is shown this once (set EPOP_ADMIN_PASSWORD to choose it instead).");
+        println!("  password: {password}\n");
+    }
+    let stop = app.stop_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received: finishing in-flight calls");
+        stop.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

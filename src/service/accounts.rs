@@ -1,0 +1,107 @@
+//! Creating accounts: shared by the admin RPC, the `epop user create` command and the
+//! bootstrap admin of the first start.
+
+use crate::{
+    auth::password::Hasher,
+    db::{self, Pool, users::User},
+    domain::{DisplayName, DivisionId, Email, Password, Role},
+    error::{Error, Result},
+};
+use diesel_async::AsyncConnection;
+use secrecy::{ExposeSecret, SecretString};
+
+/// A validated account to create.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// The email address.
+    pub email: Email,
+    /// The display name.
+    pub display_name: DisplayName,
+    /// The initial password.
+    pub password: Password,
+    /// The role.
+    pub role: Role,
+    /// The divisions.
+    pub divisions: Vec<DivisionId>,
+}
+
+/// Creates an account (the user and their divisions, in one transaction).
+pub async fn create(pool: &Pool, hasher: &Hasher, new: NewAccount) -> Result<User> {
+    let hash = hasher.hash(&new.password).await?;
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let id = db::users::insert(
+            conn,
+            db::users::NewUser {
+                email: &new.email,
+                display_name: &new.display_name,
+                password_hash: &hash,
+                role: new.role,
+            },
+        )
+        .await?;
+        db::users::set_divisions(conn, id, &new.divisions).await?;
+        db::users::get(conn, id)
+            .await?
+            .ok_or_else(|| Error::internal("the new user vanished"))
+    })
+    .await
+}
+
+/// A random password of 20 URL-safe characters.
+pub fn generate_password() -> String {
+    use rand::{Rng, distr::Alphanumeric};
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
+}
+
+/// On a start with no active admin, creates one with `email` and `password` (generated when
+/// `None`). Returns the generated password, which the caller prints once.
+pub async fn ensure_admin(
+    pool: &Pool,
+    hasher: &Hasher,
+    email: &str,
+    password: Option<&SecretString>,
+) -> anyhow::Result<Option<String>> {
+    let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if db::users::count_active_admins(&mut conn)
+        .await
+        .map_err(anyhow_of)?
+        > 0
+    {
+        return Ok(None);
+    }
+    drop(conn);
+    let (raw, generated) = match password {
+        Some(p) => (p.expose_secret().to_owned(), None),
+        None => {
+            let g = generate_password();
+            (g.clone(), Some(g))
+        }
+    };
+    let email = Email::parse("EPOP_ADMIN_EMAIL", email).map_err(anyhow_of)?;
+    let account = NewAccount {
+        display_name: DisplayName::parse("EPOP_ADMIN_EMAIL", email.local_part())
+            .map_err(anyhow_of)?,
+        email,
+        password: Password::parse("EPOP_ADMIN_PASSWORD", &raw).map_err(anyhow_of)?,
+        role: Role::Admin,
+        divisions: vec![],
+    };
+    let user = create(pool, hasher, account).await.map_err(|e| match e {
+        Error::AlreadyExists(_) => anyhow::anyhow!(
+            "there is no active admin, and EPOP_ADMIN_EMAIL belongs to an existing account: \
+             choose another address, or promote it with `epop user create`"
+        ),
+        e => anyhow_of(e),
+    })?;
+    tracing::info!(email = %user.email, "created the bootstrap admin");
+    Ok(generated)
+}
+
+fn anyhow_of(e: Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}

@@ -1,0 +1,251 @@
+//! Sign-in, refresh-token rotation with theft detection, sign-out and password reset.
+
+use crate::{
+    db::{self, users::User},
+    domain::{Email, Password, UserId},
+    error::{Error, Result},
+    jobs::{self, Worker},
+    service::State,
+};
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a password reset link works.
+pub const RESET_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// A signed-in session: tokens and the user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The access token (JWT).
+    pub access_token: String,
+    /// When the access token expires.
+    pub access_expires_at: DateTime<Utc>,
+    /// The refresh token (shown once; stored only as a hash).
+    pub refresh_token: String,
+    /// When the refresh token expires.
+    pub refresh_expires_at: DateTime<Utc>,
+    /// The user.
+    pub user: User,
+}
+
+/// A random token of 256 bits, URL-safe.
+pub fn new_token() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The SHA-256 of a token: what the database keeps.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn bad_credentials() -> Error {
+    Error::Unauthenticated("wrong email or password".into())
+}
+
+fn bad_refresh() -> Error {
+    Error::Unauthenticated("invalid or expired refresh token, sign in again".into())
+}
+
+/// Signs in with email and password.
+pub async fn login(state: &State, email: &str, password: &str) -> Result<Session> {
+    let email = Email::parse("email", email)?;
+    if password.is_empty() {
+        return Err(Error::invalid("password", "is required"));
+    }
+    if password.chars().count() > Password::MAX_CHARS {
+        return Err(bad_credentials());
+    }
+    let mut conn = state.pool.get().await?;
+    let (user, hash) = match db::users::find_by_email(&mut conn, &email).await? {
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
+    };
+    let matches = state.hasher.verify(password, hash).await?;
+    match user {
+        Some(user) if matches && !user.disabled => {
+            start(state, &mut conn, user, Uuid::new_v4()).await
+        }
+        _ => Err(bad_credentials()),
+    }
+}
+
+/// Issues tokens for `user` in session `family`.
+async fn start(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    user: User,
+    family: Uuid,
+) -> Result<Session> {
+    let refresh_token = new_token();
+    let refresh_expires_at = Utc::now() + state.refresh_ttl;
+    db::tokens::insert_refresh(
+        conn,
+        user.id,
+        family,
+        &token_hash(&refresh_token),
+        refresh_expires_at,
+    )
+    .await?;
+    let (access_token, access_expires_at) = state.jwt.issue(user.id, user.role, family)?;
+    Ok(Session {
+        access_token,
+        access_expires_at,
+        refresh_token,
+        refresh_expires_at,
+        user,
+    })
+}
+
+enum Rotation {
+    Rotated(Box<Session>),
+    Rejected,
+}
+
+/// Rotates a refresh token. A token that was already rotated revokes its whole family.
+pub async fn refresh(state: &State, token: &str) -> Result<Session> {
+    if token.is_empty() {
+        return Err(Error::Unauthenticated(
+            "no refresh token: send it or its cookie".into(),
+        ));
+    }
+    let hash = token_hash(token);
+    let mut conn = state.pool.get().await?;
+    // The transaction commits in every case: a rejection may have revoked a family.
+    let outcome = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let Some(t) = db::tokens::find_refresh_for_update(conn, &hash).await? else {
+                return Ok(Rotation::Rejected);
+            };
+            if t.revoked_at.is_some() || t.expires_at <= Utc::now() {
+                return Ok(Rotation::Rejected);
+            }
+            if t.rotated_at.is_some() {
+                let n = db::tokens::revoke_family(conn, t.family_id).await?;
+                tracing::warn!(user = %t.user_id, family = %t.family_id, revoked = n,
+                    "a rotated refresh token was presented again: session family revoked");
+                return Ok(Rotation::Rejected);
+            }
+            let user = match db::users::get(conn, UserId(t.user_id)).await? {
+                Some(u) if !u.disabled => u,
+                _ => {
+                    db::tokens::revoke_family(conn, t.family_id).await?;
+                    return Ok(Rotation::Rejected);
+                }
+            };
+            db::tokens::mark_rotated(conn, t.id).await?;
+            let session = start(state, conn, user, t.family_id).await?;
+            Ok(Rotation::Rotated(Box::new(session)))
+        })
+        .await?;
+    match outcome {
+        Rotation::Rotated(s) => Ok(*s),
+        Rotation::Rejected => Err(bad_refresh()),
+    }
+}
+
+/// Revokes the session family of `token`; unknown tokens are ignored.
+pub async fn logout(state: &State, token: &str) -> Result<()> {
+    if token.is_empty() {
+        return Ok(());
+    }
+    let mut conn = state.pool.get().await?;
+    if let Some(t) = db::tokens::find_refresh_for_update(&mut conn, &token_hash(token)).await? {
+        db::tokens::revoke_family(&mut conn, t.family_id).await?;
+    }
+    Ok(())
+}
+
+/// Queues a reset email for an active account with this address. Says nothing about
+/// whether the account exists.
+pub async fn request_reset(state: &State, email: &str) -> Result<()> {
+    let email = Email::parse("email", email)?;
+    let mut conn = state.pool.get().await?;
+    let queued = conn
+        .transaction::<_, Error, _>(async |conn| {
+            match db::users::find_by_email(conn, &email).await? {
+                Some((user, _)) if !user.disabled => {
+                    let payload = serde_json::json!({ "user_id": user.id.0 });
+                    db::jobs::enqueue(conn, jobs::PASSWORD_RESET_EMAIL, payload, None).await?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await?;
+    if queued {
+        state.wake_jobs.notify_one();
+    }
+    Ok(())
+}
+
+/// Sets a new password with a reset token, and revokes every session of the user.
+pub async fn confirm_reset(state: &State, token: &str, new_password: &str) -> Result<()> {
+    if token.is_empty() {
+        return Err(Error::invalid("token", "is required"));
+    }
+    let password = Password::parse("new_password", new_password)?;
+    let hash = state.hasher.hash(&password).await?;
+    let token = token_hash(token);
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let invalid = || Error::invalid("token", "is invalid, expired or already used");
+        let user = db::tokens::consume_reset(conn, &token)
+            .await?
+            .ok_or_else(invalid)?;
+        let changes = db::users::UserChanges {
+            password_hash: Some(hash),
+            ..Default::default()
+        };
+        if !db::users::update(conn, user, changes).await? {
+            return Err(invalid());
+        }
+        db::tokens::revoke_user(conn, user, None).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The job that emails a reset link: makes a single-use token valid until 30 minutes after
+/// the request, and sends it. A stale job (past that) or a gone account sends nothing.
+pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::Result<()> {
+    let user_id: Uuid = serde_json::from_value(job.payload["user_id"].clone())
+        .context("bad password reset payload")?;
+    let expires_at = job.created_at + RESET_TTL;
+    if expires_at <= Utc::now() {
+        tracing::info!(
+            job = job.id,
+            "password reset request expired before it was sent"
+        );
+        return Ok(());
+    }
+    let mut conn = worker.pool.get().await?;
+    let Some(user) = db::users::get(&mut conn, UserId(user_id)).await? else {
+        return Ok(());
+    };
+    if user.disabled {
+        return Ok(());
+    }
+    let token = new_token();
+    db::tokens::insert_reset(&mut conn, user.id, &token_hash(&token), expires_at).await?;
+    drop(conn);
+    let link = format!(
+        "{}/reset-password?token={token}",
+        worker.public_url.trim_end_matches('/')
+    );
+    let body = format!(
+        "Hello {},\n\nSomeone asked to reset the password of your EPOP account.\n\
+         To choose a new password, open this link within 30 minutes:\n\n{link}\n\n\
+         or enter this reset code in the app:\n\n{token}\n\n\
+         If it was not you, ignore this email: your password stays as it is.\n",
+        user.display_name
+    );
+    worker
+        .mailer
+        .send(job.id, &user.email, "Reset your EPOP password", body)
+        .await
+}

@@ -1,0 +1,26 @@
+//! Business rules, authorization and transactions, one module per area. Services take and
+//! return domain types; prost types never reach this layer.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod users;
+
+use crate::{auth::jwt::JwtKeys, auth::password::Hasher, db::Pool};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Notify;
+
+/// What every service needs: the database, keys, the hasher and the job worker's bell.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The database pool.
+    pub pool: Pool,
+    /// Access-token keys.
+    pub jwt: Arc<JwtKeys>,
+    /// The password hasher.
+    pub hasher: Hasher,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// Rung after a transaction that enqueued a job commits.
+    pub wake_jobs: Arc<Notify>,
+}
