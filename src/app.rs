@@ -115,6 +115,8 @@ impl App {
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));
+        // Registered before the first call can arrive, so health never answers "unknown".
+        report_health(&health, &ready, db::ping(&state.pool).await).await;
         let grpc_router = grpc::router(&state, health_service, &config.cors_origins)?;
         let router = top_router(grpc_router, ready.clone());
         let listener = TcpListener::bind(config.listen)
@@ -250,31 +252,39 @@ async fn watch_health(
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    use tonic_health::ServingStatus;
-    let mut last = None;
+    let mut last = ready.load(Ordering::Relaxed);
     loop {
-        let up = db::ping(&pool).await;
-        ready.store(up, Ordering::Relaxed);
-        if last != Some(up) {
-            let status = if up {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            reporter.set_service_status("", status).await;
-            for name in grpc::SERVICE_NAMES {
-                reporter.set_service_status(name, status).await;
-            }
-            if up {
-                tracing::info!("database reachable: SERVING");
-            } else {
-                tracing::warn!("database unreachable: NOT_SERVING");
-            }
-            last = Some(up);
-        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(HEALTH_INTERVAL) => {}
         }
+        let up = db::ping(&pool).await;
+        if up != last {
+            report_health(&reporter, &ready, up).await;
+            last = up;
+        }
+    }
+}
+
+async fn report_health(
+    reporter: &tonic_health::server::HealthReporter,
+    ready: &AtomicBool,
+    up: bool,
+) {
+    use tonic_health::ServingStatus;
+    ready.store(up, Ordering::Relaxed);
+    let status = if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    for name in grpc::SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+    if up {
+        tracing::info!("database reachable: SERVING");
+    } else {
+        tracing::warn!("database unreachable: NOT_SERVING");
     }
 }

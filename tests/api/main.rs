@@ -1,1 +1,10 @@
+//! Integration tests against the real server on port 0, with a fresh PostgreSQL database each.
 
+mod admin;
+mod auth;
+mod embedded;
+mod helpers;
+mod jobs;
+mod protocol;
+mod tokens;
+mod users;

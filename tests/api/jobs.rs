@@ -1,0 +1,44 @@
+//! The durable jobs table: a job survives a restart and is sent exactly once.
+
+use crate::helpers::*;
+use epop::pb;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_left_by_a_stopped_or_crashed_worker_run_once_after_a_restart() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("job@example.com", "job-password-1", pb::Role::User)
+        .await;
+    let data_dir = app.data_dir.clone();
+    let (db, dir) = app.stop().await;
+
+    // While no server runs: one reset request committed but never picked up, and one that a
+    // worker claimed and then died on (its lease has run out).
+    db_sql(&db, &format!(
+        "INSERT INTO jobs (kind, payload) VALUES ('password_reset_email', '{{\"user_id\": \"{}\"}}')",
+        user.id
+    ))
+    .await;
+    db_sql(
+        &db,
+        &format!(
+            "INSERT INTO jobs (kind, payload, attempts, locked_until) VALUES \
+         ('password_reset_email', '{{\"user_id\": \"{}\"}}', 1, now() - interval '1 second')",
+            user.id
+        ),
+    )
+    .await;
+
+    let app = TestApp::start(config(&db, &data_dir), db.clone()).await;
+    let emails = app.wait_for_emails(2).await;
+    assert!(emails.iter().all(|e| e.contains("To: job@example.com")));
+    let codes: Vec<String> = emails.iter().map(|e| reset_code(e)).collect();
+    assert_ne!(codes[0], codes[1]);
+
+    // Both are done: another restart sends nothing more.
+    let (db, _) = app.stop().await;
+    let app = TestApp::start(config(&db, &data_dir), db).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(app.email_count(), 2);
+    drop(dir);
+}

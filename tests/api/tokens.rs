@@ -1,0 +1,160 @@
+//! Access tokens: what the authentication layer accepts and rejects.
+
+use crate::helpers::*;
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
+use epop::pb;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tonic::Code;
+
+fn signing_key(app: &TestApp) -> EncodingKey {
+    let text = std::fs::read_to_string(app.data_dir.join("jwt.key")).unwrap();
+    EncodingKey::from_secret(&STANDARD.decode(text.trim()).unwrap())
+}
+
+fn claims(sub: &str, exp_offset: i64) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    serde_json::json!({
+        "sub": sub, "role": "ADMIN", "sid": uuid::Uuid::new_v4(), "iss": "epop",
+        "iat": now, "exp": now + exp_offset,
+    })
+}
+
+async fn get_me(app: &TestApp, token: &str) -> Result<pb::User, tonic::Status> {
+    app.users()
+        .await
+        .get_me(authed(pb::GetMeRequest {}, token))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_expired_and_unsigned_tokens_are_rejected() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("eve@example.com", "eve-password-1", pb::Role::User)
+        .await;
+    let key = signing_key(&app);
+
+    // Control: a token signed here with the server's key works, so the rejections below
+    // are about the token, not about how the test makes it.
+    let good =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user.id, 60), &key).unwrap();
+    assert_eq!(get_me(&app, &good).await.unwrap().id, user.id);
+
+    let expired =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user.id, -5), &key).unwrap();
+    assert_eq!(
+        get_me(&app, &expired).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    // Eve promotes herself by editing the payload of her own token.
+    let own = app
+        .login("eve@example.com", "eve-password-1")
+        .await
+        .access_token;
+    let parts: Vec<&str> = own.split('.').collect();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["role"] = "ADMIN".into();
+    let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
+    let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    assert_eq!(
+        get_me(&app, &tampered).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!("{none_header}.{forged_payload}.");
+    assert_eq!(
+        get_me(&app, &unsigned).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let wrong_key = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&user.id, 60),
+        &EncodingKey::from_secret(&[1; 64]),
+    )
+    .unwrap();
+    assert_eq!(
+        get_me(&app, &wrong_key).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rpc_but_the_public_ones_needs_a_token() {
+    let app = TestApp::spawn().await;
+    let no_token = app
+        .users()
+        .await
+        .get_me(pb::GetMeRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(no_token.code(), Code::Unauthenticated);
+    let garbage = get_me(&app, "not-a-jwt").await.unwrap_err();
+    assert_eq!(garbage.code(), Code::Unauthenticated);
+    let admin = app
+        .admin()
+        .await
+        .list_users(pb::AdminListUsersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(admin.code(), Code::Unauthenticated);
+
+    // Services implemented later still authenticate first, then answer UNIMPLEMENTED.
+    let mut projects = pb::project_service_client::ProjectServiceClient::new(app.channel().await);
+    let anon = projects
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(anon.code(), Code::Unauthenticated);
+    let token = app.admin_token().await;
+    let signed_in = projects
+        .list_projects(authed(pb::ListProjectsRequest::default(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(signed_in.code(), Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_user_is_refused_by_refresh_at_once() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("gone@example.com", "gone-password-1", pb::Role::User)
+        .await;
+    let session = app.login("gone@example.com", "gone-password-1").await;
+    let admin = app.admin_token().await;
+    app.admin()
+        .await
+        .delete_user(authed(
+            pb::DeleteUserRequest {
+                id: user.id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let refresh = app
+        .auth()
+        .await
+        .refresh(pb::RefreshRequest {
+            refresh_token: session.refresh_token,
+            return_refresh_token: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refresh.code(), Code::Unauthenticated);
+    // Its profile is gone even for a still-valid access token.
+    assert_eq!(
+        get_me(&app, &session.access_token)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}
