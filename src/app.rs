@@ -118,7 +118,8 @@ impl App {
         // Registered before the first call can arrive, so health never answers "unknown".
         report_health(&health, &ready, db::ping(&state.pool).await).await;
         let grpc_router = grpc::router(&state, health_service, &config.cors_origins)?;
-        let router = top_router(grpc_router, ready.clone());
+        let rest = crate::rest::Rest::new(crate::pb::FILE_DESCRIPTOR_SET, grpc_router.clone())?;
+        let router = top_router(grpc_router, rest, ready.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -192,8 +193,8 @@ impl App {
 }
 
 /// Routes gRPC and gRPC-Web (and their CORS preflights) to the gRPC router; everything else
-/// to the plain HTTP routes.
-fn top_router(grpc: Router, ready: Arc<AtomicBool>) -> Router {
+/// to the plain HTTP routes and the REST edge.
+fn top_router(grpc: Router, rest: crate::rest::Rest, ready: Arc<AtomicBool>) -> Router {
     let http = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -209,7 +210,8 @@ fn top_router(grpc: Router, ready: Arc<AtomicBool>) -> Router {
                 }
             }),
         )
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") });
+        // REST under /api/, and JSON 404s for everything else.
+        .merge(rest.router());
     let dispatch = move |req: Request| {
         let target = if is_grpc(&req) {
             grpc.clone()

@@ -1,5 +1,5 @@
 //! EPOP: the backend of a team-collaboration app, as one gRPC-first Rust service that also
-//! speaks gRPC-Web and (by later issues) REST/JSON on the same port.
+//! speaks gRPC-Web and REST/JSON on the same port.
 //!
 //! # Layout
 //!
@@ -8,6 +8,7 @@
 //! - [`error`]: the one error type and its one mapping to `tonic::Status`.
 //! - [`pb`]: generated protobuf types, servers, clients and the descriptor set.
 //! - [`grpc`]: thin adapters from tonic requests to services, and the router.
+//! - [`rest`]: the REST/JSON edge transcoded from `google.api.http`, SSE, OpenAPI.
 //! - [`auth`]: JWTs, password hashing, the authentication layer and the caller type.
 //! - [`domain`]: typed ids and validated values; no IO.
 //! - [`service`]: business rules, authorization and transactions.
@@ -23,5 +24,6 @@ pub mod error;
 pub mod grpc;
 pub mod jobs;
 pub mod pb;
+pub mod rest;
 pub mod service;
 pub mod telemetry;

@@ -6,5 +6,7 @@ mod embedded;
 mod helpers;
 mod jobs;
 mod protocol;
+mod rest;
+mod rest_streams;
 mod tokens;
 mod users;

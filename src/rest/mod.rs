@@ -1,0 +1,213 @@
+//! The REST/JSON edge: every RPC with a `google.api.http` rule, served from the descriptors.
+//!
+//! A request is matched against the route table, decoded into the RPC's request message
+//! (canonical proto3 JSON body, path variables, query parameters), and sent to the same
+//! tonic router that serves gRPC, in process: authentication, validation and errors are
+//! the same on every protocol. Unary replies are JSON; server streams are Server-Sent Events
+//! (or NDJSON when asked). `GET /api/openapi.json` describes it all.
+
+pub mod bind;
+pub mod codec;
+pub mod openapi;
+pub mod routes;
+pub mod status;
+pub mod stream;
+pub mod template;
+
+use crate::rest::{
+    codec::DynamicCodec,
+    routes::{Found, Route, Routes},
+};
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use std::sync::Arc;
+use tonic::{Code, metadata::MetadataMap};
+
+/// The largest accepted request body.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Request headers passed to the RPC as metadata.
+pub const FORWARDED_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "x-request-id",
+    "accept-language",
+    "user-agent",
+];
+
+/// The REST edge: routes, the OpenAPI document and the gRPC router to call.
+#[derive(Clone)]
+pub struct Rest {
+    routes: Arc<Routes>,
+    openapi: Arc<serde_json::Value>,
+    grpc: Router,
+}
+
+impl Rest {
+    /// Builds the edge from the descriptor set, calling `grpc` for every RPC.
+    pub fn new(descriptors: &[u8], grpc: Router) -> anyhow::Result<Self> {
+        let pool = DescriptorPool::decode(descriptors)?;
+        let routes = Routes::from_pool(&pool)?;
+        let openapi = openapi::document(&routes);
+        Ok(Self {
+            routes: Arc::new(routes),
+            openapi: Arc::new(openapi),
+            grpc,
+        })
+    }
+
+    /// The axum routes: `/api/openapi.json` and every annotated RPC under `/api/`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(
+                "/api/openapi.json",
+                axum::routing::get(|State(rest): State<Rest>| async move {
+                    Json(rest.openapi.as_ref().clone())
+                }),
+            )
+            .fallback(handle)
+            .with_state(self)
+    }
+}
+
+async fn handle(State(rest): State<Rest>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let (route, vars) = match rest.routes.find(&parts.method, path) {
+        Found::Route(r, vars) => (r.clone(), vars),
+        Found::WrongMethod(allowed) => {
+            let mut allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+            allow.sort_unstable();
+            allow.dedup();
+            let mut r = status::plain_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unimplemented,
+                format!("{} is not allowed on {path}", parts.method),
+            );
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                r.headers_mut().insert(http::header::ALLOW, v);
+            }
+            return r;
+        }
+        Found::NotFound => {
+            return status::plain_error(
+                StatusCode::NOT_FOUND,
+                Code::NotFound,
+                format!("no route for {} {path}", parts.method),
+            );
+        }
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return status::plain_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+                format!("the body exceeds {MAX_BODY} bytes"),
+            );
+        }
+    };
+    let mut message = match bind::request(&route, &vars, parts.uri.query(), &bytes) {
+        Ok(m) => m,
+        Err(e) => return status::error_response(&tonic::Status::from(e)),
+    };
+    let metadata = forwarded_metadata(&parts.headers);
+    if route.rpc.is_server_streaming() {
+        stream::resume_from_last_event_id(&mut message, &parts.headers);
+        stream::respond(&rest.grpc, &route, message, metadata, &parts.headers).await
+    } else {
+        unary(&rest.grpc, &route, message, metadata).await
+    }
+}
+
+/// The request headers that travel to the RPC as metadata.
+fn forwarded_metadata(headers: &HeaderMap) -> MetadataMap {
+    let mut forwarded = HeaderMap::new();
+    for name in FORWARDED_HEADERS {
+        for v in headers.get_all(name) {
+            forwarded.append(name, v.clone());
+        }
+    }
+    MetadataMap::from_headers(forwarded)
+}
+
+/// A tonic request for `route` carrying `message` and `metadata`.
+fn grpc_request(message: DynamicMessage, metadata: MetadataMap) -> tonic::Request<DynamicMessage> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = metadata;
+    request
+}
+
+/// The gRPC client over the in-process router, ready for one call.
+async fn client(grpc: &Router) -> Result<tonic::client::Grpc<Router>, tonic::Status> {
+    let mut client = tonic::client::Grpc::new(grpc.clone());
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("service not ready: {e}")))?;
+    Ok(client)
+}
+
+fn grpc_path(route: &Route) -> http::uri::PathAndQuery {
+    http::uri::PathAndQuery::try_from(route.grpc_path())
+        .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"))
+}
+
+async fn unary(
+    grpc: &Router,
+    route: &Route,
+    message: DynamicMessage,
+    metadata: MetadataMap,
+) -> Response {
+    let result = match client(grpc).await {
+        Ok(mut c) => {
+            let codec = DynamicCodec::new(route.rpc.output());
+            c.unary(grpc_request(message, metadata), grpc_path(route), codec)
+                .await
+        }
+        Err(s) => Err(s),
+    };
+    match result {
+        Ok(reply) => {
+            let (meta, msg, _) = reply.into_parts();
+            let mut json = bind::to_json(&msg);
+            if !route.response_body.is_empty() {
+                let key = route
+                    .rpc
+                    .output()
+                    .get_field_by_name(&route.response_body)
+                    .map(|f| f.json_name().to_owned())
+                    .unwrap_or_default();
+                json = json.get(&key).cloned().unwrap_or(serde_json::Value::Null);
+            }
+            let mut response = Json(json).into_response();
+            copy_response_headers(&meta, response.headers_mut());
+            response
+        }
+        Err(status) => {
+            let mut response = status::error_response(&status);
+            copy_response_headers(status.metadata(), response.headers_mut());
+            response
+        }
+    }
+}
+
+/// Passes response metadata that HTTP clients need back as headers: `set-cookie` first of all.
+fn copy_response_headers(meta: &MetadataMap, headers: &mut HeaderMap) {
+    let meta = meta.as_ref();
+    for name in ["set-cookie", "x-request-id"] {
+        for v in meta.get_all(name) {
+            headers.append(name, v.clone());
+        }
+    }
+}
+
+/// Used by the top-level router: is this path served by the REST edge?
+pub fn is_rest_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
