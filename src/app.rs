@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
@@ -225,8 +226,28 @@ fn top_router(grpc: Router, rest: crate::rest::Rest, ready: Arc<AtomicBool>) -> 
             }
         }
     };
-    Router::new()
-        .fallback(|req: Request| async move { dispatch(req).await as Response })
+    let security = [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        ),
+    ];
+    let mut router =
+        Router::new().fallback(|req: Request| async move { dispatch(req).await as Response });
+    for (name, value) in security {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        ));
+    }
+    router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -2,7 +2,7 @@
 
 use crate::{
     db::schema::{roles, user_divisions, users},
-    domain::{DisplayName, DivisionId, Email, Role, UserId},
+    domain::{DisplayName, DivisionId, Email, Role, SearchText, UserId},
     error::{Error, Result, on_unique},
 };
 use chrono::{DateTime, Utc};
@@ -310,7 +310,7 @@ pub enum Order {
 #[derive(Debug, Clone)]
 pub struct Filter {
     /// Case-insensitive text the email or display name contains.
-    pub query: Option<String>,
+    pub query: Option<SearchText>,
     /// Only this role.
     pub role: Option<Role>,
     /// Only members of this division.
@@ -351,7 +351,7 @@ pub async fn list(
         q = q.filter(users::disabled_at.is_null());
     }
     if let Some(text) = &filter.query {
-        let p = contains_pattern(text);
+        let p = contains_pattern(text.as_str());
         q = q.filter(
             users::email
                 .ilike(p.clone())

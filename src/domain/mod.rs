@@ -6,4 +6,4 @@ mod values;
 
 pub use ids::{DivisionId, UserId, parse_uuid};
 pub use paging::{Page, PageSize, PageToken};
-pub use values::{DisplayName, DivisionName, Email, Password, Role};
+pub use values::{DisplayName, DivisionName, Email, Password, Role, SearchText};

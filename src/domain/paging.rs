@@ -36,6 +36,13 @@ impl<K: Serialize + DeserializeOwned> PageToken<K> {
         let bytes = URL_SAFE_NO_PAD
             .decode(raw)
             .map_err(|_| Error::invalid("page_token", "is not a token from a previous page"))?;
+        // PostgreSQL text cannot hold NUL: a forged token with one is malformed, not a 500.
+        if bytes.windows(6).any(|w| w == b"\\u0000") {
+            return Err(Error::invalid(
+                "page_token",
+                "is not a token from a previous page",
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(|k| Self(Some(k)))
             .map_err(|_| Error::invalid("page_token", "is not a token from a previous page"))

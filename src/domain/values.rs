@@ -127,6 +127,26 @@ impl DivisionName {
     }
 }
 
+/// Search text for a listing: trimmed, at most 200 characters, no control characters;
+/// `None` when blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchText(String);
+
+impl SearchText {
+    /// Checks optional search text from request field `field`.
+    pub fn parse(field: &str, raw: &str) -> Result<Option<Self>> {
+        if raw.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_name(field, raw, 200).map(|s| Some(Self(s)))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A system-wide role; the names are those of the `roles` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -181,6 +201,19 @@ mod tests {
         assert!(Password::parse("p", "short").is_err());
         assert!(Password::parse("p", "long enough").is_ok());
         assert!(Password::parse("p", &"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn search_text_is_optional_and_rejects_control_characters() {
+        assert_eq!(SearchText::parse("query", "  ").unwrap(), None);
+        assert_eq!(
+            SearchText::parse("query", " ab ")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "ab"
+        );
+        assert!(SearchText::parse("query", "a\u{0}b").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@ use crate::{
     auth::Caller,
     db,
     domain::{
-        DisplayName, DivisionId, DivisionName, Email, PageSize, PageToken, Password, Role, UserId,
+        DisplayName, DivisionId, DivisionName, Email, PageSize, PageToken, Password, Role,
+        SearchText, UserId,
     },
     error::Error,
     grpc::convert::{self, Mask},
@@ -84,7 +85,7 @@ impl AdminService for AdminApi {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
         let filter = db::users::Filter {
-            query: (!r.query.trim().is_empty()).then(|| r.query.trim().to_owned()),
+            query: SearchText::parse("query", &r.query)?,
             role: convert::role_from_pb("role", r.role)?,
             division: optional_division(r.division_id)?,
             active_only: false,

@@ -2,7 +2,7 @@
 
 use crate::{
     auth::Caller,
-    domain::{DisplayName, DivisionId, PageSize, PageToken, UserId},
+    domain::{DisplayName, DivisionId, PageSize, PageToken, SearchText, UserId},
     grpc::convert::{self, Mask},
     pb::{self, user_service_server::UserService},
     service::{self, State},
@@ -75,7 +75,14 @@ impl UserService for UserApi {
             0 => None,
             d => Some(DivisionId::parse("division_id", d)?),
         };
-        let page = service::users::directory(&self.state, &r.query, division, size, token).await?;
+        let page = service::users::directory(
+            &self.state,
+            SearchText::parse("query", &r.query)?,
+            division,
+            size,
+            token,
+        )
+        .await?;
         Ok(Response::new(pb::ListUsersResponse {
             users: page.items.into_iter().map(convert::user).collect(),
             next_page_token: page.next_page_token,

@@ -3,7 +3,7 @@
 use crate::{
     auth::Caller,
     db::{self, users::User},
-    domain::{DisplayName, DivisionId, Page, PageSize, PageToken, Password, UserId},
+    domain::{DisplayName, DivisionId, Page, PageSize, PageToken, Password, SearchText, UserId},
     error::{Error, Result},
     service::State,
 };
@@ -74,13 +74,13 @@ pub async fn change_password(
 /// A page of the directory: active users by display name.
 pub async fn directory(
     state: &State,
-    query: &str,
+    query: Option<SearchText>,
     division: Option<DivisionId>,
     size: PageSize,
     token: PageToken<(String, Uuid)>,
 ) -> Result<Page<User>> {
     let filter = db::users::Filter {
-        query: (!query.trim().is_empty()).then(|| query.trim().to_owned()),
+        query,
         role: None,
         division,
         active_only: true,

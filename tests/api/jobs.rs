@@ -42,3 +42,57 @@ async fn jobs_left_by_a_stopped_or_crashed_worker_run_once_after_a_restart() {
     assert_eq!(app.email_count(), 2);
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_job_is_retried_later_with_its_error_recorded() {
+    use diesel::{
+        QueryableByName,
+        sql_types::{BigInt, Bool, Integer, Text},
+    };
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(QueryableByName, Debug)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = Integer)]
+        attempts: i32,
+        #[diesel(sql_type = Text)]
+        last_error: String,
+        #[diesel(sql_type = Bool)]
+        later: bool,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let app = TestApp::spawn().await;
+    // A payload the handler cannot read: the job fails on every attempt.
+    db_sql(
+        &app.db_name,
+        "INSERT INTO jobs (kind, payload) VALUES ('password_reset_email', '{\"user_id\": 7}')",
+    )
+    .await;
+    let mut conn = AsyncPgConnection::establish(&database_url(&app.db_name))
+        .await
+        .unwrap();
+    let mut row = None;
+    for _ in 0..50 {
+        let r: Row = diesel::sql_query(
+            "SELECT status, attempts, coalesce(last_error, '') AS last_error, run_at > now() AS later, count(*) OVER () AS n FROM jobs",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if r.attempts > 0 && !r.last_error.is_empty() {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let row = row.expect("the worker tried the job");
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.n),
+        ("pending", 1, 1)
+    );
+    assert!(row.later, "the retry waits for its backoff");
+    assert!(row.last_error.contains("payload"), "{}", row.last_error);
+    assert_eq!(app.email_count(), 0);
+}

@@ -250,6 +250,8 @@ async fn plain_http_on_the_same_port_gets_probes_and_404s() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     assert!(ok.headers().contains_key("x-request-id"));
+    assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(ok.headers()["x-frame-options"], "DENY");
     let missing = http
         .get(format!("{}/nope", app.url()))
         .send()

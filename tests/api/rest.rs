@@ -355,6 +355,27 @@ async fn errors_have_the_standard_status_and_a_google_rpc_status_body() {
         (StatusCode::BAD_REQUEST, Some("colour"))
     );
 
+    // NUL cannot be stored by PostgreSQL: a clear 400, not a 500.
+    let (s, b, _) = send(http.get(url("/api/users?query=a%00b")).bearer_auth(&admin)).await;
+    assert_eq!(
+        (s, b["details"][0]["fieldViolations"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("query"))
+    );
+    let forged = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("[\"a\\u0000\",\"{}\"]", uuid::Uuid::nil()))
+    };
+    let (s, b, _) = send(
+        http.get(url(&format!("/api/users?pageToken={forged}")))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(
+        (s, b["details"][0]["fieldViolations"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("page_token"))
+    );
+
     let (s, b, _) = send(http.get(url("/api/nothing-here")).bearer_auth(&admin)).await;
     assert_eq!((s, b["code"].as_i64()), (StatusCode::NOT_FOUND, Some(5)));
     let (s, _, allow) = send(http.delete(url("/api/users/me")).bearer_auth(&admin)).await;
