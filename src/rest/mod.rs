@@ -143,19 +143,23 @@ fn grpc_request(message: DynamicMessage, metadata: MetadataMap) -> tonic::Reques
     request
 }
 
-/// The gRPC client over the in-process router, ready for one call.
-async fn client(grpc: &Router) -> Result<tonic::client::Grpc<Router>, tonic::Status> {
+/// What one call of `route` needs: a gRPC client over the in-process router (ready), the
+/// codec of its reply type, and its gRPC path.
+type Call = (
+    tonic::client::Grpc<Router>,
+    DynamicCodec,
+    http::uri::PathAndQuery,
+);
+
+async fn prepare(grpc: &Router, route: &Route) -> Result<Call, tonic::Status> {
     let mut client = tonic::client::Grpc::new(grpc.clone());
     client
         .ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("service not ready: {e}")))?;
-    Ok(client)
-}
-
-fn grpc_path(route: &Route) -> http::uri::PathAndQuery {
-    http::uri::PathAndQuery::try_from(route.grpc_path())
-        .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"))
+    let path = http::uri::PathAndQuery::try_from(route.grpc_path())
+        .map_err(|_| tonic::Status::internal("bad gRPC path"))?;
+    Ok((client, DynamicCodec::new(route.rpc.output()), path))
 }
 
 async fn unary(
@@ -164,14 +168,13 @@ async fn unary(
     message: DynamicMessage,
     metadata: MetadataMap,
 ) -> Response {
-    let result = match client(grpc).await {
-        Ok(mut c) => {
-            let codec = DynamicCodec::new(route.rpc.output());
-            c.unary(grpc_request(message, metadata), grpc_path(route), codec)
-                .await
-        }
-        Err(s) => Err(s),
+    let (mut client, codec, path) = match prepare(grpc, route).await {
+        Ok(call) => call,
+        Err(s) => return status::error_response(&s),
     };
+    let result = client
+        .unary(grpc_request(message, metadata), path, codec)
+        .await;
     match result {
         Ok(reply) => {
             let (meta, msg, _) = reply.into_parts();

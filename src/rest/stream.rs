@@ -4,10 +4,7 @@
 //! `application/x-ndjson`. When the HTTP client goes away the body is dropped, and with it
 //! the in-process call, so the RPC is cancelled.
 
-use crate::rest::{
-    bind, client, codec::DynamicCodec, copy_response_headers, grpc_path, grpc_request,
-    routes::Route, status,
-};
+use crate::rest::{bind, copy_response_headers, grpc_request, prepare, routes::Route, status};
 use axum::{
     Router,
     body::Body,
@@ -51,14 +48,13 @@ pub async fn respond(
     metadata: MetadataMap,
     headers: &HeaderMap,
 ) -> Response {
-    let result = match client(grpc).await {
-        Ok(mut c) => {
-            let codec = DynamicCodec::new(route.rpc.output());
-            c.server_streaming(grpc_request(message, metadata), grpc_path(route), codec)
-                .await
-        }
-        Err(s) => Err(s),
+    let (mut client, codec, path) = match prepare(grpc, route).await {
+        Ok(call) => call,
+        Err(s) => return status::error_response(&s),
     };
+    let result = client
+        .server_streaming(grpc_request(message, metadata), path, codec)
+        .await;
     // A call that fails before its first message is an ordinary error response.
     let reply = match result {
         Ok(r) => r,
