@@ -82,6 +82,15 @@ pub fn from_json(desc: &MessageDescriptor, body: &[u8]) -> Result<DynamicMessage
     Ok(msg)
 }
 
+/// Canonical proto3 JSON of a message, written straight to bytes.
+pub fn to_json_bytes(msg: &DynamicMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    // Writing into a Vec cannot fail, and every dynamic message is serialisable.
+    let _ = msg.serialize_with_options(&mut ser, &SerializeOptions::new());
+    out
+}
+
 /// Canonical proto3 JSON of a message (camelCase, int64 as strings, enums by name).
 pub fn to_json(msg: &DynamicMessage) -> serde_json::Value {
     msg.serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())

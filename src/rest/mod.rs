@@ -178,17 +178,23 @@ async fn unary(
     match result {
         Ok(reply) => {
             let (meta, msg, _) = reply.into_parts();
-            let mut json = bind::to_json(&msg);
-            if !route.response_body.is_empty() {
+            let body = if route.response_body.is_empty() {
+                bind::to_json_bytes(&msg)
+            } else {
                 let key = route
                     .rpc
                     .output()
                     .get_field_by_name(&route.response_body)
                     .map(|f| f.json_name().to_owned())
                     .unwrap_or_default();
-                json = json.get(&key).cloned().unwrap_or(serde_json::Value::Null);
-            }
-            let mut response = Json(json).into_response();
+                let json = bind::to_json(&msg);
+                json.get(&key)
+                    .unwrap_or(&serde_json::Value::Null)
+                    .to_string()
+                    .into_bytes()
+            };
+            let content_type = HeaderValue::from_static("application/json");
+            let mut response = ([(http::header::CONTENT_TYPE, content_type)], body).into_response();
             copy_response_headers(&meta, response.headers_mut());
             response
         }

@@ -2,7 +2,9 @@
 //! embedded descriptor set, `additional_bindings` included.
 
 use crate::{
-    pb::google::api::HttpRule, pb::google::api::http_rule::Pattern, rest::template::Template,
+    pb::google::api::HttpRule,
+    pb::google::api::http_rule::Pattern,
+    rest::template::{self, Template},
 };
 use http::Method;
 use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
@@ -107,8 +109,14 @@ impl Routes {
     pub fn find(&self, method: &Method, path: &str) -> Found<'_> {
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;
         let mut other_verbs = vec![];
+        let segs = template::split(path.strip_prefix('/').unwrap_or(path));
         for r in &self.routes {
-            let Some(vars) = r.template.matches(path) else {
+            let found = if r.template.has_verb() {
+                r.template.matches(path)
+            } else {
+                r.template.matches_segments(&segs)
+            };
+            let Some(vars) = found else {
                 continue;
             };
             if r.method != *method {

@@ -96,7 +96,8 @@ fn sse_events(
     items(messages).map(|item| {
         Ok(match item {
             Ok(m) => {
-                let event = Event::default().data(bind::to_json(&m).to_string());
+                let json = String::from_utf8(bind::to_json_bytes(&m)).unwrap_or_default();
+                let event = Event::default().data(json);
                 match cursor(&m) {
                     Some(id) => event.id(id),
                     None => event,

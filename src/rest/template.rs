@@ -114,6 +114,11 @@ impl Template {
         out
     }
 
+    /// True when the template ends in a custom verb (`:verb`).
+    pub fn has_verb(&self) -> bool {
+        self.verb.is_some()
+    }
+
     /// Matches a request path; on success returns each variable's field path and value
     /// (percent-decoded).
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
@@ -122,37 +127,36 @@ impl Template {
             Some(v) => path.strip_suffix(v.as_str())?.strip_suffix(':')?,
             None => path,
         };
-        let segs: Vec<&str> = if path.is_empty() {
-            vec![]
-        } else {
-            path.split('/').collect()
-        };
-        let mut captured: Vec<Vec<&str>> = vec![vec![]; self.vars.len()];
+        self.matches_segments(&split(path))
+    }
+
+    /// Matches the segments of a path without a verb. Checks first without allocating: most
+    /// templates do not match.
+    pub fn matches_segments(&self, segs: &[&str]) -> Option<Vec<(String, String)>> {
         let mut i = 0;
-        for (part, var) in &self.parts {
-            let taken: &[&str] = match part {
-                Part::Literal(l) => {
-                    if segs.get(i) != Some(&l.as_str()) {
-                        return None;
-                    }
-                    &segs[i..=i]
-                }
-                Part::One => {
-                    let s = segs.get(i)?;
-                    if s.is_empty() {
-                        return None;
-                    }
-                    &segs[i..=i]
-                }
-                Part::Rest => &segs[i..],
-            };
-            i += taken.len();
-            if let Some(v) = var {
-                captured[*v].extend_from_slice(taken);
+        for (part, _) in &self.parts {
+            match part {
+                Part::Literal(l) if segs.get(i) == Some(&l.as_str()) => i += 1,
+                Part::One if segs.get(i).is_some_and(|s| !s.is_empty()) => i += 1,
+                Part::Rest => i = segs.len(),
+                _ => return None,
             }
         }
         if i != segs.len() {
             return None;
+        }
+        let mut captured: Vec<Vec<&str>> = vec![vec![]; self.vars.len()];
+        let mut i = 0;
+        for (part, var) in &self.parts {
+            let n = if *part == Part::Rest {
+                segs.len() - i
+            } else {
+                1
+            };
+            if let Some(v) = var {
+                captured[*v].extend_from_slice(&segs[i..i + n]);
+            }
+            i += n;
         }
         Some(
             self.vars
@@ -168,6 +172,15 @@ impl Template {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The segments of a path (without its leading `/`).
+pub fn split(path: &str) -> Vec<&str> {
+    if path.is_empty() {
+        vec![]
+    } else {
+        path.split('/').collect()
     }
 }
 
