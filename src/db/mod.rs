@@ -4,6 +4,7 @@
 pub mod divisions;
 pub mod embedded;
 pub mod jobs;
+pub mod projects;
 pub mod schema;
 pub mod tokens;
 pub mod users;

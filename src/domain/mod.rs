@@ -2,8 +2,10 @@
 
 mod ids;
 mod paging;
+mod projects;
 mod values;
 
 pub use ids::{DivisionId, UserId, parse_uuid};
 pub use paging::{Page, PageSize, PageToken};
+pub use projects::{Description, ProjectId, ProjectName, ProjectRole};
 pub use values::{DisplayName, DivisionName, Email, Password, Role, SearchText};

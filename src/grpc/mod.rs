@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod convert;
 pub mod pending;
+pub mod projects;
 pub mod users;
 
 use crate::{auth::layer::authenticate, pb, service::State};
@@ -49,7 +50,7 @@ pub fn router(
         admin::AdminApi::new(state.clone()),
     ))
     .add_service(pb::project_service_server::ProjectServiceServer::new(
-        pending::Pending,
+        projects::ProjectApi::new(state.clone()),
     ))
     .add_service(pb::task_service_server::TaskServiceServer::new(
         pending::Pending,

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod projects;
 pub mod users;
 
 use crate::{auth::jwt::JwtKeys, auth::password::Hasher, db::Pool};

@@ -5,6 +5,7 @@ mod auth;
 mod embedded;
 mod helpers;
 mod jobs;
+mod projects;
 mod protocol;
 mod rest;
 mod rest_streams;
