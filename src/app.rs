@@ -102,6 +102,7 @@ impl App {
             jwt,
             hasher,
             refresh_ttl: config.refresh_token_ttl,
+            reminder_lead: config.reminder_lead,
             wake_jobs: wake_jobs.clone(),
         };
         let worker = Worker {

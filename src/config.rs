@@ -69,6 +69,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<SecretString>,
 
+    /// How long before a task's due day (00:00 UTC) the assignee gets a reminder email.
+    #[arg(long, env = "EPOP_REMINDER_LEAD", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub reminder_lead: Duration,
+
     /// Public base URL of the web app, used in links sent by email.
     #[arg(long, env = "EPOP_PUBLIC_URL", default_value = "http://localhost:8080")]
     pub public_url: String,

@@ -46,6 +46,9 @@ pub enum Error {
     /// The system is not in a state that allows the request.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A concurrent change won (optimistic concurrency): reload and retry.
+    #[error("{0}")]
+    Aborted(String),
     /// A dependency (database, ...) is unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -107,6 +110,7 @@ impl From<Error> for Status {
             Error::Unauthenticated(m) => Status::unauthenticated(m),
             Error::PermissionDenied(m) => Status::permission_denied(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
+            Error::Aborted(m) => Status::aborted(m),
             Error::Unavailable(m) => Status::unavailable(m),
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");

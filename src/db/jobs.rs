@@ -29,16 +29,19 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
 }
 
-/// Enqueues a job to run at `run_at` (now when `None`).
+/// Enqueues a job to run at `run_at` (now when `None`), under an optional `key` that names
+/// what it is about (e.g. `task:<id>`), so it can be cancelled.
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     kind: &str,
+    key: Option<&str>,
     payload: serde_json::Value,
     run_at: Option<DateTime<Utc>>,
 ) -> Result<i64> {
     diesel::insert_into(jobs::table)
         .values((
             jobs::kind.eq(kind),
+            jobs::key.eq(key),
             jobs::payload.eq(payload),
             jobs::run_at.eq(run_at.unwrap_or_else(Utc::now)),
         ))
@@ -62,6 +65,20 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) ->
     .bind::<Timestamptz, _>(Utc::now() + lease)
     .bind::<BigInt, _>(limit)
     .load(conn)
+    .await
+    .map_err(Into::into)
+}
+
+/// Cancels the pending jobs of `kind` under `key`; returns how many.
+pub async fn cancel(conn: &mut AsyncPgConnection, kind: &str, key: &str) -> Result<usize> {
+    diesel::update(
+        jobs::table
+            .filter(jobs::status.eq("pending"))
+            .filter(jobs::kind.eq(kind))
+            .filter(jobs::key.eq(key)),
+    )
+    .set((jobs::status.eq("cancelled"), jobs::updated_at.eq(now)))
+    .execute(conn)
     .await
     .map_err(Into::into)
 }

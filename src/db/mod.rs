@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod jobs;
 pub mod projects;
 pub mod schema;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 

@@ -58,6 +58,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        key -> Nullable<Text>,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod convert;
 pub mod pending;
 pub mod projects;
+pub mod tasks;
 pub mod users;
 
 use crate::{auth::layer::authenticate, pb, service::State};
@@ -53,7 +54,7 @@ pub fn router(
         projects::ProjectApi::new(state.clone()),
     ))
     .add_service(pb::task_service_server::TaskServiceServer::new(
-        pending::Pending,
+        tasks::TaskApi::new(state.clone()),
     ))
     .add_service(pb::conversation_service_server::ConversationServiceServer::new(pending::Pending))
     .add_service(pb::file_service_server::FileServiceServer::new(

@@ -18,6 +18,8 @@ pub use mailer::Mailer;
 
 /// The kind of the job that emails a password reset link.
 pub const PASSWORD_RESET_EMAIL: &str = "password_reset_email";
+/// The kind of the job that emails a task's assignee before it is due.
+pub const TASK_REMINDER: &str = "task_reminder";
 
 const LEASE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_secs(2);
@@ -83,6 +85,7 @@ impl Worker {
     async fn handle(&self, job: &Job) -> anyhow::Result<()> {
         match job.kind.as_str() {
             PASSWORD_RESET_EMAIL => auth_service::send_reset_email(self, job).await,
+            TASK_REMINDER => crate::service::tasks::send_reminder(self, job).await,
             other => anyhow::bail!("unknown job kind {other}"),
         }
     }

@@ -170,7 +170,8 @@ pub async fn request_reset(state: &State, email: &str) -> Result<()> {
             match db::users::find_by_email(conn, &email).await? {
                 Some((user, _)) if !user.disabled => {
                     let payload = serde_json::json!({ "user_id": user.id.0 });
-                    db::jobs::enqueue(conn, jobs::PASSWORD_RESET_EMAIL, payload, None).await?;
+                    db::jobs::enqueue(conn, jobs::PASSWORD_RESET_EMAIL, None, payload, None)
+                        .await?;
                     Ok(true)
                 }
                 _ => Ok(false),

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod projects;
+pub mod tasks;
 pub mod users;
 
 use crate::{auth::jwt::JwtKeys, auth::password::Hasher, db::Pool};
@@ -22,6 +23,8 @@ pub struct State {
     pub hasher: Hasher,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// How long before a task's due day its reminder is sent.
+    pub reminder_lead: Duration,
     /// Rung after a transaction that enqueued a job commits.
     pub wake_jobs: Arc<Notify>,
 }

@@ -265,10 +265,6 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
     let app = TestApp::spawn().await;
     let t = app.admin_token().await;
     let ch = app.channel().await;
-    let tasks = pb::task_service_client::TaskServiceClient::new(ch.clone())
-        .list_tasks(authed(pb::ListTasksRequest::default(), &t))
-        .await
-        .unwrap_err();
     let convs = pb::conversation_service_client::ConversationServiceClient::new(ch.clone())
         .list_conversations(authed(pb::ListConversationsRequest::default(), &t))
         .await
@@ -281,7 +277,7 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
         .chat(authed(pb::ChatRequest::default(), &t))
         .await
         .unwrap_err();
-    for s in [tasks, convs, files, ai] {
+    for s in [convs, files, ai] {
         assert_eq!(s.code(), tonic::Code::Unimplemented);
     }
 }

@@ -1,0 +1,230 @@
+//! Tasks: the work items of a project, with filters, keyset paging, optimistic concurrency
+//! (etag = version) and due-date reminders sent through the jobs table.
+//!
+//! Who may do what follows the project's roles (see `service::projects`): members read,
+//! everyone but viewers writes, outsiders get NOT_FOUND for a task whatever its id.
+
+use crate::{
+    auth::Caller,
+    db::{
+        self,
+        tasks::{Cursor, Filter, NewTask, Sort, Task, TaskChanges},
+    },
+    domain::{Page, PageSize, PageToken, ProjectId, TaskId, UserId},
+    error::{Error, Result},
+    jobs::{self, Worker},
+    service::{
+        State,
+        projects::{Access, access},
+    },
+};
+use anyhow::Context;
+use chrono::{NaiveDate, NaiveTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::{Deserialize, Serialize};
+
+/// The longest task description, in characters.
+pub const MAX_DESCRIPTION: usize = 20_000;
+
+/// The caller's access to the project of a task; NOT_FOUND("task") when they may not see it.
+async fn task_access(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    id: TaskId,
+    lock: bool,
+) -> Result<(Task, Access)> {
+    let task = db::tasks::get(conn, id, lock)
+        .await?
+        .ok_or(Error::NotFound("task"))?;
+    match access(conn, caller, task.project_id).await {
+        Ok(a) => Ok((task, a)),
+        Err(Error::NotFound(_)) => Err(Error::NotFound("task")),
+        Err(e) => Err(e),
+    }
+}
+
+/// INVALID_ARGUMENT unless `user` is a member of the project.
+async fn require_member(
+    conn: &mut AsyncPgConnection,
+    project: ProjectId,
+    user: Option<UserId>,
+) -> Result<()> {
+    if let Some(u) = user
+        && !matches!(db::projects::access(conn, project, u).await?, Some(Some(_)))
+    {
+        return Err(Error::invalid(
+            "assignee_id",
+            "must be a member of the project",
+        ));
+    }
+    Ok(())
+}
+
+/// A page of a project's tasks.
+pub async fn list(
+    state: &State,
+    caller: &Caller,
+    project: ProjectId,
+    filter: Filter,
+    sort: Sort,
+    size: PageSize,
+    token: PageToken<Cursor>,
+) -> Result<Page<Task>> {
+    if token.0.as_ref().is_some_and(|c| c.sort != sort) {
+        return Err(Error::invalid(
+            "page_token",
+            "was made for another order_by",
+        ));
+    }
+    let mut conn = state.pool.get().await?;
+    access(&mut conn, caller, project).await?;
+    let rows = db::tasks::list(&mut conn, project, &filter, sort, token.0, size.0 + 1).await?;
+    Ok(Page::from_rows(rows, size, |t| {
+        db::tasks::cursor_after(t, sort)
+    }))
+}
+
+/// Creates a task (and its reminder).
+pub async fn create(state: &State, caller: &Caller, new: NewTask) -> Result<Task> {
+    let mut conn = state.pool.get().await?;
+    let task = conn
+        .transaction::<_, Error, _>(async |conn| {
+            Access::require(
+                access(conn, caller, new.project_id)
+                    .await?
+                    .can_write_tasks(),
+                "writing tasks",
+            )?;
+            require_member(conn, new.project_id, new.assignee_id).await?;
+            let task = db::tasks::insert(conn, new).await?;
+            schedule_reminder(conn, state, &task).await?;
+            Ok(task)
+        })
+        .await?;
+    state.wake_jobs.notify_one();
+    Ok(task)
+}
+
+/// One task.
+pub async fn get(state: &State, caller: &Caller, id: TaskId) -> Result<Task> {
+    let mut conn = state.pool.get().await?;
+    Ok(task_access(&mut conn, caller, id, false).await?.0)
+}
+
+/// Updates a task. With `etag`, the update applies only to that version (ABORTED otherwise).
+/// A new due date or assignee reschedules the reminder; closing the task cancels it.
+pub async fn update(
+    state: &State,
+    caller: &Caller,
+    id: TaskId,
+    etag: Option<i64>,
+    changes: TaskChanges,
+) -> Result<Task> {
+    let mut conn = state.pool.get().await?;
+    let task = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let (current, a) = task_access(conn, caller, id, true).await?;
+            Access::require(a.can_write_tasks(), "writing tasks")?;
+            if etag.is_some_and(|e| e != current.version) {
+                return Err(Error::Aborted(
+                    "the task was changed by someone else since you read it: reload it and retry"
+                        .into(),
+                ));
+            }
+            if let Some(assignee) = changes.assignee_id {
+                require_member(conn, current.project_id, assignee).await?;
+            }
+            let task = db::tasks::update(conn, id, changes).await?;
+            let reminder_changed = task.due_date != current.due_date
+                || task.assignee_id != current.assignee_id
+                || task.status.is_open() != current.status.is_open();
+            if reminder_changed {
+                schedule_reminder(conn, state, &task).await?;
+            }
+            Ok(task)
+        })
+        .await?;
+    state.wake_jobs.notify_one();
+    Ok(task)
+}
+
+/// Deletes a task (and its reminder).
+pub async fn delete(state: &State, caller: &Caller, id: TaskId) -> Result<()> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let (_, a) = task_access(conn, caller, id, true).await?;
+        Access::require(a.can_write_tasks(), "writing tasks")?;
+        db::jobs::cancel(conn, jobs::TASK_REMINDER, &reminder_key(id)).await?;
+        db::tasks::delete(conn, id).await
+    })
+    .await
+}
+
+fn reminder_key(id: TaskId) -> String {
+    format!("task:{}", id.0)
+}
+
+/// What a reminder was scheduled for: it is sent only if the task still matches.
+#[derive(Debug, Serialize, Deserialize)]
+struct Reminder {
+    task_id: uuid::Uuid,
+    assignee_id: uuid::Uuid,
+    due_date: NaiveDate,
+}
+
+/// Replaces the task's pending reminder: one for an open task with a due date and an
+/// assignee, `reminder_lead` before the start of the due day (UTC), at once if that is past.
+/// A task already overdue gets none.
+async fn schedule_reminder(conn: &mut AsyncPgConnection, state: &State, task: &Task) -> Result<()> {
+    let key = reminder_key(task.id);
+    db::jobs::cancel(conn, jobs::TASK_REMINDER, &key).await?;
+    let (Some(assignee), Some(due)) = (task.assignee_id, task.due_date) else {
+        return Ok(());
+    };
+    if !task.status.is_open() || due < Utc::now().date_naive() {
+        return Ok(());
+    }
+    let due_at = due.and_time(NaiveTime::MIN).and_utc();
+    let run_at = (due_at - state.reminder_lead).max(Utc::now());
+    let payload = serde_json::to_value(Reminder {
+        task_id: task.id.0,
+        assignee_id: assignee.0,
+        due_date: due,
+    })
+    .map_err(|e| Error::internal(format!("reminder payload: {e}")))?;
+    db::jobs::enqueue(conn, jobs::TASK_REMINDER, Some(&key), payload, Some(run_at)).await?;
+    Ok(())
+}
+
+/// The job that emails a reminder to the assignee, if the task still matches it.
+pub async fn send_reminder(worker: &Worker, job: &db::jobs::Job) -> anyhow::Result<()> {
+    let r: Reminder =
+        serde_json::from_value(job.payload.clone()).context("bad reminder payload")?;
+    let mut conn = worker.pool.get().await?;
+    let Some(task) = db::tasks::get(&mut conn, TaskId(r.task_id), false).await? else {
+        return Ok(());
+    };
+    let still = task.status.is_open()
+        && task.due_date == Some(r.due_date)
+        && task.assignee_id == Some(UserId(r.assignee_id));
+    let Some(user) = db::users::get(&mut conn, UserId(r.assignee_id)).await? else {
+        return Ok(());
+    };
+    if !still || user.disabled {
+        return Ok(());
+    }
+    drop(conn);
+    let body = format!(
+        "Hello {},\n\nA task assigned to you is due on {}:\n\n  {}\n\nOpen EPOP to update it: {}/tasks/{}\n",
+        user.display_name,
+        r.due_date,
+        task.title,
+        worker.public_url.trim_end_matches('/'),
+        task.id.0
+    );
+    let subject = format!("Reminder: \"{}\" is due {}", task.title, r.due_date);
+    worker
+        .mailer
+        .send(job.id, &user.email, &subject, body)
+        .await
+}
