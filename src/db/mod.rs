@@ -1,9 +1,11 @@
 //! The database: connection pool, embedded migrations, the embedded PostgreSQL cluster, the
 //! generated schema and one module of queries per table group.
 
+pub mod conversations;
 pub mod divisions;
 pub mod embedded;
 pub mod jobs;
+pub mod messages;
 pub mod projects;
 pub mod schema;
 pub mod tasks;

@@ -3,11 +3,13 @@
 mod ids;
 mod paging;
 mod projects;
+mod rich_text;
 mod tasks;
 mod values;
 
 pub use ids::{DivisionId, UserId, parse_uuid};
 pub use paging::{Page, PageSize, PageToken};
 pub use projects::{Description, ProjectId, ProjectName, ProjectRole};
+pub use rich_text::RichText;
 pub use tasks::{TaskId, TaskStatus, TaskTitle, parse_date};
 pub use values::{DisplayName, DivisionName, Email, Password, Role, SearchText};

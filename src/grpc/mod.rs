@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod conversations;
 pub mod convert;
 pub mod pending;
 pub mod projects;
@@ -56,7 +57,11 @@ pub fn router(
     .add_service(pb::task_service_server::TaskServiceServer::new(
         tasks::TaskApi::new(state.clone()),
     ))
-    .add_service(pb::conversation_service_server::ConversationServiceServer::new(pending::Pending))
+    .add_service(
+        pb::conversation_service_server::ConversationServiceServer::new(
+            conversations::ConversationApi::new(state.clone()),
+        ),
+    )
     .add_service(pb::file_service_server::FileServiceServer::new(
         pending::Pending,
     ))

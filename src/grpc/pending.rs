@@ -1,5 +1,4 @@
-//! Services declared in the API whose implementation comes with later work (conversations,
-//! files, AI). Every RPC answers UNIMPLEMENTED (the generated default), never
+//! Services declared in the API whose implementation comes with later work (files, AI). Every RPC answers UNIMPLEMENTED (the generated default), never
 //! fake data; authentication still applies to them.
 
 use crate::pb;
@@ -8,6 +7,5 @@ use crate::pb;
 #[derive(Debug, Clone, Copy)]
 pub struct Pending;
 
-impl pb::conversation_service_server::ConversationService for Pending {}
 impl pb::file_service_server::FileService for Pending {}
 impl pb::ai_service_server::AiService for Pending {}

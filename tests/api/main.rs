@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod conversations;
 mod embedded;
 mod helpers;
 mod jobs;

@@ -265,8 +265,8 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
     let app = TestApp::spawn().await;
     let t = app.admin_token().await;
     let ch = app.channel().await;
-    let convs = pb::conversation_service_client::ConversationServiceClient::new(ch.clone())
-        .list_conversations(authed(pb::ListConversationsRequest::default(), &t))
+    let typing = pb::conversation_service_client::ConversationServiceClient::new(ch.clone())
+        .send_typing(authed(pb::SendTypingRequest::default(), &t))
         .await
         .unwrap_err();
     let files = pb::file_service_client::FileServiceClient::new(ch.clone())
@@ -277,7 +277,7 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
         .chat(authed(pb::ChatRequest::default(), &t))
         .await
         .unwrap_err();
-    for s in [convs, files, ai] {
+    for s in [typing, files, ai] {
         assert_eq!(s.code(), tonic::Code::Unimplemented);
     }
 }

@@ -1,0 +1,284 @@
+//! Queries on `conversations` and `conversation_members`.
+
+use crate::{
+    db::schema::{conversation_members, conversations, messages},
+    domain::UserId,
+    error::Result,
+};
+use chrono::{DateTime, Utc};
+use diesel::{
+    dsl::{now, sql},
+    prelude::*,
+    sql_types::Timestamptz,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// A conversation as one member sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    /// The id.
+    pub id: Uuid,
+    /// True for groups.
+    pub is_group: bool,
+    /// The title of a group.
+    pub title: Option<String>,
+    /// The members.
+    pub member_ids: Vec<UserId>,
+    /// The sequence number of the newest message.
+    pub last_seq: i64,
+    /// The viewer's read position.
+    pub last_read_seq: i64,
+    /// Messages from others after the viewer's read position, not deleted.
+    pub unread_count: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the newest message, or the creation time.
+    pub last_activity_at: DateTime<Utc>,
+}
+
+type Row = (
+    Uuid,
+    bool,
+    Option<String>,
+    i64,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
+fn activity() -> diesel::expression::SqlLiteral<Timestamptz> {
+    sql::<Timestamptz>("coalesce(conversations.last_message_at, conversations.created_at)")
+}
+
+/// Creates a conversation with `members` (the creator included).
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    is_group: bool,
+    title: Option<&str>,
+    direct_key: Option<&str>,
+    members: &[UserId],
+) -> Result<Option<Uuid>> {
+    let id: Option<Uuid> = diesel::insert_into(conversations::table)
+        .values((
+            conversations::is_group.eq(is_group),
+            conversations::title.eq(title),
+            conversations::direct_key.eq(direct_key),
+        ))
+        .on_conflict_do_nothing()
+        .returning(conversations::id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(id) = id {
+        add_members(conn, id, members).await?;
+    }
+    Ok(id)
+}
+
+/// The direct conversation with this key.
+pub async fn find_direct(conn: &mut AsyncPgConnection, key: &str) -> Result<Option<Uuid>> {
+    conversations::table
+        .filter(conversations::direct_key.eq(key))
+        .select(conversations::id)
+        .first(conn)
+        .await
+        .optional()
+        .map_err(Into::into)
+}
+
+/// Adds members (those already in are left as they are).
+pub async fn add_members(conn: &mut AsyncPgConnection, id: Uuid, users: &[UserId]) -> Result<()> {
+    let rows: Vec<_> = users
+        .iter()
+        .map(|u| {
+            (
+                conversation_members::conversation_id.eq(id),
+                conversation_members::user_id.eq(u.0),
+            )
+        })
+        .collect();
+    diesel::insert_into(conversation_members::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes a member; false when they were not one.
+pub async fn remove_member(conn: &mut AsyncPgConnection, id: Uuid, user: UserId) -> Result<bool> {
+    let n = diesel::delete(
+        conversation_members::table
+            .filter(conversation_members::conversation_id.eq(id))
+            .filter(conversation_members::user_id.eq(user.0)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Renames a group.
+pub async fn rename(conn: &mut AsyncPgConnection, id: Uuid, title: &str) -> Result<()> {
+    diesel::update(conversations::table.find(id))
+        .set((
+            conversations::title.eq(title),
+            conversations::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the conversation is a group, when `user` is a member of it.
+pub async fn membership(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    user: UserId,
+) -> Result<Option<bool>> {
+    conversations::table
+        .inner_join(conversation_members::table)
+        .filter(conversations::id.eq(id))
+        .filter(conversation_members::user_id.eq(user.0))
+        .select(conversations::is_group)
+        .first(conn)
+        .await
+        .optional()
+        .map_err(Into::into)
+}
+
+/// Up to `limit` of the viewer's conversations, newest activity first, after (time, id).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    viewer: UserId,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Conversation>> {
+    let mut q = conversations::table
+        .inner_join(conversation_members::table)
+        .filter(conversation_members::user_id.eq(viewer.0))
+        .select((
+            conversations::id,
+            conversations::is_group,
+            conversations::title,
+            conversations::last_seq,
+            conversations::last_message_at,
+            conversations::created_at,
+        ))
+        .into_boxed();
+    if let Some((t, id)) = after {
+        q = q.filter(
+            activity()
+                .lt(t)
+                .or(activity().eq(t).and(conversations::id.lt(id))),
+        );
+    }
+    let rows: Vec<Row> = q
+        .order((activity().desc(), conversations::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await?;
+    complete(conn, rows, viewer).await
+}
+
+/// One conversation as `viewer` sees it (who must be a member).
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    viewer: UserId,
+) -> Result<Option<Conversation>> {
+    let row: Option<Row> = conversations::table
+        .find(id)
+        .select((
+            conversations::id,
+            conversations::is_group,
+            conversations::title,
+            conversations::last_seq,
+            conversations::last_message_at,
+            conversations::created_at,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    match row {
+        Some(r) => Ok(complete(conn, vec![r], viewer).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+async fn complete(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<Row>,
+    viewer: UserId,
+) -> Result<Vec<Conversation>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let members: Vec<(Uuid, Uuid, i64)> = conversation_members::table
+        .filter(conversation_members::conversation_id.eq_any(&ids))
+        .order((
+            conversation_members::conversation_id,
+            conversation_members::user_id,
+        ))
+        .select((
+            conversation_members::conversation_id,
+            conversation_members::user_id,
+            conversation_members::last_read_seq,
+        ))
+        .load(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, is_group, title, last_seq, last_message_at, created_at) in rows {
+        let last_read_seq = members
+            .iter()
+            .find(|(c, u, _)| *c == id && *u == viewer.0)
+            .map_or(0, |(_, _, r)| *r);
+        let unread_count: i64 = messages::table
+            .filter(messages::conversation_id.eq(id))
+            .filter(messages::seq.gt(last_read_seq))
+            .filter(messages::sender_id.ne(viewer.0))
+            .filter(messages::deleted_at.is_null())
+            .count()
+            .get_result(conn)
+            .await?;
+        out.push(Conversation {
+            id,
+            is_group,
+            title,
+            member_ids: members
+                .iter()
+                .filter(|(c, _, _)| *c == id)
+                .map(|(_, u, _)| UserId(*u))
+                .collect(),
+            last_seq,
+            last_read_seq,
+            unread_count,
+            created_at,
+            last_activity_at: last_message_at.unwrap_or(created_at),
+        });
+    }
+    Ok(out)
+}
+
+/// Moves the member's read position forward to `seq` (never back, never past the end);
+/// returns the new position.
+pub async fn mark_read(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    user: UserId,
+    seq: i64,
+) -> Result<i64> {
+    diesel::sql_query(
+        "UPDATE conversation_members m SET last_read_seq = GREATEST(m.last_read_seq, LEAST($3, c.last_seq)) \
+         FROM conversations c WHERE c.id = m.conversation_id AND m.conversation_id = $1 AND m.user_id = $2",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Uuid, _>(user.0)
+    .bind::<diesel::sql_types::BigInt, _>(seq)
+    .execute(conn)
+    .await?;
+    conversation_members::table
+        .filter(conversation_members::conversation_id.eq(id))
+        .filter(conversation_members::user_id.eq(user.0))
+        .select(conversation_members::last_read_seq)
+        .first(conn)
+        .await
+        .map_err(Into::into)
+}

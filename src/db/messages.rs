@@ -1,0 +1,315 @@
+//! Queries on `messages`: sending with a gap-free per-conversation sequence, paging by
+//! sequence, edits, tombstones and full-text search.
+
+use crate::{
+    db::schema::{conversation_members, conversations, messages},
+    domain::{RichText, UserId},
+    error::{Error, Result},
+};
+use chrono::{DateTime, Utc};
+use diesel::{dsl::now, prelude::*};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// A message.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = messages, check_for_backend(diesel::pg::Pg))]
+pub struct Message {
+    /// The id.
+    pub id: Uuid,
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// The position in the conversation, from 1, without gaps.
+    pub seq: i64,
+    /// The sender.
+    pub sender_id: Uuid,
+    /// The rich-text document (`{}` once deleted).
+    pub content: serde_json::Value,
+    /// The plain text.
+    pub body_text: String,
+    /// When it was last edited.
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When it was deleted (a tombstone).
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The message `sender` sent with `key`, if any.
+pub async fn by_idempotency_key(
+    conn: &mut AsyncPgConnection,
+    sender: UserId,
+    key: &str,
+) -> Result<Option<Message>> {
+    messages::table
+        .filter(messages::sender_id.eq(sender.0))
+        .filter(messages::idempotency_key.eq(key))
+        .select(Message::as_select())
+        .first(conn)
+        .await
+        .optional()
+        .map_err(Into::into)
+}
+
+/// Appends a message: takes the next sequence number under the conversation's row lock, so
+/// commit order equals sequence order and there are no gaps.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    sender: UserId,
+    content: &RichText,
+    key: Option<&str>,
+) -> Result<Message> {
+    let seq: i64 = diesel::update(conversations::table.find(conversation))
+        .set((
+            conversations::last_seq.eq(conversations::last_seq + 1),
+            conversations::last_message_at.eq(now),
+        ))
+        .returning(conversations::last_seq)
+        .get_result(conn)
+        .await?;
+    let message = diesel::insert_into(messages::table)
+        .values((
+            messages::conversation_id.eq(conversation),
+            messages::seq.eq(seq),
+            messages::sender_id.eq(sender.0),
+            messages::content.eq(&content.doc),
+            messages::body_text.eq(&content.text),
+            messages::idempotency_key.eq(key),
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| {
+            crate::error::on_unique(
+                e,
+                "messages_idempotency_key",
+                "idempotency_key was used for another message",
+            )
+        })?;
+    // The sender has read what they wrote.
+    diesel::update(
+        conversation_members::table
+            .filter(conversation_members::conversation_id.eq(conversation))
+            .filter(conversation_members::user_id.eq(sender.0)),
+    )
+    .set(conversation_members::last_read_seq.eq(seq))
+    .execute(conn)
+    .await?;
+    Ok(message)
+}
+
+/// One message of a conversation, locked for the transaction.
+pub async fn get_for_update(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    id: Uuid,
+) -> Result<Message> {
+    messages::table
+        .filter(messages::id.eq(id))
+        .filter(messages::conversation_id.eq(conversation))
+        .select(Message::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound("message"))
+}
+
+/// The newest message of a conversation.
+pub async fn last(conn: &mut AsyncPgConnection, conversation: Uuid) -> Result<Option<Message>> {
+    messages::table
+        .filter(messages::conversation_id.eq(conversation))
+        .order(messages::seq.desc())
+        .select(Message::as_select())
+        .first(conn)
+        .await
+        .optional()
+        .map_err(Into::into)
+}
+
+/// Replaces the content of a message that is not deleted.
+pub async fn edit(conn: &mut AsyncPgConnection, id: Uuid, content: &RichText) -> Result<Message> {
+    diesel::update(messages::table.find(id))
+        .set((
+            messages::content.eq(&content.doc),
+            messages::body_text.eq(&content.text),
+            messages::edited_at.eq(now),
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(Into::into)
+}
+
+/// Turns a message into a tombstone: its position stays, its content goes.
+pub async fn tombstone(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Message> {
+    diesel::update(messages::table.find(id))
+        .set((
+            messages::content.eq(serde_json::json!({})),
+            messages::body_text.eq(""),
+            messages::deleted_at.eq(now),
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(Into::into)
+}
+
+/// Which part of a conversation to page through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The newest messages.
+    Latest,
+    /// Messages before this sequence number (older ones).
+    Before(i64),
+    /// Messages after this sequence number (newer ones).
+    After(i64),
+    /// Messages around this sequence number (half before, half from it on).
+    Around(i64),
+}
+
+/// Up to `limit` messages of a window, ascending by sequence.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    window: Window,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let base = || {
+        messages::table
+            .filter(messages::conversation_id.eq(conversation))
+            .select(Message::as_select())
+            .into_boxed()
+    };
+    let mut rows: Vec<Message> = match window {
+        Window::Latest => {
+            base()
+                .order(messages::seq.desc())
+                .limit(limit)
+                .load(conn)
+                .await?
+        }
+        Window::Before(s) => {
+            base()
+                .filter(messages::seq.lt(s))
+                .order(messages::seq.desc())
+                .limit(limit)
+                .load(conn)
+                .await?
+        }
+        Window::After(s) => {
+            base()
+                .filter(messages::seq.gt(s))
+                .order(messages::seq.asc())
+                .limit(limit)
+                .load(conn)
+                .await?
+        }
+        Window::Around(s) => {
+            let mut older: Vec<Message> = base()
+                .filter(messages::seq.lt(s))
+                .order(messages::seq.desc())
+                .limit(limit / 2)
+                .load(conn)
+                .await?;
+            let newer: Vec<Message> = base()
+                .filter(messages::seq.ge(s))
+                .order(messages::seq.asc())
+                .limit(limit - limit / 2)
+                .load(conn)
+                .await?;
+            older.extend(newer);
+            older
+        }
+    };
+    rows.sort_by_key(|m| m.seq);
+    Ok(rows)
+}
+
+/// Messages of `user`'s conversations (or one of them) matching a web-search query, best
+/// first, `offset` rows in.
+pub async fn search(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    query: &str,
+    conversation: Option<Uuid>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    diesel::sql_query(
+        "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.body_text, m.edited_at, \
+                m.deleted_at, m.created_at \
+         FROM messages m JOIN conversation_members cm \
+           ON cm.conversation_id = m.conversation_id AND cm.user_id = $1 \
+         WHERE m.deleted_at IS NULL \
+           AND to_tsvector('simple', m.body_text) @@ websearch_to_tsquery('simple', $2) \
+           AND ($3::uuid IS NULL OR m.conversation_id = $3) \
+         ORDER BY ts_rank(to_tsvector('simple', m.body_text), websearch_to_tsquery('simple', $2)) DESC, \
+                  m.created_at DESC, m.id \
+         OFFSET $4 LIMIT $5",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user.0)
+    .bind::<diesel::sql_types::Text, _>(query)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(conversation)
+    .bind::<diesel::sql_types::BigInt, _>(offset)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await
+    .map_err(Into::into)
+}
+
+/// Attaches uploaded files of `sender` that are not attached yet to a message; INVALID_ARGUMENT
+/// on `attachment_ids` when any id is not such a file.
+pub async fn attach(
+    conn: &mut AsyncPgConnection,
+    message: Uuid,
+    sender: UserId,
+    ids: &[Uuid],
+) -> Result<()> {
+    use crate::db::schema::attachments;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let n = diesel::update(
+        attachments::table
+            .filter(attachments::id.eq_any(ids))
+            .filter(attachments::uploader_id.eq(sender.0))
+            .filter(attachments::message_id.is_null()),
+    )
+    .set(attachments::message_id.eq(message))
+    .execute(conn)
+    .await?;
+    if n != ids.len() {
+        return Err(Error::invalid(
+            "attachment_ids",
+            "must name files you uploaded and did not attach yet",
+        ));
+    }
+    Ok(())
+}
+
+/// The attachment ids of each message.
+pub async fn attachment_ids(
+    conn: &mut AsyncPgConnection,
+    messages: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Uuid>>> {
+    use crate::db::schema::attachments;
+    let pairs: Vec<(Option<Uuid>, Uuid)> = attachments::table
+        .filter(attachments::message_id.eq_any(messages))
+        .order((
+            attachments::message_id,
+            attachments::created_at,
+            attachments::id,
+        ))
+        .select((attachments::message_id, attachments::id))
+        .load(conn)
+        .await?;
+    let mut map: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+    for (m, a) in pairs {
+        if let Some(m) = m {
+            map.entry(m).or_default().push(a);
+        }
+    }
+    Ok(map)
+}

@@ -1,0 +1,222 @@
+//! Rich-text message content: a ProseMirror/TipTap-style JSON document, validated against
+//! a closed set of node and mark types, with size limits, and its plain text for search.
+//!
+//! ```json
+//! {"type":"doc","content":[{"type":"paragraph","content":[
+//!   {"type":"text","text":"Hello "},
+//!   {"type":"text","text":"world","marks":[{"type":"bold"}]}]}]}
+//! ```
+
+use crate::error::{Error, Result};
+use serde_json::Value;
+
+/// The largest document, serialised, in bytes.
+pub const MAX_BYTES: usize = 64 * 1024;
+/// The most text a document may hold, in characters.
+pub const MAX_TEXT_CHARS: usize = 20_000;
+const MAX_DEPTH: usize = 16;
+
+/// Block and inline node types a document may use.
+const NODES: &[&str] = &[
+    "doc",
+    "paragraph",
+    "text",
+    "heading",
+    "bulletList",
+    "orderedList",
+    "listItem",
+    "blockquote",
+    "codeBlock",
+    "hardBreak",
+    "horizontalRule",
+    "mention",
+];
+/// Mark types text may carry.
+const MARKS: &[&str] = &["bold", "italic", "strike", "underline", "code", "link"];
+/// Nodes after which plain text gets a line break.
+const BLOCKS: &[&str] = &[
+    "paragraph",
+    "heading",
+    "listItem",
+    "blockquote",
+    "codeBlock",
+    "hardBreak",
+];
+
+/// A validated document and the plain text extracted from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RichText {
+    /// The document.
+    pub doc: Value,
+    /// Its text, blocks separated by newlines.
+    pub text: String,
+}
+
+impl RichText {
+    /// Validates `doc` from request field `field`. A document must hold some text or a
+    /// mention.
+    pub fn parse(field: &str, doc: Value) -> Result<Self> {
+        let size = serde_json::to_vec(&doc)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_BYTES {
+            return Err(Error::invalid(
+                field,
+                format!("must be at most {MAX_BYTES} bytes of JSON"),
+            ));
+        }
+        if doc.get("type").and_then(Value::as_str) != Some("doc") {
+            return Err(Error::invalid(
+                field,
+                "must be a document: {\"type\":\"doc\",\"content\":[...]}",
+            ));
+        }
+        let mut text = String::new();
+        let mut mentions = 0;
+        walk(field, &doc, 0, &mut text, &mut mentions)?;
+        let text = text.trim().to_owned();
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(Error::invalid(
+                field,
+                format!("must hold at most {MAX_TEXT_CHARS} characters of text"),
+            ));
+        }
+        if text.is_empty() && mentions == 0 {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        Ok(Self { doc, text })
+    }
+}
+
+fn walk(
+    field: &str,
+    node: &Value,
+    depth: usize,
+    text: &mut String,
+    mentions: &mut usize,
+) -> Result<()> {
+    let bad = |why: String| Error::invalid(field, why);
+    if depth > MAX_DEPTH {
+        return Err(bad(format!("must nest at most {MAX_DEPTH} levels")));
+    }
+    let obj = node
+        .as_object()
+        .ok_or_else(|| bad("nodes must be objects".into()))?;
+    let kind = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("every node needs a type".into()))?;
+    if !NODES.contains(&kind) || (kind == "doc" && depth > 0) {
+        return Err(bad(format!("node type `{kind}` is not allowed")));
+    }
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "type" | "content" | "text" | "marks" | "attrs"
+        ) {
+            return Err(bad(format!("unknown node property `{key}`")));
+        }
+    }
+    if let Some(attrs) = obj.get("attrs")
+        && !attrs.is_object()
+    {
+        return Err(bad("attrs must be an object".into()));
+    }
+    match kind {
+        "text" => {
+            let t = obj
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("text nodes need text".into()))?;
+            if t.contains('\0') {
+                return Err(bad("text must not contain NUL characters".into()));
+            }
+            text.push_str(t);
+        }
+        "mention" => {
+            *mentions += 1;
+            let label = obj
+                .get("attrs")
+                .and_then(|a| a.get("label"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            text.push('@');
+            text.push_str(&label.replace('\0', ""));
+        }
+        _ if obj.contains_key("text") => {
+            return Err(bad(format!("`{kind}` nodes cannot have text")));
+        }
+        _ => {}
+    }
+    if let Some(marks) = obj.get("marks") {
+        let marks = marks
+            .as_array()
+            .ok_or_else(|| bad("marks must be a list".into()))?;
+        for m in marks {
+            let t = m.get("type").and_then(Value::as_str).unwrap_or_default();
+            if !MARKS.contains(&t) {
+                return Err(bad(format!("mark type `{t}` is not allowed")));
+            }
+            if t == "link" {
+                let href = m
+                    .get("attrs")
+                    .and_then(|a| a.get("href"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if !(href.starts_with("https://")
+                    || href.starts_with("http://")
+                    || href.starts_with("mailto:"))
+                {
+                    return Err(bad("links must be http(s) or mailto URLs".into()));
+                }
+            }
+        }
+    }
+    if let Some(children) = obj.get("content") {
+        let children = children
+            .as_array()
+            .ok_or_else(|| bad("content must be a list".into()))?;
+        for c in children {
+            walk(field, c, depth + 1, text, mentions)?;
+        }
+    }
+    if BLOCKS.contains(&kind) {
+        text.push('\n');
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn para(t: &str) -> Value {
+        json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"text","text":t}]}]})
+    }
+
+    #[test]
+    fn a_document_yields_its_plain_text() {
+        let doc = json!({"type":"doc","content":[
+            {"type":"paragraph","content":[{"type":"text","text":"Hello "},{"type":"text","text":"world","marks":[{"type":"bold"}]}]},
+            {"type":"paragraph","content":[{"type":"mention","attrs":{"id":"u1","label":"ada"}}]}]});
+        assert_eq!(
+            RichText::parse("content", doc).unwrap().text,
+            "Hello world\n@ada"
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_rejected() {
+        for bad in [
+            json!({"type":"paragraph"}),
+            json!({"type":"doc","content":[{"type":"script","text":"x"}]}),
+            json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"text","text":"x","marks":[{"type":"link","attrs":{"href":"javascript:alert(1)"}}]}]}]}),
+            json!({"type":"doc","content":[]}),
+            para("a\u{0}b"),
+            para(&"x".repeat(MAX_TEXT_CHARS + 1)),
+        ] {
+            assert!(RichText::parse("content", bad.clone()).is_err(), "{bad}");
+        }
+    }
+}

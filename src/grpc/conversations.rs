@@ -1,0 +1,405 @@
+//! `epop.v1.ConversationService`: conversations and messages. The real-time RPCs
+//! (`SendTyping`, `StreamEvents`) answer UNIMPLEMENTED until the real-time work lands.
+
+use crate::{
+    auth::Caller,
+    db::{
+        conversations::Conversation,
+        messages::{Message, Window},
+    },
+    domain::{PageSize, PageToken, RichText, SearchText, UserId, parse_uuid},
+    error::{Error, Result},
+    grpc::convert::{self, Mask},
+    pb::{self, conversation_service_server::ConversationService},
+    service::{
+        self, State,
+        conversations::{NewConversation, Summary},
+    },
+};
+use prost_types::{ListValue, Struct, Value as PValue, value::Kind};
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// The ConversationService adapter.
+#[derive(Debug, Clone)]
+pub struct ConversationApi {
+    state: State,
+}
+
+impl ConversationApi {
+    /// An adapter over `state`.
+    pub fn new(state: State) -> Self {
+        Self { state }
+    }
+}
+
+/// A protobuf `Struct` as JSON.
+pub fn struct_to_json(s: &Struct) -> Value {
+    Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
+}
+
+fn value_to_json(v: &PValue) -> Value {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+        }
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
+    }
+}
+
+/// JSON as a protobuf `Struct` (non-objects give an empty one).
+pub fn json_to_struct(v: &Value) -> Struct {
+    match v {
+        Value::Object(map) => Struct {
+            fields: map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        },
+        _ => Struct::default(),
+    }
+}
+
+fn json_to_value(v: &Value) -> PValue {
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(json_to_value).collect(),
+        }),
+        Value::Object(_) => Kind::StructValue(json_to_struct(v)),
+    };
+    PValue { kind: Some(kind) }
+}
+
+fn content(field: &str, s: Option<&Struct>) -> Result<RichText> {
+    let s = s.ok_or_else(|| Error::invalid(field, "is required"))?;
+    RichText::parse(field, struct_to_json(s))
+}
+
+fn message(m: Message, attachments: Vec<Uuid>) -> pb::Message {
+    pb::Message {
+        id: m.id.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        seq: m.seq,
+        sender_id: m.sender_id.to_string(),
+        content: m.deleted_at.is_none().then(|| json_to_struct(&m.content)),
+        text: m.body_text,
+        attachment_ids: attachments.iter().map(Uuid::to_string).collect(),
+        deleted: m.deleted_at.is_some(),
+        create_time: Some(convert::timestamp(m.created_at)),
+        edit_time: m.edited_at.map(convert::timestamp),
+    }
+}
+
+fn conversation(s: Summary) -> pb::Conversation {
+    let c: Conversation = s.conversation;
+    pb::Conversation {
+        id: c.id.to_string(),
+        kind: if c.is_group {
+            pb::ConversationKind::Group
+        } else {
+            pb::ConversationKind::Direct
+        }
+        .into(),
+        title: c.title.unwrap_or_default(),
+        member_ids: c.member_ids.iter().map(|u| u.0.to_string()).collect(),
+        last_message: s.last_message.map(|(m, a)| message(m, a)),
+        unread_count: c.unread_count,
+        last_read_seq: c.last_read_seq,
+        create_time: Some(convert::timestamp(c.created_at)),
+        last_activity_time: Some(convert::timestamp(c.last_activity_at)),
+    }
+}
+
+fn title(field: &str, raw: &str) -> Result<String> {
+    crate::domain::ProjectName::parse(field, raw).map(|t| t.as_str().to_owned())
+}
+
+fn users(field: &str, raw: &[String]) -> Result<Vec<UserId>> {
+    raw.iter().map(|u| UserId::parse(field, u)).collect()
+}
+
+impl ConversationApi {
+    async fn reply_messages(&self, rows: Vec<Message>) -> Result<Vec<pb::Message>> {
+        let mut attachments = service::conversations::attachments(&self.state, &rows).await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| {
+                let a = attachments.remove(&m.id).unwrap_or_default();
+                message(m, a)
+            })
+            .collect())
+    }
+}
+
+#[tonic::async_trait]
+impl ConversationService for ConversationApi {
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let size = PageSize::parse(r.page_size, 50, 200)?;
+        let page = service::conversations::list(
+            &self.state,
+            &caller,
+            size,
+            PageToken::parse(&r.page_token)?,
+        )
+        .await?;
+        Ok(Response::new(pb::ListConversationsResponse {
+            conversations: page.items.into_iter().map(conversation).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn create_conversation(
+        &self,
+        request: Request<pb::CreateConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let members = users("member_ids", &r.member_ids)?;
+        let new = match pb::ConversationKind::try_from(r.kind) {
+            Ok(pb::ConversationKind::Direct) => match members.as_slice() {
+                [other] => NewConversation::Direct(*other),
+                _ => {
+                    return Err(Error::invalid(
+                        "member_ids",
+                        "a direct conversation has exactly one other member",
+                    )
+                    .into());
+                }
+            },
+            Ok(pb::ConversationKind::Group) => NewConversation::Group {
+                title: title("title", &r.title)?,
+                members,
+            },
+            _ => {
+                return Err(Error::invalid(
+                    "kind",
+                    "must be CONVERSATION_KIND_DIRECT or CONVERSATION_KIND_GROUP",
+                )
+                .into());
+            }
+        };
+        Ok(Response::new(conversation(
+            service::conversations::create(&self.state, &caller, new).await?,
+        )))
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let caller = Caller::of(&request)?;
+        let id = parse_uuid("id", &request.get_ref().id)?;
+        Ok(Response::new(conversation(
+            service::conversations::get(&self.state, &caller, id).await?,
+        )))
+    }
+
+    async fn update_conversation(
+        &self,
+        request: Request<pb::UpdateConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("id", &r.id)?;
+        let mask = Mask::parse(r.update_mask.as_ref(), &["title"])?;
+        if !mask.wants("title", r.title.is_some()) {
+            return Err(Error::invalid("update_mask", "names nothing to change").into());
+        }
+        let t = title("title", r.title.as_deref().unwrap_or_default())?;
+        Ok(Response::new(conversation(
+            service::conversations::rename(&self.state, &caller, id, t).await?,
+        )))
+    }
+
+    async fn add_conversation_members(
+        &self,
+        request: Request<pb::AddConversationMembersRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let u = users("user_ids", &r.user_ids)?;
+        Ok(Response::new(conversation(
+            service::conversations::add_members(&self.state, &caller, id, u).await?,
+        )))
+    }
+
+    async fn remove_conversation_member(
+        &self,
+        request: Request<pb::RemoveConversationMemberRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let user = UserId::parse("user_id", &r.user_id)?;
+        service::conversations::remove_member(&self.state, &caller, id, user).await?;
+        Ok(Response::new(conversation(
+            service::conversations::get(&self.state, &caller, id).await?,
+        )))
+    }
+
+    async fn leave_conversation(
+        &self,
+        request: Request<pb::LeaveConversationRequest>,
+    ) -> Result<Response<pb::LeaveConversationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let id = parse_uuid("conversation_id", &request.get_ref().conversation_id)?;
+        service::conversations::remove_member(&self.state, &caller, id, caller.user_id).await?;
+        Ok(Response::new(pb::LeaveConversationResponse {}))
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let size = PageSize::parse(r.page_size, 50, 200)?;
+        let window = match (
+            PageToken::<i64>::parse(&r.page_token)?.0,
+            r.before_seq,
+            r.after_seq,
+            r.around_seq,
+        ) {
+            (Some(t), ..) if t < 0 => Window::After(-t - 1),
+            (Some(t), ..) => Window::Before(t),
+            (None, 0, 0, 0) => Window::Latest,
+            (None, b, 0, 0) if b > 0 => Window::Before(b),
+            (None, 0, a, 0) if a > 0 => Window::After(a),
+            (None, 0, 0, x) if x > 0 => Window::Around(x),
+            _ => {
+                return Err(Error::invalid(
+                    "before_seq",
+                    "set at most one of before_seq, after_seq, around_seq, each positive",
+                )
+                .into());
+            }
+        };
+        let (rows, next) =
+            service::conversations::messages(&self.state, &caller, id, window, size).await?;
+        // The token is the next window: a positive seq pages older, a negative one newer.
+        let next_page_token = match next {
+            Some(Window::Before(s)) => PageToken::<i64>::encode(&s),
+            Some(Window::After(s)) => PageToken::<i64>::encode(&(-s - 1)),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: self.reply_messages(rows).await?,
+            next_page_token,
+        }))
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let body = content("content", r.content.as_ref())?;
+        let attachments = r
+            .attachment_ids
+            .iter()
+            .map(|a| parse_uuid("attachment_ids", a))
+            .collect::<Result<Vec<_>>>()?;
+        let key = match r.idempotency_key.as_str() {
+            "" => None,
+            k if k.len() > 100 || k.chars().any(char::is_control) => {
+                return Err(Error::invalid(
+                    "idempotency_key",
+                    "must be at most 100 printable characters",
+                )
+                .into());
+            }
+            k => Some(k.to_owned()),
+        };
+        let m =
+            service::conversations::send(&self.state, &caller, id, body, attachments, key).await?;
+        Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
+    }
+
+    async fn update_message(
+        &self,
+        request: Request<pb::UpdateMessageRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let msg = parse_uuid("message_id", &r.message_id)?;
+        let body = content("content", r.content.as_ref())?;
+        let m = service::conversations::edit(&self.state, &caller, id, msg, body).await?;
+        Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
+    }
+
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let msg = parse_uuid("message_id", &r.message_id)?;
+        let m = service::conversations::delete(&self.state, &caller, id, msg).await?;
+        Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let unread_count =
+            service::conversations::mark_read(&self.state, &caller, id, r.seq).await?;
+        Ok(Response::new(pb::MarkReadResponse { unread_count }))
+    }
+
+    async fn search_messages(
+        &self,
+        request: Request<pb::SearchMessagesRequest>,
+    ) -> Result<Response<pb::SearchMessagesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.into_inner();
+        let query = SearchText::parse("query", &r.query)?
+            .ok_or_else(|| Error::invalid("query", "is required"))?;
+        let conversation = match r.conversation_id.as_str() {
+            "" => None,
+            c => Some(parse_uuid("conversation_id", c)?),
+        };
+        let size = PageSize::parse(r.page_size, 20, 100)?;
+        let page = service::conversations::search(
+            &self.state,
+            &caller,
+            query.as_str(),
+            conversation,
+            size,
+            PageToken::parse(&r.page_token)?,
+        )
+        .await?;
+        Ok(Response::new(pb::SearchMessagesResponse {
+            messages: self.reply_messages(page.items).await?,
+            next_page_token: page.next_page_token,
+        }))
+    }
+}
