@@ -344,3 +344,25 @@ pub async fn list(
     let rows: Vec<Row> = q.limit(limit).load(conn).await?;
     rows.into_iter().map(Task::try_from).collect()
 }
+
+/// Unassigns `user` from every task of a project (they left it); returns those tasks.
+pub async fn unassign_all(
+    conn: &mut AsyncPgConnection,
+    project: ProjectId,
+    user: UserId,
+) -> Result<Vec<TaskId>> {
+    let ids: Vec<Uuid> = diesel::update(
+        tasks::table
+            .filter(tasks::project_id.eq(project.0))
+            .filter(tasks::assignee_id.eq(user.0)),
+    )
+    .set((
+        tasks::assignee_id.eq(None::<Uuid>),
+        tasks::version.eq(tasks::version + 1),
+        tasks::updated_at.eq(now),
+    ))
+    .returning(tasks::id)
+    .get_results(conn)
+    .await?;
+    Ok(ids.into_iter().map(TaskId).collect())
+}

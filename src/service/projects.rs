@@ -239,7 +239,12 @@ pub async fn remove_member(
             Access::require(leaving || me.is_owner(), "removing owners")?;
             keep_an_owner(conn, id).await?;
         }
-        db::projects::remove_member(conn, id, user).await
+        db::projects::remove_member(conn, id, user).await?;
+        // Their tasks become unassigned, and their reminders go with them.
+        for task in db::tasks::unassign_all(conn, id, user).await? {
+            crate::service::tasks::cancel_reminder(conn, task).await?;
+        }
+        Ok(())
     })
     .await
 }

@@ -154,10 +154,16 @@ pub async fn delete(state: &State, caller: &Caller, id: TaskId) -> Result<()> {
     conn.transaction::<_, Error, _>(async |conn| {
         let (_, a) = task_access(conn, caller, id, true).await?;
         Access::require(a.can_write_tasks(), "writing tasks")?;
-        db::jobs::cancel(conn, jobs::TASK_REMINDER, &reminder_key(id)).await?;
+        cancel_reminder(conn, id).await?;
         db::tasks::delete(conn, id).await
     })
     .await
+}
+
+/// Cancels a task's pending reminder.
+pub async fn cancel_reminder(conn: &mut AsyncPgConnection, id: TaskId) -> Result<()> {
+    db::jobs::cancel(conn, jobs::TASK_REMINDER, &reminder_key(id)).await?;
+    Ok(())
 }
 
 fn reminder_key(id: TaskId) -> String {

@@ -499,3 +499,60 @@ async fn the_seed_project_routes_work_over_rest() {
         .unwrap();
     assert_eq!(gone.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_routes_and_task_reads_work_over_rest() {
+    use serde_json::{Value, json};
+    let app = TestApp::spawn().await;
+    let (_, owner) = user(&app, "owner").await;
+    let (bea, _) = user(&app, "bea").await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", app.url());
+    let send = async |req: reqwest::RequestBuilder| -> (u16, Value) {
+        let r = req.bearer_auth(&owner).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    };
+    let (_, p) = send(
+        http.post(url("/api/projects"))
+            .json(&json!({ "name": "Members" })),
+    )
+    .await;
+    let id = p["id"].as_str().unwrap();
+    let (s, m) = send(
+        http.post(url(&format!("/api/projects/{id}/members")))
+            .json(&json!({ "userId": bea, "role": "PROJECT_ROLE_VIEWER" })),
+    )
+    .await;
+    assert_eq!((s, m["role"].as_str()), (200, Some("PROJECT_ROLE_VIEWER")));
+    let (s, m) = send(
+        http.put(url(&format!("/api/projects/{id}/members/{bea}")))
+            .json(&json!({ "role": "PROJECT_ROLE_MEMBER" })),
+    )
+    .await;
+    assert_eq!((s, m["role"].as_str()), (200, Some("PROJECT_ROLE_MEMBER")));
+    let (s, list) = send(http.get(url(&format!("/api/projects/{id}/members")))).await;
+    assert_eq!(
+        (s, list["members"].as_array().map(Vec::len)),
+        (200, Some(2))
+    );
+    let (s, t) = send(
+        http.post(url("/api/tasks"))
+            .json(&json!({ "projectId": id, "title": "Read me", "assigneeId": bea })),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let task = t["id"].as_str().unwrap();
+    let (s, got) = send(http.get(url(&format!("/api/tasks/{task}")))).await;
+    assert_eq!((s, got["assigneeId"].as_str()), (200, Some(bea.as_str())));
+    let (s, _) = send(http.delete(url(&format!("/api/projects/{id}/members/{bea}")))).await;
+    assert_eq!(s, 200);
+    let (_, got) = send(http.get(url(&format!("/api/tasks/{task}")))).await;
+    assert!(
+        got.get("assigneeId").is_none(),
+        "a member who leaves is unassigned: {got}"
+    );
+    let (s, _) = send(http.delete(url(&format!("/api/tasks/{task}")))).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(http.get(url(&format!("/api/tasks/{task}")))).await;
+    assert_eq!(s, 404);
+}
