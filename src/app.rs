@@ -103,6 +103,7 @@ impl App {
             hasher,
             refresh_ttl: config.refresh_token_ttl,
             reminder_lead: config.reminder_lead,
+            broker: crate::realtime::Broker::default(),
             wake_jobs: wake_jobs.clone(),
         };
         let worker = Worker {

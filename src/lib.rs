@@ -13,6 +13,7 @@
 //! - [`domain`]: typed ids and validated values; no IO.
 //! - [`service`]: business rules, authorization and transactions.
 //! - [`db`]: the pool, the embedded PostgreSQL, the generated schema and the queries.
+//! - [`realtime`]: the broker, resumable event stream sessions and their cursors.
 //! - [`jobs`]: the durable jobs table worker and the email sender.
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod grpc;
 pub mod jobs;
 pub mod pb;
+pub mod realtime;
 pub mod rest;
 pub mod service;
 pub mod telemetry;

@@ -50,13 +50,12 @@ fn activity() -> diesel::expression::SqlLiteral<Timestamptz> {
     sql::<Timestamptz>("coalesce(conversations.last_message_at, conversations.created_at)")
 }
 
-/// Creates a conversation with `members` (the creator included).
+/// Creates a conversation without members; `None` when a direct one with this key exists.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     is_group: bool,
     title: Option<&str>,
     direct_key: Option<&str>,
-    members: &[UserId],
 ) -> Result<Option<Uuid>> {
     let id: Option<Uuid> = diesel::insert_into(conversations::table)
         .values((
@@ -69,9 +68,6 @@ pub async fn insert(
         .get_result(conn)
         .await
         .optional()?;
-    if let Some(id) = id {
-        add_members(conn, id, members).await?;
-    }
     Ok(id)
 }
 
@@ -86,14 +82,21 @@ pub async fn find_direct(conn: &mut AsyncPgConnection, key: &str) -> Result<Opti
         .map_err(Into::into)
 }
 
-/// Adds members (those already in are left as they are).
-pub async fn add_members(conn: &mut AsyncPgConnection, id: Uuid, users: &[UserId]) -> Result<()> {
+/// Adds members whose view starts at event `joined_event_seq` (those already in are left
+/// as they are).
+pub async fn add_members(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    users: &[UserId],
+    joined_event_seq: i64,
+) -> Result<()> {
     let rows: Vec<_> = users
         .iter()
         .map(|u| {
             (
                 conversation_members::conversation_id.eq(id),
                 conversation_members::user_id.eq(u.0),
+                conversation_members::joined_event_seq.eq(joined_event_seq),
             )
         })
         .collect();
@@ -103,6 +106,22 @@ pub async fn add_members(conn: &mut AsyncPgConnection, id: Uuid, users: &[UserId
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Which of `users` are members already.
+pub async fn existing_members(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    users: &[UserId],
+) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+    conversation_members::table
+        .filter(conversation_members::conversation_id.eq(id))
+        .filter(conversation_members::user_id.eq_any(ids))
+        .select(conversation_members::user_id)
+        .load(conn)
+        .await
+        .map_err(Into::into)
 }
 
 /// Removes a member; false when they were not one.

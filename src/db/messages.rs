@@ -12,7 +12,16 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 /// A message.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, QueryableByName)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Queryable,
+    Selectable,
+    QueryableByName,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[diesel(table_name = messages, check_for_backend(diesel::pg::Pg))]
 pub struct Message {
     /// The id.

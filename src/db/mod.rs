@@ -4,6 +4,7 @@
 pub mod conversations;
 pub mod divisions;
 pub mod embedded;
+pub mod events;
 pub mod jobs;
 pub mod messages;
 pub mod projects;

@@ -15,11 +15,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    conversation_events (conversation_id, seq) {
+        conversation_id -> Uuid,
+        seq -> Int8,
+        body -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     conversation_members (conversation_id, user_id) {
         conversation_id -> Uuid,
         user_id -> Uuid,
         last_read_seq -> Int8,
         created_at -> Timestamptz,
+        joined_event_seq -> Int8,
     }
 }
 
@@ -33,6 +43,7 @@ diesel::table! {
         last_message_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        last_event_seq -> Int8,
     }
 }
 
@@ -168,6 +179,7 @@ diesel::table! {
 
 diesel::joinable!(attachments -> messages (message_id));
 diesel::joinable!(attachments -> users (uploader_id));
+diesel::joinable!(conversation_events -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
@@ -184,6 +196,7 @@ diesel::joinable!(users -> roles (role_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     attachments,
+    conversation_events,
     conversation_members,
     conversations,
     divisions,

@@ -1,5 +1,4 @@
-//! `epop.v1.ConversationService`: conversations and messages. The real-time RPCs
-//! (`SendTyping`, `StreamEvents`) answer UNIMPLEMENTED until the real-time work lands.
+//! `epop.v1.ConversationService`: conversations, messages, typing and the event stream.
 
 use crate::{
     auth::Caller,
@@ -16,8 +15,10 @@ use crate::{
         conversations::{NewConversation, Summary},
     },
 };
+use crate::{db::events::EventBody, realtime::session::Item};
 use prost_types::{ListValue, Struct, Value as PValue, value::Kind};
 use serde_json::Value;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -145,8 +146,99 @@ impl ConversationApi {
     }
 }
 
+/// The wire form of a stream item.
+fn event(item: Item) -> pb::Event {
+    use pb::event::Kind as K;
+    let (cursor, kind) = match item {
+        Item::Event { event, cursor } => {
+            let conversation_id = event.conversation_id.to_string();
+            let kind = match event.body {
+                EventBody::MessageCreated {
+                    message: m,
+                    attachment_ids,
+                } => K::MessageCreated(message(m, attachment_ids)),
+                EventBody::MessageUpdated {
+                    message: m,
+                    attachment_ids,
+                } => K::MessageUpdated(message(m, attachment_ids)),
+                EventBody::MessageDeleted { message: m } => K::MessageDeleted(message(m, vec![])),
+                EventBody::Membership { added, removed } => {
+                    K::MembershipChanged(pb::MembershipChanged {
+                        conversation: Some(pb::Conversation {
+                            id: conversation_id,
+                            ..Default::default()
+                        }),
+                        added_user_ids: added.iter().map(Uuid::to_string).collect(),
+                        removed_user_ids: removed.iter().map(Uuid::to_string).collect(),
+                    })
+                }
+                EventBody::ReadReceipt { user_id, seq } => K::ReadReceipt(pb::ReadReceipt {
+                    conversation_id,
+                    user_id: user_id.to_string(),
+                    seq,
+                }),
+            };
+            (cursor, kind)
+        }
+        Item::Typing {
+            conversation_id,
+            user_id,
+            expires_at,
+        } => (
+            String::new(),
+            K::Typing(pb::Typing {
+                conversation_id: conversation_id.to_string(),
+                user_id: user_id.to_string(),
+                expire_time: Some(convert::timestamp(expires_at)),
+            }),
+        ),
+        Item::Presence { user_id, online } => (
+            String::new(),
+            K::Presence(pb::Presence {
+                user_id: user_id.to_string(),
+                online,
+            }),
+        ),
+        Item::Resync { reason } => (String::new(), K::Resync(pb::Resync { reason })),
+        Item::Heartbeat => (
+            String::new(),
+            K::Heartbeat(pb::Heartbeat {
+                time: Some(convert::timestamp(chrono::Utc::now())),
+            }),
+        ),
+    };
+    pb::Event {
+        cursor,
+        kind: Some(kind),
+    }
+}
+
 #[tonic::async_trait]
 impl ConversationService for ConversationApi {
+    async fn send_typing(
+        &self,
+        request: Request<pb::SendTypingRequest>,
+    ) -> Result<Response<pb::SendTypingResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let id = parse_uuid("conversation_id", &request.get_ref().conversation_id)?;
+        service::conversations::typing(&self.state, &caller, id).await?;
+        Ok(Response::new(pb::SendTypingResponse {}))
+    }
+
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::Event>>, Status> {
+        let caller = Caller::of(&request)?;
+        let resume = match request.get_ref().resume_cursor.as_str() {
+            "" => None,
+            c => Some(crate::realtime::cursor::decode("resume_cursor", c)?),
+        };
+        let rx = service::conversations::stream(&self.state, &caller, resume).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| Ok(event(item)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn list_conversations(
         &self,
         request: Request<pb::ListConversationsRequest>,

@@ -8,6 +8,7 @@
 
 use crate::{
     auth::Caller,
+    db::events::EventBody,
     db::{
         self,
         conversations::Conversation,
@@ -15,6 +16,7 @@ use crate::{
     },
     domain::{Page, PageSize, PageToken, RichText, Role, UserId},
     error::{Error, Result},
+    realtime::Published,
     service::State,
 };
 use chrono::{DateTime, Utc};
@@ -43,6 +45,46 @@ pub enum NewConversation {
         /// The others.
         members: Vec<UserId>,
     },
+}
+
+/// Appends an event to the conversation's log in the caller's transaction; returns what to
+/// publish once it commits. `also` are recipients beyond the current members (who left).
+async fn record(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    body: EventBody,
+    also: &[Uuid],
+) -> Result<Published> {
+    let event = db::events::append(conn, id, body).await?;
+    let mut recipients = db::events::recipients(conn, id).await?;
+    recipients.extend_from_slice(also);
+    Ok(Published::Durable { event, recipients })
+}
+
+/// Publishes committed events to open streams (best effort: the log is the truth).
+fn publish(state: &State, items: impl IntoIterator<Item = Published>) {
+    for item in items {
+        state.broker.publish(item);
+    }
+}
+
+/// Creates members of a new conversation, with the event that adds them.
+async fn start(conn: &mut AsyncPgConnection, id: Uuid, members: &[UserId]) -> Result<Published> {
+    let added: Vec<Uuid> = members.iter().map(|u| u.0).collect();
+    let event = db::events::append(
+        conn,
+        id,
+        EventBody::Membership {
+            added: added.clone(),
+            removed: vec![],
+        },
+    )
+    .await?;
+    db::conversations::add_members(conn, id, members, event.seq).await?;
+    Ok(Published::Durable {
+        event,
+        recipients: added,
+    })
 }
 
 /// NOT_FOUND unless the caller is a member; otherwise whether it is a group.
@@ -117,45 +159,54 @@ pub async fn list(
 /// Creates a conversation; a direct one that exists already is returned as it is.
 pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Result<Summary> {
     let mut conn = state.pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        let id = match new {
-            NewConversation::Direct(other) => {
-                if other == caller.user_id {
-                    return Err(Error::invalid(
-                        "member_ids",
-                        "a direct conversation needs another person",
-                    ));
+    let (summary, event) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let mut event = None;
+            let id = match new {
+                NewConversation::Direct(other) => {
+                    if other == caller.user_id {
+                        return Err(Error::invalid(
+                            "member_ids",
+                            "a direct conversation needs another person",
+                        ));
+                    }
+                    require_active(conn, "member_ids", &[other]).await?;
+                    let (a, b) = if caller.user_id < other {
+                        (caller.user_id, other)
+                    } else {
+                        (other, caller.user_id)
+                    };
+                    let key = format!("{}:{}", a.0, b.0);
+                    match db::conversations::insert(conn, false, None, Some(&key)).await? {
+                        Some(id) => {
+                            event = Some(start(conn, id, &[a, b]).await?);
+                            id
+                        }
+                        None => db::conversations::find_direct(conn, &key)
+                            .await?
+                            .ok_or_else(|| Error::internal("direct conversation vanished"))?,
+                    }
                 }
-                require_active(conn, "member_ids", &[other]).await?;
-                let (a, b) = if caller.user_id < other {
-                    (caller.user_id, other)
-                } else {
-                    (other, caller.user_id)
-                };
-                let key = format!("{}:{}", a.0, b.0);
-                match db::conversations::insert(conn, false, None, Some(&key), &[a, b]).await? {
-                    Some(id) => id,
-                    None => db::conversations::find_direct(conn, &key)
+                NewConversation::Group { title, mut members } => {
+                    require_active(conn, "member_ids", &members).await?;
+                    members.push(caller.user_id);
+                    members.sort();
+                    members.dedup();
+                    let id = db::conversations::insert(conn, true, Some(&title), None)
                         .await?
-                        .ok_or_else(|| Error::internal("direct conversation vanished"))?,
+                        .ok_or_else(|| Error::internal("group insert conflicted"))?;
+                    event = Some(start(conn, id, &members).await?);
+                    id
                 }
-            }
-            NewConversation::Group { title, mut members } => {
-                require_active(conn, "member_ids", &members).await?;
-                members.push(caller.user_id);
-                members.sort();
-                members.dedup();
-                db::conversations::insert(conn, true, Some(&title), None, &members)
-                    .await?
-                    .ok_or_else(|| Error::internal("group insert conflicted"))?
-            }
-        };
-        let c = db::conversations::get(conn, id, caller.user_id)
-            .await?
-            .ok_or(Error::NotFound("conversation"))?;
-        summary(conn, c).await
-    })
-    .await
+            };
+            let c = db::conversations::get(conn, id, caller.user_id)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?;
+            Ok((summary(conn, c).await?, event))
+        })
+        .await?;
+    publish(state, event);
+    Ok(summary)
 }
 
 /// One conversation.
@@ -187,12 +238,43 @@ pub async fn add_members(
         return Err(Error::invalid("user_ids", "is required"));
     }
     let mut conn = state.pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        require_group(member(conn, caller, id).await?)?;
-        require_active(conn, "user_ids", &users).await?;
-        db::conversations::add_members(conn, id, &users).await
-    })
-    .await?;
+    let event = conn
+        .transaction::<_, Error, _>(async |conn| {
+            require_group(member(conn, caller, id).await?)?;
+            require_active(conn, "user_ids", &users).await?;
+            let existing = db::conversations::existing_members(conn, id, &users).await?;
+            let mut new: Vec<UserId> = users
+                .iter()
+                .copied()
+                .filter(|u| !existing.contains(&u.0))
+                .collect();
+            new.sort();
+            new.dedup();
+            if new.is_empty() {
+                return Ok(None);
+            }
+            let added = new.iter().map(|u| u.0).collect();
+            let event = record(
+                conn,
+                id,
+                EventBody::Membership {
+                    added,
+                    removed: vec![],
+                },
+                &[],
+            )
+            .await?;
+            if let Published::Durable { event: e, .. } = &event {
+                db::conversations::add_members(conn, id, &new, e.seq).await?;
+            }
+            let mut event = event;
+            if let Published::Durable { recipients, .. } = &mut event {
+                recipients.extend(new.iter().map(|u| u.0));
+            }
+            Ok(Some(event))
+        })
+        .await?;
+    publish(state, event);
     get(state, caller, id).await
 }
 
@@ -205,9 +287,24 @@ pub async fn remove_member(state: &State, caller: &Caller, id: Uuid, user: UserI
             "only admins remove other members; you may leave".into(),
         ));
     }
-    if !db::conversations::remove_member(&mut conn, id, user).await? {
-        return Err(Error::NotFound("member"));
-    }
+    let event = conn
+        .transaction::<_, Error, _>(async |conn| {
+            if !db::conversations::remove_member(conn, id, user).await? {
+                return Err(Error::NotFound("member"));
+            }
+            record(
+                conn,
+                id,
+                EventBody::Membership {
+                    added: vec![],
+                    removed: vec![user.0],
+                },
+                &[user.0],
+            )
+            .await
+        })
+        .await?;
+    publish(state, [event]);
     Ok(())
 }
 
@@ -272,9 +369,17 @@ pub async fn send(
             let m =
                 db::messages::insert(conn, id, caller.user_id, &content, key.as_deref()).await?;
             db::messages::attach(conn, m.id, caller.user_id, &attachments).await?;
-            Ok(m)
+            let body = EventBody::MessageCreated {
+                message: m.clone(),
+                attachment_ids: attachments.clone(),
+            };
+            Ok((m, record(conn, id, body, &[]).await?))
         })
-        .await;
+        .await
+        .map(|(m, event)| {
+            publish(state, [event]);
+            m
+        });
     match (sent, &key) {
         // A concurrent retry with the same key won the race: answer with its message.
         (Err(Error::AlreadyExists(_)), Some(k)) => replay(&mut conn, k)
@@ -304,9 +409,28 @@ pub async fn edit(
         if m.deleted_at.is_some() {
             return Err(Error::FailedPrecondition("the message was deleted".into()));
         }
-        db::messages::edit(conn, message, &content).await
+        let m = db::messages::edit(conn, message, &content).await?;
+        let attachment_ids = db::messages::attachment_ids(conn, &[m.id])
+            .await?
+            .remove(&m.id)
+            .unwrap_or_default();
+        let event = record(
+            conn,
+            id,
+            EventBody::MessageUpdated {
+                message: m.clone(),
+                attachment_ids,
+            },
+            &[],
+        )
+        .await?;
+        Ok((m, event))
     })
     .await
+    .map(|(m, event)| {
+        publish(state, [event]);
+        m
+    })
 }
 
 /// Deletes a message (its sender, or a system admin), leaving a tombstone.
@@ -321,11 +445,23 @@ pub async fn delete(state: &State, caller: &Caller, id: Uuid, message: Uuid) -> 
             ));
         }
         if m.deleted_at.is_some() {
-            return Ok(m);
+            return Ok((m, None));
         }
-        db::messages::tombstone(conn, message).await
+        let m = db::messages::tombstone(conn, message).await?;
+        let event = record(
+            conn,
+            id,
+            EventBody::MessageDeleted { message: m.clone() },
+            &[],
+        )
+        .await?;
+        Ok((m, Some(event)))
     })
     .await
+    .map(|(m, event)| {
+        publish(state, event);
+        m
+    })
 }
 
 /// Moves the caller's read position; returns their unread count after it.
@@ -335,11 +471,29 @@ pub async fn mark_read(state: &State, caller: &Caller, id: Uuid, seq: i64) -> Re
     }
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
-    db::conversations::mark_read(&mut conn, id, caller.user_id, seq).await?;
-    let c = db::conversations::get(&mut conn, id, caller.user_id)
-        .await?
-        .ok_or(Error::NotFound("conversation"))?;
-    Ok(c.unread_count)
+    let (unread, event) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let before = db::conversations::get(conn, id, caller.user_id)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?;
+            let after = db::conversations::mark_read(conn, id, caller.user_id, seq).await?;
+            let event = if after > before.last_read_seq {
+                let body = EventBody::ReadReceipt {
+                    user_id: caller.user_id.0,
+                    seq: after,
+                };
+                Some(record(conn, id, body, &[]).await?)
+            } else {
+                None
+            };
+            let c = db::conversations::get(conn, id, caller.user_id)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?;
+            Ok((c.unread_count, event))
+        })
+        .await?;
+    publish(state, event);
+    Ok(unread)
 }
 
 /// Full-text search over the caller's conversations (or one of them).
@@ -370,4 +524,39 @@ pub async fn search(
         page.next_page_token = PageToken::<i64>::encode(&(offset + size.0));
     }
     Ok(page)
+}
+
+/// How long a typing indicator lasts unless renewed.
+pub const TYPING_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tells the other members that the caller is typing (ephemeral: broker only).
+pub async fn typing(state: &State, caller: &Caller, id: Uuid) -> Result<()> {
+    let mut conn = state.pool.get().await?;
+    member(&mut conn, caller, id).await?;
+    let recipients = db::events::recipients(&mut conn, id).await?;
+    publish(
+        state,
+        [Published::Typing {
+            conversation_id: id,
+            user_id: caller.user_id.0,
+            expires_at: Utc::now() + TYPING_TTL,
+            recipients,
+        }],
+    );
+    Ok(())
+}
+
+/// Opens the caller's event stream, resuming after `resume` when given.
+pub async fn stream(
+    state: &State,
+    caller: &Caller,
+    resume: Option<crate::realtime::cursor::Positions>,
+) -> Result<tokio::sync::mpsc::Receiver<crate::realtime::session::Item>> {
+    crate::realtime::session::open(
+        state.pool.clone(),
+        state.broker.clone(),
+        caller.user_id,
+        resume,
+    )
+    .await
 }

@@ -26,6 +26,8 @@ pub struct State {
     pub refresh_ttl: Duration,
     /// How long before a task's due day its reminder is sent.
     pub reminder_lead: Duration,
+    /// Fans committed events out to open streams.
+    pub broker: crate::realtime::Broker,
     /// Rung after a transaction that enqueued a job commits.
     pub wake_jobs: Arc<Notify>,
 }

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod conversations;
 mod embedded;
+mod events;
 mod helpers;
 mod jobs;
 mod projects;

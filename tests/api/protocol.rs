@@ -265,10 +265,6 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
     let app = TestApp::spawn().await;
     let t = app.admin_token().await;
     let ch = app.channel().await;
-    let typing = pb::conversation_service_client::ConversationServiceClient::new(ch.clone())
-        .send_typing(authed(pb::SendTypingRequest::default(), &t))
-        .await
-        .unwrap_err();
     let files = pb::file_service_client::FileServiceClient::new(ch.clone())
         .presign_upload(authed(pb::PresignUploadRequest::default(), &t))
         .await
@@ -277,7 +273,7 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
         .chat(authed(pb::ChatRequest::default(), &t))
         .await
         .unwrap_err();
-    for s in [typing, files, ai] {
+    for s in [files, ai] {
         assert_eq!(s.code(), tonic::Code::Unimplemented);
     }
 }

@@ -1,0 +1,178 @@
+//! The durable event log of conversations (`conversation_events`): appended in the same
+//! transaction as the change it records, with a gap-free per-conversation sequence, and read
+//! back by streams that resume or fill a gap.
+
+use crate::{
+    db::{
+        messages::Message,
+        schema::{conversation_events, conversation_members, conversations},
+    },
+    domain::UserId,
+    error::{Error, Result},
+};
+use chrono::{DateTime, Utc};
+use diesel::{
+    QueryableByName,
+    prelude::*,
+    sql_types::{Array, BigInt, Jsonb, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// What happened in a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A message was sent.
+    MessageCreated {
+        /// The message.
+        message: Message,
+        /// Its attachments.
+        attachment_ids: Vec<Uuid>,
+    },
+    /// A message was edited.
+    MessageUpdated {
+        /// The message after the edit.
+        message: Message,
+        /// Its attachments.
+        attachment_ids: Vec<Uuid>,
+    },
+    /// A message was deleted (a tombstone).
+    MessageDeleted {
+        /// The tombstone.
+        message: Message,
+    },
+    /// Members were added or removed.
+    Membership {
+        /// Who joined.
+        added: Vec<Uuid>,
+        /// Who left or was removed.
+        removed: Vec<Uuid>,
+    },
+    /// A member read up to a position.
+    ReadReceipt {
+        /// The reader.
+        user_id: Uuid,
+        /// The message sequence number read up to.
+        seq: i64,
+    },
+}
+
+/// An event of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Its position in the conversation's event log, from 1, without gaps.
+    pub seq: i64,
+    /// What happened.
+    pub body: EventBody,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Appends an event under the conversation's row lock; commit order equals event order.
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    body: EventBody,
+) -> Result<Event> {
+    let seq: i64 = diesel::update(conversations::table.find(conversation))
+        .set(conversations::last_event_seq.eq(conversations::last_event_seq + 1))
+        .returning(conversations::last_event_seq)
+        .get_result(conn)
+        .await?;
+    let json =
+        serde_json::to_value(&body).map_err(|e| Error::internal(format!("event body: {e}")))?;
+    let created_at: DateTime<Utc> = diesel::insert_into(conversation_events::table)
+        .values((
+            conversation_events::conversation_id.eq(conversation),
+            conversation_events::seq.eq(seq),
+            conversation_events::body.eq(json),
+        ))
+        .returning(conversation_events::created_at)
+        .get_result(conn)
+        .await?;
+    Ok(Event {
+        conversation_id: conversation,
+        seq,
+        body,
+        created_at,
+    })
+}
+
+/// The user ids of a conversation's members.
+pub async fn recipients(conn: &mut AsyncPgConnection, conversation: Uuid) -> Result<Vec<Uuid>> {
+    conversation_members::table
+        .filter(conversation_members::conversation_id.eq(conversation))
+        .select(conversation_members::user_id)
+        .load(conn)
+        .await
+        .map_err(Into::into)
+}
+
+/// The newest event position of each of the user's conversations: where a fresh stream
+/// starts.
+pub async fn positions(conn: &mut AsyncPgConnection, user: UserId) -> Result<HashMap<Uuid, i64>> {
+    let rows: Vec<(Uuid, i64)> = conversations::table
+        .inner_join(conversation_members::table)
+        .filter(conversation_members::user_id.eq(user.0))
+        .select((conversations::id, conversations::last_event_seq))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = SqlUuid)]
+    conversation_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Jsonb)]
+    body: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+}
+
+/// Up to `limit` events of the user's conversations (or only `only`) after `positions`; a
+/// conversation missing from `positions` is read from the event that added the user.
+/// Oldest first; within a conversation, by sequence.
+pub async fn since(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    positions: &HashMap<Uuid, i64>,
+    only: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let (ids, seqs): (Vec<Uuid>, Vec<i64>) = positions.iter().map(|(c, s)| (*c, *s)).unzip();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT e.conversation_id, e.seq, e.body, e.created_at \
+         FROM conversation_events e \
+         JOIN conversation_members m ON m.conversation_id = e.conversation_id AND m.user_id = $1 \
+         LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS p(c, s) ON p.c = e.conversation_id \
+         WHERE e.seq > COALESCE(p.s, m.joined_event_seq - 1) \
+           AND ($4::uuid IS NULL OR e.conversation_id = $4) \
+         ORDER BY e.created_at, e.conversation_id, e.seq LIMIT $5",
+    )
+    .bind::<SqlUuid, _>(user.0)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<BigInt>, _>(seqs)
+    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(only)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Event {
+                conversation_id: r.conversation_id,
+                seq: r.seq,
+                body: serde_json::from_value(r.body)
+                    .map_err(|e| Error::internal(format!("event body: {e}")))?,
+                created_at: r.created_at,
+            })
+        })
+        .collect()
+}

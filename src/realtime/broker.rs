@@ -1,0 +1,123 @@
+//! The in-process broker: one bounded broadcast channel that every stream session of this
+//! instance subscribes to, plus presence counting of the streams open here.
+
+use crate::db::events::Event;
+use chrono::{DateTime, Utc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// How many published events a slow session may fall behind before it must re-read from the
+/// database.
+const CAPACITY: usize = 4096;
+/// How long a user stays online after their last stream closes.
+pub const PRESENCE_GRACE: Duration = Duration::from_secs(5);
+
+/// What travels through the broker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    /// A durable event, for the conversation's members at commit time.
+    Durable {
+        /// The event.
+        event: Event,
+        /// Who may see it.
+        recipients: Vec<Uuid>,
+    },
+    /// Someone is typing (ephemeral).
+    Typing {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// Who types.
+        user_id: Uuid,
+        /// When the indicator lapses.
+        expires_at: DateTime<Utc>,
+        /// Who may see it.
+        recipients: Vec<Uuid>,
+    },
+    /// A user went online or offline (ephemeral).
+    Presence {
+        /// The user.
+        user_id: Uuid,
+        /// Online when true.
+        online: bool,
+    },
+}
+
+/// Fans events out to this instance's streams and counts who is online here.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    sender: broadcast::Sender<Arc<Published>>,
+    streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+            streams: Arc::default(),
+        }
+    }
+}
+
+impl Broker {
+    /// Publishes to every subscribed session (none listening is fine).
+    pub fn publish(&self, item: Published) {
+        let _ = self.sender.send(Arc::new(item));
+    }
+
+    /// A receiver of everything published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.sender.subscribe()
+    }
+
+    /// Counts a stream of `user` as open; the first one makes them online.
+    pub fn stream_opened(&self, user: Uuid) {
+        let first = {
+            let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let n = streams.entry(user).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.publish(Published::Presence {
+                user_id: user,
+                online: true,
+            });
+        }
+    }
+
+    /// Counts a stream of `user` as closed; after the grace period with none open, they are
+    /// offline.
+    pub fn stream_closed(&self, user: Uuid) {
+        let last = {
+            let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let n = streams.entry(user).or_default();
+            *n = n.saturating_sub(1);
+            *n == 0
+        };
+        if last {
+            let broker = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(PRESENCE_GRACE).await;
+                let still_gone = {
+                    let mut streams = broker.streams.lock().unwrap_or_else(|p| p.into_inner());
+                    let gone = streams.get(&user).is_none_or(|n| *n == 0);
+                    if gone {
+                        streams.remove(&user);
+                    }
+                    gone
+                };
+                if still_gone {
+                    broker.publish(Published::Presence {
+                        user_id: user,
+                        online: false,
+                    });
+                }
+            });
+        }
+    }
+}

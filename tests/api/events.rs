@@ -1,0 +1,273 @@
+//! The real-time event stream: live delivery, typing and presence, and resume from a cursor
+//! with every missed event exactly once, in order, then live again with no gap or duplicate.
+
+use crate::helpers::*;
+use epop::{
+    grpc::conversations::json_to_struct,
+    pb::{self, conversation_service_client::ConversationServiceClient, event::Kind},
+};
+use serde_json::json;
+use std::time::Duration;
+use tonic::{Streaming, transport::Channel};
+
+async fn client(app: &TestApp) -> ConversationServiceClient<Channel> {
+    ConversationServiceClient::new(app.channel().await)
+}
+
+async fn user(app: &TestApp, name: &str) -> (String, String) {
+    let u = app
+        .create_user(
+            &format!("{name}@example.com"),
+            "event-password-1",
+            pb::Role::User,
+        )
+        .await;
+    (
+        u.id,
+        app.login(&format!("{name}@example.com"), "event-password-1")
+            .await
+            .access_token,
+    )
+}
+
+fn send(conversation: &str, t: &str) -> pb::SendMessageRequest {
+    pb::SendMessageRequest {
+        conversation_id: conversation.into(),
+        content: Some(json_to_struct(
+            &json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"text","text":t}]}]}),
+        )),
+        ..Default::default()
+    }
+}
+
+async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<pb::Event> {
+    client(app)
+        .await
+        .stream_events(authed(
+            pb::StreamEventsRequest {
+                resume_cursor: cursor.into(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next event that is not a heartbeat or a presence change.
+async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the stream is open");
+        if !matches!(e.kind, Some(Kind::Heartbeat(_)) | Some(Kind::Presence(_))) {
+            return e;
+        }
+    }
+}
+
+fn created_text(e: &pb::Event) -> String {
+    match &e.kind {
+        Some(Kind::MessageCreated(m)) => m.text.clone(),
+        other => panic!("expected a new message, got {other:?}"),
+    }
+}
+
+async fn group(app: &TestApp, token: &str, members: &[&str]) -> String {
+    client(app)
+        .await
+        .create_conversation(authed(
+            pb::CreateConversationRequest {
+                kind: pb::ConversationKind::Group.into(),
+                title: "Live".into(),
+                member_ids: members.iter().map(|m| m.to_string()).collect(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_receive_messages_membership_and_typing_live() {
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let (_, eve) = user(&app, "eve").await;
+    let mut bob_stream = open(&app, &bob, "").await;
+    let mut eve_stream = open(&app, &eve, "").await;
+    let g = group(&app, &ann, &[&bob_id]).await;
+    let joined = next(&mut bob_stream).await;
+    assert!(
+        matches!(joined.kind, Some(Kind::MembershipChanged(ref m)) if m.added_user_ids.contains(&bob_id))
+    );
+    let mut c = client(&app).await;
+    c.send_message(authed(send(&g, "hello bob"), &ann))
+        .await
+        .unwrap();
+    let e = next(&mut bob_stream).await;
+    assert_eq!(created_text(&e), "hello bob");
+    assert!(!e.cursor.is_empty());
+    c.send_typing(authed(
+        pb::SendTypingRequest {
+            conversation_id: g.clone(),
+        },
+        &ann,
+    ))
+    .await
+    .unwrap();
+    assert!(
+        matches!(next(&mut bob_stream).await.kind, Some(Kind::Typing(ref t)) if t.conversation_id == g)
+    );
+    // Eve is not a member: she sees none of it (her next event is her own new conversation).
+    let eve_group = group(&app, &eve, &[]).await;
+    let first = next(&mut eve_stream).await;
+    assert!(
+        matches!(first.kind, Some(Kind::MembershipChanged(ref m)) if m.conversation.as_ref().unwrap().id == eve_group)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_stream_gets_every_missed_event_once_in_order_then_live() {
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let g = group(&app, &ann, &[&bob_id]).await;
+    let mut c = client(&app).await;
+    let mut stream = open(&app, &bob, "").await;
+    c.send_message(authed(send(&g, "m1"), &ann)).await.unwrap();
+    let seen = next(&mut stream).await;
+    assert_eq!(created_text(&seen), "m1");
+    drop(stream);
+
+    // While Bob is away: three messages and an edit.
+    let mut sent = vec![];
+    for t in ["m2", "m3", "m4"] {
+        sent.push(
+            c.send_message(authed(send(&g, t), &ann))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    c.update_message(authed(
+        pb::UpdateMessageRequest {
+            conversation_id: g.clone(),
+            message_id: sent[0].id.clone(),
+            content: send(&g, "m2!").content,
+        },
+        &ann,
+    ))
+    .await
+    .unwrap();
+
+    let mut resumed = open(&app, &bob, &seen.cursor).await;
+    let texts: Vec<String> = [
+        created_text(&next(&mut resumed).await),
+        created_text(&next(&mut resumed).await),
+        created_text(&next(&mut resumed).await),
+    ]
+    .into();
+    assert_eq!(texts, ["m2", "m3", "m4"]);
+    assert!(
+        matches!(next(&mut resumed).await.kind, Some(Kind::MessageUpdated(ref m)) if m.text == "m2!")
+    );
+    // The switch to live has no gap and no duplicate.
+    c.send_message(authed(send(&g, "m5"), &ann)).await.unwrap();
+    let live = next(&mut resumed).await;
+    assert_eq!(created_text(&live), "m5");
+    c.send_message(authed(send(&g, "m6"), &ann)).await.unwrap();
+    assert_eq!(created_text(&next(&mut resumed).await), "m6");
+
+    // Resuming from the same old cursor again replays the same events: the log is the truth.
+    let mut again = open(&app, &bob, &seen.cursor).await;
+    assert_eq!(created_text(&next(&mut again).await), "m2");
+    let bad = client(&app)
+        .await
+        .stream_events(authed(
+            pb::StreamEventsRequest {
+                resume_cursor: "garbage!".into(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&bad), ["resume_cursor"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_follows_open_streams() {
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let (carol_id, carol) = user(&app, "carol").await;
+    let mut ann_stream = open(&app, &ann, "").await;
+    let carol_stream = open(&app, &carol, "").await;
+    let online = loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), ann_stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(Kind::Presence(p)) = e.kind
+            && p.user_id == carol_id
+        {
+            break p.online;
+        }
+    };
+    assert!(online);
+    drop(carol_stream);
+    let offline = loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), ann_stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(Kind::Presence(p)) = e.kind
+            && p.user_id == carol_id
+        {
+            break !p.online;
+        }
+    };
+    assert!(offline, "offline after the grace period");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rest_event_stream_resumes_from_last_event_id() {
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let g = group(&app, &ann, &[&bob_id]).await;
+    let mut c = client(&app).await;
+    let mut stream = open(&app, &bob, "").await;
+    c.send_message(authed(send(&g, "first"), &ann))
+        .await
+        .unwrap();
+    let cursor = next(&mut stream).await.cursor;
+    drop(stream);
+    c.send_message(authed(send(&g, "missed"), &ann))
+        .await
+        .unwrap();
+    let mut r = reqwest::Client::new()
+        .get(format!("{}/api/events", app.url()))
+        .bearer_auth(&bob)
+        .header("last-event-id", &cursor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while !text.contains("missed") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(!text.contains("\"first\""), "only what was missed: {text}");
+    assert!(text.contains("\nid: "), "{text}");
+}
