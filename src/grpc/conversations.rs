@@ -15,7 +15,10 @@ use crate::{
         conversations::{NewConversation, Summary},
     },
 };
-use crate::{db::events::EventBody, realtime::session::Item};
+use crate::{
+    db::events::EventBody,
+    realtime::{BoardChange, session::Item},
+};
 use prost_types::{ListValue, Struct, Value as PValue, value::Kind};
 use serde_json::Value;
 use tokio_stream::StreamExt;
@@ -198,6 +201,25 @@ fn event(item: Item) -> pb::Event {
                 user_id: user_id.to_string(),
                 online,
             }),
+        ),
+        Item::Board(change) => (
+            String::new(),
+            match change {
+                BoardChange::Task(t) => K::TaskChanged(crate::grpc::tasks::task(*t)),
+                BoardChange::TaskDeleted {
+                    project_id,
+                    task_id,
+                } => K::TaskDeleted(pb::TaskDeleted {
+                    project_id: project_id.to_string(),
+                    task_id: task_id.to_string(),
+                }),
+                BoardChange::Project(p) => K::ProjectChanged(crate::grpc::projects::project(*p)),
+                BoardChange::ProjectDeleted { project_id } => {
+                    K::ProjectDeleted(pb::ProjectDeleted {
+                        project_id: project_id.to_string(),
+                    })
+                }
+            },
         ),
         Item::Resync { reason } => (String::new(), K::Resync(pb::Resync { reason })),
         Item::Heartbeat => (

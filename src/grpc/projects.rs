@@ -48,7 +48,8 @@ fn role_from_pb(field: &str, raw: i32) -> Result<Option<ProjectRole>> {
     }
 }
 
-fn project(p: Project) -> pb::Project {
+/// The wire form of a project.
+pub(crate) fn project(p: Project) -> pb::Project {
     pb::Project {
         id: p.id.0.to_string(),
         name: p.name,

@@ -85,7 +85,8 @@ fn sort(raw: &str) -> Result<Sort> {
     Ok(Sort { key, desc })
 }
 
-fn task(t: Task) -> pb::Task {
+/// The wire form of a task.
+pub(crate) fn task(t: Task) -> pb::Task {
     pb::Task {
         id: t.id.0.to_string(),
         project_id: t.project_id.0.to_string(),

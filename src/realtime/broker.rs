@@ -1,7 +1,7 @@
 //! The in-process broker: one bounded broadcast channel that every stream session of this
 //! instance subscribes to, plus presence counting of the streams open here.
 
-use crate::db::events::Event;
+use crate::db::{events::Event, projects::Project, tasks::Task};
 use chrono::{DateTime, Utc};
 use std::{
     collections::HashMap,
@@ -38,12 +38,40 @@ pub enum Published {
         /// Who may see it.
         recipients: Vec<Uuid>,
     },
+    /// A project board changed (ephemeral: clients refetch the board after a reconnect).
+    Board {
+        /// What changed.
+        change: BoardChange,
+        /// The project's members.
+        recipients: Vec<Uuid>,
+    },
     /// A user went online or offline (ephemeral).
     Presence {
         /// The user.
         user_id: Uuid,
         /// Online when true.
         online: bool,
+    },
+}
+
+/// A change to a project or its tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoardChange {
+    /// A task was created or changed.
+    Task(Box<Task>),
+    /// A task was deleted.
+    TaskDeleted {
+        /// Its project.
+        project_id: Uuid,
+        /// The task.
+        task_id: Uuid,
+    },
+    /// A project or its membership changed.
+    Project(Box<Project>),
+    /// A project was deleted.
+    ProjectDeleted {
+        /// The project.
+        project_id: Uuid,
     },
 }
 

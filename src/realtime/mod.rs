@@ -11,4 +11,4 @@ pub mod broker;
 pub mod cursor;
 pub mod session;
 
-pub use broker::{Broker, Published};
+pub use broker::{BoardChange, Broker, Published};

@@ -7,7 +7,7 @@ use crate::{
     domain::UserId,
     error::Result,
     realtime::{
-        Broker, Published,
+        BoardChange, Broker, Published,
         cursor::{self, Positions},
     },
 };
@@ -49,6 +49,8 @@ pub enum Item {
         /// Online when true.
         online: bool,
     },
+    /// A project board changed.
+    Board(BoardChange),
     /// Reload state and open a fresh stream.
     Resync {
         /// Why.
@@ -149,6 +151,9 @@ impl Session {
                 user_id: *user_id,
                 expires_at: *expires_at,
             })),
+            Published::Board { change, recipients } if recipients.contains(&me) => {
+                Ok(self.send(Item::Board(change.clone())))
+            }
             Published::Presence { user_id, online } => Ok(self.send(Item::Presence {
                 user_id: *user_id,
                 online: *online,

@@ -22,6 +22,7 @@ use crate::{
         SearchText, UserId,
     },
     error::{Error, Result},
+    realtime::{BoardChange, Published},
     service::State,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -145,9 +146,14 @@ pub async fn update(
             "editing the project",
         )?;
         db::projects::update(conn, id, name.as_ref(), description.as_ref()).await?;
-        db::projects::get(conn, id, caller.user_id).await
+        let event = project_changed(conn, id, &[]).await?;
+        Ok((db::projects::get(conn, id, caller.user_id).await?, event))
     })
     .await
+    .map(|(p, event)| {
+        state.broker.publish(event);
+        p
+    })
 }
 
 /// Deletes a project with its tasks and memberships (owners, admins).
@@ -158,9 +164,13 @@ pub async fn delete(state: &State, caller: &Caller, id: ProjectId) -> Result<()>
             access(conn, caller, id).await?.is_owner(),
             "deleting the project",
         )?;
-        db::projects::delete(conn, id).await
+        let change = BoardChange::ProjectDeleted { project_id: id.0 };
+        let event = board_event(conn, id, change, &[]).await?;
+        db::projects::delete(conn, id).await?;
+        Ok(event)
     })
     .await
+    .map(|event| state.broker.publish(event))
 }
 
 /// The members.
@@ -189,9 +199,16 @@ pub async fn add_member(
         }
         db::projects::lock(conn, id).await?;
         db::projects::add_member(conn, id, user, role).await?;
-        db::projects::member(conn, id, user).await
+        Ok((
+            db::projects::member(conn, id, user).await?,
+            project_changed(conn, id, &[]).await?,
+        ))
     })
     .await
+    .map(|(m, event)| {
+        state.broker.publish(event);
+        m
+    })
 }
 
 /// Changes a member's role. Managers cannot touch owners or make owners; the last owner
@@ -215,9 +232,16 @@ pub async fn set_role(
             keep_an_owner(conn, id).await?;
         }
         db::projects::set_role(conn, id, user, role).await?;
-        db::projects::member(conn, id, user).await
+        Ok((
+            db::projects::member(conn, id, user).await?,
+            project_changed(conn, id, &[]).await?,
+        ))
     })
     .await
+    .map(|(m, event)| {
+        state.broker.publish(event);
+        m
+    })
 }
 
 /// Removes a member; anyone may leave. Managers cannot remove owners; the last owner cannot
@@ -244,9 +268,37 @@ pub async fn remove_member(
         for task in db::tasks::unassign_all(conn, id, user).await? {
             crate::service::tasks::cancel_reminder(conn, task).await?;
         }
-        Ok(())
+        project_changed(conn, id, &[user]).await
     })
     .await
+    .map(|event| state.broker.publish(event))
+}
+
+/// What to publish once a change to a project's board commits: the change, for the
+/// project's members now (and `also`, e.g. who was just removed).
+pub(crate) async fn board_event(
+    conn: &mut AsyncPgConnection,
+    project: ProjectId,
+    change: BoardChange,
+    also: &[UserId],
+) -> Result<Published> {
+    let mut recipients: Vec<Uuid> = db::projects::members(conn, project)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id.0)
+        .collect();
+    recipients.extend(also.iter().map(|u| u.0));
+    Ok(Published::Board { change, recipients })
+}
+
+/// The project as everyone sees it (no viewer role), as a board change.
+async fn project_changed(
+    conn: &mut AsyncPgConnection,
+    id: ProjectId,
+    also: &[UserId],
+) -> Result<Published> {
+    let p = db::projects::get(conn, id, UserId(Uuid::nil())).await?;
+    board_event(conn, id, BoardChange::Project(Box::new(p)), also).await
 }
 
 async fn keep_an_owner(conn: &mut AsyncPgConnection, id: ProjectId) -> Result<()> {

@@ -13,9 +13,10 @@ use crate::{
     domain::{Page, PageSize, PageToken, ProjectId, TaskId, UserId},
     error::{Error, Result},
     jobs::{self, Worker},
+    realtime::BoardChange,
     service::{
         State,
-        projects::{Access, access},
+        projects::{Access, access, board_event},
     },
 };
 use anyhow::Context;
@@ -98,11 +99,19 @@ pub async fn create(state: &State, caller: &Caller, new: NewTask) -> Result<Task
             require_member(conn, new.project_id, new.assignee_id).await?;
             let task = db::tasks::insert(conn, new).await?;
             schedule_reminder(conn, state, &task).await?;
-            Ok(task)
+            let event = board_event(
+                conn,
+                task.project_id,
+                BoardChange::Task(Box::new(task.clone())),
+                &[],
+            )
+            .await?;
+            Ok((task, event))
         })
         .await?;
     state.wake_jobs.notify_one();
-    Ok(task)
+    state.broker.publish(task.1);
+    Ok(task.0)
 }
 
 /// One task.
@@ -141,23 +150,37 @@ pub async fn update(
             if reminder_changed {
                 schedule_reminder(conn, state, &task).await?;
             }
-            Ok(task)
+            let event = board_event(
+                conn,
+                task.project_id,
+                BoardChange::Task(Box::new(task.clone())),
+                &[],
+            )
+            .await?;
+            Ok((task, event))
         })
         .await?;
     state.wake_jobs.notify_one();
-    Ok(task)
+    state.broker.publish(task.1);
+    Ok(task.0)
 }
 
 /// Deletes a task (and its reminder).
 pub async fn delete(state: &State, caller: &Caller, id: TaskId) -> Result<()> {
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        let (_, a) = task_access(conn, caller, id, true).await?;
+        let (task, a) = task_access(conn, caller, id, true).await?;
         Access::require(a.can_write_tasks(), "writing tasks")?;
         cancel_reminder(conn, id).await?;
-        db::tasks::delete(conn, id).await
+        db::tasks::delete(conn, id).await?;
+        let change = BoardChange::TaskDeleted {
+            project_id: task.project_id.0,
+            task_id: id.0,
+        };
+        board_event(conn, task.project_id, change, &[]).await
     })
     .await
+    .map(|event| state.broker.publish(event))
 }
 
 /// Cancels a task's pending reminder.

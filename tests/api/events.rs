@@ -271,3 +271,93 @@ async fn the_rest_event_stream_resumes_from_last_event_id() {
     assert!(!text.contains("\"first\""), "only what was missed: {text}");
     assert!(text.contains("\nid: "), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn project_members_see_their_board_change_live() {
+    use pb::{
+        project_service_client::ProjectServiceClient, task_service_client::TaskServiceClient,
+    };
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let (_, eve) = user(&app, "eve").await;
+    let mut projects = ProjectServiceClient::new(app.channel().await);
+    let p = projects
+        .create_project(authed(
+            pb::CreateProjectRequest {
+                name: "Board".into(),
+                description: String::new(),
+            },
+            &ann,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    projects
+        .add_project_member(authed(
+            pb::AddProjectMemberRequest {
+                project_id: p.id.clone(),
+                user_id: bob_id,
+                role: pb::ProjectRole::Viewer.into(),
+            },
+            &ann,
+        ))
+        .await
+        .unwrap();
+    let mut bob_stream = open(&app, &bob, "").await;
+    let mut eve_stream = open(&app, &eve, "").await;
+    let mut tasks = TaskServiceClient::new(app.channel().await);
+    let t = tasks
+        .create_task(authed(
+            pb::CreateTaskRequest {
+                project_id: p.id.clone(),
+                title: "Card".into(),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        matches!(next(&mut bob_stream).await.kind, Some(Kind::TaskChanged(ref c)) if c.id == t.id && c.title == "Card")
+    );
+    tasks
+        .update_task(authed(
+            pb::UpdateTaskRequest {
+                id: t.id.clone(),
+                status: Some(pb::TaskStatus::Done.into()),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next(&mut bob_stream).await.kind, Some(Kind::TaskChanged(ref c)) if c.status == pb::TaskStatus::Done as i32)
+    );
+    tasks
+        .delete_task(authed(pb::DeleteTaskRequest { id: t.id.clone() }, &ann))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next(&mut bob_stream).await.kind, Some(Kind::TaskDeleted(ref d)) if d.task_id == t.id)
+    );
+    projects
+        .update_project(authed(
+            pb::UpdateProjectRequest {
+                id: p.id.clone(),
+                name: Some("Renamed".into()),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next(&mut bob_stream).await.kind, Some(Kind::ProjectChanged(ref c)) if c.name == "Renamed")
+    );
+    // Eve is not a member: nothing of this reaches her.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), next(&mut eve_stream)).await;
+    assert!(quiet.is_err(), "an outsider got {quiet:?}");
+}
