@@ -97,13 +97,20 @@ impl App {
         )
         .await?;
         let wake_jobs = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let broker = match &config.redis_url {
+            Some(url) => crate::realtime::Broker::redis(url, &config.redis_channel, stop.clone())
+                .await
+                .context("cannot connect to Redis (REDIS_URL)")?,
+            None => crate::realtime::Broker::default(),
+        };
         let state = State {
             pool: pool.clone(),
             jwt,
             hasher,
             refresh_ttl: config.refresh_token_ttl,
             reminder_lead: config.reminder_lead,
-            broker: crate::realtime::Broker::default(),
+            broker,
             wake_jobs: wake_jobs.clone(),
         };
         let worker = Worker {
@@ -126,9 +133,6 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        if let Some(url) = &config.redis_url {
-            tracing::info!(redis = %url.split('@').next_back().unwrap_or_default(), "REDIS_URL is set; real-time fan-out uses it once conversations are served");
-        }
         Ok(Self {
             listener,
             router,
@@ -137,7 +141,7 @@ impl App {
             health,
             ready,
             embedded: None,
-            stop: CancellationToken::new(),
+            stop,
             grace: config.shutdown_grace,
             generated_admin_password,
         })

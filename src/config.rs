@@ -44,6 +44,10 @@ pub struct ServeArgs {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// The Redis pub/sub channel the instances of one deployment share.
+    #[arg(long, env = "EPOP_REDIS_CHANNEL", default_value = "epop:events")]
+    pub redis_channel: String,
+
     /// HMAC key for access tokens. When unset, a random key is generated once and kept in
     /// `<data-dir>/jwt.key` (mode 0600).
     #[arg(long, env = "EPOP_JWT_SECRET", hide_env_values = true)]

@@ -12,7 +12,9 @@ pub fn parse_uuid(field: &str, raw: &str) -> Result<Uuid> {
 }
 
 /// The id of a user account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct UserId(pub Uuid);
 
 impl UserId {

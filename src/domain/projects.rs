@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use uuid::Uuid;
 
 /// The id of a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ProjectId(pub Uuid);
 
 impl ProjectId {
@@ -15,7 +15,7 @@ impl ProjectId {
 }
 
 /// A member's role in one project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ProjectRole {
     /// Full control, including deletion and managing owners.
     Owner,

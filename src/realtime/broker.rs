@@ -3,6 +3,7 @@
 
 use crate::db::{events::Event, projects::Project, tasks::Task};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -18,7 +19,7 @@ const CAPACITY: usize = 4096;
 pub const PRESENCE_GRACE: Duration = Duration::from_secs(5);
 
 /// What travels through the broker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Published {
     /// A durable event, for the conversation's members at commit time.
     Durable {
@@ -45,6 +46,9 @@ pub enum Published {
         /// The project's members.
         recipients: Vec<Uuid>,
     },
+    /// Local only: the broker may have missed events (a reconnect to Redis), so every
+    /// session re-reads the log from its positions.
+    Rewind,
     /// A user went online or offline (ephemeral).
     Presence {
         /// The user.
@@ -55,7 +59,7 @@ pub enum Published {
 }
 
 /// A change to a project or its tasks.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BoardChange {
     /// A task was created or changed.
     Task(Box<Task>),
@@ -80,6 +84,8 @@ pub enum BoardChange {
 pub struct Broker {
     sender: broadcast::Sender<Arc<Published>>,
     streams: Arc<Mutex<HashMap<Uuid, usize>>>,
+    /// With Redis: the queue of the task that publishes to it (in order).
+    redis: Option<tokio::sync::mpsc::Sender<Published>>,
 }
 
 impl Default for Broker {
@@ -87,14 +93,38 @@ impl Default for Broker {
         Self {
             sender: broadcast::channel(CAPACITY).0,
             streams: Arc::default(),
+            redis: None,
         }
     }
 }
 
 impl Broker {
-    /// Publishes to every subscribed session (none listening is fine).
+    /// A broker that fans out through Redis pub/sub on `channel`, so every instance's
+    /// streams see every instance's events; it stops with `stop`.
+    pub async fn redis(
+        url: &str,
+        channel: &str,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let mut broker = Self::default();
+        let queue = super::redis::start(url, channel, broker.sender.clone(), stop).await?;
+        broker.redis = Some(queue);
+        Ok(broker)
+    }
+
+    /// Publishes to every subscribed session of every instance (best effort: none
+    /// listening is fine, and what is lost is in the log).
     pub fn publish(&self, item: Published) {
-        let _ = self.sender.send(Arc::new(item));
+        match &self.redis {
+            Some(queue) => {
+                if queue.try_send(item).is_err() {
+                    tracing::warn!("redis publish queue full: an event goes only to the log");
+                }
+            }
+            None => {
+                let _ = self.sender.send(Arc::new(item));
+            }
+        }
     }
 
     /// A receiver of everything published from now on.

@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod cursor;
+pub mod redis;
 pub mod session;
 
 pub use broker::{BoardChange, Broker, Published};

@@ -154,6 +154,7 @@ impl Session {
             Published::Board { change, recipients } if recipients.contains(&me) => {
                 Ok(self.send(Item::Board(change.clone())))
             }
+            Published::Rewind => self.catch_up(None).await,
             Published::Presence { user_id, online } => Ok(self.send(Item::Presence {
                 user_id: *user_id,
                 online: *online,

@@ -361,3 +361,57 @@ async fn project_members_see_their_board_change_live() {
     let quiet = tokio::time::timeout(Duration::from_millis(500), next(&mut eve_stream)).await;
     assert!(quiet.is_err(), "an outsider got {quiet:?}");
 }
+
+/// The Redis server of the multi-instance tests.
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_behind_redis_deliver_each_others_events_in_order() {
+    let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
+    let secret = "a-shared-signing-key-of-at-least-32-bytes".to_owned();
+    let shared = |c: &mut epop::config::Config| {
+        c.redis_url = Some(redis_url());
+        c.redis_channel = channel.clone();
+        c.jwt_secret = Some(secret.clone().into());
+    };
+    let a = TestApp::spawn_with(shared).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut b_config = config(&a.db_name, b_dir.path());
+    shared(&mut b_config);
+    let b = TestApp::start(b_config, a.db_name.clone()).await;
+
+    let (_, ann) = user(&a, "ann").await;
+    let (bob_id, bob) = user(&a, "bob").await;
+    let g = group(&a, &ann, &[&bob_id]).await;
+    let mut on_b = open(&b, &bob, "").await;
+    // Let B's subscription settle: its first event is the group it was just added to... which
+    // happened before the stream opened, so send a marker and wait for it.
+    let mut c = client(&a).await;
+    c.send_message(authed(send(&g, "marker"), &ann))
+        .await
+        .unwrap();
+    assert_eq!(created_text(&next(&mut on_b).await), "marker");
+    for i in 0..20 {
+        c.send_message(authed(send(&g, &format!("from A {i}")), &ann))
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(
+            created_text(&next(&mut on_b).await),
+            format!("from A {i}"),
+            "in order across instances"
+        );
+    }
+    c.send_typing(authed(
+        pb::SendTypingRequest {
+            conversation_id: g.clone(),
+        },
+        &ann,
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut on_b).await.kind, Some(Kind::Typing(_))));
+}
