@@ -389,6 +389,22 @@ pub async fn send(
     }
 }
 
+/// The message, locked, when the caller sent it or is a system admin.
+async fn own_message(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    id: Uuid,
+    message: Uuid,
+) -> Result<Message> {
+    let m = db::messages::get_for_update(conn, id, message).await?;
+    if m.sender_id != caller.user_id.0 && caller.role != Role::Admin {
+        return Err(Error::PermissionDenied(
+            "only the sender (or an admin) changes a message".into(),
+        ));
+    }
+    Ok(m)
+}
+
 /// Edits a message (its sender, or a system admin).
 pub async fn edit(
     state: &State,
@@ -400,12 +416,7 @@ pub async fn edit(
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        let m = db::messages::get_for_update(conn, id, message).await?;
-        if m.sender_id != caller.user_id.0 && caller.role != Role::Admin {
-            return Err(Error::PermissionDenied(
-                "only the sender edits a message".into(),
-            ));
-        }
+        let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
             return Err(Error::FailedPrecondition("the message was deleted".into()));
         }
@@ -438,12 +449,7 @@ pub async fn delete(state: &State, caller: &Caller, id: Uuid, message: Uuid) -> 
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        let m = db::messages::get_for_update(conn, id, message).await?;
-        if m.sender_id != caller.user_id.0 && caller.role != Role::Admin {
-            return Err(Error::PermissionDenied(
-                "only the sender deletes a message".into(),
-            ));
-        }
+        let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
             return Ok((m, None));
         }

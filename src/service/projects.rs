@@ -150,10 +150,7 @@ pub async fn update(
         Ok((db::projects::get(conn, id, caller.user_id).await?, event))
     })
     .await
-    .map(|(p, event)| {
-        state.broker.publish(event);
-        p
-    })
+    .map(|(p, event)| published(state, p, event))
 }
 
 /// Deletes a project with its tasks and memberships (owners, admins).
@@ -205,10 +202,7 @@ pub async fn add_member(
         ))
     })
     .await
-    .map(|(m, event)| {
-        state.broker.publish(event);
-        m
-    })
+    .map(|(m, event)| published(state, m, event))
 }
 
 /// Changes a member's role. Managers cannot touch owners or make owners; the last owner
@@ -238,10 +232,7 @@ pub async fn set_role(
         ))
     })
     .await
-    .map(|(m, event)| {
-        state.broker.publish(event);
-        m
-    })
+    .map(|(m, event)| published(state, m, event))
 }
 
 /// Removes a member; anyone may leave. Managers cannot remove owners; the last owner cannot
@@ -289,6 +280,12 @@ pub(crate) async fn board_event(
         .collect();
     recipients.extend(also.iter().map(|u| u.0));
     Ok(Published::Board { change, recipients })
+}
+
+/// Publishes `event` (committed by now) and passes `value` on.
+fn published<T>(state: &State, value: T, event: Published) -> T {
+    state.broker.publish(event);
+    value
 }
 
 /// The project as everyone sees it (no viewer role), as a board change.
