@@ -110,6 +110,7 @@ impl App {
             hasher,
             refresh_ttl: config.refresh_token_ttl,
             reminder_lead: config.reminder_lead,
+            digest_delay: config.digest_delay,
             broker,
             wake_jobs: wake_jobs.clone(),
         };
@@ -122,6 +123,7 @@ impl App {
             )?),
             public_url: config.public_url.clone(),
             wake: wake_jobs,
+            broker: state.broker.clone(),
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_REMINDER_LEAD", default_value = "24h", value_parser = humantime::parse_duration)]
     pub reminder_lead: Duration,
 
+    /// How long unread messages wait before a member without an open stream gets an email
+    /// digest of them (at most one per member per this period).
+    #[arg(long, env = "EPOP_DIGEST_DELAY", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub digest_delay: Duration,
+
     /// Public base URL of the web app, used in links sent by email.
     #[arg(long, env = "EPOP_PUBLIC_URL", default_value = "http://localhost:8080")]
     pub public_url: String,

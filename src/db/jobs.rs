@@ -69,6 +69,28 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) ->
     .map_err(Into::into)
 }
 
+/// Enqueues a job unless one of the same kind and key is pending (batching); true when
+/// queued.
+pub async fn enqueue_once(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    key: &str,
+    payload: serde_json::Value,
+    run_at: DateTime<Utc>,
+) -> Result<bool> {
+    let n = diesel::sql_query(
+        "INSERT INTO jobs (kind, key, payload, run_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, key) WHERE status = 'pending' AND key IS NOT NULL DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Text, _>(kind)
+    .bind::<diesel::sql_types::Text, _>(key)
+    .bind::<diesel::sql_types::Jsonb, _>(payload)
+    .bind::<Timestamptz, _>(run_at)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
 /// Cancels the pending jobs of `kind` under `key`; returns how many.
 pub async fn cancel(conn: &mut AsyncPgConnection, kind: &str, key: &str) -> Result<usize> {
     diesel::update(

@@ -30,6 +30,7 @@ diesel::table! {
         last_read_seq -> Int8,
         created_at -> Timestamptz,
         joined_event_seq -> Int8,
+        notified_seq -> Int8,
     }
 }
 

@@ -18,6 +18,8 @@ pub use mailer::Mailer;
 
 /// The kind of the job that emails a password reset link.
 pub const PASSWORD_RESET_EMAIL: &str = "password_reset_email";
+/// The kind of the job that emails a member a digest of unread messages.
+pub const MESSAGE_DIGEST: &str = "message_digest";
 /// The kind of the job that emails a task's assignee before it is due.
 pub const TASK_REMINDER: &str = "task_reminder";
 
@@ -36,6 +38,8 @@ pub struct Worker {
     pub public_url: String,
     /// Woken when a job is enqueued, so it runs at once rather than at the next poll.
     pub wake: Arc<Notify>,
+    /// Who has a stream open here (digests skip them).
+    pub broker: crate::realtime::Broker,
 }
 
 impl Worker {
@@ -86,6 +90,7 @@ impl Worker {
         match job.kind.as_str() {
             PASSWORD_RESET_EMAIL => auth_service::send_reset_email(self, job).await,
             TASK_REMINDER => crate::service::tasks::send_reminder(self, job).await,
+            MESSAGE_DIGEST => crate::service::digests::send_digest(self, job).await,
             other => anyhow::bail!("unknown job kind {other}"),
         }
     }

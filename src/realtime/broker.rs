@@ -132,6 +132,12 @@ impl Broker {
         self.sender.subscribe()
     }
 
+    /// True while `user` has a stream open on this instance.
+    pub fn is_online(&self, user: Uuid) -> bool {
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.get(&user).is_some_and(|n| *n > 0)
+    }
+
     /// Counts a stream of `user` as open; the first one makes them online.
     pub fn stream_opened(&self, user: Uuid) {
         let first = {

@@ -373,11 +373,17 @@ pub async fn send(
                 message: m.clone(),
                 attachment_ids: attachments.clone(),
             };
-            Ok((m, record(conn, id, body, &[]).await?))
+            let event = record(conn, id, body, &[]).await?;
+            if let Published::Durable { recipients, .. } = &event {
+                let others = recipients.iter().filter(|u| **u != caller.user_id.0);
+                crate::service::digests::queue(conn, state, others).await?;
+            }
+            Ok((m, event))
         })
         .await
         .map(|(m, event)| {
             publish(state, [event]);
+            state.wake_jobs.notify_one();
             m
         });
     match (sent, &key) {

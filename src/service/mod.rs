@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod conversations;
+pub mod digests;
 pub mod projects;
 pub mod tasks;
 pub mod users;
@@ -26,6 +27,8 @@ pub struct State {
     pub refresh_ttl: Duration,
     /// How long before a task's due day its reminder is sent.
     pub reminder_lead: Duration,
+    /// How long unread messages wait for an email digest.
+    pub digest_delay: Duration,
     /// Fans committed events out to open streams.
     pub broker: crate::realtime::Broker,
     /// Rung after a transaction that enqueued a job commits.

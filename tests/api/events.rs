@@ -620,3 +620,42 @@ async fn a_subscriber_whose_instance_is_killed_resumes_on_another_with_nothing_l
     let extra = tokio::time::timeout(Duration::from_millis(300), next(&mut on_a)).await;
     assert!(extra.is_err(), "nothing more: {extra:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_without_a_stream_get_one_batched_email_digest() {
+    let app = TestApp::spawn_with(|c| c.digest_delay = Duration::from_secs(1)).await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, _) = user(&app, "bob").await;
+    let (carol_id, carol) = user(&app, "carol").await;
+    let g = group(&app, &ann, &[&bob_id, &carol_id]).await;
+    let _carol_is_online = open(&app, &carol, "").await;
+    let mut c = client(&app).await;
+    for t in ["one", "two", "three"] {
+        c.send_message(authed(send(&g, t), &ann)).await.unwrap();
+    }
+    let emails = app.wait_for_emails(1).await;
+    assert!(emails[0].contains("To: bob@example.com"), "{}", emails[0]);
+    assert!(
+        emails[0].contains("Subject: 3 unread messages in EPOP"),
+        "{}",
+        emails[0]
+    );
+    for t in ["one", "two", "three"] {
+        assert!(emails[0].contains(&format!("ann: {t}")), "{}", emails[0]);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.email_count(),
+        1,
+        "one email for the batch; none for Carol, who is online"
+    );
+    c.send_message(authed(send(&g, "four"), &ann))
+        .await
+        .unwrap();
+    let emails = app.wait_for_emails(2).await;
+    assert!(
+        emails[1].contains("ann: four") && !emails[1].contains("ann: one"),
+        "{}",
+        emails[1]
+    );
+}
