@@ -1,5 +1,6 @@
-//! Services declared in the API whose implementation comes with later work (files, AI). Every RPC answers UNIMPLEMENTED (the generated default), never
-//! fake data; authentication still applies to them.
+//! Services declared in the API whose implementation comes with later work (files, AI).
+//! Every RPC answers UNIMPLEMENTED (the generated default), never fake data; authentication
+//! still applies to them.
 
 use crate::pb;
 
