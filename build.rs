@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // RPCs that later issues implement answer UNIMPLEMENTED until then.
         .generate_default_stubs(true)
+        // Smaller starting buffers: see src/grpc/codec.rs.
+        .codec_path("crate::grpc::codec::SmallBufferCodec")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod codec;
 pub mod conversations;
 pub mod convert;
 pub mod pending;

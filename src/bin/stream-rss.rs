@@ -1,0 +1,80 @@
+//! Load generator: memory per idle event stream. Opens N streams (default 10,000) for one
+//! signed-in user against a running server, and prints the server's RSS before and after.
+//!
+//! `cargo run --release --bin stream-rss -- --url http://127.0.0.1:8080 --pid <server pid>
+//!  --email admin@epop.local --password ... [--streams 10000]`
+
+use clap::Parser;
+use epop::pb::{self, conversation_service_client::ConversationServiceClient};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+struct Args {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The server's process id (its RSS is read from /proc).
+    #[arg(long)]
+    pid: u32,
+    /// Who signs in.
+    #[arg(long, default_value = "admin@epop.local")]
+    email: String,
+    /// Their password.
+    #[arg(long)]
+    password: String,
+    /// How many streams to open.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+    /// Streams per HTTP/2 connection (the server allows 200 at once on one).
+    #[arg(long, default_value_t = 150)]
+    per_connection: usize,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let first = Channel::from_shared(args.url.clone())?.connect().await?;
+    let token = pb::auth_service_client::AuthServiceClient::new(first)
+        .login(pb::LoginRequest {
+            email: args.email.clone(),
+            password: args.password.clone(),
+            return_refresh_token: false,
+        })
+        .await?
+        .into_inner()
+        .access_token;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(args.pid);
+    let mut streams = Vec::with_capacity(args.streams);
+    let mut channel = None;
+    for i in 0..args.streams {
+        if i % args.per_connection == 0 {
+            channel = Some(Channel::from_shared(args.url.clone())?.connect().await?);
+        }
+        let mut client = ConversationServiceClient::new(channel.clone().expect("set above"));
+        let mut request = tonic::Request::new(pb::StreamEventsRequest::default());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        streams.push(client.stream_events(request).await?.into_inner());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_kib(args.pid);
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / args.streams as f64;
+    println!(
+        "{} idle streams: server RSS {before} KiB -> {after} KiB, {per:.0} bytes per stream",
+        args.streams
+    );
+    drop(streams);
+    Ok(())
+}
