@@ -13,22 +13,6 @@ async fn client(app: &TestApp) -> ConversationServiceClient<Channel> {
     ConversationServiceClient::new(app.channel().await)
 }
 
-async fn user(app: &TestApp, name: &str) -> (String, String) {
-    let u = app
-        .create_user(
-            &format!("{name}@example.com"),
-            "chat-password-1",
-            pb::Role::User,
-        )
-        .await;
-    (
-        u.id,
-        app.login(&format!("{name}@example.com"), "chat-password-1")
-            .await
-            .access_token,
-    )
-}
-
 fn text(t: &str) -> Option<prost_types::Struct> {
     Some(json_to_struct(
         &json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"text","text":t}]}]}),

@@ -14,22 +14,6 @@ async fn client(app: &TestApp) -> ConversationServiceClient<Channel> {
     ConversationServiceClient::new(app.channel().await)
 }
 
-async fn user(app: &TestApp, name: &str) -> (String, String) {
-    let u = app
-        .create_user(
-            &format!("{name}@example.com"),
-            "event-password-1",
-            pb::Role::User,
-        )
-        .await;
-    (
-        u.id,
-        app.login(&format!("{name}@example.com"), "event-password-1")
-            .await
-            .access_token,
-    )
-}
-
 fn send(conversation: &str, t: &str) -> pb::SendMessageRequest {
     pb::SendMessageRequest {
         conversation_id: conversation.into(),

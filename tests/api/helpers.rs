@@ -265,6 +265,18 @@ impl Drop for TestApp {
     }
 }
 
+/// A new user `<name>@example.com`, signed in: (id, access token).
+pub async fn user(app: &TestApp, name: &str) -> (String, String) {
+    let email = format!("{name}@example.com");
+    let u = app
+        .create_user(&email, "user-password-1", pb::Role::User)
+        .await;
+    (
+        u.id,
+        app.login(&email, "user-password-1").await.access_token,
+    )
+}
+
 /// `message` with `authorization: Bearer <token>`.
 pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut r = Request::new(message);

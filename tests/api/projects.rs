@@ -24,23 +24,6 @@ async fn create(app: &TestApp, token: &str, name: &str) -> pb::Project {
         .into_inner()
 }
 
-/// A user, signed in: (id, token).
-async fn user(app: &TestApp, name: &str) -> (String, String) {
-    let u = app
-        .create_user(
-            &format!("{name}@example.com"),
-            "project-password-1",
-            pb::Role::User,
-        )
-        .await;
-    (
-        u.id,
-        app.login(&format!("{name}@example.com"), "project-password-1")
-            .await
-            .access_token,
-    )
-}
-
 async fn add(
     app: &TestApp,
     token: &str,

@@ -12,23 +12,6 @@ async fn tasks(app: &TestApp) -> TaskServiceClient<Channel> {
     TaskServiceClient::new(app.channel().await)
 }
 
-/// A user, signed in: (id, token).
-async fn user(app: &TestApp, name: &str) -> (String, String) {
-    let u = app
-        .create_user(
-            &format!("{name}@example.com"),
-            "task-password-1",
-            pb::Role::User,
-        )
-        .await;
-    (
-        u.id,
-        app.login(&format!("{name}@example.com"), "task-password-1")
-            .await
-            .access_token,
-    )
-}
-
 /// A project owned by `token`'s user, with extra members: its id.
 async fn project(app: &TestApp, token: &str, members: &[(&str, pb::ProjectRole)]) -> String {
     let mut c = ProjectServiceClient::new(app.channel().await);
