@@ -99,13 +99,7 @@ pub async fn create(state: &State, caller: &Caller, new: NewTask) -> Result<Task
             require_member(conn, new.project_id, new.assignee_id).await?;
             let task = db::tasks::insert(conn, new).await?;
             schedule_reminder(conn, state, &task).await?;
-            let event = board_event(
-                conn,
-                task.project_id,
-                BoardChange::Task(Box::new(task.clone())),
-                &[],
-            )
-            .await?;
+            let event = task_changed(conn, &task).await?;
             Ok((task, event))
         })
         .await?;
@@ -150,13 +144,7 @@ pub async fn update(
             if reminder_changed {
                 schedule_reminder(conn, state, &task).await?;
             }
-            let event = board_event(
-                conn,
-                task.project_id,
-                BoardChange::Task(Box::new(task.clone())),
-                &[],
-            )
-            .await?;
+            let event = task_changed(conn, &task).await?;
             Ok((task, event))
         })
         .await?;
@@ -181,6 +169,20 @@ pub async fn delete(state: &State, caller: &Caller, id: TaskId) -> Result<()> {
     })
     .await
     .map(|event| state.broker.publish(event))
+}
+
+/// The board event of a created or changed task, for the project's members.
+async fn task_changed(
+    conn: &mut AsyncPgConnection,
+    task: &Task,
+) -> Result<crate::realtime::Published> {
+    board_event(
+        conn,
+        task.project_id,
+        BoardChange::Task(Box::new(task.clone())),
+        &[],
+    )
+    .await
 }
 
 /// Cancels a task's pending reminder.

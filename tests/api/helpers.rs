@@ -277,6 +277,15 @@ pub async fn user(app: &TestApp, name: &str) -> (String, String) {
     )
 }
 
+/// `message` with the token, or anonymous when the token is empty.
+pub fn call<T>(token: &str, message: T) -> Request<T> {
+    if token.is_empty() {
+        Request::new(message)
+    } else {
+        authed(message, token)
+    }
+}
+
 /// `message` with `authorization: Bearer <token>`.
 pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut r = Request::new(message);

@@ -264,15 +264,6 @@ async fn a_project_always_keeps_an_owner_and_managers_cannot_touch_owners() {
     assert_eq!(again.code(), Code::AlreadyExists);
 }
 
-/// `message` with the token, or anonymous when the token is empty.
-fn call<T>(token: &str, message: T) -> tonic::Request<T> {
-    if token.is_empty() {
-        tonic::Request::new(message)
-    } else {
-        authed(message, token)
-    }
-}
-
 /// The callers of the matrix, in column order.
 const WHO: [&str; 7] = [
     "anonymous",

@@ -436,13 +436,6 @@ async fn the_task_authorization_matrix_gives_every_caller_the_exact_answer() {
         ("DeleteTask", [UA, NF, PD, OK, OK, OK, OK]),
     ];
     let mut c = tasks(&app).await;
-    fn call<T>(token: &str, m: T) -> tonic::Request<T> {
-        if token.is_empty() {
-            tonic::Request::new(m)
-        } else {
-            authed(m, token)
-        }
-    }
     for (rpc, expected) in rows {
         for (i, want) in expected.iter().enumerate() {
             let t = c
