@@ -1,7 +1,11 @@
-//! The in-process broker: one bounded broadcast channel that every stream session of this
-//! instance subscribes to, plus presence counting of the streams open here.
+//! The broker: one bounded broadcast channel that every stream session of this instance
+//! subscribes to (fed by Redis pub/sub when configured), plus presence: the streams open here,
+//! and with Redis the claims of every instance (see `presence`).
 
+use super::presence::Presence;
 use crate::db::{events::Event, projects::Project, tasks::Task};
+use anyhow::Context;
+use bb8_redis::RedisConnectionManager;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -86,6 +90,8 @@ pub struct Broker {
     streams: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// With Redis: the queue of the task that publishes to it (in order).
     redis: Option<tokio::sync::mpsc::Sender<Published>>,
+    /// With Redis: presence across instances.
+    presence: Option<Presence>,
 }
 
 impl Default for Broker {
@@ -94,6 +100,7 @@ impl Default for Broker {
             sender: broadcast::channel(CAPACITY).0,
             streams: Arc::default(),
             redis: None,
+            presence: None,
         }
     }
 }
@@ -107,9 +114,48 @@ impl Broker {
         stop: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Self> {
         let mut broker = Self::default();
-        let queue = super::redis::start(url, channel, broker.sender.clone(), stop).await?;
+        let pool = bb8::Pool::builder()
+            .max_size(4)
+            .connection_timeout(Duration::from_secs(5))
+            .build(RedisConnectionManager::new(url)?)
+            .await
+            .context("cannot create the Redis pool")?;
+        let queue = super::redis::start(
+            url,
+            channel,
+            pool.clone(),
+            broker.sender.clone(),
+            stop.clone(),
+        )?;
         broker.redis = Some(queue);
+        broker.presence = Some(Presence::new(pool, channel));
+        tokio::spawn(broker.clone().refresh_claims(stop));
         Ok(broker)
+    }
+
+    /// Keeps this instance's presence claims alive while their streams are open.
+    async fn refresh_claims(self, stop: tokio_util::sync::CancellationToken) {
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        let mut every = tokio::time::interval(super::presence::REFRESH);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let users: Vec<Uuid> = {
+                let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+                streams
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(u, _)| *u)
+                    .collect()
+            };
+            if let Err(e) = presence.refresh(&users).await {
+                tracing::warn!(error = %e, "refreshing presence in redis failed");
+            }
+        }
     }
 
     /// Publishes to every subscribed session of every instance (best effort: none
@@ -132,10 +178,50 @@ impl Broker {
         self.sender.subscribe()
     }
 
-    /// True while `user` has a stream open on this instance.
-    pub fn is_online(&self, user: Uuid) -> bool {
-        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        streams.get(&user).is_some_and(|n| *n > 0)
+    /// True while `user` has a stream open on this instance or (with Redis) on any other.
+    pub async fn is_online(&self, user: Uuid) -> bool {
+        let here = {
+            let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            streams.get(&user).is_some_and(|n| *n > 0)
+        };
+        match &self.presence {
+            Some(presence) if !here => presence.is_online(user).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading presence from redis failed");
+                false
+            }),
+            _ => here,
+        }
+    }
+
+    /// Publishes that `user` is online or offline, when (with Redis) no other instance holds
+    /// a stream of theirs.
+    fn announce(&self, user: Uuid, online: bool) {
+        let Some(presence) = self.presence.clone() else {
+            self.publish(Published::Presence {
+                user_id: user,
+                online,
+            });
+            return;
+        };
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let others = if online {
+                presence.claim(&[user]).await
+            } else {
+                presence.release(user).await
+            };
+            // Without Redis' answer, this instance's own view decides.
+            let others = others.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "presence in redis failed");
+                0
+            });
+            if others == 0 {
+                broker.publish(Published::Presence {
+                    user_id: user,
+                    online,
+                });
+            }
+        });
     }
 
     /// Counts a stream of `user` as open; the first one makes them online.
@@ -147,10 +233,7 @@ impl Broker {
             *n == 1
         };
         if first {
-            self.publish(Published::Presence {
-                user_id: user,
-                online: true,
-            });
+            self.announce(user, true);
         }
     }
 
@@ -176,10 +259,7 @@ impl Broker {
                     gone
                 };
                 if still_gone {
-                    broker.publish(Published::Presence {
-                        user_id: user,
-                        online: false,
-                    });
+                    broker.announce(user, false);
                 }
             });
         }

@@ -15,20 +15,15 @@ use tokio_util::sync::CancellationToken;
 /// How many events may wait for the publisher task.
 const QUEUE: usize = 65_536;
 
-/// Starts the publisher and the subscriber; returns the publisher's queue.
-pub async fn start(
+/// Starts the publisher (on `pool`) and the subscriber; returns the publisher's queue.
+pub fn start(
     url: &str,
     channel: &str,
+    pool: bb8::Pool<RedisConnectionManager>,
     local: broadcast::Sender<Arc<Published>>,
     stop: CancellationToken,
 ) -> anyhow::Result<mpsc::Sender<Published>> {
     let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-    let pool = bb8::Pool::builder()
-        .max_size(4)
-        .connection_timeout(Duration::from_secs(5))
-        .build(RedisConnectionManager::new(url)?)
-        .await
-        .context("cannot create the Redis pool")?;
     let (queue, mut rx) = mpsc::channel::<Published>(QUEUE);
     let channel = channel.to_owned();
     let publish_channel = channel.clone();

@@ -40,11 +40,12 @@ pub async fn queue(
     Ok(())
 }
 
-/// The digest job: nothing when the member has a stream open here or has read everything.
+/// The digest job: nothing when the member has a stream open (on any instance) or has read
+/// everything.
 pub async fn send_digest(worker: &Worker, job: &Job) -> anyhow::Result<()> {
     let user: Uuid =
         serde_json::from_value(job.payload["user_id"].clone()).context("bad digest payload")?;
-    if worker.broker.is_online(user) {
+    if worker.broker.is_online(user).await {
         return Ok(());
     }
     let mut conn = worker.pool.get().await?;

@@ -24,7 +24,7 @@ fn send(conversation: &str, t: &str) -> pb::SendMessageRequest {
     }
 }
 
-async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<pb::Event> {
+pub(crate) async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<pb::Event> {
     client(app)
         .await
         .stream_events(authed(
@@ -347,7 +347,7 @@ async fn project_members_see_their_board_change_live() {
 }
 
 /// The Redis server of the multi-instance tests.
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 

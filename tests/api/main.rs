@@ -7,6 +7,7 @@ mod embedded;
 mod events;
 mod helpers;
 mod jobs;
+mod presence;
 mod projects;
 mod protocol;
 mod reminders;

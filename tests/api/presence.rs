@@ -1,0 +1,73 @@
+//! Presence across instances behind Redis: a user is online while they hold a stream on any
+//! instance, and offline (after the grace period) only when the last one, wherever it was,
+//! has closed.
+
+use crate::{
+    events::{open, redis_url},
+    helpers::*,
+};
+use epop::pb::{self, event::Kind};
+use std::time::Duration;
+use tonic::Streaming;
+
+/// The next presence change of `user` within `wait`, if any.
+async fn presence_of(
+    stream: &mut Streaming<pb::Event>,
+    user: &str,
+    wait: Duration,
+) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let e = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .ok()?
+            .unwrap()
+            .expect("the stream is open");
+        if let Some(Kind::Presence(p)) = e.kind
+            && p.user_id == user
+        {
+            return Some(p.online);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_with_streams_on_two_instances_stays_online_until_the_last_one_closes() {
+    let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
+    let secret = "a-shared-signing-key-of-at-least-32-bytes".to_owned();
+    let shared = |c: &mut epop::config::Config| {
+        c.redis_url = Some(redis_url());
+        c.redis_channel = channel.clone();
+        c.jwt_secret = Some(secret.clone().into());
+    };
+    let a = TestApp::spawn_with(shared).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut b_config = config(&a.db_name, b_dir.path());
+    shared(&mut b_config);
+    let b = TestApp::start(b_config, a.db_name.clone()).await;
+    let (_, ann) = user(&a, "ann").await;
+    let (carol_id, carol) = user(&a, "carol").await;
+    let mut watcher = open(&a, &ann, "").await;
+
+    let on_a = open(&a, &carol, "").await;
+    let wait = Duration::from_secs(5);
+    assert_eq!(presence_of(&mut watcher, &carol_id, wait).await, Some(true));
+    let on_b = open(&b, &carol, "").await;
+    assert_eq!(
+        presence_of(&mut watcher, &carol_id, Duration::from_secs(1)).await,
+        None,
+        "a second stream on another instance is no news"
+    );
+    drop(on_a);
+    assert_eq!(
+        presence_of(&mut watcher, &carol_id, Duration::from_secs(8)).await,
+        None,
+        "still online on B after A's grace period"
+    );
+    drop(on_b);
+    assert_eq!(
+        presence_of(&mut watcher, &carol_id, Duration::from_secs(10)).await,
+        Some(false),
+        "offline once the last stream, on B, has closed"
+    );
+}
