@@ -1,7 +1,7 @@
 //! Queries on `conversations` and `conversation_members`.
 
 use crate::{
-    db::schema::{conversation_members, conversations, messages},
+    db::schema::{conversation_members, conversations},
     domain::UserId,
     error::Result,
 };
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use diesel::{
     dsl::{now, sql},
     prelude::*,
-    sql_types::Timestamptz,
+    sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -45,6 +45,14 @@ type Row = (
     Option<DateTime<Utc>>,
     DateTime<Utc>,
 );
+
+#[derive(QueryableByName)]
+struct Unread {
+    #[diesel(sql_type = SqlUuid)]
+    conversation_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
 
 fn activity() -> diesel::expression::SqlLiteral<Timestamptz> {
     sql::<Timestamptz>("coalesce(conversations.last_message_at, conversations.created_at)")
@@ -243,20 +251,27 @@ async fn complete(
         ))
         .load(conn)
         .await?;
+    // Every unread count of the page in one query.
+    let unread: Vec<Unread> = diesel::sql_query(
+        "SELECT m.conversation_id, count(*) AS n FROM messages m \
+         JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = $2 \
+         WHERE m.conversation_id = ANY($1) AND m.seq > cm.last_read_seq AND m.sender_id <> $2 \
+         AND m.deleted_at IS NULL GROUP BY m.conversation_id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<SqlUuid, _>(viewer.0)
+    .load(conn)
+    .await?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, is_group, title, last_seq, last_message_at, created_at) in rows {
         let last_read_seq = members
             .iter()
             .find(|(c, u, _)| *c == id && *u == viewer.0)
             .map_or(0, |(_, _, r)| *r);
-        let unread_count: i64 = messages::table
-            .filter(messages::conversation_id.eq(id))
-            .filter(messages::seq.gt(last_read_seq))
-            .filter(messages::sender_id.ne(viewer.0))
-            .filter(messages::deleted_at.is_null())
-            .count()
-            .get_result(conn)
-            .await?;
+        let unread_count = unread
+            .iter()
+            .find(|u| u.conversation_id == id)
+            .map_or(0, |u| u.n);
         out.push(Conversation {
             id,
             is_group,

@@ -9,6 +9,7 @@ use crate::{
 use chrono::{DateTime, Utc};
 use diesel::{dsl::now, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A message.
@@ -125,16 +126,19 @@ pub async fn get_for_update(
         .ok_or(Error::NotFound("message"))
 }
 
-/// The newest message of a conversation.
-pub async fn last(conn: &mut AsyncPgConnection, conversation: Uuid) -> Result<Option<Message>> {
-    messages::table
-        .filter(messages::conversation_id.eq(conversation))
-        .order(messages::seq.desc())
+/// The newest message of each of `conversations` (that has one).
+pub async fn last_of(
+    conn: &mut AsyncPgConnection,
+    conversations: &[Uuid],
+) -> Result<HashMap<Uuid, Message>> {
+    let rows: Vec<Message> = messages::table
+        .filter(messages::conversation_id.eq_any(conversations))
+        .distinct_on(messages::conversation_id)
+        .order((messages::conversation_id, messages::seq.desc()))
         .select(Message::as_select())
-        .first(conn)
-        .await
-        .optional()
-        .map_err(Into::into)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|m| (m.conversation_id, m)).collect())
 }
 
 /// Replaces the content of a message that is not deleted.
@@ -302,7 +306,7 @@ pub async fn attach(
 pub async fn attachment_ids(
     conn: &mut AsyncPgConnection,
     messages: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, Vec<Uuid>>> {
+) -> Result<HashMap<Uuid, Vec<Uuid>>> {
     use crate::db::schema::attachments;
     let pairs: Vec<(Option<Uuid>, Uuid)> = attachments::table
         .filter(attachments::message_id.eq_any(messages))
@@ -314,7 +318,7 @@ pub async fn attachment_ids(
         .select((attachments::message_id, attachments::id))
         .load(conn)
         .await?;
-    let mut map: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+    let mut map: HashMap<Uuid, Vec<Uuid>> = Default::default();
     for (m, a) in pairs {
         if let Some(m) = m {
             map.entry(m).or_default().push(a);

@@ -120,22 +120,32 @@ async fn require_active(conn: &mut AsyncPgConnection, field: &str, users: &[User
     Ok(())
 }
 
+/// Each conversation with its newest message (two queries for the whole page).
+async fn summaries(conn: &mut AsyncPgConnection, list: Vec<Conversation>) -> Result<Vec<Summary>> {
+    let ids: Vec<Uuid> = list.iter().map(|c| c.id).collect();
+    let mut last = db::messages::last_of(conn, &ids).await?;
+    let message_ids: Vec<Uuid> = last.values().map(|m| m.id).collect();
+    let mut attachments = db::messages::attachment_ids(conn, &message_ids).await?;
+    Ok(list
+        .into_iter()
+        .map(|c| {
+            let last_message = last.remove(&c.id).map(|m| {
+                let ids = attachments.remove(&m.id).unwrap_or_default();
+                (m, ids)
+            });
+            Summary {
+                conversation: c,
+                last_message,
+            }
+        })
+        .collect())
+}
+
 async fn summary(conn: &mut AsyncPgConnection, c: Conversation) -> Result<Summary> {
-    let last = db::messages::last(conn, c.id).await?;
-    let last_message = match last {
-        Some(m) => {
-            let ids = db::messages::attachment_ids(conn, &[m.id])
-                .await?
-                .remove(&m.id)
-                .unwrap_or_default();
-            Some((m, ids))
-        }
-        None => None,
-    };
-    Ok(Summary {
-        conversation: c,
-        last_message,
-    })
+    summaries(conn, vec![c])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::internal("a summary went missing"))
 }
 
 /// The caller's conversations, newest activity first.
@@ -147,10 +157,7 @@ pub async fn list(
 ) -> Result<Page<Summary>> {
     let mut conn = state.pool.get().await?;
     let rows = db::conversations::list(&mut conn, caller.user_id, token.0, size.0 + 1).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for c in rows {
-        out.push(summary(&mut conn, c).await?);
-    }
+    let out = summaries(&mut conn, rows).await?;
     Ok(Page::from_rows(out, size, |s| {
         (s.conversation.last_activity_at, s.conversation.id)
     }))
