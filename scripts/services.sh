@@ -1,0 +1,67 @@
+# Sourced by scripts/test and the benches: makes sure a real PostgreSQL and a real Redis are
+# reachable, starting throwaway ones under the target directory when they are not.
+#
+#   ensure_postgres URL PORT   -> sets PG_URL (URL when it accepts connections, otherwise a
+#                                 throwaway cluster on 127.0.0.1:PORT) and PG_BIN
+#   ensure_redis URL PORT      -> sets REDIS (URL when it answers PING, otherwise a throwaway
+#                                 redis-server on 127.0.0.1:PORT)
+# What they start is stopped by stop_services (call it from an EXIT trap).
+
+services_cleanup=()
+stop_services() {
+  for c in "${services_cleanup[@]}"; do $c >/dev/null 2>&1 || true; done
+}
+
+pg_bin() {
+  local d
+  d=$(pg_config --bindir 2>/dev/null || true)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  echo "PostgreSQL server binaries not found: install them (apt-get install postgresql)" >&2
+  return 1
+}
+
+ensure_postgres() {
+  local url=$1 port=$2 target pgdir as_pg=()
+  PG_BIN=$(pg_bin)
+  PG_URL=$url
+  if "$PG_BIN/psql" "$url" -qAtc 'select 1' >/dev/null 2>&1; then return; fi
+  target=${CARGO_TARGET_DIR:-target}
+  mkdir -p "$target"
+  pgdir=$(cd "$target" && pwd)/postgres-$port
+  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
+  rm -rf "$pgdir" && mkdir -p "$pgdir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$pgdir"
+  "${as_pg[@]}" "$PG_BIN/initdb" -D "$pgdir/data" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
+  "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=300 -c fsync=off" start >/dev/null
+  services_cleanup+=("${as_pg[*]} $PG_BIN/pg_ctl -D $pgdir/data -m immediate stop")
+  PG_URL=postgres://postgres@127.0.0.1:$port/postgres
+  echo "started a throwaway PostgreSQL at $PG_URL"
+}
+
+redis_ok() {
+  local hostport=${1#redis://}
+  hostport=${hostport%%/*}
+  (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}" && printf 'PING\r\n' >&3 && read -r -t 2 line <&3 \
+    && [[ $line == +PONG* ]]) 2>/dev/null
+}
+
+ensure_redis() {
+  local url=$1 port=$2 target rdir
+  command -v redis-server >/dev/null || { echo "redis-server not found: install it (apt-get install redis-server)" >&2; return 1; }
+  REDIS=$url
+  if redis_ok "$url"; then return; fi
+  target=${CARGO_TARGET_DIR:-target}
+  mkdir -p "$target/redis-$port"
+  rdir=$(cd "$target/redis-$port" && pwd)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    --dir "$rdir" --pidfile "$rdir/redis.pid" --logfile "$rdir/redis.log"
+  for _ in $(seq 1 50); do redis_ok "redis://127.0.0.1:$port" && [ -s "$rdir/redis.pid" ] && break; sleep 0.1; done
+  redis_ok "redis://127.0.0.1:$port" || { echo "the throwaway Redis did not start" >&2; return 1; }
+  services_cleanup+=("kill $(cat "$rdir/redis.pid")")
+  REDIS=redis://127.0.0.1:$port
+  echo "started a throwaway Redis at $REDIS"
+}
