@@ -10,6 +10,7 @@ use crate::{
     service::{self, State},
 };
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use axum::{
     Router,
     extract::Request,
@@ -179,7 +180,14 @@ impl App {
             stop.child_token(),
         ));
         tracing::info!(addr = %self.local_addr(), "EPOP is listening (gRPC, gRPC-Web, HTTP)");
-        let server = axum::serve(self.listener, self.router)
+        // Without TCP_NODELAY, the small frames of a reply (headers, message, trailers) wait
+        // on the peer's delayed ACK: tens of milliseconds per call.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        let server = axum::serve(listener, self.router)
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let grace = self.grace;
         let served = tokio::select! {
