@@ -139,7 +139,8 @@ struct Row {
 
 /// Up to `limit` events of the user's conversations (or only `only`) after `positions`; a
 /// conversation missing from `positions` is read from the event that added the user.
-/// Oldest first; within a conversation, by sequence.
+/// By conversation, then by sequence: never by commit time, which can disagree with the
+/// sequence (a transaction that started first may take the row lock second).
 pub async fn since(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -155,7 +156,7 @@ pub async fn since(
          LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS p(c, s) ON p.c = e.conversation_id \
          WHERE e.seq > COALESCE(p.s, m.joined_event_seq - 1) \
            AND ($4::uuid IS NULL OR e.conversation_id = $4) \
-         ORDER BY e.created_at, e.conversation_id, e.seq LIMIT $5",
+         ORDER BY e.conversation_id, e.seq LIMIT $5",
     )
     .bind::<SqlUuid, _>(user.0)
     .bind::<Array<SqlUuid>, _>(ids)

@@ -10,11 +10,11 @@ use serde_json::json;
 use std::time::Duration;
 use tonic::{Streaming, transport::Channel};
 
-async fn client(app: &TestApp) -> ConversationServiceClient<Channel> {
+pub(crate) async fn client(app: &TestApp) -> ConversationServiceClient<Channel> {
     ConversationServiceClient::new(app.channel().await)
 }
 
-fn send(conversation: &str, t: &str) -> pb::SendMessageRequest {
+pub(crate) fn send(conversation: &str, t: &str) -> pb::SendMessageRequest {
     pb::SendMessageRequest {
         conversation_id: conversation.into(),
         content: Some(json_to_struct(
@@ -39,7 +39,7 @@ pub(crate) async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<
 }
 
 /// The next event that is not a heartbeat or a presence change.
-async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
+pub(crate) async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
     loop {
         let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
             .await
@@ -52,14 +52,14 @@ async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
     }
 }
 
-fn created_text(e: &pb::Event) -> String {
+pub(crate) fn created_text(e: &pb::Event) -> String {
     match &e.kind {
         Some(Kind::MessageCreated(m)) => m.text.clone(),
         other => panic!("expected a new message, got {other:?}"),
     }
 }
 
-async fn group(app: &TestApp, token: &str, members: &[&str]) -> String {
+pub(crate) async fn group(app: &TestApp, token: &str, members: &[&str]) -> String {
     client(app)
         .await
         .create_conversation(authed(

@@ -11,6 +11,7 @@ mod presence;
 mod projects;
 mod protocol;
 mod reminders;
+mod replay;
 mod rest;
 mod rest_streams;
 mod tasks;
