@@ -70,9 +70,9 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) ->
 }
 
 /// Enqueues a job unless one of the same kind and key is pending (batching); true when
-/// queued.
+/// queued. Takes a shared connection, so it can be pipelined with other statements.
 pub async fn enqueue_once(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     kind: &str,
     key: &str,
     payload: serde_json::Value,
@@ -86,7 +86,7 @@ pub async fn enqueue_once(
     .bind::<diesel::sql_types::Text, _>(key)
     .bind::<diesel::sql_types::Jsonb, _>(payload)
     .bind::<Timestamptz, _>(run_at)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(n == 1)
 }

@@ -2,7 +2,7 @@
 //! sequence, edits, tombstones and full-text search.
 
 use crate::{
-    db::schema::{conversation_members, conversations, messages},
+    db::schema::messages,
     domain::{RichText, UserId},
     error::{Error, Result},
 };
@@ -59,54 +59,6 @@ pub async fn by_idempotency_key(
         .await
         .optional()
         .map_err(Into::into)
-}
-
-/// Appends a message: takes the next sequence number under the conversation's row lock, so
-/// commit order equals sequence order and there are no gaps.
-pub async fn insert(
-    conn: &mut AsyncPgConnection,
-    conversation: Uuid,
-    sender: UserId,
-    content: &RichText,
-    key: Option<&str>,
-) -> Result<Message> {
-    let seq: i64 = diesel::update(conversations::table.find(conversation))
-        .set((
-            conversations::last_seq.eq(conversations::last_seq + 1),
-            conversations::last_message_at.eq(now),
-        ))
-        .returning(conversations::last_seq)
-        .get_result(conn)
-        .await?;
-    let message = diesel::insert_into(messages::table)
-        .values((
-            messages::conversation_id.eq(conversation),
-            messages::seq.eq(seq),
-            messages::sender_id.eq(sender.0),
-            messages::content.eq(&content.doc),
-            messages::body_text.eq(&content.text),
-            messages::idempotency_key.eq(key),
-        ))
-        .returning(Message::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| {
-            crate::error::on_unique(
-                e,
-                "messages_idempotency_key",
-                "idempotency_key was used for another message",
-            )
-        })?;
-    // The sender has read what they wrote.
-    diesel::update(
-        conversation_members::table
-            .filter(conversation_members::conversation_id.eq(conversation))
-            .filter(conversation_members::user_id.eq(sender.0)),
-    )
-    .set(conversation_members::last_read_seq.eq(seq))
-    .execute(conn)
-    .await?;
-    Ok(message)
 }
 
 /// One message of a conversation, locked for the transaction.

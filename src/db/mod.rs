@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod messages;
 pub mod projects;
 pub mod schema;
+pub mod sends;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

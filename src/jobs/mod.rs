@@ -20,6 +20,9 @@ pub use mailer::Mailer;
 pub const PASSWORD_RESET_EMAIL: &str = "password_reset_email";
 /// The kind of the job that emails a member a digest of unread messages.
 pub const MESSAGE_DIGEST: &str = "message_digest";
+/// The kind of the job that, a while after a conversation's messages, queues the digests of
+/// its members.
+pub const CONVERSATION_DIGEST: &str = "conversation_digest";
 /// The kind of the job that emails a task's assignee before it is due.
 pub const TASK_REMINDER: &str = "task_reminder";
 
@@ -91,6 +94,7 @@ impl Worker {
             PASSWORD_RESET_EMAIL => auth_service::send_reset_email(self, job).await,
             TASK_REMINDER => crate::service::tasks::send_reminder(self, job).await,
             MESSAGE_DIGEST => crate::service::digests::send_digest(self, job).await,
+            CONVERSATION_DIGEST => crate::service::digests::queue_members(self, job).await,
             other => anyhow::bail!("unknown job kind {other}"),
         }
     }

@@ -371,27 +371,33 @@ pub async fn send(
     {
         return Ok(m);
     }
+    let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
-            let m =
-                db::messages::insert(conn, id, caller.user_id, &content, key.as_deref()).await?;
-            db::messages::attach(conn, m.id, caller.user_id, &attachments).await?;
-            let body = EventBody::MessageCreated {
-                message: m.clone(),
-                attachment_ids: attachments.clone(),
-            };
-            let event = record(conn, id, body, &[]).await?;
-            if let Published::Durable { recipients, .. } = &event {
-                let others = recipients.iter().filter(|u| **u != caller.user_id.0);
-                crate::service::digests::queue(conn, state, others).await?;
-            }
-            Ok((m, event))
+            let sent = db::sends::send(
+                conn,
+                id,
+                caller.user_id,
+                &content,
+                key.as_deref(),
+                &attachments,
+                crate::jobs::CONVERSATION_DIGEST,
+                digest_at,
+            )
+            .await?;
+            Ok(sent)
         })
         .await
-        .map(|(m, event)| {
-            publish(state, [event]);
-            state.wake_jobs.notify_one();
-            m
+        .map(|sent| {
+            // The digests are due later: the job worker's poll finds them, no need to wake it.
+            publish(
+                state,
+                [Published::Durable {
+                    event: sent.event,
+                    recipients: sent.recipients,
+                }],
+            );
+            sent.message
         });
     match (sent, &key) {
         // A concurrent retry with the same key won the race: answer with its message.

@@ -1,46 +1,36 @@
-//! E-mail digests of unread messages for members without an open stream: a send queues at
-//! most one pending digest per member (in the send's transaction), which runs
-//! `digest_delay` later and tells the member about what they have not read and were not told
-//! about yet. A busy conversation therefore sends each member at most one email per period.
+//! E-mail digests of unread messages for members without an open stream. A send queues, in
+//! its transaction (`db::sends`), the conversation's digest job unless one is pending; it runs
+//! `digest_delay` later and queues a digest for each member (unless one is pending), which
+//! tells the member about what they have not read and were not told about yet. A busy
+//! conversation therefore sends each member at most one email per period, and a send writes
+//! one job row at most, however many members the conversation has.
 
 use crate::{
     db::{self, jobs::Job},
     domain::UserId,
-    error::{Error, Result},
-    jobs::{self, Worker},
-    service::State,
+    error::Error,
+    jobs::Worker,
 };
 use anyhow::Context;
-use chrono::Utc;
-use diesel_async::AsyncPgConnection;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The most messages one digest lists.
 const MAX_LISTED: i64 = 50;
 
-/// Queues a digest for each member (unless one is pending already).
-pub async fn queue(
-    conn: &mut AsyncPgConnection,
-    state: &State,
-    members: impl Iterator<Item = &Uuid>,
-) -> Result<()> {
-    let run_at = Utc::now() + state.digest_delay;
-    for user in members {
-        let payload = serde_json::json!({ "user_id": user });
-        db::jobs::enqueue_once(
-            conn,
-            jobs::MESSAGE_DIGEST,
-            &format!("digest:{user}"),
-            payload,
-            run_at,
-        )
-        .await?;
-    }
+/// The conversation's digest job: queues its members' digests, due now.
+pub async fn queue_members(worker: &Worker, job: &Job) -> anyhow::Result<()> {
+    let conversation: Uuid = serde_json::from_value(job.payload["conversation_id"].clone())
+        .context("bad conversation digest payload")?;
+    let mut conn = worker.pool.get().await?;
+    db::digests::queue_members(&mut conn, conversation, crate::jobs::MESSAGE_DIGEST)
+        .await
+        .map_err(|e: Error| anyhow::anyhow!("{e}"))?;
+    worker.wake.notify_one();
     Ok(())
 }
 
-/// The digest job: nothing when the member has a stream open (on any instance) or has read
+/// The member's digest job: nothing when the member has a stream open (on any instance) or has read
 /// everything.
 pub async fn send_digest(worker: &Worker, job: &Job) -> anyhow::Result<()> {
     let user: Uuid =

@@ -1,0 +1,148 @@
+//! The writes of a message send, built to hold the conversation's row lock briefly: one
+//! update takes the next message and event positions (and the lock), then the message, its
+//! event, the sender's read position, the recipients and the conversation's digest job go to
+//! PostgreSQL as one pipelined batch (one round trip), all in the caller's transaction.
+
+use crate::{
+    db::{
+        events::{Event, EventBody},
+        messages::Message,
+        schema::{conversation_events, conversation_members, conversations, messages},
+    },
+    domain::{RichText, UserId},
+    error::{Error, Result},
+};
+use chrono::{DateTime, Utc};
+use diesel::{dsl::now, prelude::*};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// What a send wrote.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The message.
+    pub message: Message,
+    /// Its event in the conversation's log.
+    pub event: Event,
+    /// The members at commit time.
+    pub recipients: Vec<Uuid>,
+}
+
+/// Appends a message and its event under the conversation's row lock, so commit order equals
+/// sequence order with no gaps; moves the sender's read position to it; queues the
+/// conversation's digest job (kind `digest_kind`, due at `digest_at`) unless one is pending:
+/// one row per period, however many members.
+#[allow(clippy::too_many_arguments)]
+pub async fn send(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    sender: UserId,
+    content: &RichText,
+    key: Option<&str>,
+    attachments: &[Uuid],
+    digest_kind: &str,
+    digest_at: DateTime<Utc>,
+) -> Result<Sent> {
+    let (seq, event_seq, at): (i64, i64, Option<DateTime<Utc>>) =
+        diesel::update(conversations::table.find(conversation))
+            .set((
+                conversations::last_seq.eq(conversations::last_seq + 1),
+                conversations::last_event_seq.eq(conversations::last_event_seq + 1),
+                conversations::last_message_at.eq(now),
+            ))
+            .returning((
+                conversations::last_seq,
+                conversations::last_event_seq,
+                conversations::last_message_at,
+            ))
+            .get_result(conn)
+            .await?;
+    // now() is the transaction's start: the same moment the columns' defaults would take.
+    let created_at = at.ok_or_else(|| Error::internal("last_message_at was not set"))?;
+    let message = Message {
+        id: Uuid::new_v4(),
+        conversation_id: conversation,
+        seq,
+        sender_id: sender.0,
+        content: content.doc.clone(),
+        body_text: content.text.clone(),
+        edited_at: None,
+        deleted_at: None,
+        created_at,
+    };
+    let body = EventBody::MessageCreated {
+        message: message.clone(),
+        attachment_ids: attachments.to_vec(),
+    };
+    let json =
+        serde_json::to_value(&body).map_err(|e| Error::internal(format!("event body: {e}")))?;
+
+    // Sent together, executed in order; the first failure (a reused idempotency key) is the
+    // one reported, and it rolls the transaction back.
+    let mut c: &AsyncPgConnection = conn;
+    let insert_message = diesel::insert_into(messages::table)
+        .values((
+            messages::id.eq(message.id),
+            messages::conversation_id.eq(conversation),
+            messages::seq.eq(seq),
+            messages::sender_id.eq(sender.0),
+            messages::content.eq(&content.doc),
+            messages::body_text.eq(&content.text),
+            messages::idempotency_key.eq(key),
+            messages::created_at.eq(created_at),
+        ))
+        .execute(&mut c);
+    let insert_event = diesel::insert_into(conversation_events::table)
+        .values((
+            conversation_events::conversation_id.eq(conversation),
+            conversation_events::seq.eq(event_seq),
+            conversation_events::body.eq(json),
+            conversation_events::created_at.eq(created_at),
+        ))
+        .execute(&mut c);
+    let members =
+        conversation_members::table.filter(conversation_members::conversation_id.eq(conversation));
+    // The sender has read what they wrote.
+    let read = diesel::update(members.filter(conversation_members::user_id.eq(sender.0)))
+        .set(conversation_members::last_read_seq.eq(seq))
+        .execute(&mut c);
+    let recipients = members
+        .select(conversation_members::user_id)
+        .load::<Uuid>(&mut c);
+    let digest_key = format!("digest-conversation:{conversation}");
+    let digest = crate::db::jobs::enqueue_once(
+        c,
+        digest_kind,
+        &digest_key,
+        serde_json::json!({ "conversation_id": conversation }),
+        digest_at,
+    );
+    let inserted = async {
+        insert_message.await.map_err(|e| {
+            crate::error::on_unique(
+                e,
+                "messages_idempotency_key",
+                "idempotency_key was used for another message",
+            )
+        })
+    };
+    let (_, _, _, recipients, _) = futures::try_join!(
+        inserted,
+        async { insert_event.await.map_err(Error::from) },
+        async { read.await.map_err(Error::from) },
+        async { recipients.await.map_err(Error::from) },
+        digest,
+    )?;
+    crate::db::messages::attach(conn, message.id, sender, attachments).await?;
+    let event = Event {
+        conversation_id: conversation,
+        seq: event_seq,
+        body,
+        created_at,
+    };
+    Ok(Sent {
+        message,
+        event,
+        recipients,
+    })
+}
