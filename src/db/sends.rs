@@ -28,7 +28,8 @@ pub struct Sent {
     pub recipients: Vec<Uuid>,
 }
 
-/// Appends a message and its event under the conversation's row lock, so commit order equals
+/// Appends a message and its event under the conversation's row lock (`None`, writing
+/// nothing, unless the sender is a member), so commit order equals
 /// sequence order with no gaps; moves the sender's read position to it; queues the
 /// conversation's digest job (kind `digest_kind`, due at `digest_at`) unless one is pending:
 /// one row per period, however many members.
@@ -42,9 +43,14 @@ pub async fn send(
     attachments: &[Uuid],
     digest_kind: &str,
     digest_at: DateTime<Utc>,
-) -> Result<Sent> {
-    let (seq, event_seq, at): (i64, i64, Option<DateTime<Utc>>) =
-        diesel::update(conversations::table.find(conversation))
+) -> Result<Option<Sent>> {
+    let is_member = diesel::dsl::exists(
+        conversation_members::table
+            .filter(conversation_members::conversation_id.eq(conversation))
+            .filter(conversation_members::user_id.eq(sender.0)),
+    );
+    let positions: Option<(i64, i64, Option<DateTime<Utc>>)> =
+        diesel::update(conversations::table.find(conversation).filter(is_member))
             .set((
                 conversations::last_seq.eq(conversations::last_seq + 1),
                 conversations::last_event_seq.eq(conversations::last_event_seq + 1),
@@ -56,7 +62,11 @@ pub async fn send(
                 conversations::last_message_at,
             ))
             .get_result(conn)
-            .await?;
+            .await
+            .optional()?;
+    let Some((seq, event_seq, at)) = positions else {
+        return Ok(None);
+    };
     // now() is the transaction's start: the same moment the columns' defaults would take.
     let created_at = at.ok_or_else(|| Error::internal("last_message_at was not set"))?;
     let message = Message {
@@ -140,9 +150,9 @@ pub async fn send(
         body,
         created_at,
     };
-    Ok(Sent {
+    Ok(Some(Sent {
         message,
         event,
         recipients,
-    })
+    }))
 }

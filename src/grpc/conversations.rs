@@ -447,9 +447,9 @@ impl ConversationService for ConversationApi {
             }
             k => Some(k.to_owned()),
         };
-        let m =
+        let (m, attachments) =
             service::conversations::send(&self.state, &caller, id, body, attachments, key).await?;
-        Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
+        Ok(Response::new(message(m, attachments)))
     }
 
     async fn update_message(

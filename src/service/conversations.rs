@@ -345,7 +345,7 @@ pub async fn messages(
     Ok((rows, next))
 }
 
-/// Sends a message (idempotent by `key`).
+/// Sends a message (idempotent by `key`); returns it with its attachment ids.
 pub async fn send(
     state: &State,
     caller: &Caller,
@@ -353,12 +353,16 @@ pub async fn send(
     content: RichText,
     attachments: Vec<Uuid>,
     key: Option<String>,
-) -> Result<Message> {
+) -> Result<(Message, Vec<Uuid>)> {
     let mut conn = state.pool.get().await?;
-    member(&mut conn, caller, id).await?;
-    let replay = async |conn: &mut AsyncPgConnection, key: &str| -> Result<Option<Message>> {
+    // A retry returns the first message (the caller's own, so sent while a member).
+    let replay = async |conn: &mut AsyncPgConnection, key: &str| -> Result<Option<_>> {
         match db::messages::by_idempotency_key(conn, caller.user_id, key).await? {
-            Some(m) if m.conversation_id == id => Ok(Some(m)),
+            Some(m) if m.conversation_id == id => {
+                let mut ids = db::messages::attachment_ids(conn, &[m.id]).await?;
+                let a = ids.remove(&m.id).unwrap_or_default();
+                Ok(Some((m, a)))
+            }
             Some(_) => Err(Error::invalid(
                 "idempotency_key",
                 "was used for a message in another conversation",
@@ -385,7 +389,8 @@ pub async fn send(
                 digest_at,
             )
             .await?;
-            Ok(sent)
+            // Not a member: the same answer as for a conversation that does not exist.
+            sent.ok_or(Error::NotFound("conversation"))
         })
         .await
         .map(|sent| {
@@ -397,7 +402,7 @@ pub async fn send(
                     recipients: sent.recipients,
                 }],
             );
-            sent.message
+            (sent.message, attachments)
         });
     match (sent, &key) {
         // A concurrent retry with the same key won the race: answer with its message.
