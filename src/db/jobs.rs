@@ -78,16 +78,22 @@ pub async fn enqueue_once(
     payload: serde_json::Value,
     run_at: DateTime<Utc>,
 ) -> Result<bool> {
-    let n = diesel::sql_query(
-        "INSERT INTO jobs (kind, key, payload, run_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (kind, key) WHERE status = 'pending' AND key IS NOT NULL DO NOTHING",
-    )
-    .bind::<diesel::sql_types::Text, _>(kind)
-    .bind::<diesel::sql_types::Text, _>(key)
-    .bind::<diesel::sql_types::Jsonb, _>(payload)
-    .bind::<Timestamptz, _>(run_at)
-    .execute(&mut conn)
-    .await?;
+    use diesel::query_builder::DecoratableTarget;
+    // Built with the DSL (not raw SQL) so that the prepared statement is cached.
+    let n = diesel::insert_into(jobs::table)
+        .values((
+            jobs::kind.eq(kind),
+            jobs::key.eq(key),
+            jobs::payload.eq(payload),
+            jobs::run_at.eq(run_at),
+        ))
+        .on_conflict((jobs::kind, jobs::key))
+        .filter_target(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "status = 'pending' AND key IS NOT NULL",
+        ))
+        .do_nothing()
+        .execute(&mut conn)
+        .await?;
     Ok(n == 1)
 }
 

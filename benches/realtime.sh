@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Real-time delivery across two instances behind Redis, and send throughput against the raw
+# PostgreSQL ceiling, in one run:
+#
+#   benches/realtime.sh
+#   RATES=50,100,200,400,800,1200 SECONDS_PER_RATE=10 CLIENTS=16 ROUNDS=3 benches/realtime.sh
+#
+# 1. Starts two release instances (A and B) on one fresh database, sharing a Redis channel
+#    (PostgreSQL and Redis as scripts/test finds or starts them).
+# 2. rt-load setup: USERS users (1,000) in groups of 10, plus one group of 200.
+# 3. rt-load latency: every user's event stream open on B, messages sent on A at each of
+#    RATES (messages/s; 1 in 10 to the group of 200), so every delivery crosses instances
+#    through Redis: p50/p99 send→receive, lost, duplicated, the highest delivered rate with
+#    p99 < 50 ms.
+# 4. Send throughput, interleaved ROUNDS times with the same client count and duration:
+#    rt-load throughput (SendMessage through A, closed loop), and pgbench (prepared
+#    statements, as the server uses) running benches/send.pgbench (the raw ceiling: the
+#    sequence update + message insert) and benches/send-full.pgbench (every statement of a
+#    send); medians and the ratios.
+# 5. STREAMS (10,000) idle streams on B: server memory per stream (stream-rss).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+RATES=${RATES:-50,100,200,400,800,1200}
+SECS=${SECONDS_PER_RATE:-10}
+CLIENTS=${CLIENTS:-16}
+ROUNDS=${ROUNDS:-3}
+USERS=${USERS:-1000}
+STREAMS=${STREAMS:-10000}
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release --locked --quiet --bin epop --bin rt-load --bin stream-rss
+
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "${db:-}" ] && "$PG_BIN/psql" "$PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+  stop_services
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ensure_postgres "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 55433
+ensure_redis "${BENCH_REDIS_URL:-redis://127.0.0.1:6379}" 56380
+db=epop_bench_$$
+"$PG_BIN/psql" "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+db_url="${PG_URL%/*}/$db"
+
+start() {
+  local port=$1
+  DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
+    EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
+    EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
+    EPOP_ACCESS_TOKEN_TTL=6h RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "instance on $port did not start:"; cat "$work/server-$port.log"; exit 1
+}
+A=http://127.0.0.1:18111
+B=http://127.0.0.1:18112
+start 18111
+start 18112
+pid_b=${pids[1]}
+echo "two instances: A=$A B=$B, PostgreSQL $PG_URL, Redis $REDIS; $(nproc) cores shared by everything"
+
+"$target/release/rt-load" setup --url "$A" --admin-password bench-admin-password --users "$USERS" \
+  --state "$work/state.json"
+echo
+echo "== send -> receive latency across instances (sent on A, delivered on B) =="
+"$target/release/rt-load" latency --send-url "$A" --recv-url "$B" --state "$work/state.json" \
+  --rates "$RATES" --seconds "$SECS"
+
+echo
+echo "== send throughput: SendMessage through A vs the raw PostgreSQL ceiling (pgbench) =="
+"$PG_BIN/psql" "$db_url" -qc "CREATE TABLE bench_targets AS
+  SELECT row_number() OVER (ORDER BY c.id) AS n, c.id AS conversation_id,
+         (SELECT m.user_id FROM conversation_members m WHERE m.conversation_id = c.id LIMIT 1) AS sender_id
+  FROM conversations c WHERE c.title LIKE 'bench ten %' ORDER BY c.id LIMIT 100" >/dev/null
+groups=$("$PG_BIN/psql" "$db_url" -qAtc "SELECT count(*) FROM bench_targets")
+pg=() full=() app=()
+bench_pg() {
+  "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -D groups="$groups" -f "$1" \
+    "$db_url" >"$work/pgbench.txt" 2>&1 || { cat "$work/pgbench.txt"; exit 1; }
+  sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt"
+}
+for _ in $(seq 1 "$ROUNDS"); do
+  pg+=("$(bench_pg benches/send.pgbench)")
+  app+=("$("$target/release/rt-load" throughput --url "$A" --state "$work/state.json" \
+    --clients "$CLIENTS" --seconds "$SECS" | sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p')")
+  full+=("$(bench_pg benches/send-full.pgbench)")
+done
+python3 - "$CLIENTS" "$SECS" "${pg[*]}" "${full[*]}" "${app[*]}" <<'PY'
+import statistics, sys
+clients, secs = sys.argv[1], sys.argv[2]
+runs = [[float(x) for x in a.split()] for a in sys.argv[3:6]]
+pm, fm, am = (statistics.median(r) for r in runs)
+fmt = lambda r: " ".join(f"{x:.0f}" for x in r)
+print(f"{clients} clients, {secs} s rounds, medians of {len(runs[0])} interleaved rounds")
+print(f"pgbench, sequence update + insert:  {pm:8.0f} tx/s   ({fmt(runs[0])})")
+print(f"pgbench, every statement of a send: {fm:8.0f} tx/s   ({fmt(runs[1])})")
+print(f"SendMessage through A:              {am:8.0f} msg/s  ({fmt(runs[2])})")
+print(f"SendMessage / raw ceiling: {100 * am / pm:.0f}%;  SendMessage / same statements in pgbench: {100 * am / fm:.0f}%")
+PY
+
+echo
+echo "== memory per idle event stream on B =="
+"$target/release/stream-rss" --url "$B" --pid "$pid_b" --password bench-admin-password --streams "$STREAMS"
