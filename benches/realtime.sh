@@ -3,7 +3,7 @@
 # PostgreSQL ceiling, in one run:
 #
 #   benches/realtime.sh
-#   RATES=50,100,200,400,800,1200 SECONDS_PER_RATE=10 CLIENTS=16 ROUNDS=3 benches/realtime.sh
+#   RATES=50,100,200,400,600,800,1200 SECONDS_PER_RATE=10 CLIENTS=16 ROUNDS=3 benches/realtime.sh
 #
 # 1. Starts two release instances (A and B) on one fresh database, sharing a Redis channel
 #    (PostgreSQL and Redis as scripts/test finds or starts them).
@@ -17,11 +17,12 @@
 #    statements, as the server uses) running benches/send.pgbench (the raw ceiling: the
 #    sequence update + message insert) and benches/send-full.pgbench (every statement of a
 #    send); medians and the ratios.
-# 5. STREAMS (10,000) idle streams on B: server memory per stream (stream-rss).
+# 5. STREAMS (10,000) idle streams on a third, fresh instance C (so that no earlier load
+#    sits in its heap): server memory per stream (stream-rss).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
-RATES=${RATES:-50,100,200,400,800,1200}
+RATES=${RATES:-50,100,200,400,600,800,1200}
 SECS=${SECONDS_PER_RATE:-10}
 CLIENTS=${CLIENTS:-16}
 ROUNDS=${ROUNDS:-3}
@@ -62,7 +63,6 @@ A=http://127.0.0.1:18111
 B=http://127.0.0.1:18112
 start 18111
 start 18112
-pid_b=${pids[1]}
 echo "two instances: A=$A B=$B, PostgreSQL $PG_URL, Redis $REDIS; $(nproc) cores shared by everything"
 
 "$target/release/rt-load" setup --url "$A" --admin-password bench-admin-password --users "$USERS" \
@@ -105,5 +105,7 @@ print(f"SendMessage / raw ceiling: {100 * am / pm:.0f}%;  SendMessage / same sta
 PY
 
 echo
-echo "== memory per idle event stream on B =="
-"$target/release/stream-rss" --url "$B" --pid "$pid_b" --password bench-admin-password --streams "$STREAMS"
+echo "== memory per idle event stream on a fresh instance C =="
+start 18113
+"$target/release/stream-rss" --url http://127.0.0.1:18113 --pid "${pids[2]}" \
+  --password bench-admin-password --streams "$STREAMS"
