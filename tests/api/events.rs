@@ -59,6 +59,14 @@ pub(crate) fn created_text(e: &pb::Event) -> String {
     }
 }
 
+/// Ann and Bob (their tokens) in a new group (its id).
+pub(crate) async fn ann_and_bob_in_a_group(app: &TestApp) -> (String, String, String) {
+    let (_, ann) = user(app, "ann").await;
+    let (bob_id, bob) = user(app, "bob").await;
+    let g = group(app, &ann, &[&bob_id]).await;
+    (ann, bob, g)
+}
+
 pub(crate) async fn group(app: &TestApp, token: &str, members: &[&str]) -> String {
     client(app)
         .await
@@ -222,9 +230,7 @@ async fn presence_follows_open_streams() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rest_event_stream_resumes_from_last_event_id() {
     let app = TestApp::spawn().await;
-    let (_, ann) = user(&app, "ann").await;
-    let (bob_id, bob) = user(&app, "bob").await;
-    let g = group(&app, &ann, &[&bob_id]).await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
     let mut c = client(&app).await;
     let mut stream = open(&app, &bob, "").await;
     c.send_message(authed(send(&g, "first"), &ann))
@@ -353,22 +359,8 @@ pub(crate) fn redis_url() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_behind_redis_deliver_each_others_events_in_order() {
-    let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
-    let secret = "a-shared-signing-key-of-at-least-32-bytes".to_owned();
-    let shared = |c: &mut epop::config::Config| {
-        c.redis_url = Some(redis_url());
-        c.redis_channel = channel.clone();
-        c.jwt_secret = Some(secret.clone().into());
-    };
-    let a = TestApp::spawn_with(shared).await;
-    let b_dir = tempfile::tempdir().unwrap();
-    let mut b_config = config(&a.db_name, b_dir.path());
-    shared(&mut b_config);
-    let b = TestApp::start(b_config, a.db_name.clone()).await;
-
-    let (_, ann) = user(&a, "ann").await;
-    let (bob_id, bob) = user(&a, "bob").await;
-    let g = group(&a, &ann, &[&bob_id]).await;
+    let (a, b) = two_instances(&redis_url()).await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&a).await;
     let mut on_b = open(&b, &bob, "").await;
     // Let B's subscription settle: its first event is the group it was just added to... which
     // happened before the stream opened, so send a marker and wait for it.
@@ -470,20 +462,8 @@ impl Drop for OwnRedis {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
     let mut redis = OwnRedis::start();
-    let secret = "a-shared-signing-key-of-at-least-32-bytes".to_owned();
-    let url = redis.url();
-    let shared = |c: &mut epop::config::Config| {
-        c.redis_url = Some(url.clone());
-        c.jwt_secret = Some(secret.clone().into());
-    };
-    let a = TestApp::spawn_with(shared).await;
-    let b_dir = tempfile::tempdir().unwrap();
-    let mut b_config = config(&a.db_name, b_dir.path());
-    shared(&mut b_config);
-    let b = TestApp::start(b_config, a.db_name.clone()).await;
-    let (_, ann) = user(&a, "ann").await;
-    let (bob_id, bob) = user(&a, "bob").await;
-    let g = group(&a, &ann, &[&bob_id]).await;
+    let (a, b) = two_instances(&redis.url()).await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&a).await;
     let mut on_b = open(&b, &bob, "").await;
     let mut c = client(&a).await;
     c.send_message(authed(send(&g, "before"), &ann))

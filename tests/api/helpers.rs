@@ -79,6 +79,28 @@ pub struct TestApp {
     drop_db: bool,
 }
 
+/// Two servers on one fresh database behind the Redis at `redis_url`, sharing a channel and
+/// a signing key (a token from one works on the other).
+pub async fn two_instances(redis_url: &str) -> (TestApp, TestApp) {
+    let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
+    let shared = |c: &mut Config| {
+        c.redis_url = Some(redis_url.to_owned());
+        c.redis_channel = channel.clone();
+        c.jwt_secret = Some(
+            "a-shared-signing-key-of-at-least-32-bytes"
+                .to_owned()
+                .into(),
+        );
+    };
+    let a = TestApp::spawn_with(shared).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&a.db_name, dir.path());
+    shared(&mut cfg);
+    let mut b = TestApp::start(cfg, a.db_name.clone()).await;
+    b._dir = Some(dir);
+    (a, b)
+}
+
 /// A test configuration for `db_name` and `data_dir`.
 pub fn config(db_name: &str, data_dir: &Path) -> Config {
     let mut c = Config::with_defaults(data_dir.to_path_buf(), Some(database_url(db_name)));

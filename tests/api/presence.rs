@@ -33,18 +33,7 @@ async fn presence_of(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_with_streams_on_two_instances_stays_online_until_the_last_one_closes() {
-    let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
-    let secret = "a-shared-signing-key-of-at-least-32-bytes".to_owned();
-    let shared = |c: &mut epop::config::Config| {
-        c.redis_url = Some(redis_url());
-        c.redis_channel = channel.clone();
-        c.jwt_secret = Some(secret.clone().into());
-    };
-    let a = TestApp::spawn_with(shared).await;
-    let b_dir = tempfile::tempdir().unwrap();
-    let mut b_config = config(&a.db_name, b_dir.path());
-    shared(&mut b_config);
-    let b = TestApp::start(b_config, a.db_name.clone()).await;
+    let (a, b) = two_instances(&redis_url()).await;
     let (_, ann) = user(&a, "ann").await;
     let (carol_id, carol) = user(&a, "carol").await;
     let mut watcher = open(&a, &ann, "").await;

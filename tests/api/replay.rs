@@ -1,16 +1,14 @@
 //! Replays follow each conversation's sequence, not clocks.
 
 use crate::{
-    events::{client, created_text, group, next, open, send},
+    events::{ann_and_bob_in_a_group, client, created_text, next, open, send},
     helpers::*,
 };
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resume_replays_in_sequence_order_even_when_commit_times_disagree() {
     let app = TestApp::spawn().await;
-    let (_, ann) = user(&app, "ann").await;
-    let (bob_id, bob) = user(&app, "bob").await;
-    let g = group(&app, &ann, &[&bob_id]).await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
     let mut c = client(&app).await;
     let mut stream = open(&app, &bob, "").await;
     c.send_message(authed(send(&g, "marker"), &ann))
