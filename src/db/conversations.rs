@@ -173,6 +173,24 @@ pub async fn membership(
         .map_err(Into::into)
 }
 
+/// Everyone who shares a conversation with `user` (not `user`).
+pub async fn contacts(conn: &mut AsyncPgConnection, user: UserId) -> Result<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Contact {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+    }
+    let rows: Vec<Contact> = diesel::sql_query(
+        "SELECT DISTINCT other.user_id FROM conversation_members me \
+         JOIN conversation_members other ON other.conversation_id = me.conversation_id \
+         WHERE me.user_id = $1 AND other.user_id <> $1",
+    )
+    .bind::<SqlUuid, _>(user.0)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
+}
+
 /// Up to `limit` of the viewer's conversations, newest activity first, after (time, id).
 pub async fn list(
     conn: &mut AsyncPgConnection,

@@ -202,6 +202,12 @@ fn event(item: Item) -> pb::Event {
                 online,
             }),
         ),
+        Item::PresenceSnapshot(online) => (
+            String::new(),
+            K::PresenceSnapshot(pb::PresenceSnapshot {
+                online_user_ids: online.iter().map(Uuid::to_string).collect(),
+            }),
+        ),
         Item::Board(change) => (
             String::new(),
             match change {

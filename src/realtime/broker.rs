@@ -193,6 +193,26 @@ impl Broker {
         }
     }
 
+    /// Those of `users` who have a stream open here or (with Redis) on any instance.
+    pub async fn online_among(&self, users: Vec<Uuid>) -> Vec<Uuid> {
+        let (here, elsewhere): (Vec<Uuid>, Vec<Uuid>) = {
+            let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            users
+                .into_iter()
+                .partition(|u| streams.get(u).is_some_and(|n| *n > 0))
+        };
+        let Some(presence) = &self.presence else {
+            return here;
+        };
+        match presence.online_among(&elsewhere).await {
+            Ok(more) => here.into_iter().chain(more).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading presence from redis failed");
+                here
+            }
+        }
+    }
+
     /// Publishes that `user` is online or offline, when (with Redis) no other instance holds
     /// a stream of theirs.
     fn announce(&self, user: Uuid, online: bool) {

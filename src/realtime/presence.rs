@@ -54,6 +54,23 @@ end
 return live
 ";
 
+/// Answers the 1-based positions of the `KEYS` that hold a live claim.
+const ONLINE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for k = 1, #KEYS do
+  local vals = redis.call('HVALS', KEYS[k])
+  for i = 1, #vals do
+    if tonumber(vals[i]) > now then
+      table.insert(out, k)
+      break
+    end
+  end
+end
+return out
+";
+
 /// This instance's view of presence in Redis.
 #[derive(Clone)]
 pub struct Presence {
@@ -62,6 +79,7 @@ pub struct Presence {
     instance: String,
     claim: std::sync::Arc<Script>,
     release: std::sync::Arc<Script>,
+    online: std::sync::Arc<Script>,
 }
 
 impl std::fmt::Debug for Presence {
@@ -82,6 +100,7 @@ impl Presence {
             instance: Uuid::new_v4().to_string(),
             claim: std::sync::Arc::new(Script::new(CLAIM)),
             release: std::sync::Arc::new(Script::new(RELEASE)),
+            online: std::sync::Arc::new(Script::new(ONLINE)),
         }
     }
 
@@ -121,6 +140,24 @@ impl Presence {
         let mut invocation = self.release.key(self.key(user));
         invocation.arg(release);
         Ok(invocation.invoke_async(&mut *self.conn().await?).await?)
+    }
+
+    /// Those of `users` with a live claim (in batches).
+    pub async fn online_among(&self, users: &[Uuid]) -> anyhow::Result<Vec<Uuid>> {
+        let mut online = Vec::new();
+        for batch in users.chunks(BATCH) {
+            let mut invocation = self.online.prepare_invoke();
+            for u in batch {
+                invocation.key(self.key(*u));
+            }
+            let positions: Vec<usize> = invocation.invoke_async(&mut *self.conn().await?).await?;
+            online.extend(
+                positions
+                    .into_iter()
+                    .filter_map(|p| batch.get(p.wrapping_sub(1))),
+            );
+        }
+        Ok(online)
     }
 
     /// Refreshes the claims on `users` (those with a stream open here), in batches.

@@ -49,6 +49,8 @@ pub enum Item {
         /// Online when true.
         online: bool,
     },
+    /// Who of the user's contacts is online (once, when the stream opens).
+    PresenceSnapshot(Vec<Uuid>),
     /// A project board changed.
     Board(BoardChange),
     /// Reload state and open a fresh stream.
@@ -68,6 +70,7 @@ enum Stop {
 
 struct Session {
     pool: Pool,
+    broker: Broker,
     user: UserId,
     positions: Positions,
     out: mpsc::Sender<Item>,
@@ -184,6 +187,7 @@ pub async fn open(
     let (out, rx) = mpsc::channel(BUFFER);
     let mut session = Session {
         pool,
+        broker: broker.clone(),
         user,
         positions,
         out,
@@ -207,6 +211,14 @@ async fn run(
     live: &mut tokio::sync::broadcast::Receiver<Arc<Published>>,
 ) -> Result<()> {
     if session.catch_up(None).await?.is_err() {
+        return Ok(());
+    }
+    let contacts = {
+        let mut conn = session.pool.get().await?;
+        db::conversations::contacts(&mut conn, session.user).await?
+    };
+    let online = session.broker.online_among(contacts).await;
+    if session.send(Item::PresenceSnapshot(online)).is_err() {
         return Ok(());
     }
     let mut heartbeat =

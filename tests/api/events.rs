@@ -38,7 +38,7 @@ pub(crate) async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<
         .into_inner()
 }
 
-/// The next event that is not a heartbeat or a presence change.
+/// The next event that is not a heartbeat or about presence.
 pub(crate) async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
     loop {
         let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
@@ -46,7 +46,10 @@ pub(crate) async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
             .expect("an event within 5 s")
             .unwrap()
             .expect("the stream is open");
-        if !matches!(e.kind, Some(Kind::Heartbeat(_)) | Some(Kind::Presence(_))) {
+        if !matches!(
+            e.kind,
+            Some(Kind::Heartbeat(_) | Kind::Presence(_) | Kind::PresenceSnapshot(_))
+        ) {
             return e;
         }
     }

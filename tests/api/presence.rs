@@ -3,7 +3,7 @@
 //! has closed.
 
 use crate::{
-    events::{open, redis_url},
+    events::{group, open, redis_url},
     helpers::*,
 };
 use epop::pb::{self, event::Kind};
@@ -58,5 +58,55 @@ async fn a_user_with_streams_on_two_instances_stays_online_until_the_last_one_cl
         presence_of(&mut watcher, &carol_id, Duration::from_secs(10)).await,
         Some(false),
         "offline once the last stream, on B, has closed"
+    );
+}
+
+/// The snapshot a new stream starts with, after any missed events.
+async fn snapshot(stream: &mut Streaming<pb::Event>) -> Vec<String> {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the stream is open");
+        if let Some(Kind::PresenceSnapshot(s)) = e.kind {
+            let mut online = s.online_user_ids;
+            online.sort();
+            return online;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_stream_learns_which_of_its_contacts_are_online_on_any_instance() {
+    let (a, b) = two_instances(&redis_url()).await;
+    let (ann_id, ann) = user(&a, "ann").await;
+    let (carol_id, carol) = user(&a, "carol").await;
+    let (dave_id, dave) = user(&a, "dave").await;
+    let (eve_id, _) = user(&a, "eve").await;
+    let (_, stranger) = user(&a, "stranger").await;
+    group(&a, &ann, &[&carol_id, &dave_id, &eve_id]).await;
+
+    let mut dave_on_a = open(&a, &dave, "").await;
+    assert_eq!(snapshot(&mut dave_on_a).await, Vec::<String>::new());
+    let _ann_on_a = open(&a, &ann, "").await;
+    // Ann's claim is in Redis once her "online" has gone out.
+    assert_eq!(
+        presence_of(&mut dave_on_a, &ann_id, Duration::from_secs(5)).await,
+        Some(true)
+    );
+    let mut carol_on_b = open(&b, &carol, "").await;
+    let mut expected = vec![ann_id.clone(), dave_id.clone()];
+    expected.sort();
+    assert_eq!(
+        snapshot(&mut carol_on_b).await,
+        expected,
+        "Ann and Dave, online on A; not Eve, who has no stream"
+    );
+    let mut stranger_on_b = open(&b, &stranger, "").await;
+    assert_eq!(
+        snapshot(&mut stranger_on_b).await,
+        Vec::<String>::new(),
+        "only people the caller shares a conversation with"
     );
 }
