@@ -100,9 +100,14 @@ impl App {
         let wake_jobs = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let broker = match &config.redis_url {
-            Some(url) => crate::realtime::Broker::redis(url, &config.redis_channel, stop.clone())
-                .await
-                .context("cannot connect to Redis (REDIS_URL)")?,
+            Some(url) => crate::realtime::Broker::redis(
+                url,
+                &config.redis_channel,
+                config.presence_ttl,
+                stop.clone(),
+            )
+            .await
+            .context("cannot connect to Redis (REDIS_URL)")?,
             None => crate::realtime::Broker::default(),
         };
         let state = State {

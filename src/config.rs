@@ -48,6 +48,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_REDIS_CHANNEL", default_value = "epop:events")]
     pub redis_channel: String,
 
+    /// With Redis: how long an instance's claim that a user is online lasts unless renewed
+    /// (every third of it); the users of a crashed instance go offline within about this.
+    #[arg(long, env = "EPOP_PRESENCE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub presence_ttl: Duration,
+
     /// HMAC key for access tokens. When unset, a random key is generated once and kept in
     /// `<data-dir>/jwt.key` (mode 0600).
     #[arg(long, env = "EPOP_JWT_SECRET", hide_env_values = true)]

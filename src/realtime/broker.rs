@@ -107,10 +107,12 @@ impl Default for Broker {
 
 impl Broker {
     /// A broker that fans out through Redis pub/sub on `channel`, so every instance's
-    /// streams see every instance's events; it stops with `stop`.
+    /// streams see every instance's events, with presence claims lasting `presence_ttl`
+    /// unless renewed; it stops with `stop`.
     pub async fn redis(
         url: &str,
         channel: &str,
+        presence_ttl: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Self> {
         let mut broker = Self::default();
@@ -128,17 +130,18 @@ impl Broker {
             stop.clone(),
         )?;
         broker.redis = Some(queue);
-        broker.presence = Some(Presence::new(pool, channel));
+        broker.presence = Some(Presence::new(pool, channel, presence_ttl));
         tokio::spawn(broker.clone().refresh_claims(stop));
         Ok(broker)
     }
 
-    /// Keeps this instance's presence claims alive while their streams are open.
+    /// Keeps this instance's presence claims alive while their streams are open, and
+    /// announces offline the users of instances that died (whose claims lapsed).
     async fn refresh_claims(self, stop: tokio_util::sync::CancellationToken) {
         let Some(presence) = &self.presence else {
             return;
         };
-        let mut every = tokio::time::interval(super::presence::REFRESH);
+        let mut every = tokio::time::interval(presence.renew_every());
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -152,8 +155,21 @@ impl Broker {
                     .map(|(u, _)| *u)
                     .collect()
             };
-            if let Err(e) = presence.refresh(&users).await {
-                tracing::warn!(error = %e, "refreshing presence in redis failed");
+            // Renewing answers who had no live claim left (theirs lapsed while Redis was out
+            // of reach): they are back online. Sweeping answers the users of dead instances.
+            let changes = [
+                (presence.claim(&users).await, true),
+                (presence.sweep().await, false),
+            ];
+            for (users, online) in changes {
+                match users {
+                    Ok(users) => {
+                        for user_id in users {
+                            self.publish(Published::Presence { user_id, online });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "presence upkeep in redis failed"),
+                }
             }
         }
     }
@@ -225,17 +241,17 @@ impl Broker {
         };
         let broker = self.clone();
         tokio::spawn(async move {
-            let others = if online {
-                presence.claim(&[user]).await
+            let changed = if online {
+                presence.claim(&[user]).await.map(|came| !came.is_empty())
             } else {
-                presence.release(user).await
+                presence.release(user).await.map(|live| live == 0)
             };
             // Without Redis' answer, this instance's own view decides.
-            let others = others.unwrap_or_else(|e| {
+            let changed = changed.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "presence in redis failed");
-                0
+                true
             });
-            if others == 0 {
+            if changed {
                 broker.publish(Published::Presence {
                     user_id: user,
                     online,

@@ -1,63 +1,65 @@
 //! Presence across instances, in Redis: each user's key is a hash of instance id → the moment
-//! (Redis' own clock) until which that instance claims to hold a stream of the user. An
-//! instance claims when its first local stream of the user opens, refreshes its claims while
-//! they stay open, and releases after the grace period when the last one has closed. A user is
-//! online while any claim is live, so a crashed instance's claims lapse by themselves.
+//! (Redis' own clock) until which that instance claims to hold a stream of the user, and one
+//! sorted set ranks users by when their newest claim lapses. An instance claims when its
+//! first local stream of the user opens, renews its claims while they stay open, and
+//! releases after the grace period when the last one has closed. A user is online while any
+//! claim is live; the claims of a crashed instance lapse, and whichever instance sweeps first
+//! announces those users offline.
 
 use bb8_redis::RedisConnectionManager;
 use redis::Script;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use uuid::Uuid;
 
-/// How long a claim lives unless refreshed.
-pub const CLAIM_TTL: Duration = Duration::from_secs(30);
-/// How often an instance refreshes its claims.
-pub const REFRESH: Duration = Duration::from_secs(10);
-/// How many users one refresh call carries.
+/// How many users one call carries.
 const BATCH: usize = 256;
 
-/// Claims `KEYS` for instance `ARGV[1]` for `ARGV[2]` ms, dropping lapsed claims; answers how
-/// many other instances held a live claim on `KEYS[1]`.
-const CLAIM: &str = r"
+/// The moment, in ms of Redis' clock, every script measures from.
+const NOW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// `KEYS[1]`: the sorted set; `KEYS[2..]`: user hashes; `ARGV[1]`: instance; `ARGV[2]`: ttl in
+/// ms; `ARGV[3..]`: the users' ids. Claims each user for the instance, dropping lapsed
+/// claims; answers per user 1 when nobody had a live claim before (the user came online).
+const CLAIM: &str = r"
 local ttl = tonumber(ARGV[2])
-local others = 0
-for k = 1, #KEYS do
+local came = {}
+for k = 2, #KEYS do
+  local live = 0
   local all = redis.call('HGETALL', KEYS[k])
   for i = 1, #all, 2 do
-    if all[i] ~= ARGV[1] then
-      if tonumber(all[i + 1]) > now then
-        if k == 1 then others = others + 1 end
-      else
-        redis.call('HDEL', KEYS[k], all[i])
-      end
+    if tonumber(all[i + 1]) > now then
+      live = live + 1
+    elseif all[i] ~= ARGV[1] then
+      redis.call('HDEL', KEYS[k], all[i])
     end
   end
   redis.call('HSET', KEYS[k], ARGV[1], now + ttl)
   redis.call('PEXPIRE', KEYS[k], ttl)
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[k + 1])
+  came[k - 1] = live == 0 and 1 or 0
 end
-return others
+return came
 ";
 
-/// Drops the claim of instance `ARGV[1]` (when not empty) on `KEYS[1]`; answers how many live
-/// claims remain.
+/// `KEYS[1]`: a user hash; `KEYS[2]`: the sorted set; `ARGV[1]`: an instance (or empty);
+/// `ARGV[2]`: the user's id. Drops the instance's claim; answers how many live claims remain
+/// (0: offline, and the user leaves the sorted set).
 const RELEASE: &str = r"
 if ARGV[1] ~= '' then redis.call('HDEL', KEYS[1], ARGV[1]) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) > now then live = live + 1 end
+local vals = redis.call('HVALS', KEYS[1])
+for i = 1, #vals do
+  if tonumber(vals[i]) > now then live = live + 1 end
 end
+if live == 0 and ARGV[1] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return live
 ";
 
-/// Answers the 1-based positions of the `KEYS` that hold a live claim.
+/// `KEYS`: user hashes. Answers the 1-based positions of those with a live claim.
 const ONLINE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
 for k = 1, #KEYS do
   local vals = redis.call('HVALS', KEYS[k])
@@ -71,15 +73,26 @@ end
 return out
 ";
 
+/// `KEYS[1]`: the sorted set; `ARGV[1]`: the prefix of user hashes. Takes out up to 256 users
+/// whose every claim has lapsed (a crashed instance's) and answers their ids.
+const SWEEP: &str = r"
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 256)
+for i = 1, #gone do
+  redis.call('ZREM', KEYS[1], gone[i])
+  redis.call('DEL', ARGV[1] .. gone[i])
+end
+return gone
+";
+
 /// This instance's view of presence in Redis.
 #[derive(Clone)]
 pub struct Presence {
     pool: bb8::Pool<RedisConnectionManager>,
     prefix: String,
+    ranking: String,
     instance: String,
-    claim: std::sync::Arc<Script>,
-    release: std::sync::Arc<Script>,
-    online: std::sync::Arc<Script>,
+    ttl: Duration,
+    scripts: Arc<[Script; 4]>,
 }
 
 impl std::fmt::Debug for Presence {
@@ -92,16 +105,28 @@ impl std::fmt::Debug for Presence {
 }
 
 impl Presence {
-    /// Presence under keys `<channel>:online:<user>`, as a fresh instance.
-    pub fn new(pool: bb8::Pool<RedisConnectionManager>, channel: &str) -> Self {
+    /// Presence under keys `<channel>:online:<user>` and `<channel>:online`, as a fresh
+    /// instance whose claims last `ttl` unless renewed.
+    pub fn new(pool: bb8::Pool<RedisConnectionManager>, channel: &str, ttl: Duration) -> Self {
+        let script = |body: &str| Script::new(&format!("{NOW}{body}"));
         Self {
             pool,
             prefix: format!("{channel}:online:"),
+            ranking: format!("{channel}:online"),
             instance: Uuid::new_v4().to_string(),
-            claim: std::sync::Arc::new(Script::new(CLAIM)),
-            release: std::sync::Arc::new(Script::new(RELEASE)),
-            online: std::sync::Arc::new(Script::new(ONLINE)),
+            ttl,
+            scripts: Arc::new([
+                script(CLAIM),
+                script(RELEASE),
+                script(ONLINE),
+                script(SWEEP),
+            ]),
         }
+    }
+
+    /// How often claims must be renewed.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
     }
 
     fn key(&self, user: Uuid) -> String {
@@ -112,17 +137,29 @@ impl Presence {
         self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// Claims `users` for this instance; answers how many other instances had a live claim on
-    /// the first one (0: the user just came online).
-    pub async fn claim(&self, users: &[Uuid]) -> anyhow::Result<i64> {
-        let mut invocation = self.claim.prepare_invoke();
-        for u in users {
-            invocation.key(self.key(*u));
+    /// Claims (or renews) `users` for this instance; answers those who had no live claim
+    /// before, i.e. who just came online.
+    pub async fn claim(&self, users: &[Uuid]) -> anyhow::Result<Vec<Uuid>> {
+        let mut came = Vec::new();
+        for batch in users.chunks(BATCH) {
+            let mut invocation = self.scripts[0].prepare_invoke();
+            invocation.key(&self.ranking);
+            invocation
+                .arg(&self.instance)
+                .arg(self.ttl.as_millis() as u64);
+            for u in batch {
+                invocation.key(self.key(*u)).arg(u.to_string());
+            }
+            let flags: Vec<u8> = invocation.invoke_async(&mut *self.conn().await?).await?;
+            came.extend(
+                batch
+                    .iter()
+                    .zip(flags)
+                    .filter(|(_, f)| *f == 1)
+                    .map(|(u, _)| *u),
+            );
         }
-        invocation
-            .arg(&self.instance)
-            .arg(CLAIM_TTL.as_millis() as u64);
-        Ok(invocation.invoke_async(&mut *self.conn().await?).await?)
+        Ok(came)
     }
 
     /// Releases this instance's claim on `user`; answers how many live claims remain
@@ -137,16 +174,19 @@ impl Presence {
     }
 
     async fn count(&self, user: Uuid, release: &str) -> anyhow::Result<i64> {
-        let mut invocation = self.release.key(self.key(user));
-        invocation.arg(release);
+        let mut invocation = self.scripts[1].key(self.key(user));
+        invocation
+            .key(&self.ranking)
+            .arg(release)
+            .arg(user.to_string());
         Ok(invocation.invoke_async(&mut *self.conn().await?).await?)
     }
 
-    /// Those of `users` with a live claim (in batches).
+    /// Those of `users` with a live claim.
     pub async fn online_among(&self, users: &[Uuid]) -> anyhow::Result<Vec<Uuid>> {
         let mut online = Vec::new();
         for batch in users.chunks(BATCH) {
-            let mut invocation = self.online.prepare_invoke();
+            let mut invocation = self.scripts[2].prepare_invoke();
             for u in batch {
                 invocation.key(self.key(*u));
             }
@@ -160,11 +200,12 @@ impl Presence {
         Ok(online)
     }
 
-    /// Refreshes the claims on `users` (those with a stream open here), in batches.
-    pub async fn refresh(&self, users: &[Uuid]) -> anyhow::Result<()> {
-        for batch in users.chunks(BATCH) {
-            self.claim(batch).await?;
-        }
-        Ok(())
+    /// Takes out the users whose every claim has lapsed (their instance died); answers them,
+    /// now offline. Each such user is answered to one instance only.
+    pub async fn sweep(&self) -> anyhow::Result<Vec<Uuid>> {
+        let mut invocation = self.scripts[3].key(&self.ranking);
+        invocation.arg(&self.prefix);
+        let gone: Vec<String> = invocation.invoke_async(&mut *self.conn().await?).await?;
+        Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
     }
 }

@@ -501,43 +501,19 @@ async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscriber_whose_instance_is_killed_resumes_on_another_with_nothing_lost_or_repeated() {
     let redis = OwnRedis::start();
-    let secret = "a-shared-signing-key-of-at-least-32-bytes".to_owned();
     let url = redis.url();
     let a = TestApp::spawn_with(|c| {
         c.redis_url = Some(url.clone());
-        c.jwt_secret = Some(secret.clone().into());
+        c.jwt_secret = Some(SHARED_SECRET.to_owned().into());
     })
     .await;
     // Instance B is a real process, so it can die by SIGKILL.
-    let b_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    let (mut b, b_url, _b_dir) = spawn_process(&a.db_name, &[("REDIS_URL", &url)]).await;
+    let ch_b = Channel::from_shared(b_url)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut b = std::process::Command::new(env!("CARGO_BIN_EXE_epop"))
-        .env("DATABASE_URL", database_url(&a.db_name))
-        .env("REDIS_URL", &url)
-        .env("EPOP_JWT_SECRET", &secret)
-        .env("EPOP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EPOP_DATA_DIR", b_dir.path())
-        .env("EPOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("EPOP_ADMIN_EMAIL", ADMIN_EMAIL)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .connect()
+        .await
         .unwrap();
-    let b_url = format!("http://127.0.0.1:{port}");
-    let channel_b = async || {
-        for _ in 0..100 {
-            if let Ok(ch) = Channel::from_shared(b_url.clone()).unwrap().connect().await {
-                return ch;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("instance B did not start");
-    };
-    let ch_b = channel_b().await;
 
     let (_, ann) = user(&a, "ann").await;
     let (bob_id, bob) = user(&a, "bob").await;

@@ -101,6 +101,51 @@ pub async fn two_instances(redis_url: &str) -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// A real `epop` process (so that it can die by SIGKILL) on database `db_name`, with the
+/// shared signing key of `two_instances` and `env`; answers it, its base URL and its data
+/// directory, and waits until it accepts connections.
+pub async fn spawn_process(
+    db_name: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_epop"))
+        .env("DATABASE_URL", database_url(db_name))
+        .env("EPOP_JWT_SECRET", SHARED_SECRET)
+        .env("EPOP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPOP_DATA_DIR", dir.path())
+        .env("EPOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("EPOP_ADMIN_EMAIL", ADMIN_EMAIL)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if Channel::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .is_ok()
+        {
+            return (child, url, dir);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the epop process did not start");
+}
+
+/// The signing key that instances of one multi-instance test share.
+pub const SHARED_SECRET: &str = "a-shared-signing-key-of-at-least-32-bytes";
+
 /// A test configuration for `db_name` and `data_dir`.
 pub fn config(db_name: &str, data_dir: &Path) -> Config {
     let mut c = Config::with_defaults(data_dir.to_path_buf(), Some(database_url(db_name)));

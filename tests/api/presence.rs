@@ -110,3 +110,49 @@ async fn a_new_stream_learns_which_of_its_contacts_are_online_on_any_instance() 
         "only people the caller shares a conversation with"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_of_a_killed_instance_go_offline_when_its_claims_lapse() {
+    let redis = redis_url();
+    let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
+    let a = TestApp::spawn_with(|c| {
+        c.redis_url = Some(redis.clone());
+        c.redis_channel = channel.clone();
+        c.jwt_secret = Some(SHARED_SECRET.to_owned().into());
+        c.presence_ttl = Duration::from_secs(3);
+    })
+    .await;
+    let (mut b, b_url, _dir) = spawn_process(
+        &a.db_name,
+        &[
+            ("REDIS_URL", &redis),
+            ("EPOP_REDIS_CHANNEL", &channel),
+            ("EPOP_PRESENCE_TTL", "3s"),
+        ],
+    )
+    .await;
+    let (_, ann) = user(&a, "ann").await;
+    let (carol_id, carol) = user(&a, "carol").await;
+    let mut watcher = open(&a, &ann, "").await;
+    let on_b = tonic::transport::Channel::from_shared(b_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let _carol_on_b = pb::conversation_service_client::ConversationServiceClient::new(on_b)
+        .stream_events(authed(pb::StreamEventsRequest::default(), &carol))
+        .await
+        .unwrap();
+    assert_eq!(
+        presence_of(&mut watcher, &carol_id, Duration::from_secs(5)).await,
+        Some(true)
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+    // Nobody releases Carol's claim: it lapses (3 s), and A's sweep (every 1 s) tells.
+    assert_eq!(
+        presence_of(&mut watcher, &carol_id, Duration::from_secs(10)).await,
+        Some(false),
+        "offline once the dead instance's claim has lapsed"
+    );
+}
