@@ -8,6 +8,7 @@ mod events;
 mod helpers;
 mod jobs;
 mod presence;
+mod pressure;
 mod projects;
 mod protocol;
 mod reminders;

@@ -1,0 +1,99 @@
+//! Bounded streams: a client too far behind to replay, or too slow to keep up, is told to
+//! resync instead of making the server buffer without limit.
+
+use crate::{
+    events::{ann_and_bob_in_a_group, client, next, open, send},
+    helpers::*,
+};
+use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
+    let app = TestApp::spawn().await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
+    let mut stream = open(&app, &bob, "").await;
+    client(&app)
+        .await
+        .send_message(authed(send(&g, "marker"), &ann))
+        .await
+        .unwrap();
+    let cursor = next(&mut stream).await.cursor;
+    drop(stream);
+    // 1,001 more events in the log (read receipts, written directly to be quick).
+    db_sql(
+        &app.db_name,
+        &format!(
+            "WITH c AS (UPDATE conversations SET last_event_seq = last_event_seq + 1001 \
+               WHERE id = '{g}' RETURNING last_event_seq) \
+             INSERT INTO conversation_events (conversation_id, seq, body) \
+             SELECT '{g}', s, jsonb_build_object('kind', 'read_receipt', 'user_id', '{g}', 'seq', 0) \
+             FROM c, generate_series(c.last_event_seq - 1000, c.last_event_seq) AS s"
+        ),
+    )
+    .await;
+    let mut resumed = open(&app, &bob, &cursor).await;
+    assert!(
+        matches!(next(&mut resumed).await.kind, Some(Kind::Resync(_))),
+        "resync instead of replaying 1,001 events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
+    let app = TestApp::spawn().await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
+    // A small HTTP/2 window, so the server's per-stream buffer is what fills up.
+    let slow = Channel::from_shared(app.url())
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(64 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = ConversationServiceClient::new(slow)
+        .stream_events(authed(pb::StreamEventsRequest::default(), &bob))
+        .await
+        .unwrap()
+        .into_inner();
+    // Bob reads nothing while Ann types 3,000 times.
+    let mut typers = Vec::new();
+    for _ in 0..8 {
+        let (mut c, ann, g) = (client(&app).await, ann.clone(), g.clone());
+        typers.push(tokio::spawn(async move {
+            for _ in 0..375 {
+                c.send_typing(authed(
+                    pb::SendTypingRequest {
+                        conversation_id: g.clone(),
+                    },
+                    &ann,
+                ))
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in typers {
+        t.await.unwrap();
+    }
+    let (mut typing, mut resync) = (0, false);
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends rather than stalls");
+        match item {
+            Ok(Some(e)) => match e.kind {
+                Some(Kind::Typing(_)) => typing += 1,
+                Some(Kind::Resync(_)) => resync = true,
+                _ => {}
+            },
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(resync, "told to resync");
+    assert!(
+        typing < 3000,
+        "dropped before everything was sent ({typing})"
+    );
+}
