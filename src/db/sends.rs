@@ -28,11 +28,11 @@ pub struct Sent {
     pub recipients: Vec<Uuid>,
 }
 
-/// Appends a message and its event under the conversation's row lock (`None`, writing
-/// nothing, unless the sender is a member), so commit order equals
-/// sequence order with no gaps; moves the sender's read position to it; queues the
-/// conversation's digest job (kind `digest_kind`, due at `digest_at`) unless one is pending:
-/// one row per period, however many members.
+/// Appends a message and its event under the conversation's row lock, so commit order
+/// equals sequence order with no gaps (`None`, writing nothing, unless the sender is a
+/// member); moves the sender's read position to it; queues the conversation's digest job
+/// (kind `digest_kind`, due at `digest_at`) unless one is pending: one row per period,
+/// however many members.
 #[allow(clippy::too_many_arguments)]
 pub async fn send(
     conn: &mut AsyncPgConnection,
