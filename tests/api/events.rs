@@ -38,14 +38,26 @@ pub(crate) async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<
         .into_inner()
 }
 
+/// The next event of any kind, within 5 s.
+pub(crate) async fn any_event(stream: &mut Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+        .expect("the stream is open")
+}
+
+/// A typing indicator in `conversation`.
+pub(crate) fn typing(conversation: &str) -> pb::SendTypingRequest {
+    pb::SendTypingRequest {
+        conversation_id: conversation.into(),
+    }
+}
+
 /// The next event that is not a heartbeat or about presence.
 pub(crate) async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
     loop {
-        let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
-            .await
-            .expect("an event within 5 s")
-            .unwrap()
-            .expect("the stream is open");
+        let e = any_event(stream).await;
         if !matches!(
             e.kind,
             Some(Kind::Heartbeat(_) | Kind::Presence(_) | Kind::PresenceSnapshot(_))
@@ -107,14 +119,7 @@ async fn members_receive_messages_membership_and_typing_live() {
     let e = next(&mut bob_stream).await;
     assert_eq!(created_text(&e), "hello bob");
     assert!(!e.cursor.is_empty());
-    c.send_typing(authed(
-        pb::SendTypingRequest {
-            conversation_id: g.clone(),
-        },
-        &ann,
-    ))
-    .await
-    .unwrap();
+    c.send_typing(authed(typing(&g), &ann)).await.unwrap();
     assert!(
         matches!(next(&mut bob_stream).await.kind, Some(Kind::Typing(ref t)) if t.conversation_id == g)
     );
@@ -384,14 +389,7 @@ async fn two_instances_behind_redis_deliver_each_others_events_in_order() {
             "in order across instances"
         );
     }
-    c.send_typing(authed(
-        pb::SendTypingRequest {
-            conversation_id: g.clone(),
-        },
-        &ann,
-    ))
-    .await
-    .unwrap();
+    c.send_typing(authed(typing(&g), &ann)).await.unwrap();
     assert!(matches!(next(&mut on_b).await.kind, Some(Kind::Typing(_))));
 }
 

@@ -3,7 +3,7 @@
 //! has closed.
 
 use crate::{
-    events::{group, open, redis_url},
+    events::{any_event, group, open, redis_url},
     helpers::*,
 };
 use epop::pb::{self, event::Kind};
@@ -64,12 +64,7 @@ async fn a_user_with_streams_on_two_instances_stays_online_until_the_last_one_cl
 /// The snapshot a new stream starts with, after any missed events.
 async fn snapshot(stream: &mut Streaming<pb::Event>) -> Vec<String> {
     loop {
-        let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
-            .await
-            .expect("an event within 5 s")
-            .unwrap()
-            .expect("the stream is open");
-        if let Some(Kind::PresenceSnapshot(s)) = e.kind {
+        if let Some(Kind::PresenceSnapshot(s)) = any_event(stream).await.kind {
             let mut online = s.online_user_ids;
             online.sort();
             return online;

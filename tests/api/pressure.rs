@@ -2,7 +2,7 @@
 //! resync instead of making the server buffer without limit.
 
 use crate::{
-    events::{ann_and_bob_in_a_group, client, next, open, send},
+    events::{ann_and_bob_in_a_group, client, next, open, send, typing},
     helpers::*,
 };
 use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
@@ -63,14 +63,7 @@ async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
         let (mut c, ann, g) = (client(&app).await, ann.clone(), g.clone());
         typers.push(tokio::spawn(async move {
             for _ in 0..375 {
-                c.send_typing(authed(
-                    pb::SendTypingRequest {
-                        conversation_id: g.clone(),
-                    },
-                    &ann,
-                ))
-                .await
-                .unwrap();
+                c.send_typing(authed(typing(&g), &ann)).await.unwrap();
             }
         }));
     }
