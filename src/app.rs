@@ -110,11 +110,16 @@ impl App {
             .context("cannot connect to Redis (REDIS_URL)")?,
             None => crate::realtime::Broker::default(),
         };
+        let cursor_key = Arc::new(crate::realtime::cursor::CursorKey::new(
+            &jwt.derive("stream cursors"),
+        ));
         let state = State {
+            cursor_key,
             pool: pool.clone(),
             jwt,
             hasher,
             refresh_ttl: config.refresh_token_ttl,
+            refresh_grace: config.refresh_reuse_grace,
             reminder_lead: config.reminder_lead,
             digest_delay: config.digest_delay,
             broker,

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub refresh_token_ttl: Duration,
 
+    /// How long a rotated refresh token, presented again, answers the token that replaced it
+    /// instead of revoking the session as stolen (two tabs refreshing at once).
+    #[arg(long, env = "EPOP_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub refresh_reuse_grace: Duration,
+
     /// Log format.
     #[arg(long, env = "EPOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

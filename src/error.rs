@@ -52,6 +52,9 @@ pub enum Error {
     /// A dependency (database, ...) is unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// Too much work is waiting (e.g. password hashing): retry shortly.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A bug or an unexpected failure; details are logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -112,6 +115,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::Aborted(m) => Status::aborted(m),
             Error::Unavailable(m) => Status::unavailable(m),
+            Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 Status::internal("internal error")

@@ -7,9 +7,11 @@ use crate::{
 };
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path, time::Duration};
 use uuid::Uuid;
 
@@ -36,6 +38,8 @@ pub struct Claims {
 
 /// Signs and verifies access tokens.
 pub struct JwtKeys {
+    /// HMAC key from which keys for other purposes are derived (never the secret itself).
+    derive: [u8; 32],
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -60,8 +64,8 @@ impl JwtKeys {
         let bytes = match secret {
             Some(s) => {
                 let s = s.expose_secret().as_bytes().to_vec();
-                if s.len() < 32 {
-                    bail!("EPOP_JWT_SECRET must be at least 32 bytes");
+                if s.len() < MIN_KEY_BYTES {
+                    bail!("EPOP_JWT_SECRET must be at least {MIN_KEY_BYTES} bytes");
                 }
                 s
             }
@@ -77,12 +81,30 @@ impl JwtKeys {
         validation.leeway = 0;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        let derive = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+            .expect("HMAC takes keys of any length")
+            .chain_update(b"epop derived keys")
+            .finalize()
+            .into_bytes()
+            .into();
         Self {
+            derive,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
         }
+    }
+
+    /// A 32-byte key for `purpose`, derived from the signing secret: every instance that
+    /// verifies the same tokens derives the same keys.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.derive)
+            .expect("HMAC takes keys of any length")
+            .chain_update(purpose.as_bytes())
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     /// Issues an access token; returns it with its expiry.
@@ -115,33 +137,80 @@ impl JwtKeys {
             user_id: UserId(data.claims.sub),
             role,
             session: data.claims.sid,
+            expires_at: DateTime::from_timestamp(data.claims.exp, 0)?,
         })
     }
 }
 
+/// The fewest key bytes accepted, configured or from a file.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// The key kept in `path`, created there when absent. The file is written under a temporary
+/// name, fsynced, and linked into place (which fails if another process got there first),
+/// then the directory is fsynced: it is either whole or absent, and concurrent first starts
+/// all read the one key that was linked first. Whatever the file holds must be a base64 key
+/// of at least [`MIN_KEY_BYTES`] bytes, or the server refuses to start.
 fn load_or_create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use base64::{Engine, engine::general_purpose::STANDARD};
     match std::fs::read_to_string(path) {
-        Ok(text) => STANDARD
-            .decode(text.trim())
-            .with_context(|| format!("{} is not a base64 key", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let key: [u8; 64] = rand::random();
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            writeln!(f, "{}", STANDARD.encode(key))?;
+        Ok(text) => parse_key_file(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn parse_key_file(path: &Path, text: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let fix = "delete it to generate a new key (every access token signed with the old one \
+               stops working) or set EPOP_JWT_SECRET";
+    let key = STANDARD
+        .decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("{} is not a base64 key: {fix}", path.display()))?;
+    if key.len() < MIN_KEY_BYTES {
+        bail!(
+            "{} holds a {}-byte key, at least {MIN_KEY_BYTES} are required: {fix}",
+            path.display(),
+            key.len()
+        );
+    }
+    Ok(key)
+}
+
+fn create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key: [u8; 64] = rand::random();
+    let tmp = dir.join(format!(
+        ".{KEY_FILE}.{}.{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        writeln!(f, "{}", STANDARD.encode(key))?;
+        f.sync_all()?;
+        // A hard link, unlike a rename, never replaces a key another start linked first.
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", dir.display()))?;
             tracing::info!(path = %path.display(), "generated a new JWT signing key");
             Ok(key.to_vec())
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            parse_key_file(path, &text)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
     }
 }
 
@@ -172,5 +241,37 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_empty_short_or_garbled_key_file_is_refused_with_what_to_do() {
+        for (content, says) in [
+            ("", "0-byte key"),
+            ("\n", "0-byte key"),
+            ("c2hvcnQ=\n", "5-byte key"),
+            ("not base64 at all!\n", "not a base64 key"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(KEY_FILE);
+            std::fs::write(&path, content).unwrap();
+            let err = load_or_create_key_file(&path).unwrap_err().to_string();
+            assert!(err.contains(says), "{content:?}: {err}");
+            assert!(err.contains("EPOP_JWT_SECRET"), "{content:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn concurrent_first_starts_agree_on_one_key_and_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let all: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create_key_file(&path).unwrap()))
+                .collect();
+            all.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0] && k.len() == 64));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only {KEY_FILE} remains");
     }
 }

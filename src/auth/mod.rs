@@ -21,6 +21,8 @@ pub struct Caller {
     pub role: Role,
     /// The session (refresh-token family) the token belongs to.
     pub session: Uuid,
+    /// When the token expires (an event stream ends then).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Caller {

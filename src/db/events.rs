@@ -73,7 +73,22 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
+impl EventBody {
+    /// The message this event is about, if any.
+    pub fn message_id(&self) -> Option<Uuid> {
+        match self {
+            Self::MessageCreated { message, .. }
+            | Self::MessageUpdated { message, .. }
+            | Self::MessageDeleted { message } => Some(message.id),
+            Self::Membership { .. } | Self::ReadReceipt { .. } => None,
+        }
+    }
+}
+
 /// Appends an event under the conversation's row lock; commit order equals event order.
+/// An edit or a delete redacts the earlier events of its message, in the same transaction:
+/// they carry the newest version from then on, so no replay serves a replaced or deleted
+/// body.
 pub async fn append(
     conn: &mut AsyncPgConnection,
     conversation: Uuid,
@@ -90,17 +105,49 @@ pub async fn append(
         .values((
             conversation_events::conversation_id.eq(conversation),
             conversation_events::seq.eq(seq),
-            conversation_events::body.eq(json),
+            conversation_events::body.eq(&json),
+            conversation_events::message_id.eq(body.message_id()),
         ))
         .returning(conversation_events::created_at)
         .get_result(conn)
         .await?;
+    if let (EventBody::MessageUpdated { .. } | EventBody::MessageDeleted { .. }, Some(id)) =
+        (&body, body.message_id())
+    {
+        redact_earlier(conn, conversation, id, seq, &json).await?;
+    }
     Ok(Event {
         conversation_id: conversation,
         seq,
         body,
         created_at,
     })
+}
+
+/// Rewrites the events of `message` before `seq` to carry the message (and attachments) of
+/// `newest`, the body of the event at `seq`.
+async fn redact_earlier(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    message: Uuid,
+    seq: i64,
+    newest: &serde_json::Value,
+) -> Result<()> {
+    diesel::sql_query(
+        "UPDATE conversation_events SET body = jsonb_set( \
+           CASE WHEN body ? 'attachment_ids' \
+                THEN jsonb_set(body, '{attachment_ids}', COALESCE($1->'attachment_ids', '[]')) \
+                ELSE body END, \
+           '{message}', $1->'message') \
+         WHERE conversation_id = $2 AND message_id = $3 AND seq < $4",
+    )
+    .bind::<Jsonb, _>(newest)
+    .bind::<SqlUuid, _>(conversation)
+    .bind::<SqlUuid, _>(message)
+    .bind::<BigInt, _>(seq)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The user ids of a conversation's members.
@@ -137,8 +184,9 @@ struct Row {
     created_at: DateTime<Utc>,
 }
 
-/// Up to `limit` events of the user's conversations (or only `only`) after `positions`; a
-/// conversation missing from `positions` is read from the event that added the user.
+/// Up to `limit` events of the user's conversations (or only `only`) after `positions`,
+/// never before the event that added the user (a position that claims earlier, or none, is
+/// read from there).
 /// By conversation, then by sequence: never by commit time, which can disagree with the
 /// sequence (a transaction that started first may take the row lock second).
 pub async fn since(
@@ -154,7 +202,7 @@ pub async fn since(
          FROM conversation_events e \
          JOIN conversation_members m ON m.conversation_id = e.conversation_id AND m.user_id = $1 \
          LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS p(c, s) ON p.c = e.conversation_id \
-         WHERE e.seq > COALESCE(p.s, m.joined_event_seq - 1) \
+         WHERE e.seq > GREATEST(COALESCE(p.s, 0), m.joined_event_seq - 1) \
            AND ($4::uuid IS NULL OR e.conversation_id = $4) \
          ORDER BY e.conversation_id, e.seq LIMIT $5",
     )

@@ -26,6 +26,9 @@ use std::time::Duration;
 /// The migrations under `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// The advisory lock key that serialises migrations ("epop" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6570_6f70;
+
 /// The connection pool.
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 
@@ -46,10 +49,21 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
 
 /// Applies every pending migration. Needs the multi-threaded tokio runtime (the harness
 /// uses `block_in_place`).
+/// Instances starting at once on one database take turns, under an advisory lock held on a
+/// second connection (the harness owns its own).
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
-    let conn = AsyncPgConnection::establish(url)
+    use diesel_async::RunQueryDsl;
+    let connect = async || {
+        AsyncPgConnection::establish(url)
+            .await
+            .context("cannot connect to the database to migrate it")
+    };
+    let mut lock = connect().await?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .execute(&mut lock)
         .await
-        .context("cannot connect to the database to migrate it")?;
+        .context("cannot take the migration lock")?;
+    let conn = connect().await?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)

@@ -20,6 +20,7 @@ diesel::table! {
         seq -> Int8,
         body -> Jsonb,
         created_at -> Timestamptz,
+        message_id -> Nullable<Uuid>,
     }
 }
 
@@ -130,6 +131,7 @@ diesel::table! {
         rotated_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        successor_sealed -> Nullable<Bytea>,
     }
 }
 

@@ -107,6 +107,7 @@ pub async fn send(
             conversation_events::conversation_id.eq(conversation),
             conversation_events::seq.eq(event_seq),
             conversation_events::body.eq(json),
+            conversation_events::message_id.eq(message.id),
             conversation_events::created_at.eq(created_at),
         ))
         .execute(&mut c);

@@ -27,6 +27,8 @@ pub struct RefreshToken {
     pub rotated_at: Option<DateTime<Utc>>,
     /// When its family was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The token its rotation issued, sealed with a pad only this token's holder can derive.
+    pub successor_sealed: Option<Vec<u8>>,
 }
 
 /// Stores a refresh token of `family`.
@@ -64,10 +66,13 @@ pub async fn find_refresh_for_update(
         .map_err(Into::into)
 }
 
-/// Marks a token as exchanged.
-pub async fn mark_rotated(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
+/// Marks a token as exchanged for the successor `sealed` seals.
+pub async fn mark_rotated(conn: &mut AsyncPgConnection, id: Uuid, sealed: &[u8]) -> Result<()> {
     diesel::update(refresh_tokens::table.find(id))
-        .set(refresh_tokens::rotated_at.eq(now))
+        .set((
+            refresh_tokens::rotated_at.eq(now),
+            refresh_tokens::successor_sealed.eq(sealed),
+        ))
         .execute(conn)
         .await?;
     Ok(())

@@ -284,6 +284,22 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: UserId) -> Result<boo
     Ok(n == 1)
 }
 
+/// True when `id` is an admin who is neither disabled nor deleted: what the token claimed,
+/// checked again now.
+pub async fn is_active_admin(conn: &mut AsyncPgConnection, id: UserId) -> Result<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table
+            .inner_join(roles::table)
+            .filter(users::id.eq(id.0))
+            .filter(roles::name.eq(Role::Admin.as_str()))
+            .filter(users::deleted_at.is_null())
+            .filter(users::disabled_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
+    .map_err(Into::into)
+}
+
 /// How many active admins exist.
 pub async fn count_active_admins(conn: &mut AsyncPgConnection) -> Result<i64> {
     users::table

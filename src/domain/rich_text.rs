@@ -65,6 +65,10 @@ impl RichText {
                 format!("must be at most {MAX_BYTES} bytes of JSON"),
             ));
         }
+        // PostgreSQL's jsonb cannot hold NUL, in text, attributes or keys alike.
+        if holds_nul(&doc) {
+            return Err(Error::invalid(field, "must not contain NUL characters"));
+        }
         if doc.get("type").and_then(Value::as_str) != Some("doc") {
             return Err(Error::invalid(
                 field,
@@ -85,6 +89,15 @@ impl RichText {
             return Err(Error::invalid(field, "must not be empty"));
         }
         Ok(Self { doc, text })
+    }
+}
+
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -128,9 +141,6 @@ fn walk(
                 .get("text")
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("text nodes need text".into()))?;
-            if t.contains('\0') {
-                return Err(bad("text must not contain NUL characters".into()));
-            }
             text.push_str(t);
         }
         "mention" => {
@@ -141,7 +151,7 @@ fn walk(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             text.push('@');
-            text.push_str(&label.replace('\0', ""));
+            text.push_str(label);
         }
         _ if obj.contains_key("text") => {
             return Err(bad(format!("`{kind}` nodes cannot have text")));

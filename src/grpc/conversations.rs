@@ -227,7 +227,10 @@ fn event(item: Item) -> pb::Event {
                 }
             },
         ),
-        Item::Resync { reason } => (String::new(), K::Resync(pb::Resync { reason })),
+        // `End` is answered as an error status by the stream itself; never reaches here.
+        Item::Resync { reason } | Item::End { reason } => {
+            (String::new(), K::Resync(pb::Resync { reason }))
+        }
         Item::Heartbeat => (
             String::new(),
             K::Heartbeat(pb::Heartbeat {
@@ -260,10 +263,14 @@ impl ConversationService for ConversationApi {
         let caller = Caller::of(&request)?;
         let resume = match request.get_ref().resume_cursor.as_str() {
             "" => None,
-            c => Some(crate::realtime::cursor::decode("resume_cursor", c)?),
+            c => Some(c),
         };
-        let rx = service::conversations::stream(&self.state, &caller, resume).await?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| Ok(event(item)));
+        let events = service::conversations::stream(&self.state, &caller, resume).await?;
+        let stream = events.map(|item| match item {
+            // The grant ended: the client reconnects with a fresh token and its last cursor.
+            Item::End { reason } => Err(Status::unauthenticated(reason)),
+            item => Ok(event(item)),
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -50,16 +50,36 @@ pub enum Published {
         /// The project's members.
         recipients: Vec<Uuid>,
     },
-    /// Local only: the broker may have missed events (a reconnect to Redis), so every
-    /// session re-reads the log from its positions.
+    /// The broker may have missed events (a reconnect to Redis, an instance's overflowed
+    /// publish queue), so every session re-reads the log from its positions.
     Rewind,
-    /// A user went online or offline (ephemeral).
+    /// A user went online or offline (ephemeral; streams pass it only to the people who
+    /// share a conversation with the user).
     Presence {
         /// The user.
         user_id: Uuid,
         /// Online when true.
         online: bool,
     },
+    /// Sessions of a user were revoked (sign-out, password reset, disabled, deleted, role
+    /// changed): their open streams end.
+    Revoked {
+        /// The user.
+        user_id: Uuid,
+        /// Which of their sessions.
+        sessions: Revoked,
+    },
+}
+
+/// Which sessions of a user a revocation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Revoked {
+    /// Every session.
+    All,
+    /// Every session but this one (a password change keeps the caller's).
+    AllBut(Uuid),
+    /// This session (sign-out).
+    Only(Uuid),
 }
 
 /// A change to a project or its tasks.
@@ -89,7 +109,7 @@ pub struct Broker {
     sender: broadcast::Sender<Arc<Published>>,
     streams: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// With Redis: the queue of the task that publishes to it (in order).
-    redis: Option<tokio::sync::mpsc::Sender<Published>>,
+    redis: Option<super::redis::Outbox>,
     /// With Redis: presence across instances.
     presence: Option<Presence>,
 }
@@ -178,15 +198,19 @@ impl Broker {
     /// listening is fine, and what is lost is in the log).
     pub fn publish(&self, item: Published) {
         match &self.redis {
-            Some(queue) => {
-                if queue.try_send(item).is_err() {
-                    tracing::warn!("redis publish queue full: an event goes only to the log");
-                }
-            }
+            Some(outbox) => outbox.push(item),
             None => {
                 let _ = self.sender.send(Arc::new(item));
             }
         }
+    }
+
+    /// Ends the open streams of `user`'s `sessions` on every instance.
+    pub fn revoke(&self, user: Uuid, sessions: Revoked) {
+        self.publish(Published::Revoked {
+            user_id: user,
+            sessions,
+        });
     }
 
     /// A receiver of everything published from now on.

@@ -1,5 +1,5 @@
 //! Redis pub/sub fan-out between instances: one task publishes this instance's events in
-//! order (through a bb8 pool), and one dedicated subscriber connection per instance feeds
+//! order (through a bb8 pool; a failed publish is retried before the next), and one dedicated subscriber connection per instance feeds
 //! every instance's events to the local broadcast. The subscriber reconnects and
 //! resubscribes by itself (redis' PubSub does not), and after each (re)subscription asks the
 //! local sessions to re-read the log, so what was published while it was away is not lost.
@@ -8,12 +8,39 @@ use crate::realtime::Published;
 use anyhow::Context;
 use bb8_redis::RedisConnectionManager;
 use futures::StreamExt;
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How many events may wait for the publisher task.
 const QUEUE: usize = 65_536;
+/// The longest wait between attempts to publish one event.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// This instance's events on their way to Redis, in order.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    queue: mpsc::Sender<Published>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Outbox {
+    /// Queues `item` for publishing. When the queue is full (Redis out of reach for long),
+    /// the item is dropped and every instance's sessions are told to re-read the log once
+    /// the queue drains, so nothing durable stays hidden.
+    pub fn push(&self, item: Published) {
+        if self.queue.try_send(item).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
+            tracing::warn!("redis publish queue full: an event goes only to the log");
+        }
+    }
+}
 
 /// Starts the publisher (on `pool`) and the subscriber; returns the publisher's queue.
 pub fn start(
@@ -22,33 +49,64 @@ pub fn start(
     pool: bb8::Pool<RedisConnectionManager>,
     local: broadcast::Sender<Arc<Published>>,
     stop: CancellationToken,
-) -> anyhow::Result<mpsc::Sender<Published>> {
+) -> anyhow::Result<Outbox> {
     let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
     let (queue, mut rx) = mpsc::channel::<Published>(QUEUE);
+    let outbox = Outbox {
+        queue,
+        overflowed: Arc::default(),
+    };
+    let overflowed = outbox.overflowed.clone();
     let channel = channel.to_owned();
     let publish_channel = channel.clone();
+    let publish_stop = stop.clone();
     tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
-            let Ok(payload) = serde_json::to_vec(&item) else {
-                continue;
-            };
-            let sent = async {
-                let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                redis::cmd("PUBLISH")
-                    .arg(&publish_channel)
-                    .arg(payload)
-                    .query_async::<()>(&mut *conn)
-                    .await
-                    .map_err(anyhow::Error::from)
-            };
-            if let Err(e) = sent.await {
-                // Best effort: the event is in the log, and sessions fill gaps from it.
-                tracing::warn!(error = %e, "redis publish failed");
+            publish(&pool, &publish_channel, &item, &publish_stop).await;
+            if overflowed.swap(false, Ordering::Relaxed) {
+                publish(&pool, &publish_channel, &Published::Rewind, &publish_stop).await;
             }
         }
     });
     tokio::spawn(subscribe_forever(client, channel, local, stop));
-    Ok(queue)
+    Ok(outbox)
+}
+
+/// Publishes `item`, retrying with backoff until Redis takes it or the server stops: the
+/// events after it wait, so other instances see this instance's events in order, and a
+/// quiet conversation cannot hide a message that one failed publish lost. (A publish that
+/// timed out may still have reached Redis: sessions drop a durable event they already
+/// delivered, and ephemeral ones are harmless twice.)
+async fn publish(
+    pool: &bb8::Pool<RedisConnectionManager>,
+    channel: &str,
+    item: &Published,
+    stop: &CancellationToken,
+) {
+    let Ok(payload) = serde_json::to_vec(item) else {
+        return;
+    };
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let sent = async {
+            let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&payload)
+                .query_async::<()>(&mut *conn)
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        match sent.await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "redis publish failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
 }
 
 async fn subscribe_forever(

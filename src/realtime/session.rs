@@ -1,23 +1,39 @@
 //! One open event stream: catches up from the database, then delivers live events from the
-//! broker, exactly once and in order per conversation, with heartbeats, a bounded buffer,
-//! and an explicit resync when the client is too far behind or too slow.
+//! broker, exactly once and in order per conversation, with heartbeats, a buffer bounded in
+//! items and in bytes, and an explicit resync when the client is too far behind or too slow.
+//! A stream lives only as long as its grant: it ends when its access token expires or its
+//! session or user is revoked (on any instance).
 
 use crate::{
+    auth::Caller,
     db::{self, Pool, events::Event},
     domain::UserId,
     error::Result,
     realtime::{
-        BoardChange, Broker, Published,
-        cursor::{self, Positions},
+        BoardChange, Broker, Published, Revoked,
+        cursor::{CursorKey, Positions},
     },
 };
 use chrono::{DateTime, Utc};
-use std::{sync::Arc, time::Duration};
+use futures::Stream;
+use std::{
+    collections::HashSet,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
 /// How many items a stream buffers for its client before it is dropped as too slow.
 pub const BUFFER: usize = 256;
+/// How many bytes (cursors and message text, estimated) a stream buffers before it is
+/// dropped as too slow.
+pub const BUFFER_BYTES: usize = 4 << 20;
 /// How many missed events a resume may replay; more means "resync".
 pub const MAX_REPLAY: i64 = 1000;
 /// How often an idle stream sends a heartbeat.
@@ -60,11 +76,54 @@ pub enum Item {
     },
     /// Keep-alive.
     Heartbeat,
+    /// The stream's grant ended (token expired, session or user revoked): the last item.
+    End {
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+impl Item {
+    /// What the item costs to hold, roughly: its cursor and its message text.
+    fn weight(&self) -> usize {
+        match self {
+            Item::Event { event, cursor } => {
+                let text = match &event.body {
+                    db::events::EventBody::MessageCreated { message, .. }
+                    | db::events::EventBody::MessageUpdated { message, .. } => {
+                        message.body_text.len()
+                    }
+                    _ => 0,
+                };
+                256 + cursor.len() + text
+            }
+            Item::PresenceSnapshot(users) => 64 + users.len() * 16,
+            _ => 256,
+        }
+    }
+}
+
+/// The receiving end of a stream: ends when the session does; dropping it ends the session.
+pub struct Events {
+    rx: mpsc::Receiver<Item>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Stream for Events {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(item)) = &polled {
+            self.bytes.fetch_sub(item.weight(), Ordering::Relaxed);
+        }
+        polled
+    }
 }
 
 /// Why a session ended early.
 enum Stop {
-    /// The client went away or cannot keep up.
+    /// The client went away or cannot keep up, or the grant ended.
     Gone,
 }
 
@@ -72,27 +131,61 @@ struct Session {
     pool: Pool,
     broker: Broker,
     user: UserId,
+    /// The access token's session (refresh-token family).
+    grant: Uuid,
+    key: Arc<CursorKey>,
     positions: Positions,
+    /// The people who share a conversation with the user: whose presence they see.
+    contacts: HashSet<Uuid>,
     out: mpsc::Sender<Item>,
+    bytes: Arc<AtomicUsize>,
 }
 
 impl Session {
-    /// Sends without waiting: a full buffer means the client is too slow.
+    /// Sends without waiting: a full buffer (in items or bytes) means the client is too slow.
     fn send(&self, item: Item) -> Result<(), Stop> {
+        let weight = item.weight();
+        if self.bytes.load(Ordering::Relaxed) + weight > BUFFER_BYTES {
+            return Err(self.too_slow());
+        }
         match self.out.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let out = self.out.clone();
-                tokio::spawn(async move {
-                    let resync = Item::Resync {
-                        reason: "the client is too slow; reload and reconnect".into(),
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(5), out.send(resync)).await;
-                });
-                Err(Stop::Gone)
+            Ok(()) => {
+                self.bytes.fetch_add(weight, Ordering::Relaxed);
+                Ok(())
             }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(self.too_slow()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Gone),
         }
+    }
+
+    fn too_slow(&self) -> Stop {
+        self.finish(Item::Resync {
+            reason: "the client is too slow; reload and reconnect".into(),
+        })
+    }
+
+    /// Ends the stream with `last`, delivered after what is buffered (within 5 s).
+    fn finish(&self, last: Item) -> Stop {
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), out.send(last)).await;
+        });
+        Stop::Gone
+    }
+
+    fn end(&self, reason: &str) -> Stop {
+        self.finish(Item::End {
+            reason: reason.into(),
+        })
+    }
+
+    async fn load_contacts(&mut self) -> Result<()> {
+        let mut conn = self.pool.get().await?;
+        self.contacts = db::conversations::contacts(&mut conn, self.user)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(())
     }
 
     /// Delivers an event unless it was delivered already.
@@ -102,7 +195,7 @@ impl Session {
             return Ok(());
         }
         self.positions.insert(event.conversation_id, event.seq);
-        let cursor = cursor::encode(&self.positions);
+        let cursor = self.key.encode(self.user, &self.positions);
         self.send(Item::Event {
             event: Box::new(event),
             cursor,
@@ -134,6 +227,10 @@ impl Session {
         let me = self.user.0;
         match item {
             Published::Durable { event, recipients } if recipients.contains(&me) => {
+                if matches!(event.body, db::events::EventBody::Membership { .. }) {
+                    // Who shares a conversation with the user may have changed.
+                    self.load_contacts().await?;
+                }
                 let next = self.positions.get(&event.conversation_id).map(|s| s + 1);
                 if next == Some(event.seq) {
                     Ok(self.deliver(event.clone()))
@@ -158,43 +255,72 @@ impl Session {
                 Ok(self.send(Item::Board(change.clone())))
             }
             Published::Rewind => self.catch_up(None).await,
-            Published::Presence { user_id, online } => Ok(self.send(Item::Presence {
-                user_id: *user_id,
-                online: *online,
-            })),
+            Published::Presence { user_id, online } if self.contacts.contains(user_id) => Ok(self
+                .send(Item::Presence {
+                    user_id: *user_id,
+                    online: *online,
+                })),
+            Published::Revoked { user_id, sessions } if *user_id == me => {
+                let ends = match sessions {
+                    Revoked::All => true,
+                    Revoked::AllBut(kept) => *kept != self.grant,
+                    Revoked::Only(s) => *s == self.grant,
+                };
+                if ends {
+                    Ok(Err(self.end("the session was revoked: sign in again")))
+                } else {
+                    Ok(Ok(()))
+                }
+            }
             _ => Ok(Ok(())),
         }
     }
 }
 
-/// Opens a stream for `user`, from `resume` (a cursor) or from now. The receiver ends when
-/// the stream does; dropping it ends the session.
+/// Opens a stream for `caller`, from `resume` (positions from a verified cursor) or from
+/// now; it ends when the caller's token expires or their grant is revoked.
 pub async fn open(
     pool: Pool,
     broker: Broker,
-    user: UserId,
+    key: Arc<CursorKey>,
+    caller: &Caller,
     resume: Option<Positions>,
-) -> Result<mpsc::Receiver<Item>> {
+) -> Result<Events> {
+    let user = caller.user_id;
     // Subscribe before reading the log, so nothing committed in between is missed.
     let mut live = broker.subscribe();
+    let current = {
+        let mut conn = pool.get().await?;
+        db::events::positions(&mut conn, user).await?
+    };
+    // Only the caller's conversations: a cursor's other entries are dropped, and those it
+    // lacks are read from where the caller joined.
     let positions = match resume {
-        Some(p) => p,
-        None => {
-            let mut conn = pool.get().await?;
-            db::events::positions(&mut conn, user).await?
+        Some(mut p) => {
+            p.retain(|c, _| current.contains_key(c));
+            p
         }
+        None => current,
     };
     let (out, rx) = mpsc::channel(BUFFER);
+    let bytes = Arc::new(AtomicUsize::new(0));
     let mut session = Session {
         pool,
         broker: broker.clone(),
         user,
+        grant: caller.session,
+        key,
         positions,
+        contacts: HashSet::new(),
         out,
+        bytes: bytes.clone(),
     };
+    let lifetime = (caller.expires_at - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
     broker.stream_opened(user.0);
     tokio::spawn(async move {
-        let result = run(&mut session, &mut live).await;
+        let result = run(&mut session, &mut live, lifetime).await;
         if let Err(e) = result {
             tracing::warn!(user = %user, error = %e, "event stream failed");
             let _ = session.out.try_send(Item::Resync {
@@ -203,20 +329,21 @@ pub async fn open(
         }
         broker.stream_closed(user.0);
     });
-    Ok(rx)
+    Ok(Events { rx, bytes })
 }
 
 async fn run(
     session: &mut Session,
     live: &mut tokio::sync::broadcast::Receiver<Arc<Published>>,
+    lifetime: Duration,
 ) -> Result<()> {
+    let expiry = tokio::time::sleep(lifetime);
+    tokio::pin!(expiry);
     if session.catch_up(None).await?.is_err() {
         return Ok(());
     }
-    let contacts = {
-        let mut conn = session.pool.get().await?;
-        db::conversations::contacts(&mut conn, session.user).await?
-    };
+    session.load_contacts().await?;
+    let contacts = session.contacts.iter().copied().collect();
     let online = session.broker.online_among(contacts).await;
     if session.send(Item::PresenceSnapshot(online)).is_err() {
         return Ok(());
@@ -226,6 +353,9 @@ async fn run(
     loop {
         let step = tokio::select! {
             () = session.out.closed() => return Ok(()),
+            () = &mut expiry => Err(session.end(
+                "the access token expired: reconnect with a fresh one and the last cursor",
+            )),
             _ = heartbeat.tick() => session.send(Item::Heartbeat),
             received = live.recv() => match received {
                 Ok(item) => session.on_published(&item).await?,

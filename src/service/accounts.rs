@@ -66,15 +66,9 @@ pub async fn ensure_admin(
     email: &str,
     password: Option<&SecretString>,
 ) -> anyhow::Result<Option<String>> {
-    let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if db::users::count_active_admins(&mut conn)
-        .await
-        .map_err(anyhow_of)?
-        > 0
-    {
+    if has_admin(pool).await? {
         return Ok(None);
     }
-    drop(conn);
     let (raw, generated) = match password {
         Some(p) => (p.expose_secret().to_owned(), None),
         None => {
@@ -91,17 +85,28 @@ pub async fn ensure_admin(
         role: Role::Admin,
         divisions: vec![],
     };
-    let user = create(pool, hasher, account).await.map_err(|e| match e {
-        Error::AlreadyExists(_) => anyhow::anyhow!(
+    let user = match create(pool, hasher, account).await {
+        Ok(user) => user,
+        // Another instance starting at the same moment created it.
+        Err(Error::AlreadyExists(_)) if has_admin(pool).await? => return Ok(None),
+        Err(Error::AlreadyExists(_)) => anyhow::bail!(
             "there is no active admin, and EPOP_ADMIN_EMAIL belongs to an existing account: \
              choose another address, or promote it with `epop user create`"
         ),
-        e => anyhow_of(e),
-    })?;
+        Err(e) => return Err(anyhow_of(e)),
+    };
     tracing::info!(email = %user.email, "created the bootstrap admin");
     Ok(generated)
 }
 
 fn anyhow_of(e: Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
+}
+
+async fn has_admin(pool: &Pool) -> anyhow::Result<bool> {
+    let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = db::users::count_active_admins(&mut conn)
+        .await
+        .map_err(anyhow_of)?;
+    Ok(n > 0)
 }

@@ -8,10 +8,24 @@ use crate::{
         UserId,
     },
     error::{Error, Result},
+    realtime::Revoked,
     service::{State, accounts},
 };
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
+
+/// PERMISSION_DENIED unless the caller is an admin: by their token, and still now in the
+/// database (a disabled, deleted or demoted admin loses the rights at once, not when the
+/// token expires).
+async fn admin(state: &State, caller: &Caller) -> Result<()> {
+    caller.require_admin()?;
+    let mut conn = state.pool.get().await?;
+    if db::users::is_active_admin(&mut conn, caller.user_id).await? {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied("this needs the ADMIN role".into()))
+    }
+}
 
 /// Lists users that are not deleted, by email.
 pub async fn list_users(
@@ -21,7 +35,7 @@ pub async fn list_users(
     size: PageSize,
     token: PageToken<(String, Uuid)>,
 ) -> Result<Page<User>> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     let rows = db::users::list(&mut conn, &filter, token.0, size.0 + 1).await?;
     Ok(Page::from_rows(rows, size, |u| (u.email.clone(), u.id.0)))
@@ -33,13 +47,13 @@ pub async fn create_user(
     caller: &Caller,
     new: accounts::NewAccount,
 ) -> Result<User> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     accounts::create(&state.pool, &state.hasher, new).await
 }
 
 /// One user that is not deleted.
 pub async fn get_user(state: &State, caller: &Caller, id: UserId) -> Result<User> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     db::users::get(&mut conn, id)
         .await?
@@ -63,7 +77,8 @@ pub struct UserUpdate {
     pub disabled: Option<bool>,
 }
 
-/// Applies `update` in one transaction. Disabling or a new password revokes every session.
+/// Applies `update` in one transaction. Disabling, a new password or a new role revokes
+/// every session (and ends the user's streams).
 /// Admins cannot demote or disable themselves (so one admin always remains).
 pub async fn update_user(
     state: &State,
@@ -71,7 +86,7 @@ pub async fn update_user(
     id: UserId,
     update: UserUpdate,
 ) -> Result<User> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     if id == caller.user_id {
         if update.role.is_some_and(|r| r != Role::Admin) {
             return Err(Error::FailedPrecondition(
@@ -88,54 +103,73 @@ pub async fn update_user(
         Some(p) => Some(state.hasher.hash(p).await?),
         None => None,
     };
-    let revoke = update.disabled == Some(true) || password_hash.is_some();
     let mut conn = state.pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        let changes = db::users::UserChanges {
-            email: update.email,
-            display_name: update.display_name,
-            password_hash,
-            role: update.role,
-            disabled: update.disabled,
-        };
-        if !db::users::update(conn, id, changes).await? {
-            return Err(Error::NotFound("user"));
-        }
-        if let Some(divisions) = &update.divisions {
-            db::users::set_divisions(conn, id, divisions).await?;
-        }
-        if revoke {
-            db::tokens::revoke_user(conn, id, None).await?;
-        }
-        db::users::get(conn, id)
-            .await?
-            .ok_or(Error::NotFound("user"))
-    })
-    .await
+    let (user, revoke) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let before = db::users::get(conn, id)
+                .await?
+                .ok_or(Error::NotFound("user"))?;
+            let revoke = update.disabled == Some(true)
+                || password_hash.is_some()
+                || update.role.is_some_and(|r| r != before.role);
+            let changes = db::users::UserChanges {
+                email: update.email,
+                display_name: update.display_name,
+                password_hash,
+                role: update.role,
+                disabled: update.disabled,
+            };
+            if !db::users::update(conn, id, changes).await? {
+                return Err(Error::NotFound("user"));
+            }
+            if let Some(divisions) = &update.divisions {
+                db::users::set_divisions(conn, id, divisions).await?;
+            }
+            if revoke {
+                db::tokens::revoke_user(conn, id, None).await?;
+            }
+            let user = db::users::get(conn, id)
+                .await?
+                .ok_or(Error::NotFound("user"))?;
+            Ok((user, revoke))
+        })
+        .await?;
+    if revoke {
+        state.broker.revoke(id.0, Revoked::All);
+    }
+    Ok(user)
 }
 
-/// Deletes a user and revokes their sessions. Admins cannot delete themselves.
+/// Deletes a user: revokes their sessions (ending their streams) and takes them out of every
+/// conversation. Admins cannot delete themselves.
 pub async fn delete_user(state: &State, caller: &Caller, id: UserId) -> Result<()> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     if id == caller.user_id {
         return Err(Error::FailedPrecondition(
             "admins cannot delete themselves".into(),
         ));
     }
     let mut conn = state.pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        if !db::users::soft_delete(conn, id).await? {
-            return Err(Error::NotFound("user"));
-        }
-        db::tokens::revoke_user(conn, id, None).await?;
-        Ok(())
-    })
-    .await
+    let left = conn
+        .transaction::<_, Error, _>(async |conn| {
+            if !db::users::soft_delete(conn, id).await? {
+                return Err(Error::NotFound("user"));
+            }
+            db::tokens::revoke_user(conn, id, None).await?;
+            // Their messages stay (authored by "Deleted user"); their memberships go.
+            crate::service::conversations::remove_everywhere(conn, id).await
+        })
+        .await?;
+    state.broker.revoke(id.0, Revoked::All);
+    for event in left {
+        state.broker.publish(event);
+    }
+    Ok(())
 }
 
 /// Every division.
 pub async fn list_divisions(state: &State, caller: &Caller) -> Result<Vec<Division>> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     db::divisions::list(&mut conn).await
 }
@@ -146,7 +180,7 @@ pub async fn create_division(
     caller: &Caller,
     name: DivisionName,
 ) -> Result<Division> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     let id = db::divisions::insert(&mut conn, &name).await?;
     db::divisions::get(&mut conn, id).await
@@ -159,7 +193,7 @@ pub async fn rename_division(
     id: DivisionId,
     name: DivisionName,
 ) -> Result<Division> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     db::divisions::rename(&mut conn, id, &name).await?;
     db::divisions::get(&mut conn, id).await
@@ -167,7 +201,7 @@ pub async fn rename_division(
 
 /// Deletes a division and its memberships.
 pub async fn delete_division(state: &State, caller: &Caller, id: DivisionId) -> Result<()> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     db::divisions::delete(&mut conn, id).await
 }
@@ -180,7 +214,7 @@ pub async fn set_division_member(
     user: UserId,
     add: bool,
 ) -> Result<Division> {
-    caller.require_admin()?;
+    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         db::divisions::get(conn, id).await?;

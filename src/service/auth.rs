@@ -5,6 +5,7 @@ use crate::{
     domain::{Email, Password, UserId},
     error::{Error, Result},
     jobs::{self, Worker},
+    realtime::Revoked,
     service::State,
 };
 use anyhow::Context;
@@ -60,14 +61,20 @@ pub async fn login(state: &State, email: &str, password: &str) -> Result<Session
     if password.chars().count() > Password::MAX_CHARS {
         return Err(bad_credentials());
     }
-    let mut conn = state.pool.get().await?;
-    let (user, hash) = match db::users::find_by_email(&mut conn, &email).await? {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
+    // A flood of sign-ins is refused before it touches the database, and no connection is
+    // held while the hash is checked: it must not take the pool from every other request.
+    let slot = state.hasher.reserve()?;
+    let (user, hash) = {
+        let mut conn = state.pool.get().await?;
+        match db::users::find_by_email(&mut conn, &email).await? {
+            Some((u, h)) => (Some(u), Some(h)),
+            None => (None, None),
+        }
     };
-    let matches = state.hasher.verify(password, hash).await?;
+    let matches = slot.verify(password, hash).await?;
     match user {
         Some(user) if matches && !user.disabled => {
+            let mut conn = state.pool.get().await?;
             start(state, &mut conn, user, Uuid::new_v4()).await
         }
         _ => Err(bad_credentials()),
@@ -104,9 +111,24 @@ async fn start(
 enum Rotation {
     Rotated(Box<Session>),
     Rejected,
+    /// Rejected, and the session family (of this user) revoked.
+    Revoked(Uuid, Uuid),
 }
 
-/// Rotates a refresh token. A token that was already rotated revokes its whole family.
+/// XORs a 32-byte token with a pad derived from the token it succeeds: only a holder of that
+/// token can unseal it (and each pad seals one token, once).
+fn seal(predecessor: &str, raw: &[u8]) -> Vec<u8> {
+    let pad = Sha256::new()
+        .chain_update(b"epop refresh successor\0")
+        .chain_update(predecessor.as_bytes())
+        .finalize();
+    raw.iter().zip(pad).map(|(a, b)| a ^ b).collect()
+}
+
+/// Rotates a refresh token. A token that was already rotated revokes its whole family,
+/// unless it is presented again within `state.refresh_grace` of its rotation while its
+/// successor is still unused: then it answers that same successor (two tabs refreshing the
+/// same cookie at once), with a new access token.
 pub async fn refresh(state: &State, token: &str) -> Result<Session> {
     if token.is_empty() {
         return Err(Error::Unauthenticated(
@@ -124,28 +146,74 @@ pub async fn refresh(state: &State, token: &str) -> Result<Session> {
             if t.revoked_at.is_some() || t.expires_at <= Utc::now() {
                 return Ok(Rotation::Rejected);
             }
-            if t.rotated_at.is_some() {
-                let n = db::tokens::revoke_family(conn, t.family_id).await?;
-                tracing::warn!(user = %t.user_id, family = %t.family_id, revoked = n,
-                    "a rotated refresh token was presented again: session family revoked");
-                return Ok(Rotation::Rejected);
-            }
             let user = match db::users::get(conn, UserId(t.user_id)).await? {
                 Some(u) if !u.disabled => u,
                 _ => {
                     db::tokens::revoke_family(conn, t.family_id).await?;
-                    return Ok(Rotation::Rejected);
+                    return Ok(Rotation::Revoked(t.user_id, t.family_id));
                 }
             };
-            db::tokens::mark_rotated(conn, t.id).await?;
+            if let Some(rotated_at) = t.rotated_at {
+                if let Some(session) =
+                    within_grace(state, conn, token, &t, rotated_at, &user).await?
+                {
+                    return Ok(Rotation::Rotated(Box::new(session)));
+                }
+                let n = db::tokens::revoke_family(conn, t.family_id).await?;
+                tracing::warn!(user = %t.user_id, family = %t.family_id, revoked = n,
+                    "a rotated refresh token was presented again: session family revoked");
+                return Ok(Rotation::Revoked(t.user_id, t.family_id));
+            }
             let session = start(state, conn, user, t.family_id).await?;
+            let raw = URL_SAFE_NO_PAD
+                .decode(&session.refresh_token)
+                .context("a new refresh token is base64")?;
+            db::tokens::mark_rotated(conn, t.id, &seal(token, &raw)).await?;
             Ok(Rotation::Rotated(Box::new(session)))
         })
         .await?;
     match outcome {
         Rotation::Rotated(s) => Ok(*s),
         Rotation::Rejected => Err(bad_refresh()),
+        Rotation::Revoked(user, family) => {
+            state.broker.revoke(user, Revoked::Only(family));
+            Err(bad_refresh())
+        }
     }
+}
+
+/// The session to answer when rotated token `t` (whose text is `token`) is presented again:
+/// its successor, when this is within the grace window and the successor is still current.
+async fn within_grace(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    token: &str,
+    t: &db::tokens::RefreshToken,
+    rotated_at: DateTime<Utc>,
+    user: &User,
+) -> Result<Option<Session>> {
+    let (Some(sealed), true) = (
+        &t.successor_sealed,
+        Utc::now() < rotated_at + state.refresh_grace,
+    ) else {
+        return Ok(None);
+    };
+    let successor = URL_SAFE_NO_PAD.encode(seal(token, sealed));
+    let Some(next) = db::tokens::find_refresh_for_update(conn, &token_hash(&successor)).await?
+    else {
+        return Ok(None);
+    };
+    if next.rotated_at.is_some() || next.revoked_at.is_some() || next.expires_at <= Utc::now() {
+        return Ok(None);
+    }
+    let (access_token, access_expires_at) = state.jwt.issue(user.id, user.role, t.family_id)?;
+    Ok(Some(Session {
+        access_token,
+        access_expires_at,
+        refresh_token: successor,
+        refresh_expires_at: next.expires_at,
+        user: user.clone(),
+    }))
 }
 
 /// Revokes the session family of `token`; unknown tokens are ignored.
@@ -154,8 +222,18 @@ pub async fn logout(state: &State, token: &str) -> Result<()> {
         return Ok(());
     }
     let mut conn = state.pool.get().await?;
-    if let Some(t) = db::tokens::find_refresh_for_update(&mut conn, &token_hash(token)).await? {
-        db::tokens::revoke_family(&mut conn, t.family_id).await?;
+    let hash = token_hash(token);
+    let revoked = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let Some(t) = db::tokens::find_refresh_for_update(conn, &hash).await? else {
+                return Ok(None);
+            };
+            db::tokens::revoke_family(conn, t.family_id).await?;
+            Ok(Some((t.user_id, t.family_id)))
+        })
+        .await?;
+    if let Some((user, family)) = revoked {
+        state.broker.revoke(user, Revoked::Only(family));
     }
     Ok(())
 }
@@ -206,9 +284,10 @@ pub async fn confirm_reset(state: &State, token: &str, new_password: &str) -> Re
             return Err(invalid());
         }
         db::tokens::revoke_user(conn, user, None).await?;
-        Ok(())
+        Ok(user)
     })
     .await
+    .map(|user| state.broker.revoke(user.0, Revoked::All))
 }
 
 /// The job that emails a reset link: makes a single-use token valid until 30 minutes after

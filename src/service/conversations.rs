@@ -315,6 +315,24 @@ pub async fn remove_member(state: &State, caller: &Caller, id: Uuid, user: UserI
     Ok(())
 }
 
+/// Takes `user` out of every conversation (a deleted account) in the caller's transaction,
+/// with the membership events; returns what to publish once it commits.
+pub(crate) async fn remove_everywhere(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> Result<Vec<Published>> {
+    let mut events = vec![];
+    for id in db::events::positions(conn, user).await?.into_keys() {
+        db::conversations::remove_member(conn, id, user).await?;
+        let body = EventBody::Membership {
+            added: vec![],
+            removed: vec![user.0],
+        };
+        events.push(record(conn, id, body, &[user.0]).await?);
+    }
+    Ok(events)
+}
+
 /// Attachment ids of each message.
 pub async fn attachments(state: &State, messages: &[Message]) -> Result<HashMap<Uuid, Vec<Uuid>>> {
     let mut conn = state.pool.get().await?;
@@ -576,16 +594,21 @@ pub async fn typing(state: &State, caller: &Caller, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Opens the caller's event stream, resuming after `resume` when given.
+/// Opens the caller's event stream, resuming after `resume` (a cursor this server signed
+/// for the caller) when given.
 pub async fn stream(
     state: &State,
     caller: &Caller,
-    resume: Option<crate::realtime::cursor::Positions>,
-) -> Result<tokio::sync::mpsc::Receiver<crate::realtime::session::Item>> {
+    resume: Option<&str>,
+) -> Result<crate::realtime::session::Events> {
+    let resume = resume
+        .map(|c| state.cursor_key.decode("resume_cursor", caller.user_id, c))
+        .transpose()?;
     crate::realtime::session::open(
         state.pool.clone(),
         state.broker.clone(),
-        caller.user_id,
+        state.cursor_key.clone(),
+        caller,
         resume,
     )
     .await

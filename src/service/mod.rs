@@ -25,10 +25,14 @@ pub struct State {
     pub hasher: Hasher,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// How long a rotated refresh token still answers its successor (concurrent refreshes).
+    pub refresh_grace: Duration,
     /// How long before a task's due day its reminder is sent.
     pub reminder_lead: Duration,
     /// How long unread messages wait for an email digest.
     pub digest_delay: Duration,
+    /// Signs and checks stream cursors.
+    pub cursor_key: Arc<crate::realtime::cursor::CursorKey>,
     /// Fans committed events out to open streams.
     pub broker: crate::realtime::Broker,
     /// Rung after a transaction that enqueued a job commits.

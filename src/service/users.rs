@@ -48,10 +48,13 @@ pub async fn change_password(
         return Err(Error::invalid("current_password", "is required"));
     }
     let new = Password::parse("new_password", new)?;
-    let mut conn = state.pool.get().await?;
-    let hash = db::users::password_hash(&mut conn, caller.user_id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    // No connection is held while hashing (see `auth::login`).
+    let hash = {
+        let mut conn = state.pool.get().await?;
+        db::users::password_hash(&mut conn, caller.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))?
+    };
     if !state.hasher.verify(current, Some(hash)).await? {
         return Err(Error::invalid(
             "current_password",
@@ -59,6 +62,7 @@ pub async fn change_password(
         ));
     }
     let new_hash = state.hasher.hash(&new).await?;
+    let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         let changes = db::users::UserChanges {
             password_hash: Some(new_hash),
@@ -68,7 +72,10 @@ pub async fn change_password(
         db::tokens::revoke_user(conn, caller.user_id, Some(caller.session)).await?;
         Ok(())
     })
-    .await
+    .await?;
+    let others = crate::realtime::Revoked::AllBut(caller.session);
+    state.broker.revoke(caller.user_id.0, others);
+    Ok(())
 }
 
 /// A page of the directory: active users by display name.

@@ -2,6 +2,7 @@
 
 use crate::helpers::*;
 use epop::pb;
+use std::time::Duration;
 use tonic::{Code, Request};
 
 fn cookie_values(md: &tonic::metadata::MetadataMap) -> Vec<String> {
@@ -66,7 +67,8 @@ async fn wrong_password_and_unknown_email_get_the_same_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_rotates_the_token_and_reusing_an_old_one_revokes_the_family() {
-    let app = TestApp::spawn().await;
+    let grace = Duration::from_secs(1);
+    let app = TestApp::spawn_with(|c| c.refresh_reuse_grace = grace).await;
     let first = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.refresh_token;
     let mut auth = app.auth().await;
     let refresh = |token: &str| pb::RefreshRequest {
@@ -77,7 +79,9 @@ async fn refresh_rotates_the_token_and_reusing_an_old_one_revokes_the_family() {
     assert_ne!(second.refresh_token, first);
     assert!(!second.access_token.is_empty());
 
-    // A thief replays the first token: refused, and the whole family dies with it.
+    // A thief replays the first token after the grace window: refused, and the whole family
+    // dies with it.
+    tokio::time::sleep(grace + Duration::from_millis(200)).await;
     let replay = auth.refresh(refresh(&first)).await.unwrap_err();
     assert_eq!(replay.code(), Code::Unauthenticated);
     let legit = auth
@@ -89,6 +93,42 @@ async fn refresh_rotates_the_token_and_reusing_an_old_one_revokes_the_family() {
     // Other sessions of the same user are not affected.
     let other = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.refresh_token;
     auth.refresh(refresh(&other)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_tabs_refreshing_one_cookie_at_once_both_get_the_same_new_token() {
+    let app = TestApp::spawn().await;
+    let first = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.refresh_token;
+    let refresh = async |token: &str| {
+        app.auth()
+            .await
+            .refresh(pb::RefreshRequest {
+                refresh_token: token.into(),
+                return_refresh_token: true,
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+    let (a, b) = tokio::join!(refresh(&first), refresh(&first));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.refresh_token, b.refresh_token,
+        "one successor for both tabs"
+    );
+    assert_ne!(a.refresh_token, first);
+    // A third presentation in the window gets it too, and the session goes on.
+    let c = refresh(&first).await.unwrap();
+    assert_eq!(c.refresh_token, a.refresh_token);
+    let d = refresh(&a.refresh_token)
+        .await
+        .expect("the session is alive");
+    assert_ne!(d.refresh_token, a.refresh_token);
+
+    // Once the successor itself was used, the old token is reuse again: the family dies.
+    let reuse = refresh(&first).await.unwrap_err();
+    assert_eq!(reuse.code(), Code::Unauthenticated);
+    let after = refresh(&d.refresh_token).await.unwrap_err();
+    assert_eq!(after.code(), Code::Unauthenticated, "the family is revoked");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -172,7 +172,8 @@ async fn a_resumed_stream_gets_every_missed_event_once_in_order_then_live() {
         created_text(&next(&mut resumed).await),
     ]
     .into();
-    assert_eq!(texts, ["m2", "m3", "m4"]);
+    // A replay serves each message as it is now: the created event carries the edit.
+    assert_eq!(texts, ["m2!", "m3", "m4"]);
     assert!(
         matches!(next(&mut resumed).await.kind, Some(Kind::MessageUpdated(ref m)) if m.text == "m2!")
     );
@@ -185,7 +186,7 @@ async fn a_resumed_stream_gets_every_missed_event_once_in_order_then_live() {
 
     // Resuming from the same old cursor again replays the same events: the log is the truth.
     let mut again = open(&app, &bob, &seen.cursor).await;
-    assert_eq!(created_text(&next(&mut again).await), "m2");
+    assert_eq!(created_text(&next(&mut again).await), "m2!");
     let bad = client(&app)
         .await
         .stream_events(authed(
@@ -204,6 +205,8 @@ async fn presence_follows_open_streams() {
     let app = TestApp::spawn().await;
     let (_, ann) = user(&app, "ann").await;
     let (carol_id, carol) = user(&app, "carol").await;
+    // Presence goes to the people who share a conversation with its subject.
+    group(&app, &ann, &[&carol_id]).await;
     let mut ann_stream = open(&app, &ann, "").await;
     let carol_stream = open(&app, &carol, "").await;
     let online = loop {
@@ -494,6 +497,56 @@ async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
         .await
         .expect("live again");
     assert_eq!(created_text(&e), "after");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_whose_publish_failed_still_arrives_without_a_later_send() {
+    let redis = OwnRedis::start();
+    let (a, b) = two_instances(&redis.url()).await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&a).await;
+    let mut on_b = open(&b, &bob, "").await;
+    let mut c = client(&a).await;
+    c.send_message(authed(send(&g, "before"), &ann))
+        .await
+        .unwrap();
+    assert_eq!(created_text(&next(&mut on_b).await), "before");
+
+    // Redis holds writes longer than a reply may take: A's PUBLISH times out. Then the
+    // connections that are not subscriptions are cut (the held PUBLISH dies with them) and
+    // Redis goes on: B's subscription never dropped, so no resubscription re-reads the log.
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let command = async |conn: &mut redis::aio::MultiplexedConnection, args: &[&str]| {
+        redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async::<redis::Value>(conn)
+            .await
+            .unwrap();
+    };
+    command(&mut admin, &["CLIENT", "PAUSE", "5000", "WRITE"]).await;
+    c.send_message(authed(send(&g, "while paused"), &ann))
+        .await
+        .expect("a send commits without Redis");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let kill = ["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"];
+    command(&mut admin, &kill).await;
+    command(&mut admin, &["CLIENT", "UNPAUSE"]).await;
+    // The conversation stays quiet: the message must come anyway, once.
+    let e = tokio::time::timeout(Duration::from_secs(10), next(&mut on_b))
+        .await
+        .expect("the message arrives without another send");
+    assert_eq!(created_text(&e), "while paused");
+    c.send_message(authed(send(&g, "after"), &ann))
+        .await
+        .unwrap();
+    assert_eq!(
+        created_text(&next(&mut on_b).await),
+        "after",
+        "no duplicate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

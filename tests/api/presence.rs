@@ -36,6 +36,7 @@ async fn a_user_with_streams_on_two_instances_stays_online_until_the_last_one_cl
     let (a, b) = two_instances(&redis_url()).await;
     let (_, ann) = user(&a, "ann").await;
     let (carol_id, carol) = user(&a, "carol").await;
+    group(&a, &ann, &[&carol_id]).await;
     let mut watcher = open(&a, &ann, "").await;
 
     let on_a = open(&a, &carol, "").await;
@@ -128,6 +129,7 @@ async fn the_users_of_a_killed_instance_go_offline_when_its_claims_lapse() {
     .await;
     let (_, ann) = user(&a, "ann").await;
     let (carol_id, carol) = user(&a, "carol").await;
+    group(&a, &ann, &[&carol_id]).await;
     let mut watcher = open(&a, &ann, "").await;
     let on_b = tonic::transport::Channel::from_shared(b_url)
         .unwrap()

@@ -7,7 +7,7 @@ use crate::{
 };
 use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
 use std::time::Duration;
-use tonic::transport::Channel;
+use tonic::{Code, transport::Channel};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
@@ -88,5 +88,75 @@ async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
     assert!(
         typing < 3000,
         "dropped before everything was sent ({typing})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_flood_leaves_other_calls_fast_and_is_refused_past_the_queue() {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+        },
+        time::Instant,
+    };
+    let app = TestApp::spawn().await;
+    let (_, bob) = user(&app, "bob").await;
+    let channel = app.channel().await;
+    let median_get_me = async || {
+        let mut users = UserServiceClient::new(channel.clone());
+        let mut times = vec![];
+        for _ in 0..20 {
+            let t = Instant::now();
+            users
+                .get_me(authed(pb::GetMeRequest {}, &bob))
+                .await
+                .expect("GetMe answers during the flood");
+            times.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        times.sort();
+        times[times.len() / 2]
+    };
+    let idle = median_get_me().await;
+
+    // 64 clients sign in with wrong passwords as fast as they are answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut flood = vec![];
+    for _ in 0..64 {
+        let (stop, refused, mut auth) = (stop.clone(), refused.clone(), app.auth().await);
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = auth
+                    .login(pb::LoginRequest {
+                        email: "bob@example.com".into(),
+                        password: "wrong-password".into(),
+                        return_refresh_token: false,
+                    })
+                    .await;
+                match r.map_err(|s| s.code()) {
+                    Err(Code::Unauthenticated) => {}
+                    Err(Code::ResourceExhausted) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => panic!("a flooding login got {other:?}"),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let flooded = median_get_me().await;
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "logins past the queue are refused"
+    );
+    assert!(
+        flooded < idle * 10 + Duration::from_millis(50),
+        "GetMe took {flooded:?} during the flood, {idle:?} idle"
     );
 }
