@@ -2,6 +2,11 @@
 //! with the system's PostgreSQL binaries. Initialised on first use, reused afterwards, and
 //! stopped by whoever started it. PostgreSQL refuses to run as root, so a root process runs
 //! the cluster as the `postgres` OS user.
+//!
+//! Only the server's own OS account reaches it: no TCP port, a socket directory and socket of
+//! mode 0700, a data directory closed to others, and peer authentication (the superuser is
+//! named after the server's OS user; clusters made before this used `postgres` and trust,
+//! and keep working as they are).
 
 use anyhow::{Context, bail};
 use std::{
@@ -12,6 +17,8 @@ use tokio::process::Command;
 
 /// The name of the database the server uses inside the cluster.
 const DATABASE: &str = "epop";
+/// The file under the data directory that names the cluster's superuser.
+const SUPERUSER_FILE: &str = "postgres.superuser";
 
 /// A running embedded cluster.
 #[derive(Debug)]
@@ -20,6 +27,8 @@ pub struct EmbeddedPostgres {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     run_as: Option<nix::unistd::User>,
+    /// The PostgreSQL role the server connects as.
+    superuser: String,
     started_here: bool,
 }
 
@@ -45,11 +54,20 @@ impl EmbeddedPostgres {
             pgdata,
             socket_dir,
             run_as,
+            superuser: "postgres".into(),
             started_here: false,
         };
         pg.prepare_dirs(&data_dir)?;
+        let superuser_file = data_dir.join(SUPERUSER_FILE);
         if !pg.pgdata.join("PG_VERSION").exists() {
+            pg.superuser = nix::unistd::User::from_uid(nix::unistd::geteuid())?
+                .context("the server's OS user has no name")?
+                .name;
             pg.initdb().await?;
+            std::fs::write(&superuser_file, &pg.superuser)
+                .with_context(|| format!("cannot write {}", superuser_file.display()))?;
+        } else if let Ok(name) = std::fs::read_to_string(&superuser_file) {
+            pg.superuser = name.trim().to_owned();
         }
         if pg.is_running().await {
             tracing::info!(pgdata = %pg.pgdata.display(), "reusing the running embedded PostgreSQL");
@@ -68,8 +86,9 @@ impl EmbeddedPostgres {
 
     fn url_for(&self, db: &str) -> String {
         format!(
-            "host='{}' user=postgres dbname={db}",
-            self.socket_dir.display()
+            "host='{}' user='{}' dbname={db}",
+            self.socket_dir.display(),
+            self.superuser
         )
     }
 
@@ -116,12 +135,16 @@ impl EmbeddedPostgres {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::set_permissions(&self.pgdata, std::fs::Permissions::from_mode(0o700))?;
+        let mode = |m| std::fs::Permissions::from_mode(m);
+        std::fs::set_permissions(&self.pgdata, mode(0o700))?;
+        std::fs::set_permissions(&self.socket_dir, mode(0o700))?;
+        std::fs::set_permissions(data_dir, mode(0o700))?;
         if let Some(user) = &self.run_as {
-            // The postgres user must be able to pass through the data directory to reach its
-            // own cluster directory; the secrets in it keep their own 0600 modes.
-            let mode = std::fs::metadata(data_dir)?.permissions().mode();
-            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o011))?;
+            // The postgres user (and nobody else) must be able to pass through the data
+            // directory to reach its own cluster directory: group postgres, search only.
+            nix::unistd::chown(data_dir, None, Some(user.gid))
+                .with_context(|| format!("cannot give {} to group postgres", data_dir.display()))?;
+            std::fs::set_permissions(data_dir, mode(0o710))?;
             for dir in [&self.pgdata, &self.socket_dir] {
                 nix::unistd::chown(dir.as_path(), Some(user.uid), Some(user.gid)).with_context(
                     || format!("cannot hand {} to the postgres user", dir.display()),
@@ -138,10 +161,10 @@ impl EmbeddedPostgres {
             .command("initdb")
             .arg("-D")
             .arg(&self.pgdata)
+            .args(["-U", &self.superuser])
             .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
+                "--auth-local=peer",
+                "--auth-host=reject",
                 "--encoding=UTF8",
                 "--no-locale",
             ])
@@ -171,7 +194,10 @@ impl EmbeddedPostgres {
     async fn pg_ctl_start(&self, data_dir: &Path) -> anyhow::Result<()> {
         let log = self.pgdata.join("server.log");
         // Unix socket only: no TCP port to collide with another PostgreSQL.
-        let options = format!("-c listen_addresses='' -k '{}'", self.socket_dir.display());
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_permissions=0700 -k '{}'",
+            self.socket_dir.display()
+        );
         let out = self
             .command("pg_ctl")
             .arg("start")

@@ -27,6 +27,9 @@ pub struct Job {
     pub max_attempts: i32,
     /// When the job was enqueued.
     pub created_at: DateTime<Utc>,
+    /// The end of this claim's lease: also the claim's identity, so a worker whose lease
+    /// lapsed (and whose job another worker claimed) cannot finish or fail it.
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// Enqueues a job to run at `run_at` (now when `None`), under an optional `key` that names
@@ -52,7 +55,8 @@ pub async fn enqueue(
 }
 
 /// Claims up to `limit` due jobs for `lease`: no other worker (in this process or another)
-/// sees them until the lease ends, so a worker that dies mid-job gives it back.
+/// sees them until the lease ends, so a worker that dies mid-job gives it back. Claim only
+/// the jobs about to run: the lease runs from now.
 pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) -> Result<Vec<Job>> {
     // Diesel's DSL has no UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n).
     diesel::sql_query(
@@ -60,7 +64,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) ->
          WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= now() \
            AND (locked_until IS NULL OR locked_until < now()) \
            ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, max_attempts, created_at",
+         RETURNING id, kind, payload, attempts, max_attempts, created_at, locked_until",
     )
     .bind::<Timestamptz, _>(Utc::now() + lease)
     .bind::<BigInt, _>(limit)
@@ -97,6 +101,31 @@ pub async fn enqueue_once(
     Ok(n == 1)
 }
 
+/// Enqueues a job of `kind` under `key` to run now, unless one of that kind and key was
+/// created within `every` (whatever became of it); true when queued. The same statement
+/// whatever the key names, so callers can use it without revealing anything by timing.
+pub async fn enqueue_throttled(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    key: &str,
+    payload: serde_json::Value,
+    every: Duration,
+) -> Result<bool> {
+    use diesel::sql_types::{Jsonb, Text};
+    let n = diesel::sql_query(
+        "INSERT INTO jobs (kind, key, payload) SELECT $1, $2, $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND key = $2 AND created_at > $4) \
+         ON CONFLICT (kind, key) WHERE status = 'pending' AND key IS NOT NULL DO NOTHING",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(key)
+    .bind::<Jsonb, _>(payload)
+    .bind::<Timestamptz, _>(Utc::now() - every)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
 /// Cancels the pending jobs of `kind` under `key`; returns how many.
 pub async fn cancel(conn: &mut AsyncPgConnection, kind: &str, key: &str) -> Result<usize> {
     diesel::update(
@@ -111,9 +140,27 @@ pub async fn cancel(conn: &mut AsyncPgConnection, kind: &str, key: &str) -> Resu
     .map_err(Into::into)
 }
 
-/// Marks a job done.
-pub async fn finish(conn: &mut AsyncPgConnection, id: i64) -> Result<()> {
-    diesel::update(jobs::table.find(id))
+type Pending<'a> = diesel::dsl::Filter<
+    diesel::dsl::Find<jobs::table, i64>,
+    diesel::dsl::Eq<jobs::status, &'a str>,
+>;
+type Owned<'a> = diesel::dsl::Filter<
+    Pending<'a>,
+    diesel::dsl::IsNotDistinctFrom<jobs::locked_until, Option<DateTime<Utc>>>,
+>;
+
+/// The job as claimed, while its claim holds: still pending under the same lease.
+fn owned(job: &Job) -> Owned<'static> {
+    jobs::table
+        .find(job.id)
+        .filter(jobs::status.eq("pending"))
+        .filter(jobs::locked_until.is_not_distinct_from(job.locked_until))
+}
+
+/// Marks a claimed job done; false (changing nothing) when its lease was lost to another
+/// worker.
+pub async fn finish(conn: &mut AsyncPgConnection, job: &Job) -> Result<bool> {
+    let n = diesel::update(owned(job))
         .set((
             jobs::status.eq("done"),
             jobs::locked_until.eq(None::<DateTime<Utc>>),
@@ -121,23 +168,23 @@ pub async fn finish(conn: &mut AsyncPgConnection, id: i64) -> Result<()> {
         ))
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Records a failed attempt: the job runs again at `retry_at`, or fails for good when it
-/// has no attempts left.
+/// has no attempts left; false (changing nothing) when its lease was lost.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
     job: &Job,
     error: &str,
     retry_at: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<bool> {
     let status = if job.attempts >= job.max_attempts {
         "failed"
     } else {
         "pending"
     };
-    diesel::update(jobs::table.find(job.id))
+    let n = diesel::update(owned(job))
         .set((
             jobs::status.eq(status),
             jobs::run_at.eq(retry_at),
@@ -147,5 +194,5 @@ pub async fn fail(
         ))
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(n == 1)
 }

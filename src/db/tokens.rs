@@ -128,6 +128,19 @@ pub async fn insert_reset(
     Ok(())
 }
 
+/// True when a reset token with this hash is unused and unexpired.
+pub async fn reset_is_open(conn: &mut AsyncPgConnection, hash: &[u8]) -> Result<bool> {
+    diesel::select(diesel::dsl::exists(
+        password_reset_tokens::table
+            .filter(password_reset_tokens::token_hash.eq(hash))
+            .filter(password_reset_tokens::used_at.is_null())
+            .filter(password_reset_tokens::expires_at.gt(now)),
+    ))
+    .get_result(conn)
+    .await
+    .map_err(Into::into)
+}
+
 /// Consumes an unused, unexpired reset token: marks it used and returns its user. Every
 /// other open reset token of that user is consumed too.
 pub async fn consume_reset(conn: &mut AsyncPgConnection, hash: &[u8]) -> Result<Option<UserId>> {

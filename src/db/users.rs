@@ -284,6 +284,22 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: UserId) -> Result<boo
     Ok(n == 1)
 }
 
+/// Those of `ids` who are users neither disabled nor deleted (one query).
+pub async fn active_among(
+    conn: &mut AsyncPgConnection,
+    ids: &[UserId],
+) -> Result<std::collections::HashSet<UserId>> {
+    let raw: Vec<Uuid> = ids.iter().map(|u| u.0).collect();
+    let found: Vec<Uuid> = users::table
+        .filter(users::id.eq_any(raw))
+        .filter(users::deleted_at.is_null())
+        .filter(users::disabled_at.is_null())
+        .select(users::id)
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().map(UserId).collect())
+}
+
 /// True when `id` is an admin who is neither disabled nor deleted: what the token claimed,
 /// checked again now.
 pub async fn is_active_admin(conn: &mut AsyncPgConnection, id: UserId) -> Result<bool> {

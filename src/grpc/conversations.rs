@@ -132,7 +132,18 @@ fn title(field: &str, raw: &str) -> Result<String> {
     crate::domain::ProjectName::parse(field, raw).map(|t| t.as_str().to_owned())
 }
 
+/// The most user ids one request may name.
+pub const MAX_USER_IDS: usize = 500;
+/// The most files one message may carry.
+pub const MAX_ATTACHMENTS: usize = 20;
+
 fn users(field: &str, raw: &[String]) -> Result<Vec<UserId>> {
+    if raw.len() > MAX_USER_IDS {
+        return Err(Error::invalid(
+            field,
+            format!("may name at most {MAX_USER_IDS} users"),
+        ));
+    }
     raw.iter().map(|u| UserId::parse(field, u)).collect()
 }
 
@@ -444,6 +455,13 @@ impl ConversationService for ConversationApi {
         let r = request.into_inner();
         let id = parse_uuid("conversation_id", &r.conversation_id)?;
         let body = content("content", r.content.as_ref())?;
+        if r.attachment_ids.len() > MAX_ATTACHMENTS {
+            return Err(Error::invalid(
+                "attachment_ids",
+                format!("may name at most {MAX_ATTACHMENTS} files"),
+            )
+            .into());
+        }
         let attachments = r
             .attachment_ids
             .iter()

@@ -8,7 +8,10 @@ use lettre::{
     message::{Mailbox, header::ContentType},
 };
 use secrecy::{ExposeSecret, SecretString};
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
+
+/// How long one SMTP exchange may take.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An email sender.
 #[derive(Debug)]
@@ -40,6 +43,8 @@ impl Mailer {
                 from,
                 transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .context("EPOP_SMTP_URL is not a valid SMTP URL")?
+                    // Well inside a job's time limit (see `jobs`).
+                    .timeout(Some(SMTP_TIMEOUT))
                     .build(),
             },
             None => Self::Files { from, dir },
@@ -66,9 +71,22 @@ impl Mailer {
             .context("cannot build the email")?;
         match self {
             Self::Files { dir, .. } => {
-                tokio::fs::create_dir_all(dir).await?;
+                // Emails hold reset codes: only the server's own account may read them.
+                tokio::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .await?;
                 let tmp = dir.join(format!(".{job_id}.eml.tmp"));
-                tokio::fs::write(&tmp, message.formatted()).await?;
+                let mut file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .await?;
+                tokio::io::AsyncWriteExt::write_all(&mut file, &message.formatted()).await?;
+                file.sync_all().await?;
                 tokio::fs::rename(&tmp, dir.join(format!("{job_id}.eml"))).await?;
             }
             Self::Smtp { transport, .. } => {

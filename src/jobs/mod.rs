@@ -26,9 +26,12 @@ pub const CONVERSATION_DIGEST: &str = "conversation_digest";
 /// The kind of the job that emails a task's assignee before it is due.
 pub const TASK_REMINDER: &str = "task_reminder";
 
+/// How long a claimed job is this worker's.
 const LEASE: Duration = Duration::from_secs(120);
+/// How long one job may run: well inside its lease, so no other worker can claim a job that
+/// is still running here.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(2);
-const BATCH: i64 = 16;
 
 /// What job handlers need.
 #[derive(Debug, Clone)]
@@ -68,22 +71,32 @@ impl Worker {
         }
     }
 
+    /// Claims one job (its lease starts as it starts), runs it within [`JOB_TIMEOUT`], and
+    /// records the outcome if the claim still holds.
     async fn run_batch(&self) -> crate::error::Result<usize> {
         let claimed = {
             let mut conn = self.pool.get().await?;
-            db::jobs::claim(&mut conn, BATCH, LEASE).await?
+            db::jobs::claim(&mut conn, 1, LEASE).await?
         };
         let n = claimed.len();
         for job in claimed {
-            let outcome = self.handle(&job).await;
+            let outcome = tokio::time::timeout(JOB_TIMEOUT, self.handle(&job))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {JOB_TIMEOUT:?}")));
             let mut conn = self.pool.get().await?;
-            match outcome {
-                Ok(()) => db::jobs::finish(&mut conn, job.id).await?,
+            let recorded = match outcome {
+                Ok(()) => db::jobs::finish(&mut conn, &job).await?,
                 Err(e) => {
                     let retry_at = Utc::now() + backoff(job.attempts);
                     tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed");
-                    db::jobs::fail(&mut conn, &job, &format!("{e:#}"), retry_at).await?;
+                    db::jobs::fail(&mut conn, &job, &format!("{e:#}"), retry_at).await?
                 }
+            };
+            if !recorded {
+                tracing::warn!(
+                    job = job.id,
+                    "the job's lease was lost: its outcome is not recorded"
+                );
             }
         }
         Ok(n)

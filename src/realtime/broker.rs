@@ -30,7 +30,7 @@ pub enum Published {
         /// The event.
         event: Event,
         /// Who may see it.
-        recipients: Vec<Uuid>,
+        recipients: Recipients,
     },
     /// Someone is typing (ephemeral).
     Typing {
@@ -41,14 +41,14 @@ pub enum Published {
         /// When the indicator lapses.
         expires_at: DateTime<Utc>,
         /// Who may see it.
-        recipients: Vec<Uuid>,
+        recipients: Recipients,
     },
     /// A project board changed (ephemeral: clients refetch the board after a reconnect).
     Board {
         /// What changed.
         change: BoardChange,
         /// The project's members.
-        recipients: Vec<Uuid>,
+        recipients: Recipients,
     },
     /// The broker may have missed events (a reconnect to Redis, an instance's overflowed
     /// publish queue), so every session re-reads the log from its positions.
@@ -69,6 +69,40 @@ pub enum Published {
         /// Which of their sessions.
         sessions: Revoked,
     },
+}
+
+/// The users an event is for: sorted and without duplicates, so each of the instance's
+/// sessions finds itself by binary search (a group of thousands is not scanned per stream).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Vec<Uuid>", into = "Vec<Uuid>")]
+pub struct Recipients(Vec<Uuid>);
+
+impl From<Vec<Uuid>> for Recipients {
+    fn from(mut users: Vec<Uuid>) -> Self {
+        users.sort_unstable();
+        users.dedup();
+        Self(users)
+    }
+}
+
+impl From<Recipients> for Vec<Uuid> {
+    fn from(r: Recipients) -> Self {
+        r.0
+    }
+}
+
+impl Recipients {
+    /// True when `user` is one of them.
+    pub fn contains(&self, user: &Uuid) -> bool {
+        self.0.binary_search(user).is_ok()
+    }
+
+    /// Adds `more`.
+    pub fn extend(&mut self, more: impl IntoIterator<Item = Uuid>) {
+        let mut all = std::mem::take(&mut self.0);
+        all.extend(more);
+        *self = all.into();
+    }
 }
 
 /// Which sessions of a user a revocation ends.

@@ -13,4 +13,4 @@ pub mod presence;
 pub mod redis;
 pub mod session;
 
-pub use broker::{BoardChange, Broker, Published, Revoked};
+pub use broker::{BoardChange, Broker, Published, Recipients, Revoked};

@@ -238,24 +238,29 @@ pub async fn logout(state: &State, token: &str) -> Result<()> {
     Ok(())
 }
 
-/// Queues a reset email for an active account with this address. Says nothing about
-/// whether the account exists.
+/// At most one reset email per address in this period.
+pub const RESET_EVERY: Duration = Duration::from_secs(60);
+
+/// Queues a reset email for an active account with this address: at most one per address
+/// per [`RESET_EVERY`] (however often it is asked). The job looks the account up when it
+/// runs, so a request does the same work whether the address exists or not, and says
+/// nothing about it.
 pub async fn request_reset(state: &State, email: &str) -> Result<()> {
     let email = Email::parse("email", email)?;
+    let key = format!(
+        "password-reset:{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(email.as_str()))
+    );
+    let payload = serde_json::json!({ "email": email.as_str() });
     let mut conn = state.pool.get().await?;
-    let queued = conn
-        .transaction::<_, Error, _>(async |conn| {
-            match db::users::find_by_email(conn, &email).await? {
-                Some((user, _)) if !user.disabled => {
-                    let payload = serde_json::json!({ "user_id": user.id.0 });
-                    db::jobs::enqueue(conn, jobs::PASSWORD_RESET_EMAIL, None, payload, None)
-                        .await?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-        .await?;
+    let queued = db::jobs::enqueue_throttled(
+        &mut conn,
+        jobs::PASSWORD_RESET_EMAIL,
+        &key,
+        payload,
+        RESET_EVERY,
+    )
+    .await?;
     if queued {
         state.wake_jobs.notify_one();
     }
@@ -268,11 +273,18 @@ pub async fn confirm_reset(state: &State, token: &str, new_password: &str) -> Re
         return Err(Error::invalid("token", "is required"));
     }
     let password = Password::parse("new_password", new_password)?;
-    let hash = state.hasher.hash(&password).await?;
     let token = token_hash(token);
+    let invalid = || Error::invalid("token", "is invalid, expired or already used");
+    // The token is checked before any hashing: a wrong one costs one query.
+    {
+        let mut conn = state.pool.get().await?;
+        if !db::tokens::reset_is_open(&mut conn, &token).await? {
+            return Err(invalid());
+        }
+    }
+    let hash = state.hasher.hash(&password).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        let invalid = || Error::invalid("token", "is invalid, expired or already used");
         let user = db::tokens::consume_reset(conn, &token)
             .await?
             .ok_or_else(invalid)?;
@@ -293,8 +305,6 @@ pub async fn confirm_reset(state: &State, token: &str, new_password: &str) -> Re
 /// The job that emails a reset link: makes a single-use token valid until 30 minutes after
 /// the request, and sends it. A stale job (past that) or a gone account sends nothing.
 pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::Result<()> {
-    let user_id: Uuid = serde_json::from_value(job.payload["user_id"].clone())
-        .context("bad password reset payload")?;
     let expires_at = job.created_at + RESET_TTL;
     if expires_at <= Utc::now() {
         tracing::info!(
@@ -304,7 +314,21 @@ pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::R
         return Ok(());
     }
     let mut conn = worker.pool.get().await?;
-    let Some(user) = db::users::get(&mut conn, UserId(user_id)).await? else {
+    // Jobs name the address asked for (jobs queued before that named the user).
+    let user = match (job.payload["email"].as_str(), job.payload.get("user_id")) {
+        (Some(email), _) => {
+            let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            db::users::find_by_email(&mut conn, &email)
+                .await?
+                .map(|(u, _)| u)
+        }
+        (None, Some(id)) => {
+            let id: Uuid = serde_json::from_value(id.clone()).context("bad reset payload")?;
+            db::users::get(&mut conn, UserId(id)).await?
+        }
+        (None, None) => anyhow::bail!("bad password reset payload"),
+    };
+    let Some(user) = user else {
         return Ok(());
     };
     if user.disabled {

@@ -58,7 +58,10 @@ async fn record(
     let event = db::events::append(conn, id, body).await?;
     let mut recipients = db::events::recipients(conn, id).await?;
     recipients.extend_from_slice(also);
-    Ok(Published::Durable { event, recipients })
+    Ok(Published::Durable {
+        event,
+        recipients: recipients.into(),
+    })
 }
 
 /// Publishes committed events to open streams (best effort: the log is the truth).
@@ -83,7 +86,7 @@ async fn start(conn: &mut AsyncPgConnection, id: Uuid, members: &[UserId]) -> Re
     db::conversations::add_members(conn, id, members, event.seq).await?;
     Ok(Published::Durable {
         event,
-        recipients: added,
+        recipients: added.into(),
     })
 }
 
@@ -106,18 +109,14 @@ fn require_group(is_group: bool) -> Result<()> {
 
 /// INVALID_ARGUMENT on `field` unless every user is active.
 async fn require_active(conn: &mut AsyncPgConnection, field: &str, users: &[UserId]) -> Result<()> {
-    for u in users {
-        match db::users::get(conn, *u).await? {
-            Some(user) if !user.disabled => {}
-            _ => {
-                return Err(Error::invalid(
-                    field,
-                    format!("{} is not an active user", u.0),
-                ));
-            }
-        }
+    let active = db::users::active_among(conn, users).await?;
+    match users.iter().find(|u| !active.contains(u)) {
+        Some(u) => Err(Error::invalid(
+            field,
+            format!("{} is not an active user", u.0),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Each conversation with its newest message (two queries for the whole page).
@@ -417,7 +416,7 @@ pub async fn send(
                 state,
                 [Published::Durable {
                     event: sent.event,
-                    recipients: sent.recipients,
+                    recipients: sent.recipients.into(),
                 }],
             );
             (sent.message, attachments)
@@ -588,7 +587,7 @@ pub async fn typing(state: &State, caller: &Caller, id: Uuid) -> Result<()> {
             conversation_id: id,
             user_id: caller.user_id.0,
             expires_at: Utc::now() + TYPING_TTL,
-            recipients,
+            recipients: recipients.into(),
         }],
     );
     Ok(())

@@ -279,7 +279,10 @@ pub(crate) async fn board_event(
         .map(|m| m.user_id.0)
         .collect();
     recipients.extend(also.iter().map(|u| u.0));
-    Ok(Published::Board { change, recipients })
+    Ok(Published::Board {
+        change,
+        recipients: recipients.into(),
+    })
 }
 
 /// Publishes `event` (committed by now) and passes `value` on.

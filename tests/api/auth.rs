@@ -254,6 +254,54 @@ async fn password_reset_for_an_unknown_email_answers_ok_and_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reset_requests_send_one_email_per_address_per_minute_and_cost_the_same_for_unknown_ones() {
+    let app = TestApp::spawn().await;
+    let mut auth = app.auth().await;
+    let jobs = async || {
+        db_count(
+            &app.db_name,
+            "SELECT count(*) AS n FROM jobs WHERE kind = 'password_reset_email'",
+        )
+        .await
+    };
+    // Someone asks five times for the admin's account: one job, one email.
+    for _ in 0..5 {
+        auth.request_password_reset(pb::RequestPasswordResetRequest {
+            email: ADMIN_EMAIL.into(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(jobs().await, 1);
+    app.wait_for_emails(1).await;
+    // An unknown address costs the same write (and sends nothing when it runs).
+    for _ in 0..3 {
+        auth.request_password_reset(pb::RequestPasswordResetRequest {
+            email: "ghost@example.com".into(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(jobs().await, 2);
+    // The admin's job is done, and still no second one within the minute.
+    auth.request_password_reset(pb::RequestPasswordResetRequest {
+        email: ADMIN_EMAIL.into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(jobs().await, 2);
+    let pending = "SELECT count(*) AS n FROM jobs WHERE status = 'pending'";
+    for _ in 0..50 {
+        if db_count(&app.db_name, pending).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db_count(&app.db_name, pending).await, 0, "every job ran");
+    assert_eq!(app.email_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_user_cannot_sign_in_or_refresh() {
     let app = TestApp::spawn().await;
     let user = app

@@ -517,3 +517,55 @@ async fn the_seed_conversation_routes_work_over_rest() {
         .unwrap();
     assert_eq!(list["conversations"][0]["id"], id);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_of_ids_are_bounded_and_checked_in_one_go() {
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, _) = user(&app, "bob").await;
+    let mut c = client(&app).await;
+    let many: Vec<String> = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let err = c
+        .create_conversation(authed(
+            pb::CreateConversationRequest {
+                kind: pb::ConversationKind::Group.into(),
+                title: "Crowd".into(),
+                member_ids: many.clone(),
+            },
+            &ann,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["member_ids"]);
+    // Within the bound, one unknown id among real ones is named.
+    let ghost = uuid::Uuid::new_v4().to_string();
+    let err = c
+        .create_conversation(authed(
+            pb::CreateConversationRequest {
+                kind: pb::ConversationKind::Group.into(),
+                title: "Crowd".into(),
+                member_ids: vec![bob_id.clone(), ghost.clone()],
+            },
+            &ann,
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains(&ghost), "{err:?}");
+    let g = group(&app, &ann, "Room", &[&bob_id]).await;
+    let err = c
+        .add_conversation_members(authed(
+            pb::AddConversationMembersRequest {
+                conversation_id: g.id.clone(),
+                user_ids: many,
+            },
+            &ann,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["user_ids"]);
+    let mut m = send(&g.id, "files", "");
+    m.attachment_ids = (0..21).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let err = c.send_message(authed(m, &ann)).await.unwrap_err();
+    assert_eq!(violations(&err), ["attachment_ids"]);
+}

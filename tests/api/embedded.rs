@@ -26,6 +26,31 @@ async fn the_embedded_postgres_starts_is_reused_and_stops() {
         "a cluster was initialised"
     );
     assert!(pid_file.exists(), "and is running");
+    // Only the server's own account reaches it (and, as root, the postgres user).
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data) & 0o007, 0, "the data dir is closed to others");
+    assert_eq!(mode(&data.join("postgres-run")), 0o700);
+    let socket = std::fs::read_dir(data.join("postgres-run"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name().to_string_lossy().starts_with(".s.PGSQL.")
+                && !e.file_name().to_string_lossy().ends_with(".lock")
+        })
+        .expect("the cluster's socket");
+    assert_eq!(mode(&socket.path()), 0o700, "socket permissions 0700");
+    let hba = std::fs::read_to_string(data.join("postgres/pg_hba.conf")).unwrap();
+    let rules: Vec<&str> = hba
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert!(rules.iter().all(|l| !l.contains("trust")), "{rules:?}");
+    assert!(
+        rules
+            .iter()
+            .any(|l| l.starts_with("local") && l.contains("peer")),
+        "{rules:?}"
+    );
     let password = first
         .generated_admin_password
         .clone()

@@ -56,6 +56,24 @@ pub async fn db_sql(name: &str, sql: &str) {
     diesel::sql_query(sql).execute(&mut conn).await.expect(sql);
 }
 
+/// The number `sql` (a query answering one `bigint` column named `n`) gives on database
+/// `name`.
+pub async fn db_count(name: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(&database_url(name))
+        .await
+        .expect("connect");
+    let row: N = diesel::sql_query(sql)
+        .get_result(&mut conn)
+        .await
+        .expect(sql);
+    row.n
+}
+
 fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

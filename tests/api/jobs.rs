@@ -2,6 +2,7 @@
 
 use crate::helpers::*;
 use epop::pb;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_left_by_a_stopped_or_crashed_worker_run_once_after_a_restart() {
@@ -34,6 +35,13 @@ async fn jobs_left_by_a_stopped_or_crashed_worker_run_once_after_a_restart() {
     assert!(emails.iter().all(|e| e.contains("To: job@example.com")));
     let codes: Vec<String> = emails.iter().map(|e| reset_code(e)).collect();
     assert_ne!(codes[0], codes[1]);
+    // They hold reset codes: readable by the server's account only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data_dir.join("mail")), 0o700);
+    for e in std::fs::read_dir(data_dir.join("mail")).unwrap().flatten() {
+        assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+    }
 
     // Both are done: another restart sends nothing more.
     let (db, _) = app.stop().await;
@@ -95,4 +103,37 @@ async fn a_failing_job_is_retried_later_with_its_error_recorded() {
     assert!(row.later, "the retry waits for its backoff");
     assert!(row.last_error.contains("payload"), "{}", row.last_error);
     assert_eq!(app.email_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_whose_lease_lapsed_cannot_finish_or_fail_a_job_another_worker_claimed() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    use epop::db::jobs;
+    // No server: two "workers" claim by hand on a fresh database.
+    let db_name = format!("epop_test_{}", uuid::Uuid::new_v4().simple());
+    admin_sql(&format!("CREATE DATABASE {db_name}")).await;
+    let url = database_url(&db_name);
+    epop::db::migrate(&url).await.unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    jobs::enqueue(&mut conn, "test_job", None, serde_json::json!({}), None)
+        .await
+        .unwrap();
+    let first = jobs::claim(&mut conn, 1, Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The first lease lapsed: the second worker takes the job.
+    let second = jobs::claim(&mut conn, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_eq!(first[0].id, second[0].id);
+    let later = chrono::Utc::now();
+    assert!(!jobs::finish(&mut conn, &first[0]).await.unwrap());
+    assert!(
+        !jobs::fail(&mut conn, &first[0], "late", later)
+            .await
+            .unwrap()
+    );
+    assert!(jobs::finish(&mut conn, &second[0]).await.unwrap());
+    drop(conn);
+    admin_sql(&format!("DROP DATABASE {db_name} WITH (FORCE)")).await;
 }

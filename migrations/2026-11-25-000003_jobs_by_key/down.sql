@@ -1,0 +1,1 @@
+DROP INDEX jobs_kind_key_created_idx;
