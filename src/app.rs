@@ -10,7 +10,6 @@ use crate::{
     service::{self, State},
 };
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use axum::{
     Router,
     extract::Request,
@@ -48,6 +47,7 @@ pub struct App {
     embedded: Option<EmbeddedPostgres>,
     stop: CancellationToken,
     grace: Duration,
+    limits: crate::serve::Limits,
     /// The generated password of the bootstrap admin, when this start created one.
     pub generated_admin_password: Option<String>,
 }
@@ -140,7 +140,12 @@ impl App {
         let ready = Arc::new(AtomicBool::new(false));
         // Registered before the first call can arrive, so health never answers "unknown".
         report_health(&health, &ready, db::ping(&state.pool).await).await;
-        let grpc_router = grpc::router(&state, health_service, &config.cors_origins)?;
+        let grpc_router = grpc::router(
+            &state,
+            health_service,
+            &config.cors_origins,
+            config.max_message_bytes,
+        )?;
         let rest = crate::rest::Rest::new(crate::pb::FILE_DESCRIPTOR_SET, grpc_router.clone())?;
         let router = top_router(grpc_router, rest, ready.clone());
         let listener = TcpListener::bind(config.listen)
@@ -156,6 +161,12 @@ impl App {
             embedded: None,
             stop,
             grace: config.shutdown_grace,
+            limits: crate::serve::Limits {
+                header_read_timeout: config.header_read_timeout,
+                keepalive_interval: config.http2_keepalive,
+                keepalive_timeout: config.http2_keepalive,
+                max_connections: config.max_connections.max(1),
+            },
             generated_admin_password,
         })
     }
@@ -190,15 +201,7 @@ impl App {
             stop.child_token(),
         ));
         tracing::info!(addr = %self.local_addr(), "EPOP is listening (gRPC, gRPC-Web, HTTP)");
-        // Without TCP_NODELAY, the small frames of a reply (headers, message, trailers) wait
-        // on the peer's delayed ACK: tens of milliseconds per call.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        let server = axum::serve(listener, self.router)
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server = crate::serve::serve(self.listener, self.router, self.limits, stop.clone());
         let grace = self.grace;
         let served = tokio::select! {
             r = server => r.context("the server failed"),

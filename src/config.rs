@@ -114,6 +114,24 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// How long a client may take to send an HTTP/1 request's headers (slow clients that
+    /// hold connections open are dropped).
+    #[arg(long, env = "EPOP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How often an idle HTTP/2 connection is pinged; an unanswered ping (within the same
+    /// time again) closes it.
+    #[arg(long, env = "EPOP_HTTP2_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive: Duration,
+
+    /// The most connections open at once; past it, new connections wait to be accepted.
+    #[arg(long, env = "EPOP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// The largest gRPC message the server sends or accepts, in bytes.
+    #[arg(long, env = "EPOP_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
+    pub max_message_bytes: usize,
+
     /// How long in-flight calls may take to finish after a shutdown signal.
     #[arg(long, env = "EPOP_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`app`]: builds the server from a [`config::Config`], binds, runs until stopped.
+//! - [`serve`]: the accept loop and its transport limits.
 //! - [`config`]: typed settings from flags and environment variables.
 //! - [`error`]: the one error type and its one mapping to `tonic::Status`.
 //! - [`pb`]: generated protobuf types, servers, clients and the descriptor set.
@@ -27,5 +28,6 @@ pub mod jobs;
 pub mod pb;
 pub mod realtime;
 pub mod rest;
+pub mod serve;
 pub mod service;
 pub mod telemetry;

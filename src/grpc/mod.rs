@@ -37,38 +37,53 @@ pub fn router(
         impl tonic_health::pb::health_server::Health,
     >,
     cors_origins: &[String],
+    max_message: usize,
 ) -> anyhow::Result<axum::Router> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let routes = Routes::new(pb::auth_service_server::AuthServiceServer::new(
-        auth::AuthApi::new(state.clone()),
+    // Every EPOP service sends and accepts messages of at most `max_message` bytes.
+    macro_rules! limited {
+        ($server:ty, $api:expr) => {
+            <$server>::new($api)
+                .max_encoding_message_size(max_message)
+                .max_decoding_message_size(max_message)
+        };
+    }
+    use pb::{
+        ai_service_server::AiServiceServer, auth_service_server::AuthServiceServer,
+        conversation_service_server::ConversationServiceServer,
+        file_service_server::FileServiceServer, project_service_server::ProjectServiceServer,
+        task_service_server::TaskServiceServer, user_service_server::UserServiceServer,
+    };
+    let routes = Routes::new(limited!(
+        AuthServiceServer<_>,
+        auth::AuthApi::new(state.clone())
     ))
-    .add_service(pb::user_service_server::UserServiceServer::new(
-        users::UserApi::new(state.clone()),
+    .add_service(limited!(
+        UserServiceServer<_>,
+        users::UserApi::new(state.clone())
     ))
-    .add_service(pb::admin_service_server::AdminServiceServer::new(
-        admin::AdminApi::new(state.clone()),
+    .add_service(limited!(
+        pb::admin_service_server::AdminServiceServer<_>,
+        admin::AdminApi::new(state.clone())
     ))
-    .add_service(pb::project_service_server::ProjectServiceServer::new(
-        projects::ProjectApi::new(state.clone()),
+    .add_service(limited!(
+        ProjectServiceServer<_>,
+        projects::ProjectApi::new(state.clone())
     ))
-    .add_service(pb::task_service_server::TaskServiceServer::new(
-        tasks::TaskApi::new(state.clone()),
+    .add_service(limited!(
+        TaskServiceServer<_>,
+        tasks::TaskApi::new(state.clone())
     ))
-    .add_service(
-        pb::conversation_service_server::ConversationServiceServer::new(
-            conversations::ConversationApi::new(state.clone()),
-        ),
-    )
-    .add_service(pb::file_service_server::FileServiceServer::new(
-        pending::Pending,
+    .add_service(limited!(
+        ConversationServiceServer<_>,
+        conversations::ConversationApi::new(state.clone())
     ))
-    .add_service(pb::ai_service_server::AiServiceServer::new(
-        pending::Pending,
-    ))
+    .add_service(limited!(FileServiceServer<_>, pending::Pending))
+    .add_service(limited!(AiServiceServer<_>, pending::Pending))
     .add_service(health)
     .add_service(reflection().build_v1()?)
     .add_service(reflection().build_v1alpha()?);

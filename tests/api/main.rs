@@ -21,4 +21,5 @@ mod revocation;
 mod signing_key;
 mod tasks;
 mod tokens;
+mod transport;
 mod users;
