@@ -101,7 +101,7 @@ impl App {
         let stop = CancellationToken::new();
         let broker = match &config.redis_url {
             Some(url) => crate::realtime::Broker::redis(
-                url,
+                secrecy::ExposeSecret::expose_secret(url),
                 &config.redis_channel,
                 config.presence_ttl,
                 stop.clone(),
@@ -120,6 +120,7 @@ impl App {
             hasher,
             refresh_ttl: config.refresh_token_ttl,
             refresh_grace: config.refresh_reuse_grace,
+            session_max_age: config.session_max_age,
             reminder_lead: config.reminder_lead,
             digest_delay: config.digest_delay,
             broker,
@@ -256,6 +257,8 @@ fn top_router(grpc: Router, rest: crate::rest::Rest, ready: Arc<AtomicBool>) -> 
         }
     };
     let security = [
+        // Every answer is private to its caller (tokens, messages): no cache keeps one.
+        ("cache-control", "no-store"),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
         ("referrer-policy", "no-referrer"),

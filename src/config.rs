@@ -40,9 +40,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Redis URL for real-time fan-out between instances; unset means in-process only.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
+    /// Redis URL for real-time fan-out between instances; unset means in-process only. A
+    /// secret (it may hold a password): never printed.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
 
     /// The Redis pub/sub channel the instances of one deployment share.
     #[arg(long, env = "EPOP_REDIS_CHANNEL", default_value = "epop:events")]
@@ -65,6 +66,10 @@ pub struct ServeArgs {
     /// Lifetime of refresh tokens (e.g. `30d`).
     #[arg(long, env = "EPOP_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub refresh_token_ttl: Duration,
+
+    /// How long a session lasts however often it is refreshed: then the user signs in again.
+    #[arg(long, env = "EPOP_SESSION_MAX_AGE", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub session_max_age: Duration,
 
     /// How long a rotated refresh token, presented again, answers the token that replaced it
     /// instead of revoking the session as stolen (two tabs refreshing at once).

@@ -132,6 +132,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         successor_sealed -> Nullable<Bytea>,
+        session_expires_at -> Timestamptz,
     }
 }
 

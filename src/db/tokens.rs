@@ -29,15 +29,18 @@ pub struct RefreshToken {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The token its rotation issued, sealed with a pad only this token's holder can derive.
     pub successor_sealed: Option<Vec<u8>>,
+    /// When its session ends, however often it is refreshed.
+    pub session_expires_at: DateTime<Utc>,
 }
 
-/// Stores a refresh token of `family`.
+/// Stores a refresh token of `family`, a session that ends at `session_expires_at`.
 pub async fn insert_refresh(
     conn: &mut AsyncPgConnection,
     user: UserId,
     family: Uuid,
     hash: &[u8],
     expires_at: DateTime<Utc>,
+    session_expires_at: DateTime<Utc>,
 ) -> Result<()> {
     diesel::insert_into(refresh_tokens::table)
         .values((
@@ -45,6 +48,7 @@ pub async fn insert_refresh(
             refresh_tokens::family_id.eq(family),
             refresh_tokens::token_hash.eq(hash),
             refresh_tokens::expires_at.eq(expires_at),
+            refresh_tokens::session_expires_at.eq(session_expires_at),
         ))
         .execute(conn)
         .await?;

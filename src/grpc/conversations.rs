@@ -389,9 +389,13 @@ impl ConversationService for ConversationApi {
         let r = request.into_inner();
         let id = parse_uuid("conversation_id", &r.conversation_id)?;
         let user = UserId::parse("user_id", &r.user_id)?;
-        service::conversations::remove_member(&self.state, &caller, id, user).await?;
-        Ok(Response::new(conversation(
-            service::conversations::get(&self.state, &caller, id).await?,
+        let after = service::conversations::remove_member(&self.state, &caller, id, user).await?;
+        // Removing oneself (leaving) answers the id only: the caller sees the group no more.
+        Ok(Response::new(after.map(conversation).unwrap_or_else(
+            || pb::Conversation {
+                id: id.to_string(),
+                ..Default::default()
+            },
         )))
     }
 
@@ -419,7 +423,8 @@ impl ConversationService for ConversationApi {
             r.after_seq,
             r.around_seq,
         ) {
-            (Some(t), ..) if t < 0 => Window::After(-t - 1),
+            // -t - 1, written so that no forged token overflows.
+            (Some(t), ..) if t < 0 => Window::After(!t),
             (Some(t), ..) => Window::Before(t),
             (None, 0, 0, 0) => Window::Latest,
             (None, b, 0, 0) if b > 0 => Window::Before(b),
@@ -438,7 +443,7 @@ impl ConversationService for ConversationApi {
         // The token is the next window: a positive seq pages older, a negative one newer.
         let next_page_token = match next {
             Some(Window::Before(s)) => PageToken::<i64>::encode(&s),
-            Some(Window::After(s)) => PageToken::<i64>::encode(&(-s - 1)),
+            Some(Window::After(s)) => PageToken::<i64>::encode(&!s),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListMessagesResponse {

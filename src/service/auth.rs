@@ -75,27 +75,31 @@ pub async fn login(state: &State, email: &str, password: &str) -> Result<Session
     match user {
         Some(user) if matches && !user.disabled => {
             let mut conn = state.pool.get().await?;
-            start(state, &mut conn, user, Uuid::new_v4()).await
+            let ends = Utc::now() + state.session_max_age;
+            start(state, &mut conn, user, Uuid::new_v4(), ends).await
         }
         _ => Err(bad_credentials()),
     }
 }
 
-/// Issues tokens for `user` in session `family`.
+/// Issues tokens for `user` in session `family`, which ends at `session_ends` (no refresh
+/// token outlives it).
 async fn start(
     state: &State,
     conn: &mut AsyncPgConnection,
     user: User,
     family: Uuid,
+    session_ends: DateTime<Utc>,
 ) -> Result<Session> {
     let refresh_token = new_token();
-    let refresh_expires_at = Utc::now() + state.refresh_ttl;
+    let refresh_expires_at = (Utc::now() + state.refresh_ttl).min(session_ends);
     db::tokens::insert_refresh(
         conn,
         user.id,
         family,
         &token_hash(&refresh_token),
         refresh_expires_at,
+        session_ends,
     )
     .await?;
     let (access_token, access_expires_at) = state.jwt.issue(user.id, user.role, family)?;
@@ -164,7 +168,7 @@ pub async fn refresh(state: &State, token: &str) -> Result<Session> {
                     "a rotated refresh token was presented again: session family revoked");
                 return Ok(Rotation::Revoked(t.user_id, t.family_id));
             }
-            let session = start(state, conn, user, t.family_id).await?;
+            let session = start(state, conn, user, t.family_id, t.session_expires_at).await?;
             let raw = URL_SAFE_NO_PAD
                 .decode(&session.refresh_token)
                 .context("a new refresh token is base64")?;

@@ -219,21 +219,30 @@ pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Res
 pub async fn get(state: &State, caller: &Caller, id: Uuid) -> Result<Summary> {
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
-    let c = db::conversations::get(&mut conn, id, caller.user_id)
+    seen_by(&mut conn, caller, id).await
+}
+
+/// The conversation as `caller` sees it, in the caller's connection or transaction (whose
+/// membership the caller checked).
+async fn seen_by(conn: &mut AsyncPgConnection, caller: &Caller, id: Uuid) -> Result<Summary> {
+    let c = db::conversations::get(conn, id, caller.user_id)
         .await?
         .ok_or(Error::NotFound("conversation"))?;
-    summary(&mut conn, c).await
+    summary(conn, c).await
 }
 
-/// Renames a group.
+/// Renames a group; answers it as renamed (one transaction, one connection).
 pub async fn rename(state: &State, caller: &Caller, id: Uuid, title: String) -> Result<Summary> {
     let mut conn = state.pool.get().await?;
-    require_group(member(&mut conn, caller, id).await?)?;
-    db::conversations::rename(&mut conn, id, &title).await?;
-    get(state, caller, id).await
+    conn.transaction::<_, Error, _>(async |conn| {
+        require_group(member(conn, caller, id).await?)?;
+        db::conversations::rename(conn, id, &title).await?;
+        seen_by(conn, caller, id).await
+    })
+    .await
 }
 
-/// Adds people to a group.
+/// Adds people to a group; answers it with them (one transaction, one connection).
 pub async fn add_members(
     state: &State,
     caller: &Caller,
@@ -244,7 +253,7 @@ pub async fn add_members(
         return Err(Error::invalid("user_ids", "is required"));
     }
     let mut conn = state.pool.get().await?;
-    let event = conn
+    let (summary, event) = conn
         .transaction::<_, Error, _>(async |conn| {
             require_group(member(conn, caller, id).await?)?;
             require_active(conn, "user_ids", &users).await?;
@@ -256,62 +265,67 @@ pub async fn add_members(
                 .collect();
             new.sort();
             new.dedup();
-            if new.is_empty() {
-                return Ok(None);
-            }
-            let added = new.iter().map(|u| u.0).collect();
-            let event = record(
-                conn,
-                id,
-                EventBody::Membership {
+            let mut event = None;
+            if !new.is_empty() {
+                let added = new.iter().map(|u| u.0).collect();
+                let body = EventBody::Membership {
                     added,
                     removed: vec![],
-                },
-                &[],
-            )
-            .await?;
-            if let Published::Durable { event: e, .. } = &event {
-                db::conversations::add_members(conn, id, &new, e.seq).await?;
+                };
+                let mut published = record(conn, id, body, &[]).await?;
+                if let Published::Durable {
+                    event: e,
+                    recipients,
+                } = &mut published
+                {
+                    db::conversations::add_members(conn, id, &new, e.seq).await?;
+                    recipients.extend(new.iter().map(|u| u.0));
+                }
+                event = Some(published);
             }
-            let mut event = event;
-            if let Published::Durable { recipients, .. } = &mut event {
-                recipients.extend(new.iter().map(|u| u.0));
-            }
-            Ok(Some(event))
+            Ok((seen_by(conn, caller, id).await?, event))
         })
         .await?;
     publish(state, event);
-    get(state, caller, id).await
+    Ok(summary)
 }
 
 /// Removes someone from a group: themselves, or anyone when the caller is a system admin.
-pub async fn remove_member(state: &State, caller: &Caller, id: Uuid, user: UserId) -> Result<()> {
+/// Answers the group as the caller now sees it (none when they left), from the same
+/// transaction.
+pub async fn remove_member(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+    user: UserId,
+) -> Result<Option<Summary>> {
     let mut conn = state.pool.get().await?;
-    require_group(member(&mut conn, caller, id).await?)?;
-    if user != caller.user_id && caller.role != Role::Admin {
-        return Err(Error::PermissionDenied(
-            "only admins remove other members; you may leave".into(),
-        ));
-    }
-    let event = conn
+    let (summary, event) = conn
         .transaction::<_, Error, _>(async |conn| {
+            require_group(member(conn, caller, id).await?)?;
+            if user != caller.user_id && caller.role != Role::Admin {
+                return Err(Error::PermissionDenied(
+                    "only admins remove other members; you may leave".into(),
+                ));
+            }
             if !db::conversations::remove_member(conn, id, user).await? {
                 return Err(Error::NotFound("member"));
             }
-            record(
-                conn,
-                id,
-                EventBody::Membership {
-                    added: vec![],
-                    removed: vec![user.0],
-                },
-                &[user.0],
-            )
-            .await
+            let body = EventBody::Membership {
+                added: vec![],
+                removed: vec![user.0],
+            };
+            let event = record(conn, id, body, &[user.0]).await?;
+            let summary = if user == caller.user_id {
+                None
+            } else {
+                Some(seen_by(conn, caller, id).await?)
+            };
+            Ok((summary, event))
         })
         .await?;
     publish(state, [event]);
-    Ok(())
+    Ok(summary)
 }
 
 /// Takes `user` out of every conversation (a deleted account) in the caller's transaction,
@@ -455,8 +469,8 @@ pub async fn edit(
     content: RichText,
 ) -> Result<Message> {
     let mut conn = state.pool.get().await?;
-    member(&mut conn, caller, id).await?;
     conn.transaction::<_, Error, _>(async |conn| {
+        member(conn, caller, id).await?;
         let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
             return Err(Error::FailedPrecondition("the message was deleted".into()));
@@ -488,8 +502,8 @@ pub async fn edit(
 /// Deletes a message (its sender, or a system admin), leaving a tombstone.
 pub async fn delete(state: &State, caller: &Caller, id: Uuid, message: Uuid) -> Result<Message> {
     let mut conn = state.pool.get().await?;
-    member(&mut conn, caller, id).await?;
     conn.transaction::<_, Error, _>(async |conn| {
+        member(conn, caller, id).await?;
         let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
             return Ok((m, None));
@@ -543,6 +557,9 @@ pub async fn mark_read(state: &State, caller: &Caller, id: Uuid, seq: i64) -> Re
     Ok(unread)
 }
 
+/// How deep search pages go (an offset; a forged token cannot overflow it).
+pub const MAX_SEARCH_DEPTH: i64 = 10_000;
+
 /// Full-text search over the caller's conversations (or one of them).
 pub async fn search(
     state: &State,
@@ -557,6 +574,12 @@ pub async fn search(
         member(&mut conn, caller, c).await?;
     }
     let offset = token.0.unwrap_or(0).max(0);
+    if offset > MAX_SEARCH_DEPTH {
+        return Err(Error::invalid(
+            "page_token",
+            format!("pages past {MAX_SEARCH_DEPTH} results; refine the query"),
+        ));
+    }
     let rows = db::messages::search(
         &mut conn,
         caller.user_id,

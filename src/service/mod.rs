@@ -25,6 +25,8 @@ pub struct State {
     pub hasher: Hasher,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// How long a session lasts however often it is refreshed.
+    pub session_max_age: Duration,
     /// How long a rotated refresh token still answers its successor (concurrent refreshes).
     pub refresh_grace: Duration,
     /// How long before a task's due day its reminder is sent.

@@ -132,6 +132,37 @@ async fn two_tabs_refreshing_one_cookie_at_once_both_get_the_same_new_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed() {
+    let app = TestApp::spawn_with(|c| c.session_max_age = Duration::from_secs(2)).await;
+    let first = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut auth = app.auth().await;
+    let refresh = |token: &str| pb::RefreshRequest {
+        refresh_token: token.into(),
+        return_refresh_token: true,
+    };
+    let second = auth
+        .refresh(refresh(&first.refresh_token))
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let late = auth
+        .refresh(refresh(&second.refresh_token))
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::Unauthenticated, "the session is over");
+    // Over REST, token answers are never cached.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/auth/login", app.url()))
+        .json(&serde_json::json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn refresh_and_logout_read_the_cookie_when_the_body_has_no_token() {
     let app = TestApp::spawn().await;
     let token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.refresh_token;

@@ -569,3 +569,105 @@ async fn lists_of_ids_are_bounded_and_checked_in_one_go() {
     let err = c.send_message(authed(m, &ann)).await.unwrap_err();
     assert_eq!(violations(&err), ["attachment_ids"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_page_tokens_at_the_integer_limits_are_refused_or_served_never_a_crash() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let app = TestApp::spawn().await;
+    let (_, ann) = user(&app, "ann").await;
+    let g = group(&app, &ann, "Room", &[]).await;
+    let mut c = client(&app).await;
+    c.send_message(authed(send(&g.id, "findable words", ""), &ann))
+        .await
+        .unwrap();
+    let token = |n: i64| URL_SAFE_NO_PAD.encode(n.to_string());
+    for n in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+        let page = c
+            .list_messages(authed(
+                pb::ListMessagesRequest {
+                    conversation_id: g.id.clone(),
+                    page_token: token(n),
+                    ..Default::default()
+                },
+                &ann,
+            ))
+            .await;
+        assert!(
+            page.as_ref()
+                .map_or_else(|e| e.code() == Code::InvalidArgument, |_| true),
+            "{n}: {page:?}"
+        );
+    }
+    let search = |n: i64| pb::SearchMessagesRequest {
+        query: "findable".into(),
+        page_token: token(n),
+        ..Default::default()
+    };
+    let err = c
+        .search_messages(authed(search(i64::MAX), &ann))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["page_token"]);
+    c.search_messages(authed(search(0), &ann))
+        .await
+        .expect("an honest token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn membership_changes_hold_one_connection_each_and_finish_promptly_on_a_pool_of_two() {
+    let app = TestApp::spawn_with(|c| c.store.db_pool_size = 2).await;
+    let (ann_id, ann) = user(&app, "ann").await;
+    let mut others = vec![];
+    for i in 0..4 {
+        others.push(user(&app, &format!("member{i}")).await.0);
+    }
+    let started = std::time::Instant::now();
+    let mut calls = vec![];
+    for round in 0..6 {
+        let g = group(&app, &ann, "Busy", &[]).await.id;
+        let mut c = client(&app).await;
+        let (ann, ann_id, others) = (ann.clone(), ann_id.clone(), others.clone());
+        calls.push(tokio::spawn(async move {
+            let mut c2 = c.clone();
+            let renamed = c.update_conversation(authed(
+                pb::UpdateConversationRequest {
+                    id: g.clone(),
+                    title: Some(format!("Round {round}")),
+                    ..Default::default()
+                },
+                &ann,
+            ));
+            let added = c2.add_conversation_members(authed(
+                pb::AddConversationMembersRequest {
+                    conversation_id: g.clone(),
+                    user_ids: others.clone(),
+                },
+                &ann,
+            ));
+            let (renamed, added) = tokio::join!(renamed, added);
+            renamed.unwrap();
+            assert!(added.unwrap().into_inner().member_ids.len() >= 5);
+            // Ann removes herself: the change and its answer in one transaction.
+            let left = c
+                .remove_conversation_member(authed(
+                    pb::RemoveConversationMemberRequest {
+                        conversation_id: g.clone(),
+                        user_id: ann_id,
+                    },
+                    &ann,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(left.id, g);
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?} (a request waiting on a second connection waits the pool's 5 s timeout)",
+        started.elapsed()
+    );
+}

@@ -554,7 +554,7 @@ async fn a_subscriber_whose_instance_is_killed_resumes_on_another_with_nothing_l
     let redis = OwnRedis::start();
     let url = redis.url();
     let a = TestApp::spawn_with(|c| {
-        c.redis_url = Some(url.clone());
+        c.redis_url = Some(url.clone().into());
         c.jwt_secret = Some(SHARED_SECRET.to_owned().into());
     })
     .await;

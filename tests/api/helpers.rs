@@ -102,7 +102,7 @@ pub struct TestApp {
 pub async fn two_instances(redis_url: &str) -> (TestApp, TestApp) {
     let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
     let shared = |c: &mut Config| {
-        c.redis_url = Some(redis_url.to_owned());
+        c.redis_url = Some(redis_url.to_owned().into());
         c.redis_channel = channel.clone();
         c.jwt_secret = Some(
             "a-shared-signing-key-of-at-least-32-bytes"

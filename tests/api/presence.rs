@@ -112,7 +112,7 @@ async fn the_users_of_a_killed_instance_go_offline_when_its_claims_lapse() {
     let redis = redis_url();
     let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
     let a = TestApp::spawn_with(|c| {
-        c.redis_url = Some(redis.clone());
+        c.redis_url = Some(redis.clone().into());
         c.redis_channel = channel.clone();
         c.jwt_secret = Some(SHARED_SECRET.to_owned().into());
         c.presence_ttl = Duration::from_secs(3);
