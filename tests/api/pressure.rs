@@ -92,6 +92,69 @@ async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_stream_is_bounded_in_bytes_not_only_in_events() {
+    let app = TestApp::spawn().await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
+    // Bob is in 1,000 more (quiet) conversations: every event's cursor is ~32 KB.
+    let bob_id = app
+        .users()
+        .await
+        .get_me(authed(pb::GetMeRequest {}, &bob))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    db_sql(
+        &app.db_name,
+        &format!(
+            "WITH c AS (INSERT INTO conversations (title, is_group) \
+               SELECT 'Quiet', true FROM generate_series(1, 1000) RETURNING id) \
+             INSERT INTO conversation_members (conversation_id, user_id) \
+             SELECT id, '{bob_id}' FROM c"
+        ),
+    )
+    .await;
+    let slow = Channel::from_shared(app.url())
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(64 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = ConversationServiceClient::new(slow)
+        .stream_events(authed(pb::StreamEventsRequest::default(), &bob))
+        .await
+        .unwrap()
+        .into_inner();
+    // Fewer events than the buffer holds (256), but more bytes (4 MiB).
+    let mut c = client(&app).await;
+    for i in 0..200 {
+        c.send_message(authed(send(&g, &format!("m{i}")), &ann))
+            .await
+            .unwrap();
+    }
+    let (mut messages, mut resync) = (0, false);
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends rather than stalls");
+        match item {
+            Ok(Some(e)) => match e.kind {
+                Some(Kind::MessageCreated(_)) => messages += 1,
+                Some(Kind::Resync(_)) => resync = true,
+                _ => {}
+            },
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(resync, "told to resync after {messages} messages");
+    assert!(
+        messages < 200,
+        "dropped before everything was sent ({messages})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_login_flood_leaves_other_calls_fast_and_is_refused_past_the_queue() {
     use std::{
         sync::{
