@@ -396,6 +396,38 @@ async fn two_instances_behind_redis_deliver_each_others_events_in_order() {
     assert!(matches!(next(&mut on_b).await.kind, Some(Kind::Typing(_))));
 }
 
+/// Two instances behind one Redis, Ann and Bob in group `g`, Bob's stream open on B and
+/// known to be live: it received Ann's first message, sent on A.
+struct Across {
+    a: TestApp,
+    b: TestApp,
+    ann: String,
+    g: String,
+    on_b: Streaming<pb::Event>,
+    c: ConversationServiceClient<Channel>,
+}
+
+impl Across {
+    async fn start(redis_url: &str) -> Self {
+        let (a, b) = two_instances(redis_url).await;
+        let (ann, bob, g) = ann_and_bob_in_a_group(&a).await;
+        let mut on_b = open(&b, &bob, "").await;
+        let mut c = client(&a).await;
+        c.send_message(authed(send(&g, "before"), &ann))
+            .await
+            .unwrap();
+        assert_eq!(created_text(&next(&mut on_b).await), "before");
+        Self {
+            a,
+            b,
+            ann,
+            g,
+            on_b,
+            c,
+        }
+    }
+}
+
 /// A redis-server of the test's own, on a free port, that can be stopped and restarted.
 struct OwnRedis {
     port: u16,
@@ -466,14 +498,14 @@ impl Drop for OwnRedis {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
     let mut redis = OwnRedis::start();
-    let (a, b) = two_instances(&redis.url()).await;
-    let (ann, bob, g) = ann_and_bob_in_a_group(&a).await;
-    let mut on_b = open(&b, &bob, "").await;
-    let mut c = client(&a).await;
-    c.send_message(authed(send(&g, "before"), &ann))
-        .await
-        .unwrap();
-    assert_eq!(created_text(&next(&mut on_b).await), "before");
+    let Across {
+        a: _a,
+        b: _b,
+        ann,
+        g,
+        mut on_b,
+        mut c,
+    } = Across::start(&redis.url()).await;
 
     // Redis goes away; sends keep succeeding (the log is the truth), publishes fail.
     redis.kill();
@@ -502,14 +534,14 @@ async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_whose_publish_failed_still_arrives_without_a_later_send() {
     let redis = OwnRedis::start();
-    let (a, b) = two_instances(&redis.url()).await;
-    let (ann, bob, g) = ann_and_bob_in_a_group(&a).await;
-    let mut on_b = open(&b, &bob, "").await;
-    let mut c = client(&a).await;
-    c.send_message(authed(send(&g, "before"), &ann))
-        .await
-        .unwrap();
-    assert_eq!(created_text(&next(&mut on_b).await), "before");
+    let Across {
+        a: _a,
+        b: _b,
+        ann,
+        g,
+        mut on_b,
+        mut c,
+    } = Across::start(&redis.url()).await;
 
     // Redis holds writes longer than a reply may take: A's PUBLISH times out. Then the
     // connections that are not subscriptions are cut (the held PUBLISH dies with them) and

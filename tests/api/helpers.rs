@@ -362,6 +362,17 @@ pub async fn user(app: &TestApp, name: &str) -> (String, String) {
     )
 }
 
+/// The user id behind an access token.
+pub async fn my_id(app: &TestApp, token: &str) -> String {
+    app.users()
+        .await
+        .get_me(authed(pb::GetMeRequest {}, token))
+        .await
+        .expect("GetMe")
+        .into_inner()
+        .id
+}
+
 /// `message` with the token, or anonymous when the token is empty.
 pub fn call<T>(token: &str, message: T) -> Request<T> {
     if token.is_empty() {

@@ -9,6 +9,28 @@ use epop::pb::{self, conversation_service_client::ConversationServiceClient, eve
 use std::time::Duration;
 use tonic::{Code, transport::Channel};
 
+/// Reads a stalled stream to its end: how many events `counted` matched, and whether it was
+/// told to resync.
+async fn drain(
+    stream: &mut tonic::Streaming<pb::Event>,
+    counted: impl Fn(&Kind) -> bool,
+) -> (usize, bool) {
+    let (mut n, mut resync) = (0, false);
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends rather than stalls");
+        match item {
+            Ok(Some(pb::Event { kind: Some(k), .. })) => {
+                resync |= matches!(k, Kind::Resync(_));
+                n += usize::from(counted(&k));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return (n, resync),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
     let app = TestApp::spawn().await;
@@ -70,20 +92,7 @@ async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
     for t in typers {
         t.await.unwrap();
     }
-    let (mut typing, mut resync) = (0, false);
-    loop {
-        let item = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("the stream ends rather than stalls");
-        match item {
-            Ok(Some(e)) => match e.kind {
-                Some(Kind::Typing(_)) => typing += 1,
-                Some(Kind::Resync(_)) => resync = true,
-                _ => {}
-            },
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let (typing, resync) = drain(&mut stream, |k| matches!(k, Kind::Typing(_))).await;
     assert!(resync, "told to resync");
     assert!(
         typing < 3000,
@@ -96,14 +105,7 @@ async fn a_stalled_stream_is_bounded_in_bytes_not_only_in_events() {
     let app = TestApp::spawn().await;
     let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
     // Bob is in 1,000 more (quiet) conversations: every event's cursor is ~32 KB.
-    let bob_id = app
-        .users()
-        .await
-        .get_me(authed(pb::GetMeRequest {}, &bob))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let bob_id = my_id(&app, &bob).await;
     db_sql(
         &app.db_name,
         &format!(
@@ -133,20 +135,7 @@ async fn a_stalled_stream_is_bounded_in_bytes_not_only_in_events() {
             .await
             .unwrap();
     }
-    let (mut messages, mut resync) = (0, false);
-    loop {
-        let item = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("the stream ends rather than stalls");
-        match item {
-            Ok(Some(e)) => match e.kind {
-                Some(Kind::MessageCreated(_)) => messages += 1,
-                Some(Kind::Resync(_)) => resync = true,
-                _ => {}
-            },
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let (messages, resync) = drain(&mut stream, |k| matches!(k, Kind::MessageCreated(_))).await;
     assert!(resync, "told to resync after {messages} messages");
     assert!(
         messages < 200,

@@ -141,14 +141,7 @@ async fn revoking_on_one_instance_ends_the_stream_on_another() {
 async fn a_deleted_user_leaves_every_conversation_and_their_stream_ends() {
     let app = TestApp::spawn().await;
     let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
-    let bob_id = app
-        .users()
-        .await
-        .get_me(authed(pb::GetMeRequest {}, &bob))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let bob_id = my_id(&app, &bob).await;
     let mut bob_stream = open(&app, &bob, "").await;
     let mut ann_stream = open(&app, &ann, "").await;
     app.admin()
@@ -222,4 +215,25 @@ async fn a_demoted_or_disabled_admin_loses_admin_rights_at_once() {
         let denied = list(token).await.unwrap_err();
         assert_eq!(denied.code(), Code::PermissionDenied, "{change}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_ends_every_stream_of_the_user() {
+    let app = TestApp::spawn().await;
+    let (_, bob) = user(&app, "bob").await;
+    let mut stream = open(&app, &bob, "").await;
+    let mut auth = app.auth().await;
+    auth.request_password_reset(pb::RequestPasswordResetRequest {
+        email: "bob@example.com".into(),
+    })
+    .await
+    .unwrap();
+    let code = reset_code(&app.wait_for_emails(1).await[0]);
+    auth.confirm_password_reset(pb::ConfirmPasswordResetRequest {
+        token: code,
+        new_password: "user-password-9".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(ends(&mut stream).await.code(), Code::Unauthenticated);
 }
