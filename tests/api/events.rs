@@ -399,8 +399,8 @@ async fn two_instances_behind_redis_deliver_each_others_events_in_order() {
 /// Two instances behind one Redis, Ann and Bob in group `g`, Bob's stream open on B and
 /// known to be live: it received Ann's first message, sent on A.
 struct Across {
-    a: TestApp,
-    b: TestApp,
+    /// The instances, kept running for the test.
+    _servers: (TestApp, TestApp),
     ann: String,
     g: String,
     on_b: Streaming<pb::Event>,
@@ -418,8 +418,7 @@ impl Across {
             .unwrap();
         assert_eq!(created_text(&next(&mut on_b).await), "before");
         Self {
-            a,
-            b,
+            _servers: (a, b),
             ann,
             g,
             on_b,
@@ -498,34 +497,27 @@ impl Drop for OwnRedis {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
     let mut redis = OwnRedis::start();
-    let Across {
-        a: _a,
-        b: _b,
-        ann,
-        g,
-        mut on_b,
-        mut c,
-    } = Across::start(&redis.url()).await;
+    let mut t = Across::start(&redis.url()).await;
 
     // Redis goes away; sends keep succeeding (the log is the truth), publishes fail.
     redis.kill();
     for i in 0..5 {
-        c.send_message(authed(send(&g, &format!("during {i}")), &ann))
+        t.c.send_message(authed(send(&t.g, &format!("during {i}")), &t.ann))
             .await
             .unwrap();
     }
     redis.restart();
     // B resubscribes by itself and re-reads the log: nothing is lost, nothing repeats.
     for i in 0..5 {
-        let e = tokio::time::timeout(Duration::from_secs(15), next(&mut on_b))
+        let e = tokio::time::timeout(Duration::from_secs(15), next(&mut t.on_b))
             .await
             .expect("delivery resumes");
         assert_eq!(created_text(&e), format!("during {i}"));
     }
-    c.send_message(authed(send(&g, "after"), &ann))
+    t.c.send_message(authed(send(&t.g, "after"), &t.ann))
         .await
         .unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(15), next(&mut on_b))
+    let e = tokio::time::timeout(Duration::from_secs(15), next(&mut t.on_b))
         .await
         .expect("live again");
     assert_eq!(created_text(&e), "after");
@@ -534,14 +526,7 @@ async fn a_redis_restart_loses_nothing_and_delivery_resumes_on_its_own() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_whose_publish_failed_still_arrives_without_a_later_send() {
     let redis = OwnRedis::start();
-    let Across {
-        a: _a,
-        b: _b,
-        ann,
-        g,
-        mut on_b,
-        mut c,
-    } = Across::start(&redis.url()).await;
+    let mut t = Across::start(&redis.url()).await;
 
     // Redis holds writes longer than a reply may take: A's PUBLISH times out. Then the
     // connections that are not subscriptions are cut (the held PUBLISH dies with them) and
@@ -559,7 +544,7 @@ async fn a_message_whose_publish_failed_still_arrives_without_a_later_send() {
             .unwrap();
     };
     command(&mut admin, &["CLIENT", "PAUSE", "5000", "WRITE"]).await;
-    c.send_message(authed(send(&g, "while paused"), &ann))
+    t.c.send_message(authed(send(&t.g, "while paused"), &t.ann))
         .await
         .expect("a send commits without Redis");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -567,15 +552,15 @@ async fn a_message_whose_publish_failed_still_arrives_without_a_later_send() {
     command(&mut admin, &kill).await;
     command(&mut admin, &["CLIENT", "UNPAUSE"]).await;
     // The conversation stays quiet: the message must come anyway, once.
-    let e = tokio::time::timeout(Duration::from_secs(10), next(&mut on_b))
+    let e = tokio::time::timeout(Duration::from_secs(10), next(&mut t.on_b))
         .await
         .expect("the message arrives without another send");
     assert_eq!(created_text(&e), "while paused");
-    c.send_message(authed(send(&g, "after"), &ann))
+    t.c.send_message(authed(send(&t.g, "after"), &t.ann))
         .await
         .unwrap();
     assert_eq!(
-        created_text(&next(&mut on_b).await),
+        created_text(&next(&mut t.on_b).await),
         "after",
         "no duplicate"
     );
