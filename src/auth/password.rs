@@ -25,9 +25,12 @@ pub struct Hasher {
 }
 
 impl Default for Hasher {
+    /// One hash at a time per core but one: a flood of sign-ins leaves a core for every
+    /// other call.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::new(cores, cores * QUEUE_PER_CORE)
+        let parallel = cores.saturating_sub(1).max(1);
+        Self::new(parallel, cores * QUEUE_PER_CORE)
     }
 }
 

@@ -166,6 +166,8 @@ impl Session {
 
     /// Ends the stream with `last`, delivered after what is buffered (within 5 s).
     fn finish(&self, last: Item) -> Stop {
+        // Counted like any item, so the receiver's accounting stays exact.
+        self.bytes.fetch_add(last.weight(), Ordering::Relaxed);
         let out = self.out.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), out.send(last)).await;
@@ -323,7 +325,7 @@ pub async fn open(
         let result = run(&mut session, &mut live, lifetime).await;
         if let Err(e) = result {
             tracing::warn!(user = %user, error = %e, "event stream failed");
-            let _ = session.out.try_send(Item::Resync {
+            session.finish(Item::Resync {
                 reason: "the server could not continue the stream".into(),
             });
         }

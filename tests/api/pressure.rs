@@ -203,12 +203,16 @@ async fn a_login_flood_leaves_other_calls_fast_and_is_refused_past_the_queue() {
     for f in flood {
         f.await.unwrap();
     }
+    eprintln!(
+        "GetMe median: {idle:?} idle, {flooded:?} during the flood; {} logins refused",
+        refused.load(Ordering::Relaxed)
+    );
     assert!(
         refused.load(Ordering::Relaxed) > 0,
         "logins past the queue are refused"
     );
     assert!(
-        flooded < idle * 10 + Duration::from_millis(50),
+        flooded < idle * 10 + Duration::from_millis(100),
         "GetMe took {flooded:?} during the flood, {idle:?} idle"
     );
 }
