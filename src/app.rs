@@ -60,7 +60,7 @@ impl App {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let (url, embedded) = db::resolve(config.store.database_url.as_ref(), data_dir).await?;
-        let built = Self::build_on(config, &url, embedded.as_ref()).await;
+        let built = Self::build_on(config, &url).await;
         match (built, embedded) {
             (Ok(mut app), embedded) => {
                 app.embedded = embedded;
@@ -76,11 +76,7 @@ impl App {
         }
     }
 
-    async fn build_on(
-        config: Config,
-        url: &str,
-        _embedded: Option<&EmbeddedPostgres>,
-    ) -> anyhow::Result<Self> {
+    async fn build_on(config: Config, url: &str) -> anyhow::Result<Self> {
         let data_dir = &config.store.data_dir;
         db::migrate(url).await?;
         let pool = db::connect(url, config.store.db_pool_size).await?;
@@ -295,7 +291,7 @@ fn is_grpc(req: &Request) -> bool {
         && req
             .headers()
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        && !req.uri().path().starts_with("/api/");
+        && !crate::rest::is_rest_path(req.uri().path());
     content_type.starts_with("application/grpc") || preflight
 }
 

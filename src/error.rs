@@ -1,7 +1,8 @@
 //! The one error type of the service layer and its one mapping to `tonic::Status`.
 //!
-//! Client errors are logged at debug level and carry their message to the client; internal
-//! errors are logged at error level and reach the client only as "internal error".
+//! Client errors carry their message to the client (invalid arguments are also logged at
+//! debug level; every response's status is in the trace layer's span); internal errors are
+//! logged at error level and reach the client only as "internal error".
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};

@@ -10,17 +10,21 @@ use axum::{
 };
 use std::sync::Arc;
 
-/// Path prefixes of the RPCs callable without a token.
-const PUBLIC: &[&str] = &[
-    "/epop.v1.AuthService/",
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
+/// The services callable without a token (every RPC of each), by their generated names.
+const PUBLIC: [&str; 4] = [
+    crate::pb::auth_service_server::SERVICE_NAME,
+    tonic_health::pb::health_server::SERVICE_NAME,
+    tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+    tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
 ];
 
-/// True for RPCs that need no token.
+/// True for RPCs (`/<service>/<method>`) that need no token.
 pub fn is_public(path: &str) -> bool {
-    PUBLIC.iter().any(|p| path.starts_with(p))
+    let service = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .map(|(service, _)| service);
+    service.is_some_and(|s| PUBLIC.contains(&s))
 }
 
 /// The axum middleware: passes public RPCs through, authenticates the rest.

@@ -32,9 +32,6 @@ const MIGRATION_LOCK: i64 = 0x6570_6f70;
 /// The connection pool.
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 
-/// A pooled connection.
-pub type Conn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
-
 /// Opens a pool of at most `size` connections to `url`.
 pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);

@@ -25,6 +25,12 @@ impl AdminApi {
     pub fn new(state: State) -> Self {
         Self { state }
     }
+
+    /// The caller of `request` as an admin (checked before anything is parsed).
+    async fn admin<T>(&self, request: &Request<T>) -> Result<service::admin::Admin, Status> {
+        let caller = Caller::of(request)?;
+        Ok(service::admin::authorize(&self.state, &caller).await?)
+    }
 }
 
 fn division_ids(field: &str, raw: &[i32]) -> Result<Vec<DivisionId>, Error> {
@@ -82,7 +88,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AdminListUsersRequest>,
     ) -> Result<Response<pb::AdminListUsersResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let admin = self.admin(&request).await?;
         let r = request.into_inner();
         let filter = db::users::Filter {
             query: SearchText::parse("query", &r.query)?,
@@ -93,7 +99,7 @@ impl AdminService for AdminApi {
         };
         let size = PageSize::parse(r.page_size, 50, 200)?;
         let token = PageToken::parse(&r.page_token)?;
-        let page = service::admin::list_users(&self.state, &caller, filter, size, token).await?;
+        let page = service::admin::list_users(&self.state, &admin, filter, size, token).await?;
         Ok(Response::new(pb::AdminListUsersResponse {
             users: page.items.into_iter().map(convert::user).collect(),
             next_page_token: page.next_page_token,
@@ -104,8 +110,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let r = request.into_inner();
         let email = Email::parse("email", &r.email)?;
         let display_name = if r.display_name.trim().is_empty() {
@@ -120,7 +125,7 @@ impl AdminService for AdminApi {
             email,
             display_name,
         };
-        let u = service::admin::create_user(&self.state, &caller, new).await?;
+        let u = service::admin::create_user(&self.state, &admin, new).await?;
         Ok(Response::new(convert::user(u)))
     }
 
@@ -128,10 +133,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AdminGetUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let id = UserId::parse("id", &request.get_ref().id)?;
-        let u = service::admin::get_user(&self.state, &caller, id).await?;
+        let u = service::admin::get_user(&self.state, &admin, id).await?;
         Ok(Response::new(convert::user(u)))
     }
 
@@ -139,12 +143,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let r = request.into_inner();
         let id = UserId::parse("id", &r.id)?;
         let update = user_update(&r)?;
-        let u = service::admin::update_user(&self.state, &caller, id, update).await?;
+        let u = service::admin::update_user(&self.state, &admin, id, update).await?;
         Ok(Response::new(convert::user(u)))
     }
 
@@ -152,10 +155,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let id = UserId::parse("id", &request.get_ref().id)?;
-        service::admin::delete_user(&self.state, &caller, id).await?;
+        service::admin::delete_user(&self.state, &admin, id).await?;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -163,8 +165,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListDivisionsRequest>,
     ) -> Result<Response<pb::ListDivisionsResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        let divisions = service::admin::list_divisions(&self.state, &caller).await?;
+        let admin = self.admin(&request).await?;
+        let divisions = service::admin::list_divisions(&self.state, &admin).await?;
         Ok(Response::new(pb::ListDivisionsResponse {
             divisions: divisions.into_iter().map(convert::division).collect(),
         }))
@@ -174,10 +176,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateDivisionRequest>,
     ) -> Result<Response<pb::Division>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let name = DivisionName::parse("name", &request.get_ref().name)?;
-        let d = service::admin::create_division(&self.state, &caller, name).await?;
+        let d = service::admin::create_division(&self.state, &admin, name).await?;
         Ok(Response::new(convert::division(d)))
     }
 
@@ -185,12 +186,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateDivisionRequest>,
     ) -> Result<Response<pb::Division>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let r = request.into_inner();
         let id = DivisionId::parse("id", r.id)?;
         let name = DivisionName::parse("name", &r.name)?;
-        let d = service::admin::rename_division(&self.state, &caller, id, name).await?;
+        let d = service::admin::rename_division(&self.state, &admin, id, name).await?;
         Ok(Response::new(convert::division(d)))
     }
 
@@ -198,10 +198,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteDivisionRequest>,
     ) -> Result<Response<pb::DeleteDivisionResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let id = DivisionId::parse("id", request.get_ref().id)?;
-        service::admin::delete_division(&self.state, &caller, id).await?;
+        service::admin::delete_division(&self.state, &admin, id).await?;
         Ok(Response::new(pb::DeleteDivisionResponse {}))
     }
 
@@ -209,12 +208,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddDivisionMemberRequest>,
     ) -> Result<Response<pb::Division>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let r = request.into_inner();
         let id = DivisionId::parse("division_id", r.division_id)?;
         let user = UserId::parse("user_id", &r.user_id)?;
-        let d = service::admin::set_division_member(&self.state, &caller, id, user, true).await?;
+        let d = service::admin::set_division_member(&self.state, &admin, id, user, true).await?;
         Ok(Response::new(convert::division(d)))
     }
 
@@ -222,12 +220,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RemoveDivisionMemberRequest>,
     ) -> Result<Response<pb::Division>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_admin()?;
+        let admin = self.admin(&request).await?;
         let r = request.into_inner();
         let id = DivisionId::parse("division_id", r.division_id)?;
         let user = UserId::parse("user_id", &r.user_id)?;
-        let d = service::admin::set_division_member(&self.state, &caller, id, user, false).await?;
+        let d = service::admin::set_division_member(&self.state, &admin, id, user, false).await?;
         Ok(Response::new(convert::division(d)))
     }
 }

@@ -2,6 +2,8 @@
 
 use crate::{
     auth::cookie,
+    domain::{Email, Password},
+    error::Error,
     grpc::convert,
     pb::{self, auth_service_server::AuthService},
     service::{self, State, auth::Session},
@@ -51,7 +53,11 @@ impl AuthService for AuthApi {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = request.into_inner();
-        let s = service::auth::login(&self.state, &r.email, &r.password).await?;
+        let email = Email::parse("email", &r.email)?;
+        if r.password.is_empty() {
+            return Err(Error::invalid("password", "is required").into());
+        }
+        let s = service::auth::login(&self.state, &email, &r.password).await?;
         let cookies = self.session_cookies(&s);
         let reply = pb::LoginResponse {
             access_token: s.access_token,
@@ -107,7 +113,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RequestPasswordResetRequest>,
     ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
-        service::auth::request_reset(&self.state, &request.get_ref().email).await?;
+        let email = Email::parse("email", &request.get_ref().email)?;
+        service::auth::request_reset(&self.state, &email).await?;
         Ok(Response::new(pb::RequestPasswordResetResponse {}))
     }
 
@@ -116,7 +123,11 @@ impl AuthService for AuthApi {
         request: Request<pb::ConfirmPasswordResetRequest>,
     ) -> Result<Response<pb::ConfirmPasswordResetResponse>, Status> {
         let r = request.into_inner();
-        service::auth::confirm_reset(&self.state, &r.token, &r.new_password).await?;
+        if r.token.is_empty() {
+            return Err(Error::invalid("token", "is required").into());
+        }
+        let password = Password::parse("new_password", &r.new_password)?;
+        service::auth::confirm_reset(&self.state, &r.token, &password).await?;
         Ok(Response::new(pb::ConfirmPasswordResetResponse {}))
     }
 }

@@ -17,16 +17,16 @@ use http::{HeaderName, HeaderValue, Method};
 use tonic::service::Routes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-/// The fully-qualified names of EPOP's eight services.
+/// The fully-qualified names of EPOP's eight services, from the generated code.
 pub const SERVICE_NAMES: [&str; 8] = [
-    "epop.v1.AuthService",
-    "epop.v1.UserService",
-    "epop.v1.AdminService",
-    "epop.v1.ProjectService",
-    "epop.v1.TaskService",
-    "epop.v1.ConversationService",
-    "epop.v1.FileService",
-    "epop.v1.AiService",
+    pb::auth_service_server::SERVICE_NAME,
+    pb::user_service_server::SERVICE_NAME,
+    pb::admin_service_server::SERVICE_NAME,
+    pb::project_service_server::SERVICE_NAME,
+    pb::task_service_server::SERVICE_NAME,
+    pb::conversation_service_server::SERVICE_NAME,
+    pb::file_service_server::SERVICE_NAME,
+    pb::ai_service_server::SERVICE_NAME,
 ];
 
 /// The gRPC router: every EPOP service, `grpc.health.v1`, reflection v1 and v1alpha; behind

@@ -2,7 +2,8 @@
 
 use crate::{
     auth::Caller,
-    domain::{DisplayName, DivisionId, PageSize, PageToken, SearchText, UserId},
+    domain::{DisplayName, DivisionId, PageSize, PageToken, Password, SearchText, UserId},
+    error::Error,
     grpc::convert::{self, Mask},
     pb::{self, user_service_server::UserService},
     service::{self, State},
@@ -58,8 +59,11 @@ impl UserService for UserApi {
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        service::users::change_password(&self.state, &caller, &r.current_password, &r.new_password)
-            .await?;
+        if r.current_password.is_empty() {
+            return Err(Error::invalid("current_password", "is required").into());
+        }
+        let new = Password::parse("new_password", &r.new_password)?;
+        service::users::change_password(&self.state, &caller, &r.current_password, &new).await?;
         Ok(Response::new(pb::ChangePasswordResponse {}))
     }
 

@@ -121,11 +121,8 @@ impl Stream for Events {
     }
 }
 
-/// Why a session ended early.
-enum Stop {
-    /// The client went away or cannot keep up, or the grant ended.
-    Gone,
-}
+/// The session ended early: the client went away or cannot keep up, or the grant ended.
+struct Stop;
 
 struct Session {
     pool: Pool,
@@ -154,7 +151,7 @@ impl Session {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => Err(self.too_slow()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Gone),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop),
         }
     }
 
@@ -172,7 +169,7 @@ impl Session {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), out.send(last)).await;
         });
-        Stop::Gone
+        Stop
     }
 
     fn end(&self, reason: &str) -> Stop {
@@ -215,7 +212,7 @@ impl Session {
             let _ = self.send(Item::Resync {
                 reason: "too far behind to replay; reload and reconnect".into(),
             });
-            return Ok(Err(Stop::Gone));
+            return Ok(Err(Stop));
         }
         for e in events {
             if let Err(stop) = self.deliver(e) {

@@ -1,4 +1,5 @@
-//! User, role and division management. Every function checks that the caller is an admin.
+//! User, role and division management. Every function takes an [`Admin`]: the proof, made
+//! once per call by [`authorize`], that the caller is an active admin.
 
 use crate::{
     auth::Caller,
@@ -14,14 +15,26 @@ use crate::{
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
-/// PERMISSION_DENIED unless the caller is an admin: by their token, and still now in the
+/// A caller checked to be an active admin; only [`authorize`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin(Caller);
+
+impl Admin {
+    /// The admin's user id.
+    pub fn user_id(&self) -> UserId {
+        self.0.user_id
+    }
+}
+
+/// The caller as an [`Admin`], or PERMISSION_DENIED: by their token, and still now in the
 /// database (a disabled, deleted or demoted admin loses the rights at once, not when the
-/// token expires).
-async fn admin(state: &State, caller: &Caller) -> Result<()> {
+/// token expires). Adapters call it before they parse anything, so non-admins learn nothing
+/// about what a valid request would be.
+pub async fn authorize(state: &State, caller: &Caller) -> Result<Admin> {
     caller.require_admin()?;
     let mut conn = state.pool.get().await?;
     if db::users::is_active_admin(&mut conn, caller.user_id).await? {
-        Ok(())
+        Ok(Admin(*caller))
     } else {
         Err(Error::PermissionDenied("this needs the ADMIN role".into()))
     }
@@ -30,30 +43,23 @@ async fn admin(state: &State, caller: &Caller) -> Result<()> {
 /// Lists users that are not deleted, by email.
 pub async fn list_users(
     state: &State,
-    caller: &Caller,
+    _admin: &Admin,
     filter: db::users::Filter,
     size: PageSize,
     token: PageToken<(String, Uuid)>,
 ) -> Result<Page<User>> {
-    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     let rows = db::users::list(&mut conn, &filter, token.0, size.0 + 1).await?;
     Ok(Page::from_rows(rows, size, |u| (u.email.clone(), u.id.0)))
 }
 
 /// Creates a user.
-pub async fn create_user(
-    state: &State,
-    caller: &Caller,
-    new: accounts::NewAccount,
-) -> Result<User> {
-    admin(state, caller).await?;
+pub async fn create_user(state: &State, _admin: &Admin, new: accounts::NewAccount) -> Result<User> {
     accounts::create(&state.pool, &state.hasher, new).await
 }
 
 /// One user that is not deleted.
-pub async fn get_user(state: &State, caller: &Caller, id: UserId) -> Result<User> {
-    admin(state, caller).await?;
+pub async fn get_user(state: &State, _admin: &Admin, id: UserId) -> Result<User> {
     let mut conn = state.pool.get().await?;
     db::users::get(&mut conn, id)
         .await?
@@ -82,12 +88,11 @@ pub struct UserUpdate {
 /// Admins cannot demote or disable themselves (so one admin always remains).
 pub async fn update_user(
     state: &State,
-    caller: &Caller,
+    admin: &Admin,
     id: UserId,
     update: UserUpdate,
 ) -> Result<User> {
-    admin(state, caller).await?;
-    if id == caller.user_id {
+    if id == admin.user_id() {
         if update.role.is_some_and(|r| r != Role::Admin) {
             return Err(Error::FailedPrecondition(
                 "admins cannot remove their own ADMIN role".into(),
@@ -142,9 +147,8 @@ pub async fn update_user(
 
 /// Deletes a user: revokes their sessions (ending their streams) and takes them out of every
 /// conversation. Admins cannot delete themselves.
-pub async fn delete_user(state: &State, caller: &Caller, id: UserId) -> Result<()> {
-    admin(state, caller).await?;
-    if id == caller.user_id {
+pub async fn delete_user(state: &State, admin: &Admin, id: UserId) -> Result<()> {
+    if id == admin.user_id() {
         return Err(Error::FailedPrecondition(
             "admins cannot delete themselves".into(),
         ));
@@ -168,8 +172,7 @@ pub async fn delete_user(state: &State, caller: &Caller, id: UserId) -> Result<(
 }
 
 /// Every division.
-pub async fn list_divisions(state: &State, caller: &Caller) -> Result<Vec<Division>> {
-    admin(state, caller).await?;
+pub async fn list_divisions(state: &State, _admin: &Admin) -> Result<Vec<Division>> {
     let mut conn = state.pool.get().await?;
     db::divisions::list(&mut conn).await
 }
@@ -177,10 +180,9 @@ pub async fn list_divisions(state: &State, caller: &Caller) -> Result<Vec<Divisi
 /// Creates a division.
 pub async fn create_division(
     state: &State,
-    caller: &Caller,
+    _admin: &Admin,
     name: DivisionName,
 ) -> Result<Division> {
-    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     let id = db::divisions::insert(&mut conn, &name).await?;
     db::divisions::get(&mut conn, id).await
@@ -189,19 +191,17 @@ pub async fn create_division(
 /// Renames a division.
 pub async fn rename_division(
     state: &State,
-    caller: &Caller,
+    _admin: &Admin,
     id: DivisionId,
     name: DivisionName,
 ) -> Result<Division> {
-    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     db::divisions::rename(&mut conn, id, &name).await?;
     db::divisions::get(&mut conn, id).await
 }
 
 /// Deletes a division and its memberships.
-pub async fn delete_division(state: &State, caller: &Caller, id: DivisionId) -> Result<()> {
-    admin(state, caller).await?;
+pub async fn delete_division(state: &State, _admin: &Admin, id: DivisionId) -> Result<()> {
     let mut conn = state.pool.get().await?;
     db::divisions::delete(&mut conn, id).await
 }
@@ -209,12 +209,11 @@ pub async fn delete_division(state: &State, caller: &Caller, id: DivisionId) -> 
 /// Adds (`add`) or removes a user's membership of a division.
 pub async fn set_division_member(
     state: &State,
-    caller: &Caller,
+    _admin: &Admin,
     id: DivisionId,
     user: UserId,
     add: bool,
 ) -> Result<Division> {
-    admin(state, caller).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         db::divisions::get(conn, id).await?;

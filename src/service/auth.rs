@@ -53,11 +53,7 @@ fn bad_refresh() -> Error {
 }
 
 /// Signs in with email and password.
-pub async fn login(state: &State, email: &str, password: &str) -> Result<Session> {
-    let email = Email::parse("email", email)?;
-    if password.is_empty() {
-        return Err(Error::invalid("password", "is required"));
-    }
+pub async fn login(state: &State, email: &Email, password: &str) -> Result<Session> {
     if password.chars().count() > Password::MAX_CHARS {
         return Err(bad_credentials());
     }
@@ -66,7 +62,7 @@ pub async fn login(state: &State, email: &str, password: &str) -> Result<Session
     let slot = state.hasher.reserve()?;
     let (user, hash) = {
         let mut conn = state.pool.get().await?;
-        match db::users::find_by_email(&mut conn, &email).await? {
+        match db::users::find_by_email(&mut conn, email).await? {
             Some((u, h)) => (Some(u), Some(h)),
             None => (None, None),
         }
@@ -249,8 +245,7 @@ pub const RESET_EVERY: Duration = Duration::from_secs(60);
 /// per [`RESET_EVERY`] (however often it is asked). The job looks the account up when it
 /// runs, so a request does the same work whether the address exists or not, and says
 /// nothing about it.
-pub async fn request_reset(state: &State, email: &str) -> Result<()> {
-    let email = Email::parse("email", email)?;
+pub async fn request_reset(state: &State, email: &Email) -> Result<()> {
     let key = format!(
         "password-reset:{}",
         URL_SAFE_NO_PAD.encode(Sha256::digest(email.as_str()))
@@ -272,11 +267,7 @@ pub async fn request_reset(state: &State, email: &str) -> Result<()> {
 }
 
 /// Sets a new password with a reset token, and revokes every session of the user.
-pub async fn confirm_reset(state: &State, token: &str, new_password: &str) -> Result<()> {
-    if token.is_empty() {
-        return Err(Error::invalid("token", "is required"));
-    }
-    let password = Password::parse("new_password", new_password)?;
+pub async fn confirm_reset(state: &State, token: &str, password: &Password) -> Result<()> {
     let token = token_hash(token);
     let invalid = || Error::invalid("token", "is invalid, expired or already used");
     // The token is checked before any hashing: a wrong one costs one query.
@@ -286,7 +277,7 @@ pub async fn confirm_reset(state: &State, token: &str, new_password: &str) -> Re
             return Err(invalid());
         }
     }
-    let hash = state.hasher.hash(&password).await?;
+    let hash = state.hasher.hash(password).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         let user = db::tokens::consume_reset(conn, &token)

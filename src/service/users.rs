@@ -42,12 +42,8 @@ pub async fn change_password(
     state: &State,
     caller: &Caller,
     current: &str,
-    new: &str,
+    new: &Password,
 ) -> Result<()> {
-    if current.is_empty() {
-        return Err(Error::invalid("current_password", "is required"));
-    }
-    let new = Password::parse("new_password", new)?;
     // No connection is held while hashing (see `auth::login`).
     let hash = {
         let mut conn = state.pool.get().await?;
@@ -61,7 +57,7 @@ pub async fn change_password(
             "is not the current password",
         ));
     }
-    let new_hash = state.hasher.hash(&new).await?;
+    let new_hash = state.hasher.hash(new).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         let changes = db::users::UserChanges {
