@@ -5,8 +5,10 @@ use crate::{
     auth::{jwt::JwtKeys, password::Hasher},
     config::Config,
     db::{self, embedded::EmbeddedPostgres},
+    domain::jobs::Job,
     grpc,
-    jobs::{Mailer, Worker},
+    jobs::{Handler, Worker},
+    mail::Mailer,
     service::{self, State},
 };
 use anyhow::Context;
@@ -122,17 +124,18 @@ impl App {
             broker,
             wake_jobs: wake_jobs.clone(),
         };
-        let worker = Worker {
-            pool,
+        let deps = service::JobDeps {
+            pool: pool.clone(),
             mailer: Arc::new(Mailer::new(
                 &config.mail_from,
                 config.smtp_url.as_ref(),
                 data_dir.join("mail"),
             )?),
             public_url: config.public_url.clone(),
-            wake: wake_jobs,
+            wake: wake_jobs.clone(),
             broker: state.broker.clone(),
         };
+        let worker = Worker::new(pool, wake_jobs, job_handlers(deps));
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));
         // Registered before the first call can arrive, so health never answers "unknown".
@@ -217,6 +220,33 @@ impl App {
         tracing::info!("EPOP stopped");
         served
     }
+}
+
+/// The handler of every kind of job: where the services' job functions are registered (the
+/// worker knows none of them).
+fn job_handlers(deps: service::JobDeps) -> Handler {
+    use service::{auth, digests, tasks};
+    Arc::new(move |job, claimed| {
+        let deps = deps.clone();
+        Box::pin(async move {
+            match job {
+                Job::PasswordResetEmail(target) => {
+                    auth::send_reset_email(&deps, &claimed, target).await
+                }
+                Job::TaskReminder {
+                    task_id,
+                    assignee_id,
+                    due_date,
+                } => tasks::send_reminder(&deps, &claimed, task_id, assignee_id, due_date).await,
+                Job::ConversationDigest { conversation_id } => {
+                    digests::queue_members(&deps, conversation_id).await
+                }
+                Job::MessageDigest { user_id } => {
+                    digests::send_digest(&deps, &claimed, user_id).await
+                }
+            }
+        })
+    })
 }
 
 /// Routes gRPC and gRPC-Web (and their CORS preflights) to the gRPC router; everything else

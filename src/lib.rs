@@ -15,7 +15,8 @@
 //! - [`service`]: business rules, authorization and transactions.
 //! - [`db`]: the pool, the embedded PostgreSQL, the generated schema and the queries.
 //! - [`realtime`]: the broker, resumable event stream sessions and their cursors.
-//! - [`jobs`]: the durable jobs table worker and the email sender.
+//! - [`jobs`]: the durable jobs table worker (handlers are registered in [`app`]).
+//! - [`mail`]: the email sender (SMTP or `.eml` files).
 
 pub mod app;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod jobs;
+pub mod mail;
 pub mod pb;
 pub mod realtime;
 pub mod rest;

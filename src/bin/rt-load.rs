@@ -11,7 +11,7 @@
 
 use clap::{Parser, Subcommand};
 use epop::{
-    grpc::conversations::json_to_struct,
+    grpc::convert::json_to_struct,
     pb::{
         self, admin_service_client::AdminServiceClient, auth_service_client::AuthServiceClient,
         conversation_service_client::ConversationServiceClient, event::Kind,

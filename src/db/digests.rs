@@ -54,26 +54,6 @@ pub async fn unread(conn: &mut AsyncPgConnection, user: UserId, limit: i64) -> R
     .map_err(Into::into)
 }
 
-/// Queues a digest job of `kind`, due now, for every member of `conversation` without one
-/// pending.
-pub async fn queue_members(
-    conn: &mut AsyncPgConnection,
-    conversation: Uuid,
-    kind: &str,
-) -> Result<()> {
-    diesel::sql_query(
-        "INSERT INTO jobs (kind, key, payload, run_at) \
-         SELECT $2, 'digest:' || m.user_id, jsonb_build_object('user_id', m.user_id), now() \
-         FROM conversation_members m WHERE m.conversation_id = $1 \
-         ON CONFLICT (kind, key) WHERE status = 'pending' AND key IS NOT NULL DO NOTHING",
-    )
-    .bind::<SqlUuid, _>(conversation)
-    .bind::<Text, _>(kind)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Records that `user` was told about messages up to `seq` of a conversation.
 pub async fn mark_notified(
     conn: &mut AsyncPgConnection,

@@ -1,7 +1,7 @@
 //! Queries on `jobs`, the durable queue: enqueue inside the caller's transaction, claim with
 //! `FOR UPDATE SKIP LOCKED` under a lease, then finish, retry later, or fail for good.
 
-use crate::{db::schema::jobs, error::Result};
+use crate::{db::schema::jobs, domain::jobs::Job, error::Result};
 use chrono::{DateTime, Utc};
 use diesel::{
     dsl::now,
@@ -11,10 +11,10 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
 
-/// A claimed job.
+/// A claimed job, as stored.
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg))]
-pub struct Job {
+pub struct Claimed {
     /// The job's id.
     pub id: i64,
     /// What to do, e.g. `password_reset_email`.
@@ -32,20 +32,17 @@ pub struct Job {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
-/// Enqueues a job to run at `run_at` (now when `None`), under an optional `key` that names
-/// what it is about (e.g. `task:<id>`), so it can be cancelled.
+/// Enqueues `job` to run at `run_at` (now when `None`).
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
-    kind: &str,
-    key: Option<&str>,
-    payload: serde_json::Value,
+    job: &Job,
     run_at: Option<DateTime<Utc>>,
 ) -> Result<i64> {
     diesel::insert_into(jobs::table)
         .values((
-            jobs::kind.eq(kind),
-            jobs::key.eq(key),
-            jobs::payload.eq(payload),
+            jobs::kind.eq(job.kind()),
+            jobs::key.eq(job.key()),
+            jobs::payload.eq(job.payload()),
             jobs::run_at.eq(run_at.unwrap_or_else(Utc::now)),
         ))
         .returning(jobs::id)
@@ -57,7 +54,11 @@ pub async fn enqueue(
 /// Claims up to `limit` due jobs for `lease`: no other worker (in this process or another)
 /// sees them until the lease ends, so a worker that dies mid-job gives it back. Claim only
 /// the jobs about to run: the lease runs from now.
-pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) -> Result<Vec<Job>> {
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>> {
     // Diesel's DSL has no UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n).
     diesel::sql_query(
         "UPDATE jobs SET locked_until = $1, attempts = attempts + 1, updated_at = now() \
@@ -73,42 +74,45 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64, lease: Duration) ->
     .map_err(Into::into)
 }
 
-/// Enqueues a job unless one of the same kind and key is pending (batching); true when
-/// queued. Takes a shared connection, so it can be pipelined with other statements.
+/// Enqueues `jobs` to run at `run_at`, each unless one of its kind and key is pending
+/// (batching); answers how many were queued. Takes a shared connection, so it can be
+/// pipelined with other statements.
 pub async fn enqueue_once(
     mut conn: &AsyncPgConnection,
-    kind: &str,
-    key: &str,
-    payload: serde_json::Value,
+    jobs: &[Job],
     run_at: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<usize> {
     use diesel::query_builder::DecoratableTarget;
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            (
+                jobs::kind.eq(job.kind()),
+                jobs::key.eq(job.key()),
+                jobs::payload.eq(job.payload()),
+                jobs::run_at.eq(run_at),
+            )
+        })
+        .collect();
     // Built with the DSL (not raw SQL) so that the prepared statement is cached.
-    let n = diesel::insert_into(jobs::table)
-        .values((
-            jobs::kind.eq(kind),
-            jobs::key.eq(key),
-            jobs::payload.eq(payload),
-            jobs::run_at.eq(run_at),
-        ))
+    diesel::insert_into(jobs::table)
+        .values(rows)
         .on_conflict((jobs::kind, jobs::key))
         .filter_target(diesel::dsl::sql::<diesel::sql_types::Bool>(
             "status = 'pending' AND key IS NOT NULL",
         ))
         .do_nothing()
         .execute(&mut conn)
-        .await?;
-    Ok(n == 1)
+        .await
+        .map_err(Into::into)
 }
 
-/// Enqueues a job of `kind` under `key` to run now, unless one of that kind and key was
-/// created within `every` (whatever became of it); true when queued. The same statement
-/// whatever the key names, so callers can use it without revealing anything by timing.
+/// Enqueues `job` to run now, unless one of its kind and key was created within `every`
+/// (whatever became of it); true when queued. The same statement whatever the key names,
+/// so callers can use it without revealing anything by timing.
 pub async fn enqueue_throttled(
     conn: &mut AsyncPgConnection,
-    kind: &str,
-    key: &str,
-    payload: serde_json::Value,
+    job: &Job,
     every: Duration,
 ) -> Result<bool> {
     use diesel::sql_types::{Jsonb, Text};
@@ -117,9 +121,9 @@ pub async fn enqueue_throttled(
          WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND key = $2 AND created_at > $4) \
          ON CONFLICT (kind, key) WHERE status = 'pending' AND key IS NOT NULL DO NOTHING",
     )
-    .bind::<Text, _>(kind)
-    .bind::<Text, _>(key)
-    .bind::<Jsonb, _>(payload)
+    .bind::<Text, _>(job.kind())
+    .bind::<Text, _>(job.key())
+    .bind::<Jsonb, _>(job.payload())
     .bind::<Timestamptz, _>(Utc::now() - every)
     .execute(conn)
     .await?;
@@ -150,7 +154,7 @@ type Owned<'a> = diesel::dsl::Filter<
 >;
 
 /// The job as claimed, while its claim holds: still pending under the same lease.
-fn owned(job: &Job) -> Owned<'static> {
+fn owned(job: &Claimed) -> Owned<'static> {
     jobs::table
         .find(job.id)
         .filter(jobs::status.eq("pending"))
@@ -159,7 +163,7 @@ fn owned(job: &Job) -> Owned<'static> {
 
 /// Marks a claimed job done; false (changing nothing) when its lease was lost to another
 /// worker.
-pub async fn finish(conn: &mut AsyncPgConnection, job: &Job) -> Result<bool> {
+pub async fn finish(conn: &mut AsyncPgConnection, job: &Claimed) -> Result<bool> {
     let n = diesel::update(owned(job))
         .set((
             jobs::status.eq("done"),
@@ -175,7 +179,7 @@ pub async fn finish(conn: &mut AsyncPgConnection, job: &Job) -> Result<bool> {
 /// has no attempts left; false (changing nothing) when its lease was lost.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
-    job: &Job,
+    job: &Claimed,
     error: &str,
     retry_at: DateTime<Utc>,
 ) -> Result<bool> {

@@ -9,7 +9,7 @@ use crate::{
         messages::Message,
         schema::{conversation_events, conversation_members, conversations, messages},
     },
-    domain::{RichText, UserId},
+    domain::{RichText, UserId, jobs::Job},
     error::{Error, Result},
 };
 use chrono::{DateTime, Utc};
@@ -28,22 +28,36 @@ pub struct Sent {
     pub recipients: Vec<Uuid>,
 }
 
+/// A message to write.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// The conversation.
+    pub conversation: Uuid,
+    /// Who sends it.
+    pub sender: UserId,
+    /// Its content.
+    pub content: &'a RichText,
+    /// The sender's idempotency key, if any.
+    pub key: Option<&'a str>,
+    /// The sender's uploads to attach.
+    pub attachments: &'a [Uuid],
+    /// When the conversation's digest job (if this send queues it) is due.
+    pub digest_at: DateTime<Utc>,
+}
+
 /// Appends a message and its event under the conversation's row lock, so commit order
 /// equals sequence order with no gaps (`None`, writing nothing, unless the sender is a
 /// member); moves the sender's read position to it; queues the conversation's digest job
-/// (kind `digest_kind`, due at `digest_at`) unless one is pending: one row per period,
-/// however many members.
-#[allow(clippy::too_many_arguments)]
-pub async fn send(
-    conn: &mut AsyncPgConnection,
-    conversation: Uuid,
-    sender: UserId,
-    content: &RichText,
-    key: Option<&str>,
-    attachments: &[Uuid],
-    digest_kind: &str,
-    digest_at: DateTime<Utc>,
-) -> Result<Option<Sent>> {
+/// unless one is pending: one row per period, however many members.
+pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<Option<Sent>> {
+    let NewMessage {
+        conversation,
+        sender,
+        content,
+        key,
+        attachments,
+        digest_at,
+    } = new;
     let is_member = diesel::dsl::exists(
         conversation_members::table
             .filter(conversation_members::conversation_id.eq(conversation))
@@ -120,14 +134,10 @@ pub async fn send(
     let recipients = members
         .select(conversation_members::user_id)
         .load::<Uuid>(&mut c);
-    let digest_key = format!("digest-conversation:{conversation}");
-    let digest = crate::db::jobs::enqueue_once(
-        c,
-        digest_kind,
-        &digest_key,
-        serde_json::json!({ "conversation_id": conversation }),
-        digest_at,
-    );
+    let digest_job = [Job::ConversationDigest {
+        conversation_id: conversation,
+    }];
+    let digest = crate::db::jobs::enqueue_once(c, &digest_job, digest_at);
     let inserted = async {
         insert_message.await.map_err(|e| {
             crate::error::on_unique(

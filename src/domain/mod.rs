@@ -1,6 +1,7 @@
 //! Typed ids and validated values: built once by `parse`, trusted everywhere after. No IO.
 
 mod ids;
+pub mod jobs;
 mod paging;
 mod projects;
 mod rich_text;

@@ -1,29 +1,18 @@
 //! `epop.v1.ConversationService`: conversations, messages, typing and the event stream.
 
+use crate::realtime::session::Item;
 use crate::{
     auth::Caller,
-    db::{
-        conversations::Conversation,
-        messages::{Message, Window},
-    },
+    db::messages::{Message, Window},
     domain::{PageSize, PageToken, RichText, SearchText, UserId, parse_uuid},
     error::{Error, Result},
     grpc::convert::{self, Mask},
     pb::{self, conversation_service_server::ConversationService},
-    service::{
-        self, State,
-        conversations::{NewConversation, Summary},
-    },
+    service::{self, State, conversations::NewConversation},
 };
-use crate::{
-    db::events::EventBody,
-    realtime::{BoardChange, session::Item},
-};
-use prost_types::{ListValue, Struct, Value as PValue, value::Kind};
-use serde_json::Value;
+use prost_types::Struct;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 /// The ConversationService adapter.
 #[derive(Debug, Clone)]
@@ -38,94 +27,9 @@ impl ConversationApi {
     }
 }
 
-/// A protobuf `Struct` as JSON.
-pub fn struct_to_json(s: &Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect(),
-    )
-}
-
-fn value_to_json(v: &PValue) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
-        }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
-    }
-}
-
-/// JSON as a protobuf `Struct` (non-objects give an empty one).
-pub fn json_to_struct(v: &Value) -> Struct {
-    match v {
-        Value::Object(map) => Struct {
-            fields: map
-                .iter()
-                .map(|(k, v)| (k.clone(), json_to_value(v)))
-                .collect(),
-        },
-        _ => Struct::default(),
-    }
-}
-
-fn json_to_value(v: &Value) -> PValue {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue {
-            values: a.iter().map(json_to_value).collect(),
-        }),
-        Value::Object(_) => Kind::StructValue(json_to_struct(v)),
-    };
-    PValue { kind: Some(kind) }
-}
-
 fn content(field: &str, s: Option<&Struct>) -> Result<RichText> {
     let s = s.ok_or_else(|| Error::invalid(field, "is required"))?;
-    RichText::parse(field, struct_to_json(s))
-}
-
-fn message(m: Message, attachments: Vec<Uuid>) -> pb::Message {
-    pb::Message {
-        id: m.id.to_string(),
-        conversation_id: m.conversation_id.to_string(),
-        seq: m.seq,
-        sender_id: m.sender_id.to_string(),
-        content: m.deleted_at.is_none().then(|| json_to_struct(&m.content)),
-        text: m.body_text,
-        attachment_ids: attachments.iter().map(Uuid::to_string).collect(),
-        deleted: m.deleted_at.is_some(),
-        create_time: Some(convert::timestamp(m.created_at)),
-        edit_time: m.edited_at.map(convert::timestamp),
-    }
-}
-
-fn conversation(s: Summary) -> pb::Conversation {
-    let c: Conversation = s.conversation;
-    pb::Conversation {
-        id: c.id.to_string(),
-        kind: if c.is_group {
-            pb::ConversationKind::Group
-        } else {
-            pb::ConversationKind::Direct
-        }
-        .into(),
-        title: c.title.unwrap_or_default(),
-        member_ids: c.member_ids.iter().map(|u| u.0.to_string()).collect(),
-        last_message: s.last_message.map(|(m, a)| message(m, a)),
-        unread_count: c.unread_count,
-        last_read_seq: c.last_read_seq,
-        create_time: Some(convert::timestamp(c.created_at)),
-        last_activity_time: Some(convert::timestamp(c.last_activity_at)),
-    }
+    RichText::parse(field, convert::struct_to_json(s))
 }
 
 fn title(field: &str, raw: &str) -> Result<String> {
@@ -154,104 +58,9 @@ impl ConversationApi {
             .into_iter()
             .map(|m| {
                 let a = attachments.remove(&m.id).unwrap_or_default();
-                message(m, a)
+                convert::message(m, a)
             })
             .collect())
-    }
-}
-
-/// The wire form of a stream item.
-fn event(item: Item) -> pb::Event {
-    use pb::event::Kind as K;
-    let (cursor, kind) = match item {
-        Item::Event { event, cursor } => {
-            let conversation_id = event.conversation_id.to_string();
-            let kind = match event.body {
-                EventBody::MessageCreated {
-                    message: m,
-                    attachment_ids,
-                } => K::MessageCreated(message(m, attachment_ids)),
-                EventBody::MessageUpdated {
-                    message: m,
-                    attachment_ids,
-                } => K::MessageUpdated(message(m, attachment_ids)),
-                EventBody::MessageDeleted { message: m } => K::MessageDeleted(message(m, vec![])),
-                EventBody::Membership { added, removed } => {
-                    K::MembershipChanged(pb::MembershipChanged {
-                        conversation: Some(pb::Conversation {
-                            id: conversation_id,
-                            ..Default::default()
-                        }),
-                        added_user_ids: added.iter().map(Uuid::to_string).collect(),
-                        removed_user_ids: removed.iter().map(Uuid::to_string).collect(),
-                    })
-                }
-                EventBody::ReadReceipt { user_id, seq } => K::ReadReceipt(pb::ReadReceipt {
-                    conversation_id,
-                    user_id: user_id.to_string(),
-                    seq,
-                }),
-            };
-            (cursor, kind)
-        }
-        Item::Typing {
-            conversation_id,
-            user_id,
-            expires_at,
-        } => (
-            String::new(),
-            K::Typing(pb::Typing {
-                conversation_id: conversation_id.to_string(),
-                user_id: user_id.to_string(),
-                expire_time: Some(convert::timestamp(expires_at)),
-            }),
-        ),
-        Item::Presence { user_id, online } => (
-            String::new(),
-            K::Presence(pb::Presence {
-                user_id: user_id.to_string(),
-                online,
-            }),
-        ),
-        Item::PresenceSnapshot(online) => (
-            String::new(),
-            K::PresenceSnapshot(pb::PresenceSnapshot {
-                online_user_ids: online.iter().map(Uuid::to_string).collect(),
-            }),
-        ),
-        Item::Board(change) => (
-            String::new(),
-            match change {
-                BoardChange::Task(t) => K::TaskChanged(crate::grpc::tasks::task(*t)),
-                BoardChange::TaskDeleted {
-                    project_id,
-                    task_id,
-                } => K::TaskDeleted(pb::TaskDeleted {
-                    project_id: project_id.to_string(),
-                    task_id: task_id.to_string(),
-                }),
-                BoardChange::Project(p) => K::ProjectChanged(crate::grpc::projects::project(*p)),
-                BoardChange::ProjectDeleted { project_id } => {
-                    K::ProjectDeleted(pb::ProjectDeleted {
-                        project_id: project_id.to_string(),
-                    })
-                }
-            },
-        ),
-        // `End` is answered as an error status by the stream itself; never reaches here.
-        Item::Resync { reason } | Item::End { reason } => {
-            (String::new(), K::Resync(pb::Resync { reason }))
-        }
-        Item::Heartbeat => (
-            String::new(),
-            K::Heartbeat(pb::Heartbeat {
-                time: Some(convert::timestamp(chrono::Utc::now())),
-            }),
-        ),
-    };
-    pb::Event {
-        cursor,
-        kind: Some(kind),
     }
 }
 
@@ -280,7 +89,7 @@ impl ConversationService for ConversationApi {
         let stream = events.map(|item| match item {
             // The grant ended: the client reconnects with a fresh token and its last cursor.
             Item::End { reason } => Err(Status::unauthenticated(reason)),
-            item => Ok(event(item)),
+            item => Ok(convert::event(item)),
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -300,7 +109,7 @@ impl ConversationService for ConversationApi {
         )
         .await?;
         Ok(Response::new(pb::ListConversationsResponse {
-            conversations: page.items.into_iter().map(conversation).collect(),
+            conversations: page.items.into_iter().map(convert::conversation).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -335,7 +144,7 @@ impl ConversationService for ConversationApi {
                 .into());
             }
         };
-        Ok(Response::new(conversation(
+        Ok(Response::new(convert::conversation(
             service::conversations::create(&self.state, &caller, new).await?,
         )))
     }
@@ -346,7 +155,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Conversation>, Status> {
         let caller = Caller::of(&request)?;
         let id = parse_uuid("id", &request.get_ref().id)?;
-        Ok(Response::new(conversation(
+        Ok(Response::new(convert::conversation(
             service::conversations::get(&self.state, &caller, id).await?,
         )))
     }
@@ -363,7 +172,7 @@ impl ConversationService for ConversationApi {
             return Err(Error::invalid("update_mask", "names nothing to change").into());
         }
         let t = title("title", r.title.as_deref().unwrap_or_default())?;
-        Ok(Response::new(conversation(
+        Ok(Response::new(convert::conversation(
             service::conversations::rename(&self.state, &caller, id, t).await?,
         )))
     }
@@ -376,7 +185,7 @@ impl ConversationService for ConversationApi {
         let r = request.into_inner();
         let id = parse_uuid("conversation_id", &r.conversation_id)?;
         let u = users("user_ids", &r.user_ids)?;
-        Ok(Response::new(conversation(
+        Ok(Response::new(convert::conversation(
             service::conversations::add_members(&self.state, &caller, id, u).await?,
         )))
     }
@@ -391,12 +200,14 @@ impl ConversationService for ConversationApi {
         let user = UserId::parse("user_id", &r.user_id)?;
         let after = service::conversations::remove_member(&self.state, &caller, id, user).await?;
         // Removing oneself (leaving) answers the id only: the caller sees the group no more.
-        Ok(Response::new(after.map(conversation).unwrap_or_else(
-            || pb::Conversation {
-                id: id.to_string(),
-                ..Default::default()
-            },
-        )))
+        Ok(Response::new(
+            after
+                .map(convert::conversation)
+                .unwrap_or_else(|| pb::Conversation {
+                    id: id.to_string(),
+                    ..Default::default()
+                }),
+        ))
     }
 
     async fn leave_conversation(
@@ -485,7 +296,7 @@ impl ConversationService for ConversationApi {
         };
         let (m, attachments) =
             service::conversations::send(&self.state, &caller, id, body, attachments, key).await?;
-        Ok(Response::new(message(m, attachments)))
+        Ok(Response::new(convert::message(m, attachments)))
     }
 
     async fn update_message(

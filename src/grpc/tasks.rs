@@ -2,7 +2,7 @@
 
 use crate::{
     auth::Caller,
-    db::tasks::{Filter, NewTask, Sort, SortKey, Task, TaskChanges},
+    db::tasks::{Filter, NewTask, Sort, SortKey, TaskChanges},
     domain::{
         Description, PageSize, PageToken, ProjectId, SearchText, TaskId, TaskStatus, TaskTitle,
         UserId, parse_date,
@@ -25,29 +25,6 @@ impl TaskApi {
     pub fn new(state: State) -> Self {
         Self { state }
     }
-}
-
-fn status_to_pb(s: TaskStatus) -> pb::TaskStatus {
-    match s {
-        TaskStatus::Todo => pb::TaskStatus::Todo,
-        TaskStatus::InProgress => pb::TaskStatus::InProgress,
-        TaskStatus::InReview => pb::TaskStatus::InReview,
-        TaskStatus::Done => pb::TaskStatus::Done,
-        TaskStatus::Cancelled => pb::TaskStatus::Cancelled,
-    }
-}
-
-/// A status from request field `field`; unspecified is `None`.
-fn status_from_pb(field: &str, raw: i32) -> Result<Option<TaskStatus>> {
-    Ok(match pb::TaskStatus::try_from(raw) {
-        Ok(pb::TaskStatus::Unspecified) => None,
-        Ok(pb::TaskStatus::Todo) => Some(TaskStatus::Todo),
-        Ok(pb::TaskStatus::InProgress) => Some(TaskStatus::InProgress),
-        Ok(pb::TaskStatus::InReview) => Some(TaskStatus::InReview),
-        Ok(pb::TaskStatus::Done) => Some(TaskStatus::Done),
-        Ok(pb::TaskStatus::Cancelled) => Some(TaskStatus::Cancelled),
-        Err(_) => return Err(Error::invalid(field, "is not a known task status")),
-    })
 }
 
 fn optional_user(field: &str, raw: &str) -> Result<Option<UserId>> {
@@ -85,23 +62,6 @@ fn sort(raw: &str) -> Result<Sort> {
     Ok(Sort { key, desc })
 }
 
-/// The wire form of a task.
-pub(crate) fn task(t: Task) -> pb::Task {
-    pb::Task {
-        id: t.id.0.to_string(),
-        project_id: t.project_id.0.to_string(),
-        title: t.title,
-        description: t.description,
-        status: status_to_pb(t.status).into(),
-        assignee_id: t.assignee_id.map(|u| u.0.to_string()).unwrap_or_default(),
-        due_date: t.due_date.map(|d| d.to_string()).unwrap_or_default(),
-        creator_id: t.creator_id.0.to_string(),
-        etag: t.version.to_string(),
-        create_time: Some(convert::timestamp(t.created_at)),
-        update_time: Some(convert::timestamp(t.updated_at)),
-    }
-}
-
 /// Validated changes of an update request.
 fn changes(r: &pb::UpdateTaskRequest) -> Result<TaskChanges> {
     let mask = Mask::parse(
@@ -121,7 +81,7 @@ fn changes(r: &pb::UpdateTaskRequest) -> Result<TaskChanges> {
         )?);
     }
     if mask.wants("status", r.status.is_some()) {
-        let s = status_from_pb("status", r.status.unwrap_or_default())?;
+        let s = convert::status_from_pb("status", r.status.unwrap_or_default())?;
         c.status = Some(s.ok_or_else(|| Error::invalid("status", "is required"))?);
     }
     if mask.wants("assignee_id", r.assignee_id.is_some()) {
@@ -146,7 +106,7 @@ impl TaskService for TaskApi {
             .status
             .iter()
             .map(|s| {
-                status_from_pb("status", *s)?
+                convert::status_from_pb("status", *s)?
                     .ok_or_else(|| Error::invalid("status", "must be a status"))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -170,7 +130,7 @@ impl TaskService for TaskApi {
         )
         .await?;
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: page.items.into_iter().map(task).collect(),
+            tasks: page.items.into_iter().map(convert::task).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -185,12 +145,12 @@ impl TaskService for TaskApi {
             project_id: ProjectId::parse("project_id", &r.project_id)?,
             title: TaskTitle::parse("title", &r.title)?,
             description: Description::parse("description", &r.description, MAX_DESCRIPTION)?,
-            status: status_from_pb("status", r.status)?.unwrap_or(TaskStatus::Todo),
+            status: convert::status_from_pb("status", r.status)?.unwrap_or(TaskStatus::Todo),
             assignee_id: optional_user("assignee_id", &r.assignee_id)?,
             due_date: parse_date("due_date", &r.due_date)?,
             creator_id: caller.user_id,
         };
-        Ok(Response::new(task(
+        Ok(Response::new(convert::task(
             service::tasks::create(&self.state, &caller, new).await?,
         )))
     }
@@ -201,7 +161,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<pb::Task>, Status> {
         let caller = Caller::of(&request)?;
         let id = TaskId::parse("id", &request.get_ref().id)?;
-        Ok(Response::new(task(
+        Ok(Response::new(convert::task(
             service::tasks::get(&self.state, &caller, id).await?,
         )))
     }
@@ -221,7 +181,7 @@ impl TaskService for TaskApi {
             ),
         };
         let c = changes(&r)?;
-        Ok(Response::new(task(
+        Ok(Response::new(convert::task(
             service::tasks::update(&self.state, &caller, id, etag, c).await?,
         )))
     }

@@ -2,29 +2,18 @@
 //! own transactions (an outbox). Jobs are claimed with `FOR UPDATE SKIP LOCKED` under a
 //! lease, retried with exponential backoff, and survive restarts: a job is marked done only
 //! after its work is done, and a worker that dies mid-job gives it back when the lease ends.
-
-pub mod mailer;
+//! The worker knows jobs only as data (`domain::jobs::Job`); what each kind does is the
+//! handler it is built with, wired in `app` from the services' job functions.
 
 use crate::{
-    db::{self, Pool, jobs::Job},
-    service::auth as auth_service,
+    db::{self, Pool, jobs::Claimed},
+    domain::jobs::Job,
 };
 use chrono::Utc;
+use futures::future::BoxFuture;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-pub use mailer::Mailer;
-
-/// The kind of the job that emails a password reset link.
-pub const PASSWORD_RESET_EMAIL: &str = "password_reset_email";
-/// The kind of the job that emails a member a digest of unread messages.
-pub const MESSAGE_DIGEST: &str = "message_digest";
-/// The kind of the job that, a while after a conversation's messages, queues the digests of
-/// its members.
-pub const CONVERSATION_DIGEST: &str = "conversation_digest";
-/// The kind of the job that emails a task's assignee before it is due.
-pub const TASK_REMINDER: &str = "task_reminder";
 
 /// How long a claimed job is this worker's.
 const LEASE: Duration = Duration::from_secs(120);
@@ -33,22 +22,34 @@ const LEASE: Duration = Duration::from_secs(120);
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(2);
 
-/// What job handlers need.
-#[derive(Debug, Clone)]
+/// Runs one job: its parsed form and its stored row (id, creation time).
+pub type Handler =
+    Arc<dyn Fn(Job, Claimed) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// The worker: claims due jobs and hands them to the handler it was built with.
+#[derive(Clone)]
 pub struct Worker {
-    /// The database.
-    pub pool: Pool,
-    /// Where email goes.
-    pub mailer: Arc<Mailer>,
-    /// The web app's base URL, for links.
-    pub public_url: String,
-    /// Woken when a job is enqueued, so it runs at once rather than at the next poll.
-    pub wake: Arc<Notify>,
-    /// Who has a stream open here (digests skip them).
-    pub broker: crate::realtime::Broker,
+    pool: Pool,
+    wake: Arc<Notify>,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
 }
 
 impl Worker {
+    /// A worker on `pool`, woken by `wake`, running jobs with `handler`.
+    pub fn new(pool: Pool, wake: Arc<Notify>, handler: Handler) -> Self {
+        Self {
+            pool,
+            wake,
+            handler,
+        }
+    }
+
     /// Runs jobs until `stop` is cancelled; the job in hand is finished first.
     pub async fn run(self, stop: CancellationToken) {
         loop {
@@ -102,14 +103,9 @@ impl Worker {
         Ok(n)
     }
 
-    async fn handle(&self, job: &Job) -> anyhow::Result<()> {
-        match job.kind.as_str() {
-            PASSWORD_RESET_EMAIL => auth_service::send_reset_email(self, job).await,
-            TASK_REMINDER => crate::service::tasks::send_reminder(self, job).await,
-            MESSAGE_DIGEST => crate::service::digests::send_digest(self, job).await,
-            CONVERSATION_DIGEST => crate::service::digests::queue_members(self, job).await,
-            other => anyhow::bail!("unknown job kind {other}"),
-        }
+    async fn handle(&self, claimed: &Claimed) -> anyhow::Result<()> {
+        let job = Job::parse(&claimed.kind, &claimed.payload)?;
+        (self.handler)(job, claimed.clone()).await
     }
 }
 

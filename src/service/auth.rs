@@ -1,12 +1,13 @@
 //! Sign-in, refresh-token rotation with theft detection, sign-out and password reset.
 
 use crate::{
+    db::jobs::Claimed,
     db::{self, users::User},
+    domain::jobs::{Job, ResetTarget},
     domain::{Email, Password, UserId},
     error::{Error, Result},
-    jobs::{self, Worker},
     realtime::Revoked,
-    service::State,
+    service::{JobDeps, State},
 };
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -246,21 +247,11 @@ pub const RESET_EVERY: Duration = Duration::from_secs(60);
 /// runs, so a request does the same work whether the address exists or not, and says
 /// nothing about it.
 pub async fn request_reset(state: &State, email: &Email) -> Result<()> {
-    let key = format!(
-        "password-reset:{}",
-        URL_SAFE_NO_PAD.encode(Sha256::digest(email.as_str()))
-    );
-    let payload = serde_json::json!({ "email": email.as_str() });
+    let job = Job::PasswordResetEmail(ResetTarget::Email {
+        email: email.as_str().to_owned(),
+    });
     let mut conn = state.pool.get().await?;
-    let queued = db::jobs::enqueue_throttled(
-        &mut conn,
-        jobs::PASSWORD_RESET_EMAIL,
-        &key,
-        payload,
-        RESET_EVERY,
-    )
-    .await?;
-    if queued {
+    if db::jobs::enqueue_throttled(&mut conn, &job, RESET_EVERY).await? {
         state.wake_jobs.notify_one();
     }
     Ok(())
@@ -299,7 +290,11 @@ pub async fn confirm_reset(state: &State, token: &str, password: &Password) -> R
 
 /// The job that emails a reset link: makes a single-use token valid until 30 minutes after
 /// the request, and sends it. A stale job (past that) or a gone account sends nothing.
-pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::Result<()> {
+pub async fn send_reset_email(
+    deps: &JobDeps,
+    job: &Claimed,
+    target: ResetTarget,
+) -> anyhow::Result<()> {
     let expires_at = job.created_at + RESET_TTL;
     if expires_at <= Utc::now() {
         tracing::info!(
@@ -308,20 +303,15 @@ pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::R
         );
         return Ok(());
     }
-    let mut conn = worker.pool.get().await?;
-    // Jobs name the address asked for (jobs queued before that named the user).
-    let user = match (job.payload["email"].as_str(), job.payload.get("user_id")) {
-        (Some(email), _) => {
-            let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut conn = deps.pool.get().await?;
+    let user = match target {
+        ResetTarget::Email { email } => {
+            let email = Email::parse("email", &email).map_err(|e| anyhow::anyhow!("{e}"))?;
             db::users::find_by_email(&mut conn, &email)
                 .await?
                 .map(|(u, _)| u)
         }
-        (None, Some(id)) => {
-            let id: Uuid = serde_json::from_value(id.clone()).context("bad reset payload")?;
-            db::users::get(&mut conn, UserId(id)).await?
-        }
-        (None, None) => anyhow::bail!("bad password reset payload"),
+        ResetTarget::User { user_id } => db::users::get(&mut conn, UserId(user_id)).await?,
     };
     let Some(user) = user else {
         return Ok(());
@@ -334,7 +324,7 @@ pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::R
     drop(conn);
     let link = format!(
         "{}/reset-password?token={token}",
-        worker.public_url.trim_end_matches('/')
+        deps.public_url.trim_end_matches('/')
     );
     let body = format!(
         "Hello {},\n\nSomeone asked to reset the password of your EPOP account.\n\
@@ -343,8 +333,7 @@ pub async fn send_reset_email(worker: &Worker, job: &db::jobs::Job) -> anyhow::R
          If it was not you, ignore this email: your password stays as it is.\n",
         user.display_name
     );
-    worker
-        .mailer
+    deps.mailer
         .send(job.id, &user.email, "Reset your EPOP password", body)
         .await
 }

@@ -6,39 +6,42 @@
 //! one job row at most, however many members the conversation has.
 
 use crate::{
-    db::{self, jobs::Job},
-    domain::UserId,
+    db::{self, jobs::Claimed},
+    domain::{UserId, jobs::Job},
     error::Error,
-    jobs::Worker,
+    service::JobDeps,
 };
-use anyhow::Context;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The most messages one digest lists.
 const MAX_LISTED: i64 = 50;
 
-/// The conversation's digest job: queues its members' digests, due now.
-pub async fn queue_members(worker: &Worker, job: &Job) -> anyhow::Result<()> {
-    let conversation: Uuid = serde_json::from_value(job.payload["conversation_id"].clone())
-        .context("bad conversation digest payload")?;
-    let mut conn = worker.pool.get().await?;
-    db::digests::queue_members(&mut conn, conversation, crate::jobs::MESSAGE_DIGEST)
+/// The conversation's digest job: queues its members' digests, due now (each unless one is
+/// pending).
+pub async fn queue_members(deps: &JobDeps, conversation: Uuid) -> anyhow::Result<()> {
+    let mut conn = deps.pool.get().await?;
+    let members = db::events::recipients(&mut conn, conversation)
         .await
         .map_err(|e: Error| anyhow::anyhow!("{e}"))?;
-    worker.wake.notify_one();
+    let digests: Vec<Job> = members
+        .into_iter()
+        .map(|user_id| Job::MessageDigest { user_id })
+        .collect();
+    db::jobs::enqueue_once(&conn, &digests, chrono::Utc::now())
+        .await
+        .map_err(|e: Error| anyhow::anyhow!("{e}"))?;
+    deps.wake.notify_one();
     Ok(())
 }
 
-/// The member's digest job: nothing when the member has a stream open (on any instance) or has read
-/// everything.
-pub async fn send_digest(worker: &Worker, job: &Job) -> anyhow::Result<()> {
-    let user: Uuid =
-        serde_json::from_value(job.payload["user_id"].clone()).context("bad digest payload")?;
-    if worker.broker.is_online(user).await {
+/// The member's digest job: nothing when the member has a stream open (on any instance) or
+/// has read everything.
+pub async fn send_digest(deps: &JobDeps, job: &Claimed, user: Uuid) -> anyhow::Result<()> {
+    if deps.broker.is_online(user).await {
         return Ok(());
     }
-    let mut conn = worker.pool.get().await?;
+    let mut conn = deps.pool.get().await?;
     let Some(account) = db::users::get(&mut conn, UserId(user)).await? else {
         return Ok(());
     };
@@ -67,19 +70,18 @@ pub async fn send_digest(worker: &Worker, job: &Job) -> anyhow::Result<()> {
     }
     body.push_str(&format!(
         "\nOpen EPOP to reply: {}\n",
-        worker.public_url.trim_end_matches('/')
+        deps.public_url.trim_end_matches('/')
     ));
     let subject = format!(
         "{} unread message{} in EPOP",
         unread.len(),
         if unread.len() == 1 { "" } else { "s" }
     );
-    worker
-        .mailer
+    deps.mailer
         .send(job.id, &account.email, &subject, body)
         .await?;
     // Told: the next digest only lists what comes after.
-    let mut conn = worker.pool.get().await?;
+    let mut conn = deps.pool.get().await?;
     for ((_, conversation), messages) in by_conversation {
         let last = messages.iter().map(|m| m.seq).max().unwrap_or(0);
         db::digests::mark_notified(&mut conn, UserId(user), conversation, last)

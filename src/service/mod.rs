@@ -40,3 +40,18 @@ pub struct State {
     /// Rung after a transaction that enqueued a job commits.
     pub wake_jobs: Arc<Notify>,
 }
+
+/// What the services' job handlers need.
+#[derive(Debug, Clone)]
+pub struct JobDeps {
+    /// The database.
+    pub pool: Pool,
+    /// Where email goes.
+    pub mailer: Arc<crate::mail::Mailer>,
+    /// The web app's base URL, for links.
+    pub public_url: String,
+    /// Rung when a handler enqueued more jobs.
+    pub wake: Arc<Notify>,
+    /// Who has a stream open (digests skip them).
+    pub broker: crate::realtime::Broker,
+}

@@ -8,21 +8,23 @@ use crate::{
     auth::Caller,
     db::{
         self,
+        jobs::Claimed,
         tasks::{Cursor, Filter, NewTask, Sort, Task, TaskChanges},
     },
-    domain::{Page, PageSize, PageToken, ProjectId, TaskId, UserId},
+    domain::{
+        Page, PageSize, PageToken, ProjectId, TaskId, UserId,
+        jobs::{self, Job},
+    },
     error::{Error, Result},
-    jobs::{self, Worker},
     realtime::BoardChange,
     service::{
-        State,
+        JobDeps, State,
         projects::{Access, access, board_event},
     },
 };
-use anyhow::Context;
 use chrono::{NaiveDate, NaiveTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// The longest task description, in characters.
 pub const MAX_DESCRIPTION: usize = 20_000;
@@ -187,28 +189,15 @@ async fn task_changed(
 
 /// Cancels a task's pending reminder.
 pub async fn cancel_reminder(conn: &mut AsyncPgConnection, id: TaskId) -> Result<()> {
-    db::jobs::cancel(conn, jobs::TASK_REMINDER, &reminder_key(id)).await?;
+    db::jobs::cancel(conn, jobs::TASK_REMINDER, &Job::reminder_key(id.0)).await?;
     Ok(())
-}
-
-fn reminder_key(id: TaskId) -> String {
-    format!("task:{}", id.0)
-}
-
-/// What a reminder was scheduled for: it is sent only if the task still matches.
-#[derive(Debug, Serialize, Deserialize)]
-struct Reminder {
-    task_id: uuid::Uuid,
-    assignee_id: uuid::Uuid,
-    due_date: NaiveDate,
 }
 
 /// Replaces the task's pending reminder: one for an open task with a due date and an
 /// assignee, `reminder_lead` before the start of the due day (UTC), at once if that is past.
 /// A task already overdue gets none.
 async fn schedule_reminder(conn: &mut AsyncPgConnection, state: &State, task: &Task) -> Result<()> {
-    let key = reminder_key(task.id);
-    db::jobs::cancel(conn, jobs::TASK_REMINDER, &key).await?;
+    cancel_reminder(conn, task.id).await?;
     let (Some(assignee), Some(due)) = (task.assignee_id, task.due_date) else {
         return Ok(());
     };
@@ -217,28 +206,32 @@ async fn schedule_reminder(conn: &mut AsyncPgConnection, state: &State, task: &T
     }
     let due_at = due.and_time(NaiveTime::MIN).and_utc();
     let run_at = (due_at - state.reminder_lead).max(Utc::now());
-    let payload = serde_json::to_value(Reminder {
+    let job = Job::TaskReminder {
         task_id: task.id.0,
         assignee_id: assignee.0,
         due_date: due,
-    })
-    .map_err(|e| Error::internal(format!("reminder payload: {e}")))?;
-    db::jobs::enqueue(conn, jobs::TASK_REMINDER, Some(&key), payload, Some(run_at)).await?;
+    };
+    db::jobs::enqueue(conn, &job, Some(run_at)).await?;
     Ok(())
 }
 
-/// The job that emails a reminder to the assignee, if the task still matches it.
-pub async fn send_reminder(worker: &Worker, job: &db::jobs::Job) -> anyhow::Result<()> {
-    let r: Reminder =
-        serde_json::from_value(job.payload.clone()).context("bad reminder payload")?;
-    let mut conn = worker.pool.get().await?;
-    let Some(task) = db::tasks::get(&mut conn, TaskId(r.task_id), false).await? else {
+/// The job that emails a reminder to the assignee, if the task still matches what it was
+/// scheduled for.
+pub async fn send_reminder(
+    deps: &JobDeps,
+    job: &Claimed,
+    task_id: Uuid,
+    assignee_id: Uuid,
+    due_date: NaiveDate,
+) -> anyhow::Result<()> {
+    let mut conn = deps.pool.get().await?;
+    let Some(task) = db::tasks::get(&mut conn, TaskId(task_id), false).await? else {
         return Ok(());
     };
     let still = task.status.is_open()
-        && task.due_date == Some(r.due_date)
-        && task.assignee_id == Some(UserId(r.assignee_id));
-    let Some(user) = db::users::get(&mut conn, UserId(r.assignee_id)).await? else {
+        && task.due_date == Some(due_date)
+        && task.assignee_id == Some(UserId(assignee_id));
+    let Some(user) = db::users::get(&mut conn, UserId(assignee_id)).await? else {
         return Ok(());
     };
     if !still || user.disabled {
@@ -248,14 +241,11 @@ pub async fn send_reminder(worker: &Worker, job: &db::jobs::Job) -> anyhow::Resu
     let body = format!(
         "Hello {},\n\nA task assigned to you is due on {}:\n\n  {}\n\nOpen EPOP to update it: {}/tasks/{}\n",
         user.display_name,
-        r.due_date,
+        due_date,
         task.title,
-        worker.public_url.trim_end_matches('/'),
+        deps.public_url.trim_end_matches('/'),
         task.id.0
     );
-    let subject = format!("Reminder: \"{}\" is due {}", task.title, r.due_date);
-    worker
-        .mailer
-        .send(job.id, &user.email, &subject, body)
-        .await
+    let subject = format!("Reminder: \"{}\" is due {}", task.title, due_date);
+    deps.mailer.send(job.id, &user.email, &subject, body).await
 }

@@ -3,7 +3,7 @@
 
 use crate::helpers::*;
 use epop::{
-    grpc::conversations::json_to_struct,
+    grpc::convert::json_to_struct,
     pb::{self, conversation_service_client::ConversationServiceClient},
 };
 use serde_json::json;

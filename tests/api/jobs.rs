@@ -115,9 +115,10 @@ async fn a_worker_whose_lease_lapsed_cannot_finish_or_fail_a_job_another_worker_
     let url = database_url(&db_name);
     epop::db::migrate(&url).await.unwrap();
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
-    jobs::enqueue(&mut conn, "test_job", None, serde_json::json!({}), None)
-        .await
-        .unwrap();
+    let job = epop::domain::jobs::Job::MessageDigest {
+        user_id: uuid::Uuid::nil(),
+    };
+    jobs::enqueue(&mut conn, &job, None).await.unwrap();
     let first = jobs::claim(&mut conn, 1, Duration::ZERO).await.unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     // The first lease lapsed: the second worker takes the job.

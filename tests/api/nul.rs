@@ -2,7 +2,7 @@
 //! boundary with a 400 / INVALID_ARGUMENT naming the field, in every value that is stored.
 
 use crate::helpers::*;
-use epop::{grpc::conversations::json_to_struct, pb};
+use epop::{grpc::convert::json_to_struct, pb};
 use pb::conversation_service_client::ConversationServiceClient;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};

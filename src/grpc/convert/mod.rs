@@ -1,4 +1,15 @@
-//! Conversions between prost types and domain types, and request-field helpers.
+//! Conversions between prost types and domain types, and request-field helpers: every wire
+//! mapping lives under here.
+
+mod conversations;
+mod json;
+mod projects;
+
+pub use conversations::{conversation, event, message};
+pub use json::{json_to_struct, struct_to_json};
+pub use projects::{
+    member, project, project_role_from_pb, project_role_to_pb, status_from_pb, status_to_pb, task,
+};
 
 use crate::{
     db::{divisions::Division, users::User},

@@ -10,7 +10,7 @@ use lettre::{
 use secrecy::{ExposeSecret, SecretString};
 use std::{path::PathBuf, time::Duration};
 
-/// How long one SMTP exchange may take.
+/// How long one SMTP exchange may take (well inside a job's time limit).
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An email sender.
@@ -43,7 +43,6 @@ impl Mailer {
                 from,
                 transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .context("EPOP_SMTP_URL is not a valid SMTP URL")?
-                    // Well inside a job's time limit (see `jobs`).
                     .timeout(Some(SMTP_TIMEOUT))
                     .build(),
             },
@@ -51,7 +50,8 @@ impl Mailer {
         })
     }
 
-    /// Sends a plain-text email for job `job_id`.
+    /// Sends a plain-text email for job `job_id` (which names the file, so a job run twice
+    /// leaves one).
     pub async fn send(
         &self,
         job_id: i64,

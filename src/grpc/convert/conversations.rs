@@ -1,0 +1,149 @@
+//! Wire forms of conversations, messages and the items of an event stream.
+
+use super::timestamp;
+use crate::{
+    db::{
+        conversations::Conversation,
+        events::{Event, EventBody},
+        messages::Message,
+    },
+    pb,
+    realtime::{BoardChange, session::Item},
+    service::conversations::Summary,
+};
+use uuid::Uuid;
+
+pub fn message(m: Message, attachments: Vec<Uuid>) -> pb::Message {
+    pb::Message {
+        id: m.id.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        seq: m.seq,
+        sender_id: m.sender_id.to_string(),
+        content: m
+            .deleted_at
+            .is_none()
+            .then(|| super::json_to_struct(&m.content)),
+        text: m.body_text,
+        attachment_ids: attachments.iter().map(Uuid::to_string).collect(),
+        deleted: m.deleted_at.is_some(),
+        create_time: Some(timestamp(m.created_at)),
+        edit_time: m.edited_at.map(timestamp),
+    }
+}
+
+pub fn conversation(s: Summary) -> pb::Conversation {
+    let c: Conversation = s.conversation;
+    pb::Conversation {
+        id: c.id.to_string(),
+        kind: if c.is_group {
+            pb::ConversationKind::Group
+        } else {
+            pb::ConversationKind::Direct
+        }
+        .into(),
+        title: c.title.unwrap_or_default(),
+        member_ids: c.member_ids.iter().map(|u| u.0.to_string()).collect(),
+        last_message: s.last_message.map(|(m, a)| message(m, a)),
+        unread_count: c.unread_count,
+        last_read_seq: c.last_read_seq,
+        create_time: Some(timestamp(c.created_at)),
+        last_activity_time: Some(timestamp(c.last_activity_at)),
+    }
+}
+
+/// The wire form of a stream item.
+pub fn event(item: Item) -> pb::Event {
+    use pb::event::Kind as K;
+    let (cursor, kind) = match item {
+        Item::Event { event, cursor } => (cursor, durable(*event)),
+        Item::Typing {
+            conversation_id,
+            user_id,
+            expires_at,
+        } => (
+            String::new(),
+            K::Typing(pb::Typing {
+                conversation_id: conversation_id.to_string(),
+                user_id: user_id.to_string(),
+                expire_time: Some(timestamp(expires_at)),
+            }),
+        ),
+        Item::Presence { user_id, online } => (
+            String::new(),
+            K::Presence(pb::Presence {
+                user_id: user_id.to_string(),
+                online,
+            }),
+        ),
+        Item::PresenceSnapshot(online) => (
+            String::new(),
+            K::PresenceSnapshot(pb::PresenceSnapshot {
+                online_user_ids: online.iter().map(Uuid::to_string).collect(),
+            }),
+        ),
+        Item::Board(change) => (String::new(), board(change)),
+        // `End` is answered as an error status by the stream itself; never reaches here.
+        Item::Resync { reason } | Item::End { reason } => {
+            (String::new(), K::Resync(pb::Resync { reason }))
+        }
+        Item::Heartbeat => (
+            String::new(),
+            K::Heartbeat(pb::Heartbeat {
+                time: Some(timestamp(chrono::Utc::now())),
+            }),
+        ),
+    };
+    pb::Event {
+        cursor,
+        kind: Some(kind),
+    }
+}
+
+/// The wire form of a durable event of a conversation's log.
+fn durable(event: Event) -> pb::event::Kind {
+    use pb::event::Kind as K;
+    let conversation_id = event.conversation_id.to_string();
+    match event.body {
+        EventBody::MessageCreated {
+            message: m,
+            attachment_ids,
+        } => K::MessageCreated(message(m, attachment_ids)),
+        EventBody::MessageUpdated {
+            message: m,
+            attachment_ids,
+        } => K::MessageUpdated(message(m, attachment_ids)),
+        EventBody::MessageDeleted { message: m } => K::MessageDeleted(message(m, vec![])),
+        EventBody::Membership { added, removed } => K::MembershipChanged(pb::MembershipChanged {
+            conversation: Some(pb::Conversation {
+                id: conversation_id,
+                ..Default::default()
+            }),
+            added_user_ids: added.iter().map(Uuid::to_string).collect(),
+            removed_user_ids: removed.iter().map(Uuid::to_string).collect(),
+        }),
+        EventBody::ReadReceipt { user_id, seq } => K::ReadReceipt(pb::ReadReceipt {
+            conversation_id,
+            user_id: user_id.to_string(),
+            seq,
+        }),
+    }
+}
+
+/// The wire form of a change to a project's board.
+fn board(change: BoardChange) -> pb::event::Kind {
+    use pb::event::Kind as K;
+    match change {
+        BoardChange::Task(t) => K::TaskChanged(super::task(*t)),
+        BoardChange::TaskDeleted {
+            project_id,
+            task_id,
+        } => K::TaskDeleted(pb::TaskDeleted {
+            project_id: project_id.to_string(),
+            task_id: task_id.to_string(),
+        }),
+        BoardChange::Project(p) => K::ProjectChanged(super::project(*p)),
+        BoardChange::ProjectDeleted { project_id } => K::ProjectDeleted(pb::ProjectDeleted {
+            project_id: project_id.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,269 @@
+//! Messages: sending (idempotent, with a gap-free per-conversation sequence taken inside
+//! the sending transaction; acknowledged after commit), editing and deleting (the sender or
+//! a system admin; a delete leaves a tombstone), pages, read positions and search.
+
+use super::{member, publish, record};
+use crate::{
+    auth::Caller,
+    db::{
+        self,
+        events::EventBody,
+        messages::{Message, Window},
+    },
+    domain::{Page, PageSize, PageToken, RichText, Role},
+    error::{Error, Result},
+    realtime::Published,
+    service::State,
+};
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Attachment ids of each message.
+pub async fn attachments(state: &State, messages: &[Message]) -> Result<HashMap<Uuid, Vec<Uuid>>> {
+    let mut conn = state.pool.get().await?;
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+    db::messages::attachment_ids(&mut conn, &ids).await
+}
+
+/// A page of messages, ascending by sequence; the token pages further in the same direction.
+pub async fn messages(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+    window: Window,
+    size: PageSize,
+) -> Result<(Vec<Message>, Option<Window>)> {
+    let mut conn = state.pool.get().await?;
+    member(&mut conn, caller, id).await?;
+    let rows = db::messages::page(&mut conn, id, window, size.0).await?;
+    let full = rows.len() as i64 == size.0;
+    let next = match window {
+        Window::After(_) if full => rows.last().map(|m| Window::After(m.seq)),
+        Window::Latest | Window::Before(_) | Window::Around(_) if full => rows
+            .first()
+            .filter(|m| m.seq > 1)
+            .map(|m| Window::Before(m.seq)),
+        _ => None,
+    };
+    Ok((rows, next))
+}
+
+/// Sends a message (idempotent by `key`); returns it with its attachment ids.
+pub async fn send(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+    content: RichText,
+    attachments: Vec<Uuid>,
+    key: Option<String>,
+) -> Result<(Message, Vec<Uuid>)> {
+    let mut conn = state.pool.get().await?;
+    // A retry returns the first message (the caller's own, so sent while a member).
+    let replay = async |conn: &mut AsyncPgConnection, key: &str| -> Result<Option<_>> {
+        match db::messages::by_idempotency_key(conn, caller.user_id, key).await? {
+            Some(m) if m.conversation_id == id => {
+                let mut ids = db::messages::attachment_ids(conn, &[m.id]).await?;
+                let a = ids.remove(&m.id).unwrap_or_default();
+                Ok(Some((m, a)))
+            }
+            Some(_) => Err(Error::invalid(
+                "idempotency_key",
+                "was used for a message in another conversation",
+            )),
+            None => Ok(None),
+        }
+    };
+    if let Some(k) = &key
+        && let Some(m) = replay(&mut conn, k).await?
+    {
+        return Ok(m);
+    }
+    let digest_at = Utc::now() + state.digest_delay;
+    let sent = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let new = db::sends::NewMessage {
+                conversation: id,
+                sender: caller.user_id,
+                content: &content,
+                key: key.as_deref(),
+                attachments: &attachments,
+                digest_at,
+            };
+            let sent = db::sends::send(conn, new).await?;
+            // Not a member: the same answer as for a conversation that does not exist.
+            sent.ok_or(Error::NotFound("conversation"))
+        })
+        .await
+        .map(|sent| {
+            // The digests are due later: the job worker's poll finds them, no need to wake it.
+            publish(
+                state,
+                [Published::Durable {
+                    event: sent.event,
+                    recipients: sent.recipients.into(),
+                }],
+            );
+            (sent.message, attachments)
+        });
+    match (sent, &key) {
+        // A concurrent retry with the same key won the race: answer with its message.
+        (Err(Error::AlreadyExists(_)), Some(k)) => replay(&mut conn, k)
+            .await?
+            .ok_or(Error::NotFound("message")),
+        (result, _) => result,
+    }
+}
+
+/// The message, locked, when the caller sent it or is a system admin.
+async fn own_message(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    id: Uuid,
+    message: Uuid,
+) -> Result<Message> {
+    let m = db::messages::get_for_update(conn, id, message).await?;
+    if m.sender_id != caller.user_id.0 && caller.role != Role::Admin {
+        return Err(Error::PermissionDenied(
+            "only the sender (or an admin) changes a message".into(),
+        ));
+    }
+    Ok(m)
+}
+
+/// Edits a message (its sender, or a system admin).
+pub async fn edit(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+    message: Uuid,
+    content: RichText,
+) -> Result<Message> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        member(conn, caller, id).await?;
+        let m = own_message(conn, caller, id, message).await?;
+        if m.deleted_at.is_some() {
+            return Err(Error::FailedPrecondition("the message was deleted".into()));
+        }
+        let m = db::messages::edit(conn, message, &content).await?;
+        let attachment_ids = db::messages::attachment_ids(conn, &[m.id])
+            .await?
+            .remove(&m.id)
+            .unwrap_or_default();
+        let event = record(
+            conn,
+            id,
+            EventBody::MessageUpdated {
+                message: m.clone(),
+                attachment_ids,
+            },
+            &[],
+        )
+        .await?;
+        Ok((m, event))
+    })
+    .await
+    .map(|(m, event)| {
+        publish(state, [event]);
+        m
+    })
+}
+
+/// Deletes a message (its sender, or a system admin), leaving a tombstone.
+pub async fn delete(state: &State, caller: &Caller, id: Uuid, message: Uuid) -> Result<Message> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        member(conn, caller, id).await?;
+        let m = own_message(conn, caller, id, message).await?;
+        if m.deleted_at.is_some() {
+            return Ok((m, None));
+        }
+        let m = db::messages::tombstone(conn, message).await?;
+        let event = record(
+            conn,
+            id,
+            EventBody::MessageDeleted { message: m.clone() },
+            &[],
+        )
+        .await?;
+        Ok((m, Some(event)))
+    })
+    .await
+    .map(|(m, event)| {
+        publish(state, event);
+        m
+    })
+}
+
+/// Moves the caller's read position; returns their unread count after it.
+pub async fn mark_read(state: &State, caller: &Caller, id: Uuid, seq: i64) -> Result<i64> {
+    if seq < 0 {
+        return Err(Error::invalid("seq", "must not be negative"));
+    }
+    let mut conn = state.pool.get().await?;
+    member(&mut conn, caller, id).await?;
+    let (unread, event) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let before = db::conversations::get(conn, id, caller.user_id)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?;
+            let after = db::conversations::mark_read(conn, id, caller.user_id, seq).await?;
+            let event = if after > before.last_read_seq {
+                let body = EventBody::ReadReceipt {
+                    user_id: caller.user_id.0,
+                    seq: after,
+                };
+                Some(record(conn, id, body, &[]).await?)
+            } else {
+                None
+            };
+            let c = db::conversations::get(conn, id, caller.user_id)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?;
+            Ok((c.unread_count, event))
+        })
+        .await?;
+    publish(state, event);
+    Ok(unread)
+}
+
+/// How deep search pages go (an offset; a forged token cannot overflow it).
+pub const MAX_SEARCH_DEPTH: i64 = 10_000;
+
+/// Full-text search over the caller's conversations (or one of them).
+pub async fn search(
+    state: &State,
+    caller: &Caller,
+    query: &str,
+    conversation: Option<Uuid>,
+    size: PageSize,
+    token: PageToken<i64>,
+) -> Result<Page<Message>> {
+    let mut conn = state.pool.get().await?;
+    if let Some(c) = conversation {
+        member(&mut conn, caller, c).await?;
+    }
+    let offset = token.0.unwrap_or(0).max(0);
+    if offset > MAX_SEARCH_DEPTH {
+        return Err(Error::invalid(
+            "page_token",
+            format!("pages past {MAX_SEARCH_DEPTH} results; refine the query"),
+        ));
+    }
+    let rows = db::messages::search(
+        &mut conn,
+        caller.user_id,
+        query,
+        conversation,
+        offset,
+        size.0 + 1,
+    )
+    .await?;
+    let mut page = Page::from_rows(rows, size, |_| 0i64);
+    if !page.next_page_token.is_empty() {
+        page.next_page_token = PageToken::<i64>::encode(&(offset + size.0));
+    }
+    Ok(page)
+}
