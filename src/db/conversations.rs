@@ -1,5 +1,6 @@
 //! Queries on `conversations` and `conversation_members`.
 
+pub use crate::domain::conversations::Conversation;
 use crate::{
     db::schema::{conversation_members, conversations},
     domain::UserId,
@@ -13,29 +14,6 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
-
-/// A conversation as one member sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conversation {
-    /// The id.
-    pub id: Uuid,
-    /// True for groups.
-    pub is_group: bool,
-    /// The title of a group.
-    pub title: Option<String>,
-    /// The members.
-    pub member_ids: Vec<UserId>,
-    /// The sequence number of the newest message.
-    pub last_seq: i64,
-    /// The viewer's read position.
-    pub last_read_seq: i64,
-    /// Messages from others after the viewer's read position, not deleted.
-    pub unread_count: i64,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Time of the newest message, or the creation time.
-    pub last_activity_at: DateTime<Utc>,
-}
 
 type Row = (
     Uuid,

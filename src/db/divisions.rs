@@ -1,5 +1,6 @@
 //! Queries on `divisions` and their memberships.
 
+pub use crate::domain::users::Division;
 use crate::{
     db::schema::{divisions, user_divisions, users},
     domain::{DivisionId, DivisionName, UserId},
@@ -8,19 +9,6 @@ use crate::{
 use chrono::{DateTime, Utc};
 use diesel::{dsl::now, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-/// A division with its number of active members.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Division {
-    /// The id.
-    pub id: DivisionId,
-    /// The unique name.
-    pub name: String,
-    /// Active (not disabled, not deleted) members.
-    pub member_count: i32,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
 
 const NAME_TAKEN: &str = "a division with this name already exists";
 

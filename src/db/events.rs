@@ -2,11 +2,9 @@
 //! transaction as the change it records, with a gap-free per-conversation sequence, and read
 //! back by streams that resume or fill a gap.
 
+pub use crate::domain::conversations::{Event, EventBody};
 use crate::{
-    db::{
-        messages::Message,
-        schema::{conversation_events, conversation_members, conversations},
-    },
+    db::schema::{conversation_events, conversation_members, conversations},
     domain::UserId,
     error::{Error, Result},
 };
@@ -17,61 +15,8 @@ use diesel::{
     sql_types::{Array, BigInt, Jsonb, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// What happened in a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EventBody {
-    /// A message was sent.
-    MessageCreated {
-        /// The message.
-        message: Message,
-        /// Its attachments.
-        attachment_ids: Vec<Uuid>,
-    },
-    /// A message was edited.
-    MessageUpdated {
-        /// The message after the edit.
-        message: Message,
-        /// Its attachments.
-        attachment_ids: Vec<Uuid>,
-    },
-    /// A message was deleted (a tombstone).
-    MessageDeleted {
-        /// The tombstone.
-        message: Message,
-    },
-    /// Members were added or removed.
-    Membership {
-        /// Who joined.
-        added: Vec<Uuid>,
-        /// Who left or was removed.
-        removed: Vec<Uuid>,
-    },
-    /// A member read up to a position.
-    ReadReceipt {
-        /// The reader.
-        user_id: Uuid,
-        /// The message sequence number read up to.
-        seq: i64,
-    },
-}
-
-/// An event of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// The conversation.
-    pub conversation_id: Uuid,
-    /// Its position in the conversation's event log, from 1, without gaps.
-    pub seq: i64,
-    /// What happened.
-    pub body: EventBody,
-    /// When.
-    pub created_at: DateTime<Utc>,
-}
 
 impl EventBody {
     /// The message this event is about, if any.

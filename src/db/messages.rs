@@ -1,6 +1,7 @@
 //! Queries on `messages`: sending with a gap-free per-conversation sequence, paging by
 //! sequence, edits, tombstones and full-text search.
 
+pub use crate::domain::conversations::{Message, Window};
 use crate::{
     db::schema::messages,
     domain::{RichText, UserId},
@@ -12,19 +13,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// A message.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Queryable,
-    Selectable,
-    QueryableByName,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+/// A row of `messages`.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = messages, check_for_backend(diesel::pg::Pg))]
-pub struct Message {
+pub(crate) struct MessageRow {
     /// The id.
     pub id: Uuid,
     /// The conversation.
@@ -45,6 +37,22 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
+impl From<MessageRow> for Message {
+    fn from(r: MessageRow) -> Self {
+        Self {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            seq: r.seq,
+            sender_id: r.sender_id,
+            content: r.content,
+            body_text: r.body_text,
+            edited_at: r.edited_at,
+            deleted_at: r.deleted_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
 /// The message `sender` sent with `key`, if any.
 pub async fn by_idempotency_key(
     conn: &mut AsyncPgConnection,
@@ -54,10 +62,11 @@ pub async fn by_idempotency_key(
     messages::table
         .filter(messages::sender_id.eq(sender.0))
         .filter(messages::idempotency_key.eq(key))
-        .select(Message::as_select())
+        .select(MessageRow::as_select())
         .first(conn)
         .await
         .optional()
+        .map(|row| row.map(Message::from))
         .map_err(Into::into)
 }
 
@@ -70,11 +79,12 @@ pub async fn get_for_update(
     messages::table
         .filter(messages::id.eq(id))
         .filter(messages::conversation_id.eq(conversation))
-        .select(Message::as_select())
+        .select(MessageRow::as_select())
         .for_update()
-        .first(conn)
+        .first::<MessageRow>(conn)
         .await
         .optional()?
+        .map(Message::from)
         .ok_or(Error::NotFound("message"))
 }
 
@@ -83,14 +93,17 @@ pub async fn last_of(
     conn: &mut AsyncPgConnection,
     conversations: &[Uuid],
 ) -> Result<HashMap<Uuid, Message>> {
-    let rows: Vec<Message> = messages::table
+    let rows: Vec<MessageRow> = messages::table
         .filter(messages::conversation_id.eq_any(conversations))
         .distinct_on(messages::conversation_id)
         .order((messages::conversation_id, messages::seq.desc()))
-        .select(Message::as_select())
+        .select(MessageRow::as_select())
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|m| (m.conversation_id, m)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|m| (m.conversation_id, Message::from(m)))
+        .collect())
 }
 
 /// Replaces the content of a message that is not deleted.
@@ -101,9 +114,10 @@ pub async fn edit(conn: &mut AsyncPgConnection, id: Uuid, content: &RichText) ->
             messages::body_text.eq(&content.text),
             messages::edited_at.eq(now),
         ))
-        .returning(Message::as_returning())
+        .returning(MessageRow::as_returning())
         .get_result(conn)
         .await
+        .map(Message::from)
         .map_err(Into::into)
 }
 
@@ -115,23 +129,11 @@ pub async fn tombstone(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Message
             messages::body_text.eq(""),
             messages::deleted_at.eq(now),
         ))
-        .returning(Message::as_returning())
+        .returning(MessageRow::as_returning())
         .get_result(conn)
         .await
+        .map(Message::from)
         .map_err(Into::into)
-}
-
-/// Which part of a conversation to page through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// The newest messages.
-    Latest,
-    /// Messages before this sequence number (older ones).
-    Before(i64),
-    /// Messages after this sequence number (newer ones).
-    After(i64),
-    /// Messages around this sequence number (half before, half from it on).
-    Around(i64),
 }
 
 /// Up to `limit` messages of a window, ascending by sequence.
@@ -144,10 +146,10 @@ pub async fn page(
     let base = || {
         messages::table
             .filter(messages::conversation_id.eq(conversation))
-            .select(Message::as_select())
+            .select(MessageRow::as_select())
             .into_boxed()
     };
-    let mut rows: Vec<Message> = match window {
+    let mut rows: Vec<MessageRow> = match window {
         Window::Latest => {
             base()
                 .order(messages::seq.desc())
@@ -172,13 +174,13 @@ pub async fn page(
                 .await?
         }
         Window::Around(s) => {
-            let mut older: Vec<Message> = base()
+            let mut older: Vec<MessageRow> = base()
                 .filter(messages::seq.lt(s))
                 .order(messages::seq.desc())
                 .limit(limit / 2)
                 .load(conn)
                 .await?;
-            let newer: Vec<Message> = base()
+            let newer: Vec<MessageRow> = base()
                 .filter(messages::seq.ge(s))
                 .order(messages::seq.asc())
                 .limit(limit - limit / 2)
@@ -189,7 +191,7 @@ pub async fn page(
         }
     };
     rows.sort_by_key(|m| m.seq);
-    Ok(rows)
+    Ok(rows.into_iter().map(Message::from).collect())
 }
 
 /// Messages of `user`'s conversations (or one of them) matching a web-search query, best
@@ -219,8 +221,9 @@ pub async fn search(
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(conversation)
     .bind::<diesel::sql_types::BigInt, _>(offset)
     .bind::<diesel::sql_types::BigInt, _>(limit)
-    .load(conn)
+    .load::<MessageRow>(conn)
     .await
+    .map(|rows| rows.into_iter().map(Message::from).collect())
     .map_err(Into::into)
 }
 

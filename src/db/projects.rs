@@ -1,5 +1,6 @@
 //! Queries on `projects` and `project_members`.
 
+pub use crate::domain::projects::{Member, Project};
 use crate::{
     db::schema::{project_members, projects, users},
     domain::{Description, ProjectId, ProjectName, ProjectRole, SearchText, UserId},
@@ -9,40 +10,6 @@ use chrono::{DateTime, Utc};
 use diesel::{dsl::now, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
-
-/// A project, with its member count and the viewer's role in it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Project {
-    /// The id.
-    pub id: ProjectId,
-    /// The name.
-    pub name: String,
-    /// The description.
-    pub description: String,
-    /// The creator.
-    pub owner_id: UserId,
-    /// The viewer's role, when the viewer is a member.
-    pub my_role: Option<ProjectRole>,
-    /// How many members it has.
-    pub member_count: i64,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A member of a project.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Member {
-    /// The user.
-    pub user_id: UserId,
-    /// Their role.
-    pub role: ProjectRole,
-    /// Their display name.
-    pub display_name: String,
-    /// When they joined.
-    pub joined_at: DateTime<Utc>,
-}
 
 type Row = (Uuid, String, String, Uuid, DateTime<Utc>, DateTime<Utc>);
 

@@ -1,8 +1,9 @@
 //! Queries on `tasks`: insert, get, versioned update, delete, and filtered keyset listing.
 
+pub use crate::domain::tasks::{Filter, NewTask, Sort, SortKey, Task, TaskChanges};
 use crate::{
     db::schema::tasks,
-    domain::{Description, ProjectId, SearchText, TaskId, TaskStatus, TaskTitle, UserId},
+    domain::{ProjectId, TaskId, TaskStatus, UserId},
     error::{Error, Result},
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,33 +15,6 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// A task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    /// The id.
-    pub id: TaskId,
-    /// Its project.
-    pub project_id: ProjectId,
-    /// The title.
-    pub title: String,
-    /// The description.
-    pub description: String,
-    /// The status.
-    pub status: TaskStatus,
-    /// The assignee, if any.
-    pub assignee_id: Option<UserId>,
-    /// The due date, if any.
-    pub due_date: Option<NaiveDate>,
-    /// Who created it.
-    pub creator_id: UserId,
-    /// Bumped by every update: the etag.
-    pub version: i64,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = tasks, check_for_backend(diesel::pg::Pg))]
@@ -78,25 +52,6 @@ impl TryFrom<Row> for Task {
     }
 }
 
-/// A task to create.
-#[derive(Debug)]
-pub struct NewTask {
-    /// Its project.
-    pub project_id: ProjectId,
-    /// The title.
-    pub title: TaskTitle,
-    /// The description.
-    pub description: Description,
-    /// The status.
-    pub status: TaskStatus,
-    /// The assignee.
-    pub assignee_id: Option<UserId>,
-    /// The due date.
-    pub due_date: Option<NaiveDate>,
-    /// Who creates it.
-    pub creator_id: UserId,
-}
-
 /// Inserts a task.
 pub async fn insert(conn: &mut AsyncPgConnection, t: NewTask) -> Result<Task> {
     let row: Row = diesel::insert_into(tasks::table)
@@ -126,21 +81,6 @@ pub async fn get(conn: &mut AsyncPgConnection, id: TaskId, lock: bool) -> Result
     row.map(Task::try_from).transpose()
 }
 
-/// Changes to a task; `None` leaves a column as it is.
-#[derive(Debug, Default)]
-pub struct TaskChanges {
-    /// A new title.
-    pub title: Option<TaskTitle>,
-    /// A new description.
-    pub description: Option<Description>,
-    /// A new status.
-    pub status: Option<TaskStatus>,
-    /// A new assignee (`Some(None)` unassigns).
-    pub assignee_id: Option<Option<UserId>>,
-    /// A new due date (`Some(None)` clears it).
-    pub due_date: Option<Option<NaiveDate>>,
-}
-
 /// Applies `changes` and bumps the version.
 pub async fn update(conn: &mut AsyncPgConnection, id: TaskId, c: TaskChanges) -> Result<Task> {
     let row: Row = diesel::update(tasks::table.find(id.0))
@@ -167,28 +107,6 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: TaskId) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// The sort of a listing (always followed by the id, so the order is total and stable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SortKey {
-    /// Creation time.
-    CreateTime,
-    /// Due date, tasks without one last.
-    DueDate,
-    /// Title.
-    Title,
-    /// Workflow order of the status.
-    Status,
-}
-
-/// A sort: key and direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sort {
-    /// The key.
-    pub key: SortKey,
-    /// Descending when true.
-    pub desc: bool,
 }
 
 /// The position after which a page starts: the sort it belongs to, the last row's sort
@@ -252,21 +170,6 @@ pub fn cursor_after(t: &Task, sort: Sort) -> Cursor {
         value,
         id: t.id.0,
     }
-}
-
-/// Filters of a listing.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Any of these statuses (all when empty).
-    pub statuses: Vec<TaskStatus>,
-    /// Assigned to this user.
-    pub assignee: Option<UserId>,
-    /// Due on or before.
-    pub due_before: Option<NaiveDate>,
-    /// Due on or after.
-    pub due_after: Option<NaiveDate>,
-    /// Title or description contains.
-    pub query: Option<SearchText>,
 }
 
 /// Up to `limit` tasks of a project, filtered and sorted, after `cursor`.

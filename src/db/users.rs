@@ -1,8 +1,9 @@
 //! Queries on `users`, `roles` and `user_divisions`.
 
+pub use crate::domain::users::{Filter, Order, User};
 use crate::{
     db::schema::{roles, user_divisions, users},
-    domain::{DisplayName, DivisionId, Email, Role, SearchText, UserId},
+    domain::{DisplayName, DivisionId, Email, Role, UserId},
     error::{Error, Result, on_unique},
 };
 use chrono::{DateTime, Utc};
@@ -10,27 +11,6 @@ use diesel::{dsl::now, pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// A user account, with its role and divisions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct User {
-    /// The id.
-    pub id: UserId,
-    /// The lower-cased email address.
-    pub email: String,
-    /// The display name.
-    pub display_name: String,
-    /// The system-wide role.
-    pub role: Role,
-    /// The divisions, ascending.
-    pub division_ids: Vec<DivisionId>,
-    /// True when disabled by an admin.
-    pub disabled: bool,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(Pg))]
@@ -327,30 +307,6 @@ pub async fn count_active_admins(conn: &mut AsyncPgConnection) -> Result<i64> {
         .get_result(conn)
         .await
         .map_err(Into::into)
-}
-
-/// The order of a user listing, which is also its paging key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// By email, then id (admin listing).
-    Email,
-    /// By display name, then id (directory).
-    DisplayName,
-}
-
-/// Filters of a user listing.
-#[derive(Debug, Clone)]
-pub struct Filter {
-    /// Case-insensitive text the email or display name contains.
-    pub query: Option<SearchText>,
-    /// Only this role.
-    pub role: Option<Role>,
-    /// Only members of this division.
-    pub division: Option<DivisionId>,
-    /// Leave out disabled users.
-    pub active_only: bool,
-    /// The sort order.
-    pub order: Order,
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern that matches `text` anywhere.

@@ -1,11 +1,13 @@
 //! Typed ids and validated values: built once by `parse`, trusted everywhere after. No IO.
 
+pub mod conversations;
 mod ids;
 pub mod jobs;
 mod paging;
-mod projects;
+pub mod projects;
 mod rich_text;
-mod tasks;
+pub mod tasks;
+pub mod users;
 mod values;
 
 pub use ids::{DivisionId, UserId, parse_uuid};

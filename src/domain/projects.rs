@@ -1,6 +1,11 @@
-//! Validated values of projects: ids, names, descriptions and project roles.
+//! Projects: ids, names, descriptions and project roles as validated values; the project and
+//! its members as services and adapters see them.
 
-use crate::error::{Error, Result};
+use crate::{
+    domain::UserId,
+    error::{Error, Result},
+};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// The id of a project.
@@ -101,6 +106,40 @@ impl Description {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A project, with its member count and the viewer's role in it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Project {
+    /// The id.
+    pub id: ProjectId,
+    /// The name.
+    pub name: String,
+    /// The description.
+    pub description: String,
+    /// The creator.
+    pub owner_id: UserId,
+    /// The viewer's role, when the viewer is a member.
+    pub my_role: Option<ProjectRole>,
+    /// How many members it has.
+    pub member_count: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A member of a project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The user.
+    pub user_id: UserId,
+    /// Their role.
+    pub role: ProjectRole,
+    /// Their display name.
+    pub display_name: String,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
-//! Validated values of tasks: ids, statuses, titles and due dates.
+//! Tasks: ids, statuses, titles and due dates as validated values; the task as services and
+//! adapters see it, its creation, changes, listing filters and sorts.
 
-use crate::error::{Error, Result};
-use chrono::NaiveDate;
+use crate::{
+    domain::{Description, ProjectId, SearchText, UserId},
+    error::{Error, Result},
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The id of a task.
@@ -96,6 +101,104 @@ pub fn parse_date(field: &str, raw: &str) -> Result<Option<NaiveDate>> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .map(Some)
         .map_err(|_| Error::invalid(field, "must be a date as YYYY-MM-DD"))
+}
+
+/// A task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The id.
+    pub id: TaskId,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// The title.
+    pub title: String,
+    /// The description.
+    pub description: String,
+    /// The status.
+    pub status: TaskStatus,
+    /// The assignee, if any.
+    pub assignee_id: Option<UserId>,
+    /// The due date, if any.
+    pub due_date: Option<NaiveDate>,
+    /// Who created it.
+    pub creator_id: UserId,
+    /// Bumped by every update: the etag.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A task to create.
+#[derive(Debug)]
+pub struct NewTask {
+    /// Its project.
+    pub project_id: ProjectId,
+    /// The title.
+    pub title: TaskTitle,
+    /// The description.
+    pub description: Description,
+    /// The status.
+    pub status: TaskStatus,
+    /// The assignee.
+    pub assignee_id: Option<UserId>,
+    /// The due date.
+    pub due_date: Option<NaiveDate>,
+    /// Who creates it.
+    pub creator_id: UserId,
+}
+
+/// Changes to a task; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub struct TaskChanges {
+    /// A new title.
+    pub title: Option<TaskTitle>,
+    /// A new description.
+    pub description: Option<Description>,
+    /// A new status.
+    pub status: Option<TaskStatus>,
+    /// A new assignee (`Some(None)` unassigns).
+    pub assignee_id: Option<Option<UserId>>,
+    /// A new due date (`Some(None)` clears it).
+    pub due_date: Option<Option<NaiveDate>>,
+}
+
+/// The sort of a listing (always followed by the id, so the order is total and stable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SortKey {
+    /// Creation time.
+    CreateTime,
+    /// Due date, tasks without one last.
+    DueDate,
+    /// Title.
+    Title,
+    /// Workflow order of the status.
+    Status,
+}
+
+/// A sort: key and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sort {
+    /// The key.
+    pub key: SortKey,
+    /// Descending when true.
+    pub desc: bool,
+}
+
+/// Filters of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Any of these statuses (all when empty).
+    pub statuses: Vec<TaskStatus>,
+    /// Assigned to this user.
+    pub assignee: Option<UserId>,
+    /// Due on or before.
+    pub due_before: Option<NaiveDate>,
+    /// Due on or after.
+    pub due_after: Option<NaiveDate>,
+    /// Title or description contains.
+    pub query: Option<SearchText>,
 }
 
 #[cfg(test)]

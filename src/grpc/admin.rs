@@ -2,7 +2,7 @@
 
 use crate::{
     auth::Caller,
-    db,
+    domain::users::{Filter as UserFilter, Order as UserOrder},
     domain::{
         DisplayName, DivisionId, DivisionName, Email, PageSize, PageToken, Password, Role,
         SearchText, UserId,
@@ -90,12 +90,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AdminListUsersResponse>, Status> {
         let admin = self.admin(&request).await?;
         let r = request.into_inner();
-        let filter = db::users::Filter {
+        let filter = UserFilter {
             query: SearchText::parse("query", &r.query)?,
             role: convert::role_from_pb("role", r.role)?,
             division: optional_division(r.division_id)?,
             active_only: false,
-            order: db::users::Order::Email,
+            order: UserOrder::Email,
         };
         let size = PageSize::parse(r.page_size, 50, 200)?;
         let token = PageToken::parse(&r.page_token)?;

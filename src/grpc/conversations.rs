@@ -3,7 +3,9 @@
 use crate::realtime::session::Item;
 use crate::{
     auth::Caller,
-    db::messages::{Message, Window},
+    domain::conversations::{
+        ConversationId, ConversationTitle, IdempotencyKey, Message, MessageId, Window,
+    },
     domain::{PageSize, PageToken, RichText, SearchText, UserId, parse_uuid},
     error::{Error, Result},
     grpc::convert::{self, Mask},
@@ -30,10 +32,6 @@ impl ConversationApi {
 fn content(field: &str, s: Option<&Struct>) -> Result<RichText> {
     let s = s.ok_or_else(|| Error::invalid(field, "is required"))?;
     RichText::parse(field, convert::struct_to_json(s))
-}
-
-fn title(field: &str, raw: &str) -> Result<String> {
-    crate::domain::ProjectName::parse(field, raw).map(|t| t.as_str().to_owned())
 }
 
 /// The most user ids one request may name.
@@ -71,7 +69,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::SendTypingRequest>,
     ) -> Result<Response<pb::SendTypingResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let id = parse_uuid("conversation_id", &request.get_ref().conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &request.get_ref().conversation_id)?;
         service::conversations::typing(&self.state, &caller, id).await?;
         Ok(Response::new(pb::SendTypingResponse {}))
     }
@@ -133,7 +131,7 @@ impl ConversationService for ConversationApi {
                 }
             },
             Ok(pb::ConversationKind::Group) => NewConversation::Group {
-                title: title("title", &r.title)?,
+                title: ConversationTitle::parse("title", &r.title)?,
                 members,
             },
             _ => {
@@ -154,7 +152,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::GetConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
         let caller = Caller::of(&request)?;
-        let id = parse_uuid("id", &request.get_ref().id)?;
+        let id = ConversationId::parse("id", &request.get_ref().id)?;
         Ok(Response::new(convert::conversation(
             service::conversations::get(&self.state, &caller, id).await?,
         )))
@@ -166,12 +164,12 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Conversation>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("id", &r.id)?;
+        let id = ConversationId::parse("id", &r.id)?;
         let mask = Mask::parse(r.update_mask.as_ref(), &["title"])?;
         if !mask.wants("title", r.title.is_some()) {
             return Err(Error::invalid("update_mask", "names nothing to change").into());
         }
-        let t = title("title", r.title.as_deref().unwrap_or_default())?;
+        let t = ConversationTitle::parse("title", r.title.as_deref().unwrap_or_default())?;
         Ok(Response::new(convert::conversation(
             service::conversations::rename(&self.state, &caller, id, t).await?,
         )))
@@ -183,7 +181,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Conversation>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
         let u = users("user_ids", &r.user_ids)?;
         Ok(Response::new(convert::conversation(
             service::conversations::add_members(&self.state, &caller, id, u).await?,
@@ -196,7 +194,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Conversation>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
         let user = UserId::parse("user_id", &r.user_id)?;
         let after = service::conversations::remove_member(&self.state, &caller, id, user).await?;
         // Removing oneself (leaving) answers the id only: the caller sees the group no more.
@@ -215,7 +213,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::LeaveConversationRequest>,
     ) -> Result<Response<pb::LeaveConversationResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let id = parse_uuid("conversation_id", &request.get_ref().conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &request.get_ref().conversation_id)?;
         service::conversations::remove_member(&self.state, &caller, id, caller.user_id).await?;
         Ok(Response::new(pb::LeaveConversationResponse {}))
     }
@@ -226,7 +224,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
         let size = PageSize::parse(r.page_size, 50, 200)?;
         let window = match (
             PageToken::<i64>::parse(&r.page_token)?.0,
@@ -269,7 +267,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Message>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
         let body = content("content", r.content.as_ref())?;
         if r.attachment_ids.len() > MAX_ATTACHMENTS {
             return Err(Error::invalid(
@@ -283,17 +281,7 @@ impl ConversationService for ConversationApi {
             .iter()
             .map(|a| parse_uuid("attachment_ids", a))
             .collect::<Result<Vec<_>>>()?;
-        let key = match r.idempotency_key.as_str() {
-            "" => None,
-            k if k.len() > 100 || k.chars().any(char::is_control) => {
-                return Err(Error::invalid(
-                    "idempotency_key",
-                    "must be at most 100 printable characters",
-                )
-                .into());
-            }
-            k => Some(k.to_owned()),
-        };
+        let key = IdempotencyKey::parse("idempotency_key", &r.idempotency_key)?;
         let (m, attachments) =
             service::conversations::send(&self.state, &caller, id, body, attachments, key).await?;
         Ok(Response::new(convert::message(m, attachments)))
@@ -305,8 +293,8 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Message>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
-        let msg = parse_uuid("message_id", &r.message_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
+        let msg = MessageId::parse("message_id", &r.message_id)?;
         let body = content("content", r.content.as_ref())?;
         let m = service::conversations::edit(&self.state, &caller, id, msg, body).await?;
         Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
@@ -318,8 +306,8 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::Message>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
-        let msg = parse_uuid("message_id", &r.message_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
+        let msg = MessageId::parse("message_id", &r.message_id)?;
         let m = service::conversations::delete(&self.state, &caller, id, msg).await?;
         Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
     }
@@ -330,7 +318,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::MarkReadResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
-        let id = parse_uuid("conversation_id", &r.conversation_id)?;
+        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
         let unread_count =
             service::conversations::mark_read(&self.state, &caller, id, r.seq).await?;
         Ok(Response::new(pb::MarkReadResponse { unread_count }))
@@ -346,7 +334,7 @@ impl ConversationService for ConversationApi {
             .ok_or_else(|| Error::invalid("query", "is required"))?;
         let conversation = match r.conversation_id.as_str() {
             "" => None,
-            c => Some(parse_uuid("conversation_id", c)?),
+            c => Some(ConversationId::parse("conversation_id", c)?),
         };
         let size = PageSize::parse(r.page_size, 20, 100)?;
         let page = service::conversations::search(

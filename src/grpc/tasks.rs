@@ -2,10 +2,10 @@
 
 use crate::{
     auth::Caller,
-    db::tasks::{Filter, NewTask, Sort, SortKey, TaskChanges},
     domain::{
         Description, PageSize, PageToken, ProjectId, SearchText, TaskId, TaskStatus, TaskTitle,
         UserId, parse_date,
+        tasks::{Filter, NewTask, Sort, SortKey, TaskChanges},
     },
     error::{Error, Result},
     grpc::convert::{self, Mask},

@@ -2,11 +2,7 @@
 
 use super::timestamp;
 use crate::{
-    db::{
-        conversations::Conversation,
-        events::{Event, EventBody},
-        messages::Message,
-    },
+    domain::conversations::{Conversation, Event, EventBody, Message},
     pb,
     realtime::{BoardChange, session::Item},
     service::conversations::Summary,

@@ -12,8 +12,8 @@ pub use projects::{
 };
 
 use crate::{
-    db::{divisions::Division, users::User},
     domain::Role,
+    domain::users::{Division, User},
     error::{Error, Result},
     pb,
 };

@@ -2,11 +2,11 @@
 
 use super::timestamp;
 use crate::{
-    db::{
+    domain::{
+        ProjectId, ProjectRole, TaskStatus,
         projects::{Member, Project},
         tasks::Task,
     },
-    domain::{ProjectId, ProjectRole, TaskStatus},
     error::{Error, Result},
     pb,
 };

@@ -10,6 +10,7 @@ use crate::{
         events::EventBody,
         messages::{Message, Window},
     },
+    domain::conversations::{ConversationId, IdempotencyKey, MessageId},
     domain::{Page, PageSize, PageToken, RichText, Role},
     error::{Error, Result},
     realtime::Published,
@@ -31,10 +32,11 @@ pub async fn attachments(state: &State, messages: &[Message]) -> Result<HashMap<
 pub async fn messages(
     state: &State,
     caller: &Caller,
-    id: Uuid,
+    id: ConversationId,
     window: Window,
     size: PageSize,
 ) -> Result<(Vec<Message>, Option<Window>)> {
+    let id = id.0;
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
     let rows = db::messages::page(&mut conn, id, window, size.0).await?;
@@ -54,11 +56,13 @@ pub async fn messages(
 pub async fn send(
     state: &State,
     caller: &Caller,
-    id: Uuid,
+    id: ConversationId,
     content: RichText,
     attachments: Vec<Uuid>,
-    key: Option<String>,
+    key: Option<IdempotencyKey>,
 ) -> Result<(Message, Vec<Uuid>)> {
+    let id = id.0;
+    let key = key.map(|k| k.as_str().to_owned());
     let mut conn = state.pool.get().await?;
     // A retry returns the first message (the caller's own, so sent while a member).
     let replay = async |conn: &mut AsyncPgConnection, key: &str| -> Result<Option<_>> {
@@ -136,10 +140,11 @@ async fn own_message(
 pub async fn edit(
     state: &State,
     caller: &Caller,
-    id: Uuid,
-    message: Uuid,
+    id: ConversationId,
+    message: MessageId,
     content: RichText,
 ) -> Result<Message> {
+    let (id, message) = (id.0, message.0);
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         member(conn, caller, id).await?;
@@ -172,7 +177,13 @@ pub async fn edit(
 }
 
 /// Deletes a message (its sender, or a system admin), leaving a tombstone.
-pub async fn delete(state: &State, caller: &Caller, id: Uuid, message: Uuid) -> Result<Message> {
+pub async fn delete(
+    state: &State,
+    caller: &Caller,
+    id: ConversationId,
+    message: MessageId,
+) -> Result<Message> {
+    let (id, message) = (id.0, message.0);
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         member(conn, caller, id).await?;
@@ -198,7 +209,13 @@ pub async fn delete(state: &State, caller: &Caller, id: Uuid, message: Uuid) -> 
 }
 
 /// Moves the caller's read position; returns their unread count after it.
-pub async fn mark_read(state: &State, caller: &Caller, id: Uuid, seq: i64) -> Result<i64> {
+pub async fn mark_read(
+    state: &State,
+    caller: &Caller,
+    id: ConversationId,
+    seq: i64,
+) -> Result<i64> {
+    let id = id.0;
     if seq < 0 {
         return Err(Error::invalid("seq", "must not be negative"));
     }
@@ -237,10 +254,11 @@ pub async fn search(
     state: &State,
     caller: &Caller,
     query: &str,
-    conversation: Option<Uuid>,
+    conversation: Option<ConversationId>,
     size: PageSize,
     token: PageToken<i64>,
 ) -> Result<Page<Message>> {
+    let conversation = conversation.map(|c| c.0);
     let mut conn = state.pool.get().await?;
     if let Some(c) = conversation {
         member(&mut conn, caller, c).await?;

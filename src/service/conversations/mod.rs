@@ -17,6 +17,7 @@ use crate::{
     auth::Caller,
     db::events::EventBody,
     db::{self, conversations::Conversation, messages::Message},
+    domain::conversations::{ConversationId, ConversationTitle},
     domain::{Page, PageSize, PageToken, Role, UserId},
     error::{Error, Result},
     realtime::Published,
@@ -43,7 +44,7 @@ pub enum NewConversation {
     /// A titled group of the caller and others.
     Group {
         /// The title.
-        title: String,
+        title: ConversationTitle,
         /// The others.
         members: Vec<UserId>,
     },
@@ -200,7 +201,7 @@ pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Res
                     members.push(caller.user_id);
                     members.sort();
                     members.dedup();
-                    let id = db::conversations::insert(conn, true, Some(&title), None)
+                    let id = db::conversations::insert(conn, true, Some(title.as_str()), None)
                         .await?
                         .ok_or_else(|| Error::internal("group insert conflicted"))?;
                     event = Some(start(conn, id, &members).await?);
@@ -218,7 +219,8 @@ pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Res
 }
 
 /// One conversation.
-pub async fn get(state: &State, caller: &Caller, id: Uuid) -> Result<Summary> {
+pub async fn get(state: &State, caller: &Caller, id: ConversationId) -> Result<Summary> {
+    let id = id.0;
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
     seen_by(&mut conn, caller, id).await
@@ -234,11 +236,17 @@ async fn seen_by(conn: &mut AsyncPgConnection, caller: &Caller, id: Uuid) -> Res
 }
 
 /// Renames a group; answers it as renamed (one transaction, one connection).
-pub async fn rename(state: &State, caller: &Caller, id: Uuid, title: String) -> Result<Summary> {
+pub async fn rename(
+    state: &State,
+    caller: &Caller,
+    id: ConversationId,
+    title: ConversationTitle,
+) -> Result<Summary> {
+    let id = id.0;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         require_group(member(conn, caller, id).await?)?;
-        db::conversations::rename(conn, id, &title).await?;
+        db::conversations::rename(conn, id, title.as_str()).await?;
         seen_by(conn, caller, id).await
     })
     .await
@@ -248,9 +256,10 @@ pub async fn rename(state: &State, caller: &Caller, id: Uuid, title: String) -> 
 pub async fn add_members(
     state: &State,
     caller: &Caller,
-    id: Uuid,
+    id: ConversationId,
     users: Vec<UserId>,
 ) -> Result<Summary> {
+    let id = id.0;
     if users.is_empty() {
         return Err(Error::invalid("user_ids", "is required"));
     }
@@ -298,9 +307,10 @@ pub async fn add_members(
 pub async fn remove_member(
     state: &State,
     caller: &Caller,
-    id: Uuid,
+    id: ConversationId,
     user: UserId,
 ) -> Result<Option<Summary>> {
+    let id = id.0;
     let mut conn = state.pool.get().await?;
     let (summary, event) = conn
         .transaction::<_, Error, _>(async |conn| {

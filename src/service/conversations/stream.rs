@@ -1,15 +1,18 @@
 //! The caller's event stream and typing indicators.
 
 use super::{member, publish};
-use crate::{auth::Caller, db, error::Result, realtime::Published, service::State};
+use crate::{
+    auth::Caller, db, domain::conversations::ConversationId, error::Result, realtime::Published,
+    service::State,
+};
 use chrono::Utc;
-use uuid::Uuid;
 
 /// How long a typing indicator lasts unless renewed.
 pub const TYPING_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Tells the other members that the caller is typing (ephemeral: broker only).
-pub async fn typing(state: &State, caller: &Caller, id: Uuid) -> Result<()> {
+pub async fn typing(state: &State, caller: &Caller, id: ConversationId) -> Result<()> {
+    let id = id.0;
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
     let recipients = db::events::recipients(&mut conn, id).await?;
