@@ -146,7 +146,11 @@ impl App {
             &config.cors_origins,
             config.max_message_bytes,
         )?;
-        let rest = crate::rest::Rest::new(crate::pb::FILE_DESCRIPTOR_SET, grpc_router.clone())?;
+        let rest = crate::rest::Rest::new(
+            crate::pb::FILE_DESCRIPTOR_SET,
+            grpc_router.clone(),
+            &config.cors_origins,
+        )?;
         let router = top_router(grpc_router, rest, ready.clone());
         let listener = TcpListener::bind(config.listen)
             .await

@@ -6,6 +6,7 @@
 //! - [`app`]: builds the server from a [`config::Config`], binds, runs until stopped.
 //! - [`serve`]: the accept loop and its transport limits.
 //! - [`config`]: typed settings from flags and environment variables.
+//! - [`cors`]: the one origin allow-list of gRPC-Web and the REST edge.
 //! - [`error`]: the one error type and its one mapping to `tonic::Status`.
 //! - [`pb`]: generated protobuf types, servers, clients and the descriptor set.
 //! - [`grpc`]: thin adapters from tonic requests to services, and the router.
@@ -21,6 +22,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -1,6 +1,7 @@
-//! The `epop_refresh` cookie that carries the refresh token to browsers.
+//! The cookies of browsers: `epop_refresh` carries the refresh token, `epop_events` the
+//! access token of the REST event stream (for `EventSource`, which cannot send headers).
 //!
-//! It is set twice, with the same value: `Path=/api/auth` for the REST routes, and
+//! `epop_refresh` is set twice, with the same value: `Path=/api/auth` for the REST routes, and
 //! `Path=/epop.v1.AuthService` for gRPC-Web clients, whose calls go to that path.
 
 use http::HeaderMap;
@@ -33,13 +34,30 @@ pub fn clear() -> Vec<String> {
 
 /// The refresh token from the `cookie` headers, if any.
 pub fn read(headers: &HeaderMap) -> Option<String> {
+    read_named(headers, NAME)
+}
+
+/// The name of the event stream's cookie.
+pub const EVENTS_NAME: &str = "epop_events";
+
+/// The `set-cookie` value that stores access token `token` for the REST event stream only,
+/// for `max_age` (the token's remaining life).
+pub fn set_events(token: &str, max_age: Duration) -> String {
+    format!(
+        "{EVENTS_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/api/events; Max-Age={}",
+        max_age.as_secs()
+    )
+}
+
+/// The cookie `name` from the `cookie` headers, if set and not empty.
+pub fn read_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, v)| *k == NAME && !v.is_empty())
+        .find(|(k, v)| *k == name && !v.is_empty())
         .map(|(_, v)| v.to_owned())
 }
 

@@ -27,6 +27,40 @@ pub fn is_public(path: &str) -> bool {
     service.is_some_and(|s| PUBLIC.contains(&s))
 }
 
+/// The RPC that also takes its access token from the `epop_events` cookie.
+fn takes_events_cookie(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(service, method)| {
+            service == crate::pb::conversation_service_server::SERVICE_NAME
+                && method == "StreamEvents"
+        })
+}
+
+/// The access token of a request: `Authorization: Bearer <token>` (the scheme name is
+/// case-insensitive, RFC 9110), or for the event stream, the `epop_events` cookie.
+pub fn bearer<B>(req: &http::Request<B>) -> Option<String> {
+    bearer_in(req.headers(), takes_events_cookie(req.uri().path()))
+}
+
+/// The bearer token in `headers` (or, when `cookie` says so, the `epop_events` cookie).
+pub fn bearer_in(headers: &http::HeaderMap, cookie: bool) -> Option<String> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some(value) = header {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+            .filter(|t| !t.is_empty());
+    }
+    if cookie {
+        return super::cookie::read_named(headers, super::cookie::EVENTS_NAME);
+    }
+    None
+}
+
 /// The axum middleware: passes public RPCs through, authenticates the rest.
 pub async fn authenticate(
     State(keys): State<Arc<JwtKeys>>,
@@ -36,18 +70,10 @@ pub async fn authenticate(
     if is_public(req.uri().path()) {
         return next.run(req).await;
     }
-    let token = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    let Some(token) = token else {
+    let Some(token) = bearer(&req) else {
         return tonic::Status::unauthenticated("missing bearer token").into_http();
     };
-    match keys.verify(token.trim()) {
+    match keys.verify(&token) {
         Some(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

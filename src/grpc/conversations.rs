@@ -92,6 +92,27 @@ impl ConversationService for ConversationApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn open_events_session(
+        &self,
+        request: Request<pb::OpenEventsSessionRequest>,
+    ) -> Result<Response<pb::OpenEventsSessionResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        // The cookie carries the very token the caller authenticated with.
+        let token = crate::auth::layer::bearer_in(request.metadata().as_ref(), false)
+            .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+        let left = (caller.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        let mut response = Response::new(pb::OpenEventsSessionResponse {
+            expire_time: Some(convert::timestamp(caller.expires_at)),
+        });
+        let cookie = crate::auth::cookie::set_events(&token, left);
+        let value = tonic::metadata::MetadataValue::try_from(cookie)
+            .map_err(|_| Status::internal("cookie value"))?;
+        response.metadata_mut().insert("set-cookie", value);
+        Ok(response)
+    }
+
     async fn list_conversations(
         &self,
         request: Request<pb::ListConversationsRequest>,

@@ -13,9 +13,8 @@ pub mod users;
 
 use crate::{auth::layer::authenticate, pb, service::State};
 use axum::middleware::from_fn_with_state;
-use http::{HeaderName, HeaderValue, Method};
+use http::Method;
 use tonic::service::Routes;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The fully-qualified names of EPOP's eight services, from the generated code.
 pub const SERVICE_NAMES: [&str; 8] = [
@@ -96,30 +95,23 @@ pub fn router(
 
 /// CORS for browser gRPC-Web clients: only the configured origins, with credentials (the
 /// refresh cookie), exposing the gRPC status headers.
-fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
-    let origins = origins
-        .iter()
-        .filter(|o| !o.trim().is_empty())
-        .map(|o| HeaderValue::from_str(o.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| anyhow::anyhow!("EPOP_CORS_ORIGINS holds an invalid origin"))?;
-    let header = HeaderName::from_static;
-    Ok(CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
-        .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header("authorization"),
-            header("content-type"),
-            header("x-grpc-web"),
-            header("x-user-agent"),
-            header("grpc-timeout"),
-            header("x-request-id"),
-        ])
-        .expose_headers([
-            header("grpc-status"),
-            header("grpc-message"),
-            header("grpc-status-details-bin"),
-            header("x-request-id"),
-        ]))
+fn cors(origins: &[String]) -> anyhow::Result<tower_http::cors::CorsLayer> {
+    Ok(crate::cors::layer(
+        crate::cors::origins(origins)?,
+        vec![Method::POST, Method::OPTIONS],
+        &[
+            "authorization",
+            "content-type",
+            "x-grpc-web",
+            "x-user-agent",
+            "grpc-timeout",
+            "x-request-id",
+        ],
+        &[
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+            "x-request-id",
+        ],
+    ))
 }

@@ -46,23 +46,47 @@ pub struct Rest {
     routes: Arc<Routes>,
     openapi: Arc<serde_json::Value>,
     grpc: Router,
+    cors: tower_http::cors::CorsLayer,
+    origins: Arc<Vec<HeaderValue>>,
 }
 
 impl Rest {
-    /// Builds the edge from the descriptor set, calling `grpc` for every RPC.
-    pub fn new(descriptors: &[u8], grpc: Router) -> anyhow::Result<Self> {
+    /// Builds the edge from the descriptor set, calling `grpc` for every RPC, answering
+    /// browsers on `cors_origins` (preflights included).
+    pub fn new(descriptors: &[u8], grpc: Router, cors_origins: &[String]) -> anyhow::Result<Self> {
         let pool = DescriptorPool::decode(descriptors)?;
         let routes = Routes::from_pool(&pool)?;
         let openapi = openapi::document(&routes);
+        // The methods of the route table, and what browsers send (EventSource: Last-Event-ID).
+        let mut methods: Vec<http::Method> = routes.iter().map(|r| r.method.clone()).collect();
+        methods.push(http::Method::OPTIONS);
+        methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        methods.dedup();
+        let origins = crate::cors::origins(cors_origins)?;
+        let cors = crate::cors::layer(
+            origins.clone(),
+            methods,
+            &[
+                "authorization",
+                "content-type",
+                "last-event-id",
+                "x-request-id",
+                "accept",
+            ],
+            &["x-request-id", "www-authenticate", "retry-after"],
+        );
         Ok(Self {
             routes: Arc::new(routes),
             openapi: Arc::new(openapi),
             grpc,
+            cors,
+            origins: Arc::new(origins),
         })
     }
 
     /// The axum routes: `/api/openapi.json` and every annotated RPC under `/api/`.
     pub fn router(self) -> Router {
+        let (cors, origins) = (self.cors.clone(), self.origins.clone());
         Router::new()
             .route(
                 "/api/openapi.json",
@@ -72,10 +96,36 @@ impl Rest {
             )
             .fallback(handle)
             .with_state(self)
+            .layer(cors)
+            .layer(axum::middleware::from_fn_with_state(
+                origins,
+                crate::cors::only_listed,
+            ))
     }
 }
 
 async fn handle(State(rest): State<Rest>, req: Request) -> Response {
+    // A credential was offered: the header, or the event stream's cookie.
+    let offered = req.headers().contains_key(http::header::AUTHORIZATION)
+        || crate::auth::cookie::read_named(req.headers(), crate::auth::cookie::EVENTS_NAME)
+            .is_some();
+    let mut response = call(rest, req).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        // RFC 9110 §15.5.2 and RFC 6750 §3.
+        let challenge = if offered {
+            "Bearer realm=\"epop\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"epop\""
+        };
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    response
+}
+
+async fn call(rest: Rest, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let (route, vars) = match rest.routes.find(&parts.method, path) {

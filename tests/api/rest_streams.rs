@@ -81,7 +81,9 @@ async fn serve(dropped: Arc<AtomicBool>) -> String {
     }))
     .add_service(pb::conversation_service_server::ConversationServiceServer::new(TestEvents))
     .into_axum_router();
-    let app = Rest::new(pb::FILE_DESCRIPTOR_SET, grpc).unwrap().router();
+    let app = Rest::new(pb::FILE_DESCRIPTOR_SET, grpc, &[])
+        .unwrap()
+        .router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
