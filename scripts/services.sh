@@ -5,6 +5,8 @@
 #                                 throwaway cluster on 127.0.0.1:PORT) and PG_BIN
 #   ensure_redis URL PORT      -> sets REDIS (URL when it answers PING, otherwise a throwaway
 #                                 redis-server on 127.0.0.1:PORT)
+#   ensure_browser             -> installs chromium, node and playwright-core when missing,
+#                                 sets EPOP_BROWSER_NODE_PATH
 # What they start is stopped by stop_services (call it from an EXIT trap).
 
 services_cleanup=()
@@ -64,4 +66,25 @@ ensure_redis() {
   services_cleanup+=("kill $(cat "$rdir/redis.pid")")
   REDIS=redis://127.0.0.1:$port
   echo "started a throwaway Redis at $REDIS"
+}
+
+# Makes sure chromium, node and playwright-core (tests/browser/package.json) are there;
+# exports EPOP_BROWSER_NODE_PATH.
+ensure_browser() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing for the browser test: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  local dir=$HOME/.cache/epop/browser
+  export EPOP_BROWSER_NODE_PATH=$dir/node_modules
+  if ! cmp -s tests/browser/package.json "$dir/package.json" \
+    || [ ! -d "$EPOP_BROWSER_NODE_PATH/playwright-core" ]; then
+    mkdir -p "$dir"
+    cp tests/browser/package.json "$dir/package.json"
+    (cd "$dir" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }

@@ -205,15 +205,14 @@ impl App {
             stop.child_token(),
         ));
         tracing::info!(addr = %self.local_addr(), "EPOP is listening (gRPC, gRPC-Web, HTTP)");
-        let server = crate::serve::serve(self.listener, self.router, self.limits, stop.clone());
-        let grace = self.grace;
-        let served = tokio::select! {
-            r = server => r.context("the server failed"),
-            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("in-flight calls did not finish within the grace period");
-                Ok(())
-            }
-        };
+        crate::serve::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            stop.clone(),
+            self.grace,
+        )
+        .await;
         stop.cancel();
         let _ = worker.await;
         let _ = health.await;
@@ -222,7 +221,7 @@ impl App {
             pg.stop().await?;
         }
         tracing::info!("EPOP stopped");
-        served
+        Ok(())
     }
 }
 

@@ -114,8 +114,8 @@ pub struct ServeArgs {
     )]
     pub mail_from: String,
 
-    /// Browser origins allowed to call gRPC-Web with credentials (comma-separated); empty
-    /// allows same-origin only.
+    /// Browser origins allowed to call gRPC-Web and the REST edge with credentials
+    /// (comma-separated); empty allows same-origin only.
     #[arg(long, env = "EPOP_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 

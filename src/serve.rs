@@ -28,14 +28,16 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `stop`; then stops accepting and waits for open
-/// connections to finish (the caller bounds the wait).
+/// Serves `router` on `listener` until `stop`; then stops accepting, lets open connections
+/// finish their calls for up to `grace`, and closes those still open (event streams never
+/// finish by themselves: their clients reconnect elsewhere and resume).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+    grace: Duration,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -48,7 +50,9 @@ pub async fn serve(
         .keep_alive_timeout(limits.keepalive_timeout);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let place = tokio::select! {
             () = stop.cancelled() => break,
             place = open.clone().acquire_owned() => match place {
@@ -82,7 +86,7 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
             .into_owned();
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -90,6 +94,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the grace period are closed"
+        );
+    }
+    connections.shutdown().await;
 }

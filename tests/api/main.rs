@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod browser;
 mod browsers;
 mod conversations;
 mod embedded;
