@@ -9,6 +9,23 @@ use epop::pb::{self, conversation_service_client::ConversationServiceClient, eve
 use std::time::Duration;
 use tonic::{Code, transport::Channel};
 
+/// `token`'s event stream over a small HTTP/2 window, so that the server's per-stream buffer
+/// is what fills up when the client stops reading.
+async fn slow_stream(app: &TestApp, token: &str) -> tonic::Streaming<pb::Event> {
+    let slow = Channel::from_shared(app.url())
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(64 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    ConversationServiceClient::new(slow)
+        .stream_events(authed(pb::StreamEventsRequest::default(), token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Reads a stalled stream to its end: how many events `counted` matched, and whether it was
 /// told to resync.
 async fn drain(
@@ -66,19 +83,7 @@ async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
 async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
     let app = TestApp::spawn().await;
     let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
-    // A small HTTP/2 window, so the server's per-stream buffer is what fills up.
-    let slow = Channel::from_shared(app.url())
-        .unwrap()
-        .initial_stream_window_size(Some(16 * 1024))
-        .initial_connection_window_size(Some(64 * 1024))
-        .connect()
-        .await
-        .unwrap();
-    let mut stream = ConversationServiceClient::new(slow)
-        .stream_events(authed(pb::StreamEventsRequest::default(), &bob))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = slow_stream(&app, &bob).await;
     // Bob reads nothing while Ann types 3,000 times.
     let mut typers = Vec::new();
     for _ in 0..8 {
@@ -116,18 +121,7 @@ async fn a_stalled_stream_is_bounded_in_bytes_not_only_in_events() {
         ),
     )
     .await;
-    let slow = Channel::from_shared(app.url())
-        .unwrap()
-        .initial_stream_window_size(Some(16 * 1024))
-        .initial_connection_window_size(Some(64 * 1024))
-        .connect()
-        .await
-        .unwrap();
-    let mut stream = ConversationServiceClient::new(slow)
-        .stream_events(authed(pb::StreamEventsRequest::default(), &bob))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = slow_stream(&app, &bob).await;
     // Fewer events than the buffer holds (256), but more bytes (4 MiB).
     let mut c = client(&app).await;
     for i in 0..200 {
