@@ -145,13 +145,17 @@ impl Session {
         if self.bytes.load(Ordering::Relaxed) + weight > BUFFER_BYTES {
             return Err(self.too_slow());
         }
+        // Counted before it can be received (and subtracted), never after.
+        self.bytes.fetch_add(weight, Ordering::Relaxed);
         match self.out.try_send(item) {
-            Ok(()) => {
-                self.bytes.fetch_add(weight, Ordering::Relaxed);
-                Ok(())
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.bytes.fetch_sub(weight, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Err(self.too_slow()),
+                    mpsc::error::TrySendError::Closed(_) => Err(Stop),
+                }
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(self.too_slow()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop),
         }
     }
 
