@@ -120,13 +120,15 @@ pub async fn send(
     }
 }
 
-/// The message, locked, when the caller sent it or is a system admin.
+/// The message, locked, when the caller is a member of its conversation (NOT_FOUND
+/// otherwise) and sent it or is a system admin.
 async fn own_message(
     conn: &mut AsyncPgConnection,
     caller: &Caller,
     id: Uuid,
     message: Uuid,
 ) -> Result<Message> {
+    member(conn, caller, id).await?;
     let m = db::messages::get_for_update(conn, id, message).await?;
     if m.sender_id != caller.user_id.0 && caller.role != Role::Admin {
         return Err(Error::PermissionDenied(
@@ -147,7 +149,6 @@ pub async fn edit(
     let (id, message) = (id.0, message.0);
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        member(conn, caller, id).await?;
         let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
             return Err(Error::FailedPrecondition("the message was deleted".into()));
@@ -186,7 +187,6 @@ pub async fn delete(
     let (id, message) = (id.0, message.0);
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        member(conn, caller, id).await?;
         let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
             return Ok((m, None));
