@@ -88,3 +88,19 @@ ensure_browser() {
     (cd "$dir" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 }
+
+# Makes sure the S3 server of the file tests (s3s-fs, which checks SigV4 signatures) is
+# installed under ~/.cache/epop/s3s-fs (built once by cargo); exports EPOP_TEST_S3FS.
+S3S_FS_VERSION=0.14.1
+ensure_s3fs() {
+  local root=$HOME/.cache/epop/s3s-fs
+  export EPOP_TEST_S3FS=$root/bin/s3s-fs
+  if [ ! -x "$EPOP_TEST_S3FS" ] || [ "$(cat "$root/version" 2>/dev/null)" != "$S3S_FS_VERSION" ]; then
+    echo "installing s3s-fs $S3S_FS_VERSION for the file tests (once)"
+    # Its own target directory: the project's build cache stays as it is.
+    CARGO_TARGET_DIR=$root/target cargo install --quiet --locked "s3s-fs@$S3S_FS_VERSION" \
+      --features binary --root "$root"
+    rm -rf "$root/target"
+    echo "$S3S_FS_VERSION" > "$root/version"
+  fi
+}

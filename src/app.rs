@@ -95,6 +95,10 @@ impl App {
             config.admin_password.as_ref(),
         )
         .await?;
+        // Bound early: the local file URLs name the bound address.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let wake_jobs = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let broker = match &config.redis_url {
@@ -111,7 +115,9 @@ impl App {
         let cursor_key = Arc::new(crate::realtime::cursor::CursorKey::new(
             &jwt.derive("stream cursors"),
         ));
+        let files = Arc::new(file_rules(&config, listener.local_addr()?, &jwt)?);
         let state = State {
+            files: files.clone(),
             cursor_key,
             pool: pool.clone(),
             jwt,
@@ -134,6 +140,7 @@ impl App {
             public_url: config.public_url.clone(),
             wake: wake_jobs.clone(),
             broker: state.broker.clone(),
+            storage: files.storage.clone(),
         };
         let worker = Worker::new(pool, wake_jobs, job_handlers(deps));
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -151,10 +158,13 @@ impl App {
             grpc_router.clone(),
             &config.cors_origins,
         )?;
-        let router = top_router(grpc_router, rest, ready.clone());
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let router = top_router(
+            grpc_router,
+            rest,
+            ready.clone(),
+            &files,
+            &config.cors_origins,
+        )?;
         Ok(Self {
             listener,
             router,
@@ -228,7 +238,7 @@ impl App {
 /// The handler of every kind of job: where the services' job functions are registered (the
 /// worker knows none of them).
 fn job_handlers(deps: service::JobDeps) -> Handler {
-    use service::{auth, digests, tasks};
+    use service::{auth, digests, files, tasks};
     Arc::new(move |job, claimed| {
         let deps = deps.clone();
         Box::pin(async move {
@@ -247,15 +257,74 @@ fn job_handlers(deps: service::JobDeps) -> Handler {
                 Job::MessageDigest { user_id } => {
                     digests::send_digest(&deps, &claimed, user_id).await
                 }
+                Job::ExpireUpload { file_id } => files::expire_upload(&deps, file_id).await,
+                Job::DeleteMessageFiles { message_id } => {
+                    files::delete_message_files(&deps, message_id).await
+                }
             }
         })
     })
 }
 
+/// The file settings: S3 when a bucket is configured, else `<data-dir>/files` served by this
+/// server at `EPOP_FILES_URL` or its bound address.
+fn file_rules(
+    config: &Config,
+    bound: SocketAddr,
+    jwt: &JwtKeys,
+) -> anyhow::Result<service::files::Files> {
+    let f = &config.files;
+    let storage = match f.s3()? {
+        Some(s3) => crate::storage::Storage::s3(&s3)?,
+        None => {
+            let base = f.files_url.clone().unwrap_or_else(|| {
+                let ip = match bound.ip() {
+                    ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+                    ip => ip,
+                };
+                format!("http://{}", SocketAddr::new(ip, bound.port()))
+            });
+            let dir = config.store.data_dir.join("files");
+            crate::storage::Storage::local(&dir, &base, jwt.derive("file urls"), f.files_fsync)?
+        }
+    };
+    let mut policy = crate::domain::files::TypePolicy {
+        allowed: f.files_allowed_types.clone(),
+        ..Default::default()
+    };
+    if let Some(inert) = &f.files_inert_types {
+        policy.inert = inert.clone();
+    }
+    Ok(service::files::Files {
+        storage,
+        max_bytes: f.files_max_bytes,
+        policy,
+        pending_ttl: f.files_pending_ttl,
+        upload_ttl: f.files_upload_url_ttl,
+        download_ttl: f.files_download_url_ttl,
+    })
+}
+
 /// Routes gRPC and gRPC-Web (and their CORS preflights) to the gRPC router; everything else
-/// to the plain HTTP routes and the REST edge.
-fn top_router(grpc: Router, rest: crate::rest::Rest, ready: Arc<AtomicBool>) -> Router {
-    let http = Router::new()
+/// to the plain HTTP routes (with the local file URLs) and the REST edge.
+fn top_router(
+    grpc: Router,
+    rest: crate::rest::Rest,
+    ready: Arc<AtomicBool>,
+    files: &service::files::Files,
+    cors_origins: &[String],
+) -> anyhow::Result<Router> {
+    let mut http = Router::new();
+    if let Some(routes) = files.storage.routes() {
+        // Browsers on the allowed origins upload and download with fetch.
+        http = http.merge(routes.layer(crate::cors::layer(
+            crate::cors::origins(cors_origins)?,
+            vec![http::Method::GET, http::Method::PUT],
+            &["content-type"],
+            &["content-disposition", "content-length"],
+        )));
+    }
+    let http = http
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -308,10 +377,10 @@ fn top_router(grpc: Router, rest: crate::rest::Rest, ready: Arc<AtomicBool>) -> 
             http::HeaderValue::from_static(value),
         ));
     }
-    router
+    Ok(router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
 }
 
 fn is_grpc(req: &Request) -> bool {

@@ -18,6 +18,7 @@
 //! - [`realtime`]: the broker, resumable event stream sessions and their cursors.
 //! - [`jobs`]: the durable jobs table worker (handlers are registered in [`app`]).
 //! - [`mail`]: the email sender (SMTP or `.eml` files).
+//! - [`storage`]: file objects (S3/MinIO or a local directory) and their presigned URLs.
 
 pub mod app;
 pub mod auth;
@@ -34,4 +35,5 @@ pub mod realtime;
 pub mod rest;
 pub mod serve;
 pub mod service;
+pub mod storage;
 pub mod telemetry;

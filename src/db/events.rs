@@ -80,8 +80,8 @@ async fn redact_earlier(
 ) -> Result<()> {
     diesel::sql_query(
         "UPDATE conversation_events SET body = jsonb_set( \
-           CASE WHEN body ? 'attachment_ids' \
-                THEN jsonb_set(body, '{attachment_ids}', COALESCE($1->'attachment_ids', '[]')) \
+           CASE WHEN body ? 'attachments' \
+                THEN jsonb_set(body, '{attachments}', COALESCE($1->'attachments', '[]')) \
                 ELSE body END, \
            '{message}', $1->'message') \
          WHERE conversation_id = $2 AND message_id = $3 AND seq < $4",

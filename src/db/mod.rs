@@ -6,6 +6,7 @@ pub mod digests;
 pub mod divisions;
 pub mod embedded;
 pub mod events;
+pub mod files;
 pub mod jobs;
 pub mod messages;
 pub mod projects;

@@ -9,8 +9,10 @@ diesel::table! {
         bucket -> Text,
         file_name -> Text,
         size -> Int8,
-        content_type -> Nullable<Text>,
+        content_type -> Text,
         created_at -> Timestamptz,
+        state -> Text,
+        checksum_sha256 -> Nullable<Text>,
     }
 }
 

@@ -9,7 +9,11 @@ use crate::{
         messages::Message,
         schema::{conversation_events, conversation_members, conversations, messages},
     },
-    domain::{RichText, UserId, jobs::Job},
+    domain::{
+        RichText, UserId,
+        files::{File, FileState},
+        jobs::Job,
+    },
     error::{Error, Result},
 };
 use chrono::{DateTime, Utc};
@@ -39,8 +43,8 @@ pub struct NewMessage<'a> {
     pub content: &'a RichText,
     /// The sender's idempotency key, if any.
     pub key: Option<&'a str>,
-    /// The sender's uploads to attach.
-    pub attachments: &'a [Uuid],
+    /// The sender's pending uploads to attach (checked against the store), in order.
+    pub attachments: &'a [File],
     /// When the conversation's digest job (if this send queues it) is due.
     pub digest_at: DateTime<Utc>,
 }
@@ -94,9 +98,17 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         deleted_at: None,
         created_at,
     };
+    let attached: Vec<File> = attachments
+        .iter()
+        .map(|f| File {
+            message_id: Some(message.id),
+            state: FileState::Attached,
+            ..f.clone()
+        })
+        .collect();
     let body = EventBody::MessageCreated {
         message: message.clone(),
-        attachment_ids: attachments.to_vec(),
+        attachments: attached,
     };
     let json =
         serde_json::to_value(&body).map_err(|e| Error::internal(format!("event body: {e}")))?;
@@ -154,7 +166,9 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         async { recipients.await.map_err(Error::from) },
         digest,
     )?;
-    crate::db::messages::attach(conn, message.id, sender, attachments).await?;
+    let ids: Vec<Uuid> = attachments.iter().map(|f| f.id).collect();
+    // Fails (rolling back) when an upload expired or was attached since it was checked.
+    crate::db::files::attach(conn, message.id, sender, &ids).await?;
     let event = Event {
         conversation_id: conversation,
         seq: event_seq,

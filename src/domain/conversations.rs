@@ -3,7 +3,7 @@
 //! what the log stores and what instances exchange).
 
 use crate::{
-    domain::{ProjectName, UserId},
+    domain::{ProjectName, UserId, files::File},
     error::{Error, Result},
 };
 use chrono::{DateTime, Utc};
@@ -151,15 +151,17 @@ pub enum EventBody {
     MessageCreated {
         /// The message.
         message: Message,
-        /// Its attachments.
-        attachment_ids: Vec<Uuid>,
+        /// Its files.
+        #[serde(default)]
+        attachments: Vec<File>,
     },
     /// A message was edited.
     MessageUpdated {
         /// The message after the edit.
         message: Message,
-        /// Its attachments.
-        attachment_ids: Vec<Uuid>,
+        /// Its files.
+        #[serde(default)]
+        attachments: Vec<File>,
     },
     /// A message was deleted (a tombstone).
     MessageDeleted {

@@ -32,6 +32,16 @@ pub enum Job {
         /// The member.
         user_id: Uuid,
     },
+    /// Delete an upload that was never attached (its object, then its row).
+    ExpireUpload {
+        /// The file.
+        file_id: Uuid,
+    },
+    /// Delete the files of a deleted message (their objects, then their rows).
+    DeleteMessageFiles {
+        /// The message.
+        message_id: Uuid,
+    },
 }
 
 /// Whom a reset email is for.
@@ -58,6 +68,10 @@ pub const TASK_REMINDER: &str = "task_reminder";
 pub const CONVERSATION_DIGEST: &str = "conversation_digest";
 /// The stored name of [`Job::MessageDigest`].
 pub const MESSAGE_DIGEST: &str = "message_digest";
+/// The stored name of [`Job::ExpireUpload`].
+pub const EXPIRE_UPLOAD: &str = "expire_upload";
+/// The stored name of [`Job::DeleteMessageFiles`].
+pub const DELETE_MESSAGE_FILES: &str = "delete_message_files";
 
 impl Job {
     /// The name the job's kind is stored under.
@@ -67,6 +81,8 @@ impl Job {
             Job::TaskReminder { .. } => TASK_REMINDER,
             Job::ConversationDigest { .. } => CONVERSATION_DIGEST,
             Job::MessageDigest { .. } => MESSAGE_DIGEST,
+            Job::ExpireUpload { .. } => EXPIRE_UPLOAD,
+            Job::DeleteMessageFiles { .. } => DELETE_MESSAGE_FILES,
         }
     }
 
@@ -89,6 +105,8 @@ impl Job {
                 format!("digest-conversation:{conversation_id}")
             }
             Job::MessageDigest { user_id } => format!("digest:{user_id}"),
+            Job::ExpireUpload { file_id } => format!("upload:{file_id}"),
+            Job::DeleteMessageFiles { message_id } => format!("message-files:{message_id}"),
         }
     }
 
@@ -133,6 +151,12 @@ mod tests {
             },
             Job::MessageDigest {
                 user_id: Uuid::nil(),
+            },
+            Job::ExpireUpload {
+                file_id: Uuid::nil(),
+            },
+            Job::DeleteMessageFiles {
+                message_id: Uuid::nil(),
             },
         ];
         for job in jobs {

@@ -1,6 +1,7 @@
 //! Typed ids and validated values: built once by `parse`, trusted everywhere after. No IO.
 
 pub mod conversations;
+pub mod files;
 mod ids;
 pub mod jobs;
 mod paging;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod codec;
 pub mod conversations;
 pub mod convert;
+pub mod files;
 pub mod pending;
 pub mod projects;
 pub mod tasks;
@@ -81,7 +82,10 @@ pub fn router(
         ConversationServiceServer<_>,
         conversations::ConversationApi::new(state.clone())
     ))
-    .add_service(limited!(FileServiceServer<_>, pending::Pending))
+    .add_service(limited!(
+        FileServiceServer<_>,
+        files::FileApi::new(state.clone())
+    ))
     .add_service(limited!(AiServiceServer<_>, pending::Pending))
     .add_service(health)
     .add_service(reflection().build_v1()?)

@@ -1,4 +1,4 @@
-//! Services declared in the API whose implementation comes with later work (files, AI).
+//! Services declared in the API whose implementation comes with later work (AI).
 //! Every RPC answers UNIMPLEMENTED (the generated default), never fake data; authentication
 //! still applies to them.
 
@@ -8,5 +8,4 @@ use crate::pb;
 #[derive(Debug, Clone, Copy)]
 pub struct Pending;
 
-impl pb::file_service_server::FileService for Pending {}
 impl pb::ai_service_server::AiService for Pending {}

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod conversations;
 pub mod digests;
+pub mod files;
 pub mod projects;
 pub mod tasks;
 pub mod users;
@@ -39,6 +40,8 @@ pub struct State {
     pub broker: crate::realtime::Broker,
     /// Rung after a transaction that enqueued a job commits.
     pub wake_jobs: Arc<Notify>,
+    /// Where files go and their rules.
+    pub files: Arc<files::Files>,
 }
 
 /// What the services' job handlers need.
@@ -54,4 +57,6 @@ pub struct JobDeps {
     pub wake: Arc<Notify>,
     /// Who has a stream open (digests skip them).
     pub broker: crate::realtime::Broker,
+    /// Where file objects are deleted.
+    pub storage: crate::storage::Storage,
 }

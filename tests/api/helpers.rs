@@ -74,6 +74,23 @@ pub async fn db_count(name: &str, sql: &str) -> i64 {
     row.n
 }
 
+/// The text `sql` (a query answering one `text` column named `v`) gives on database `name`.
+pub async fn db_text(name: &str, sql: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let mut conn = AsyncPgConnection::establish(&database_url(name))
+        .await
+        .expect("connect");
+    let row: V = diesel::sql_query(sql)
+        .get_result(&mut conn)
+        .await
+        .expect(sql);
+    row.v
+}
+
 fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

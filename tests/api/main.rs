@@ -7,6 +7,7 @@ mod browsers;
 mod conversations;
 mod embedded;
 mod events;
+mod files;
 mod helpers;
 mod history;
 mod jobs;

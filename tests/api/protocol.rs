@@ -265,15 +265,9 @@ async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
     let app = TestApp::spawn().await;
     let t = app.admin_token().await;
     let ch = app.channel().await;
-    let files = pb::file_service_client::FileServiceClient::new(ch.clone())
-        .presign_upload(authed(pb::PresignUploadRequest::default(), &t))
-        .await
-        .unwrap_err();
     let ai = pb::ai_service_client::AiServiceClient::new(ch)
         .chat(authed(pb::ChatRequest::default(), &t))
         .await
         .unwrap_err();
-    for s in [files, ai] {
-        assert_eq!(s.code(), tonic::Code::Unimplemented);
-    }
+    assert_eq!(ai.code(), tonic::Code::Unimplemented);
 }

@@ -107,18 +107,22 @@ async fn every_rpc_but_the_public_ones_needs_a_token() {
     assert_eq!(admin.code(), Code::Unauthenticated);
 
     // Services implemented later still authenticate first, then answer UNIMPLEMENTED.
+    let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
+    let anon = ai.chat(pb::ChatRequest::default()).await.unwrap_err();
+    assert_eq!(anon.code(), Code::Unauthenticated);
+    let token = app.admin_token().await;
+    let signed_in = ai
+        .chat(authed(pb::ChatRequest::default(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(signed_in.code(), Code::Unimplemented);
+    // Files authenticate too.
     let mut files = pb::file_service_client::FileServiceClient::new(app.channel().await);
     let anon = files
         .get_file(pb::GetFileRequest::default())
         .await
         .unwrap_err();
     assert_eq!(anon.code(), Code::Unauthenticated);
-    let token = app.admin_token().await;
-    let signed_in = files
-        .get_file(authed(pb::GetFileRequest::default(), &token))
-        .await
-        .unwrap_err();
-    assert_eq!(signed_in.code(), Code::Unimplemented);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,13 +3,14 @@
 use super::timestamp;
 use crate::{
     domain::conversations::{Conversation, Event, EventBody, Message},
+    domain::files::File,
     pb,
     realtime::{BoardChange, session::Item},
     service::conversations::Summary,
 };
 use uuid::Uuid;
 
-pub fn message(m: Message, attachments: Vec<Uuid>) -> pb::Message {
+pub fn message(m: Message, attachments: Vec<File>) -> pb::Message {
     pb::Message {
         id: m.id.to_string(),
         conversation_id: m.conversation_id.to_string(),
@@ -20,7 +21,11 @@ pub fn message(m: Message, attachments: Vec<Uuid>) -> pb::Message {
             .is_none()
             .then(|| super::json_to_struct(&m.content)),
         text: m.body_text,
-        attachment_ids: attachments.iter().map(Uuid::to_string).collect(),
+        attachment_ids: attachments.iter().map(|f| f.id.to_string()).collect(),
+        attachments: attachments
+            .into_iter()
+            .map(super::files::file_info)
+            .collect(),
         deleted: m.deleted_at.is_some(),
         create_time: Some(timestamp(m.created_at)),
         edit_time: m.edited_at.map(timestamp),
@@ -102,12 +107,12 @@ fn durable(event: Event) -> pb::event::Kind {
     match event.body {
         EventBody::MessageCreated {
             message: m,
-            attachment_ids,
-        } => K::MessageCreated(message(m, attachment_ids)),
+            attachments,
+        } => K::MessageCreated(message(m, attachments)),
         EventBody::MessageUpdated {
             message: m,
-            attachment_ids,
-        } => K::MessageUpdated(message(m, attachment_ids)),
+            attachments,
+        } => K::MessageUpdated(message(m, attachments)),
         EventBody::MessageDeleted { message: m } => K::MessageDeleted(message(m, vec![])),
         EventBody::Membership { added, removed } => K::MembershipChanged(pb::MembershipChanged {
             conversation: Some(pb::Conversation {

@@ -2,6 +2,7 @@
 //! mapping lives under here.
 
 mod conversations;
+pub mod files;
 mod json;
 mod projects;
 

@@ -11,7 +11,7 @@ use crate::{
         messages::{Message, Window},
     },
     domain::conversations::{ConversationId, IdempotencyKey, MessageId},
-    domain::{Page, PageSize, PageToken, RichText, Role},
+    domain::{Page, PageSize, PageToken, RichText, Role, files::File, jobs::Job},
     error::{Error, Result},
     realtime::Published,
     service::State,
@@ -21,11 +21,11 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// Attachment ids of each message.
-pub async fn attachments(state: &State, messages: &[Message]) -> Result<HashMap<Uuid, Vec<Uuid>>> {
+/// The files of each message.
+pub async fn attachments(state: &State, messages: &[Message]) -> Result<HashMap<Uuid, Vec<File>>> {
     let mut conn = state.pool.get().await?;
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    db::messages::attachment_ids(&mut conn, &ids).await
+    db::files::of_messages(&mut conn, &ids).await
 }
 
 /// A page of messages, ascending by sequence; the token pages further in the same direction.
@@ -52,7 +52,8 @@ pub async fn messages(
     Ok((rows, next))
 }
 
-/// Sends a message (idempotent by `key`); returns it with its attachment ids.
+/// Sends a message (idempotent by `key`) with the caller's uploads `attachments` (each
+/// checked against the store first); returns it with its files.
 pub async fn send(
     state: &State,
     caller: &Caller,
@@ -60,7 +61,7 @@ pub async fn send(
     content: RichText,
     attachments: Vec<Uuid>,
     key: Option<IdempotencyKey>,
-) -> Result<(Message, Vec<Uuid>)> {
+) -> Result<(Message, Vec<File>)> {
     let id = id.0;
     let key = key.map(|k| k.as_str().to_owned());
     let mut conn = state.pool.get().await?;
@@ -68,7 +69,7 @@ pub async fn send(
     let replay = async |conn: &mut AsyncPgConnection, key: &str| -> Result<Option<_>> {
         match db::messages::by_idempotency_key(conn, caller.user_id, key).await? {
             Some(m) if m.conversation_id == id => {
-                let mut ids = db::messages::attachment_ids(conn, &[m.id]).await?;
+                let mut ids = db::files::of_messages(conn, &[m.id]).await?;
                 let a = ids.remove(&m.id).unwrap_or_default();
                 Ok(Some((m, a)))
             }
@@ -84,6 +85,13 @@ pub async fn send(
     {
         return Ok(m);
     }
+    let files = if attachments.is_empty() {
+        Vec::new()
+    } else {
+        // Not a member: NOT_FOUND before anything is said about the files.
+        member(&mut conn, caller, id).await?;
+        crate::service::files::check_uploads(state, caller, &attachments).await?
+    };
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -92,7 +100,7 @@ pub async fn send(
                 sender: caller.user_id,
                 content: &content,
                 key: key.as_deref(),
-                attachments: &attachments,
+                attachments: &files,
                 digest_at,
             };
             let sent = db::sends::send(conn, new).await?;
@@ -105,11 +113,15 @@ pub async fn send(
             publish(
                 state,
                 [Published::Durable {
-                    event: sent.event,
+                    event: sent.event.clone(),
                     recipients: sent.recipients.into(),
                 }],
             );
-            (sent.message, attachments)
+            let files = match sent.event.body {
+                EventBody::MessageCreated { attachments, .. } => attachments,
+                _ => Vec::new(),
+            };
+            (sent.message, files)
         });
     match (sent, &key) {
         // A concurrent retry with the same key won the race: answer with its message.
@@ -154,7 +166,7 @@ pub async fn edit(
             return Err(Error::FailedPrecondition("the message was deleted".into()));
         }
         let m = db::messages::edit(conn, message, &content).await?;
-        let attachment_ids = db::messages::attachment_ids(conn, &[m.id])
+        let attachments = db::files::of_messages(conn, &[m.id])
             .await?
             .remove(&m.id)
             .unwrap_or_default();
@@ -163,7 +175,7 @@ pub async fn edit(
             id,
             EventBody::MessageUpdated {
                 message: m.clone(),
-                attachment_ids,
+                attachments,
             },
             &[],
         )
@@ -192,6 +204,13 @@ pub async fn delete(
             return Ok((m, None));
         }
         let m = db::messages::tombstone(conn, message).await?;
+        // Its files disappear with it; a job deletes their objects.
+        if db::files::release_message(conn, message).await? > 0 {
+            let job = Job::DeleteMessageFiles {
+                message_id: message,
+            };
+            db::jobs::enqueue(conn, &job, None).await?;
+        }
         let event = record(
             conn,
             id,
@@ -203,6 +222,7 @@ pub async fn delete(
     })
     .await
     .map(|(m, event)| {
+        state.wake_jobs.notify_one();
         publish(state, event);
         m
     })

@@ -33,7 +33,7 @@ pub struct Summary {
     /// The conversation.
     pub conversation: Conversation,
     /// Its newest message.
-    pub last_message: Option<(Message, Vec<Uuid>)>,
+    pub last_message: Option<(Message, Vec<crate::domain::files::File>)>,
 }
 
 /// What a new conversation is.
@@ -127,7 +127,7 @@ async fn summaries(conn: &mut AsyncPgConnection, list: Vec<Conversation>) -> Res
     let ids: Vec<Uuid> = list.iter().map(|c| c.id).collect();
     let mut last = db::messages::last_of(conn, &ids).await?;
     let message_ids: Vec<Uuid> = last.values().map(|m| m.id).collect();
-    let mut attachments = db::messages::attachment_ids(conn, &message_ids).await?;
+    let mut attachments = db::files::of_messages(conn, &message_ids).await?;
     Ok(list
         .into_iter()
         .map(|c| {

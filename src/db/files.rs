@@ -1,0 +1,260 @@
+//! Queries of `attachments`: reserving uploads, who may see a file, attaching uploads to a
+//! message, and the states the cleanup jobs move files through (pending or attached, then
+//! deleting, then gone).
+
+use crate::{
+    db::schema::{attachments, conversation_members, messages},
+    domain::{
+        UserId,
+        files::{File, FileState},
+    },
+    error::{Error, Result},
+};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A row of `attachments`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = attachments, check_for_backend(diesel::pg::Pg))]
+struct FileRow {
+    id: Uuid,
+    message_id: Option<Uuid>,
+    uploader_id: Option<Uuid>,
+    key: String,
+    file_name: String,
+    size: i64,
+    content_type: String,
+    created_at: DateTime<Utc>,
+    state: String,
+    checksum_sha256: Option<String>,
+}
+
+impl FileRow {
+    fn split(self) -> (File, String) {
+        let file = File {
+            id: self.id,
+            file_name: self.file_name,
+            content_type: self.content_type,
+            size: self.size,
+            uploader_id: self.uploader_id,
+            message_id: self.message_id,
+            state: FileState::from_stored(&self.state),
+            checksum_sha256: self.checksum_sha256,
+            created_at: self.created_at,
+        };
+        (file, self.key)
+    }
+}
+
+/// A file to reserve.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFile<'a> {
+    /// Who uploads it.
+    pub uploader: UserId,
+    /// Its object key.
+    pub key: &'a str,
+    /// Its bucket.
+    pub bucket: &'a str,
+    /// Its name.
+    pub file_name: &'a str,
+    /// The type it is stored as.
+    pub content_type: &'a str,
+    /// Its exact size.
+    pub size: i64,
+    /// The uploader's SHA-256.
+    pub checksum_sha256: Option<&'a str>,
+}
+
+/// Reserves a pending upload.
+pub async fn insert_pending(conn: &mut AsyncPgConnection, new: NewFile<'_>) -> Result<File> {
+    diesel::insert_into(attachments::table)
+        .values((
+            attachments::uploader_id.eq(new.uploader.0),
+            attachments::key.eq(new.key),
+            attachments::bucket.eq(new.bucket),
+            attachments::file_name.eq(new.file_name),
+            attachments::content_type.eq(new.content_type),
+            attachments::size.eq(new.size),
+            attachments::checksum_sha256.eq(new.checksum_sha256),
+            attachments::state.eq(FileState::Pending.as_str()),
+        ))
+        .returning(FileRow::as_returning())
+        .get_result(conn)
+        .await
+        .map(|r| r.split().0)
+        .map_err(Into::into)
+}
+
+/// The file `id` with its object key, when `user` may see it: their own pending upload, or a
+/// file attached to a message (not deleted) of a conversation they are a member of.
+pub async fn visible(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: Uuid,
+) -> Result<Option<(File, String)>> {
+    let member_of_its_conversation = diesel::dsl::exists(
+        messages::table
+            .inner_join(
+                conversation_members::table
+                    .on(conversation_members::conversation_id.eq(messages::conversation_id)),
+            )
+            .filter(messages::id.nullable().eq(attachments::message_id))
+            .filter(messages::deleted_at.is_null())
+            .filter(conversation_members::user_id.eq(user.0)),
+    );
+    let own_pending = attachments::state
+        .eq(FileState::Pending.as_str())
+        .and(attachments::uploader_id.eq(user.0));
+    let attached = attachments::state
+        .eq(FileState::Attached.as_str())
+        .and(member_of_its_conversation);
+    attachments::table
+        .find(id)
+        .filter(own_pending.or(attached))
+        .select(FileRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+        .map(|r| r.map(FileRow::split))
+        .map_err(Into::into)
+}
+
+/// Of `ids`, the pending uploads of `uploader`, with their object keys.
+pub async fn pending_of(
+    conn: &mut AsyncPgConnection,
+    uploader: UserId,
+    ids: &[Uuid],
+) -> Result<Vec<(File, String)>> {
+    attachments::table
+        .filter(attachments::id.eq_any(ids))
+        .filter(attachments::uploader_id.eq(uploader.0))
+        .filter(attachments::state.eq(FileState::Pending.as_str()))
+        .select(FileRow::as_select())
+        .load(conn)
+        .await
+        .map(|rows| rows.into_iter().map(FileRow::split).collect())
+        .map_err(Into::into)
+}
+
+/// Attaches pending uploads of `sender` to a message, in the order given; INVALID_ARGUMENT
+/// on `attachment_ids` when any is no longer such an upload (attached or expired meanwhile).
+pub async fn attach(
+    conn: &mut AsyncPgConnection,
+    message: Uuid,
+    sender: UserId,
+    ids: &[Uuid],
+) -> Result<Vec<File>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<FileRow> = diesel::update(
+        attachments::table
+            .filter(attachments::id.eq_any(ids))
+            .filter(attachments::uploader_id.eq(sender.0))
+            .filter(attachments::state.eq(FileState::Pending.as_str())),
+    )
+    .set((
+        attachments::message_id.eq(message),
+        attachments::state.eq(FileState::Attached.as_str()),
+    ))
+    .returning(FileRow::as_returning())
+    .get_results(conn)
+    .await?;
+    let mut by_id: HashMap<Uuid, File> = rows
+        .into_iter()
+        .map(|r| {
+            let f = r.split().0;
+            (f.id, f)
+        })
+        .collect();
+    ids.iter()
+        .map(|id| {
+            by_id.remove(id).ok_or_else(|| {
+                Error::invalid(
+                    "attachment_ids",
+                    format!("{id} is no longer an upload of yours waiting to be attached"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The files attached to each of `messages`, in attaching order.
+pub async fn of_messages(
+    conn: &mut AsyncPgConnection,
+    messages: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<File>>> {
+    let rows: Vec<FileRow> = attachments::table
+        .filter(attachments::message_id.eq_any(messages))
+        .filter(attachments::state.eq(FileState::Attached.as_str()))
+        .order((attachments::created_at, attachments::id))
+        .select(FileRow::as_select())
+        .load(conn)
+        .await?;
+    let mut map: HashMap<Uuid, Vec<File>> = HashMap::new();
+    for r in rows {
+        let f = r.split().0;
+        if let Some(m) = f.message_id {
+            map.entry(m).or_default().push(f);
+        }
+    }
+    Ok(map)
+}
+
+/// Marks the files of a (deleted) message for deletion; nobody sees them from now on.
+pub async fn release_message(conn: &mut AsyncPgConnection, message: Uuid) -> Result<usize> {
+    diesel::update(
+        attachments::table
+            .filter(attachments::message_id.eq(message))
+            .filter(attachments::state.eq(FileState::Attached.as_str())),
+    )
+    .set(attachments::state.eq(FileState::Deleting.as_str()))
+    .execute(conn)
+    .await
+    .map_err(Into::into)
+}
+
+/// Marks an upload for deletion unless it was attached; its object key when it is (now or
+/// already) being deleted.
+pub async fn release_pending(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<String>> {
+    diesel::update(
+        attachments::table
+            .find(id)
+            .filter(attachments::state.ne(FileState::Attached.as_str())),
+    )
+    .set(attachments::state.eq(FileState::Deleting.as_str()))
+    .returning(attachments::key)
+    .get_result(conn)
+    .await
+    .optional()
+    .map_err(Into::into)
+}
+
+/// The files of `message` being deleted: ids and object keys.
+pub async fn deleting_of_message(
+    conn: &mut AsyncPgConnection,
+    message: Uuid,
+) -> Result<Vec<(Uuid, String)>> {
+    attachments::table
+        .filter(attachments::message_id.eq(message))
+        .filter(attachments::state.eq(FileState::Deleting.as_str()))
+        .select((attachments::id, attachments::key))
+        .load(conn)
+        .await
+        .map_err(Into::into)
+}
+
+/// Forgets a file whose object is gone.
+pub async fn remove(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
+    diesel::delete(
+        attachments::table
+            .find(id)
+            .filter(attachments::state.eq(FileState::Deleting.as_str())),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
