@@ -33,7 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // RPCs that later issues implement answer UNIMPLEMENTED until then.
+        // Every RPC gets a default (UNIMPLEMENTED) body, so test doubles implement only the
+        // ones they need; every EPOP service implements all of its RPCs.
         .generate_default_stubs(true)
         // Smaller starting buffers: see src/grpc/codec.rs.
         .codec_path("crate::grpc::codec::SmallBufferCodec")

@@ -115,8 +115,9 @@ impl App {
         let cursor_key = Arc::new(crate::realtime::cursor::CursorKey::new(
             &jwt.derive("stream cursors"),
         ));
-        let files = Arc::new(file_rules(&config, listener.local_addr()?, &jwt)?);
+        let files = Arc::new(crate::parts::files(&config, listener.local_addr()?, &jwt)?);
         let state = State {
+            ai: Arc::new(crate::parts::assistant(&config.ai)),
             files: files.clone(),
             cursor_key,
             pool: pool.clone(),
@@ -263,45 +264,6 @@ fn job_handlers(deps: service::JobDeps) -> Handler {
                 }
             }
         })
-    })
-}
-
-/// The file settings: S3 when a bucket is configured, else `<data-dir>/files` served by this
-/// server at `EPOP_FILES_URL` or its bound address.
-fn file_rules(
-    config: &Config,
-    bound: SocketAddr,
-    jwt: &JwtKeys,
-) -> anyhow::Result<service::files::Files> {
-    let f = &config.files;
-    let storage = match f.s3()? {
-        Some(s3) => crate::storage::Storage::s3(&s3)?,
-        None => {
-            let base = f.files_url.clone().unwrap_or_else(|| {
-                let ip = match bound.ip() {
-                    ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-                    ip => ip,
-                };
-                format!("http://{}", SocketAddr::new(ip, bound.port()))
-            });
-            let dir = config.store.data_dir.join("files");
-            crate::storage::Storage::local(&dir, &base, jwt.derive("file urls"), f.files_fsync)?
-        }
-    };
-    let mut policy = crate::domain::files::TypePolicy {
-        allowed: f.files_allowed_types.clone(),
-        ..Default::default()
-    };
-    if let Some(inert) = &f.files_inert_types {
-        policy.inert = inert.clone();
-    }
-    Ok(service::files::Files {
-        storage,
-        max_bytes: f.files_max_bytes,
-        policy,
-        pending_ttl: f.files_pending_ttl,
-        upload_ttl: f.files_upload_url_ttl,
-        download_ttl: f.files_download_url_ttl,
     })
 }
 

@@ -143,6 +143,54 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub files: FilesArgs,
+
+    #[command(flatten)]
+    pub ai: AiArgs,
+}
+
+/// Settings of the AI assistant.
+#[derive(Debug, Clone, Args)]
+pub struct AiArgs {
+    /// An OpenAI-compatible API base (e.g. `http://localhost:11434/v1` for Ollama,
+    /// `https://api.openai.com/v1`); unset: the AI RPCs answer FAILED_PRECONDITION.
+    #[arg(long, env = "EPOP_AI_BASE_URL")]
+    pub ai_base_url: Option<String>,
+
+    /// The provider's API key, if it needs one; never printed.
+    #[arg(long, env = "EPOP_AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<SecretString>,
+
+    /// The default model.
+    #[arg(long, env = "EPOP_AI_MODEL", default_value = "llama3.2")]
+    pub ai_model: String,
+
+    /// Other models clients may ask for (comma-separated).
+    #[arg(long, env = "EPOP_AI_MODELS", value_delimiter = ',')]
+    pub ai_models: Vec<String>,
+
+    /// AI requests per user per minute (per instance).
+    #[arg(long, env = "EPOP_AI_REQUESTS_PER_MINUTE", default_value_t = 20)]
+    pub ai_requests_per_minute: u32,
+
+    /// AI answers streaming at once per user (per instance).
+    #[arg(long, env = "EPOP_AI_MAX_CONCURRENT", default_value_t = 2)]
+    pub ai_max_concurrent: usize,
+
+    /// The most characters a prompt may have; context is trimmed (newest kept) to fit.
+    #[arg(long, env = "EPOP_AI_MAX_PROMPT_CHARS", default_value_t = 24_000)]
+    pub ai_max_prompt_chars: usize,
+
+    /// The longest an answer may take in all.
+    #[arg(long, env = "EPOP_AI_ANSWER_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub ai_answer_timeout: Duration,
+
+    /// The longest the provider may stay silent (before its first piece, or between two).
+    #[arg(long, env = "EPOP_AI_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ai_idle_timeout: Duration,
+
+    /// How many recent messages of a conversation go into the prompt as context.
+    #[arg(long, env = "EPOP_AI_CONTEXT_MESSAGES", default_value_t = 50)]
+    pub ai_context_messages: i64,
 }
 
 /// Settings of file uploads and downloads, and of the S3/MinIO bucket when there is one.

@@ -56,6 +56,9 @@ pub enum Error {
     /// Too much work is waiting (e.g. password hashing): retry shortly.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Something took longer than allowed (e.g. an AI answer).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or an unexpected failure; details are logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -117,6 +120,7 @@ impl From<Error> for Status {
             Error::Aborted(m) => Status::aborted(m),
             Error::Unavailable(m) => Status::unavailable(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+            Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 Status::internal("internal error")

@@ -3,11 +3,13 @@
 //!
 //! # Layout
 //!
+//! - [`ai`]: the OpenAI-compatible AI provider (async-openai), streamed piece by piece.
 //! - [`app`]: builds the server from a [`config::Config`], binds, runs until stopped.
 //! - [`serve`]: the accept loop and its transport limits.
 //! - [`config`]: typed settings from flags and environment variables.
 //! - [`cors`]: the one origin allow-list of gRPC-Web and the REST edge.
 //! - [`error`]: the one error type and its one mapping to `tonic::Status`.
+//! - [`parts`]: file storage and the AI assistant, built from the configuration.
 //! - [`pb`]: generated protobuf types, servers, clients and the descriptor set.
 //! - [`grpc`]: thin adapters from tonic requests to services, and the router.
 //! - [`rest`]: the REST/JSON edge transcoded from `google.api.http`, SSE, OpenAPI.
@@ -20,6 +22,7 @@
 //! - [`mail`]: the email sender (SMTP or `.eml` files).
 //! - [`storage`]: file objects (S3/MinIO or a local directory) and their presigned URLs.
 
+pub mod ai;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod error;
 pub mod grpc;
 pub mod jobs;
 pub mod mail;
+pub mod parts;
 pub mod pb;
 pub mod realtime;
 pub mod rest;

@@ -1,6 +1,7 @@
 //! The database: connection pool, embedded migrations, the embedded PostgreSQL cluster, the
 //! generated schema and one module of queries per table group.
 
+pub mod ai;
 pub mod conversations;
 pub mod digests;
 pub mod divisions;

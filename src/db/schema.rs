@@ -1,6 +1,41 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    ai_chat_turns (id) {
+        id -> Int8,
+        chat_id -> Uuid,
+        role -> Text,
+        content -> Text,
+        model -> Nullable<Text>,
+        finish_reason -> Nullable<Text>,
+        prompt_tokens -> Nullable<Int8>,
+        completion_tokens -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ai_chats (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        title -> Text,
+        model -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ai_usage (user_id, day) {
+        user_id -> Uuid,
+        day -> Date,
+        requests -> Int8,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+    }
+}
+
+diesel::table! {
     attachments (id) {
         id -> Uuid,
         message_id -> Nullable<Uuid>,
@@ -48,6 +83,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         last_event_seq -> Int8,
+        assistant_busy_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -183,6 +219,9 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(ai_chat_turns -> ai_chats (chat_id));
+diesel::joinable!(ai_chats -> users (user_id));
+diesel::joinable!(ai_usage -> users (user_id));
 diesel::joinable!(attachments -> messages (message_id));
 diesel::joinable!(attachments -> users (uploader_id));
 diesel::joinable!(conversation_events -> conversations (conversation_id));
@@ -201,6 +240,9 @@ diesel::joinable!(user_divisions -> users (user_id));
 diesel::joinable!(users -> roles (role_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    ai_chat_turns,
+    ai_chats,
+    ai_usage,
     attachments,
     conversation_events,
     conversation_members,

@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
 };
 use chrono::{DateTime, Utc};
-use diesel::{dsl::now, prelude::*};
+use diesel::{IntoSql, dsl::now, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -47,6 +47,8 @@ pub struct NewMessage<'a> {
     pub attachments: &'a [File],
     /// When the conversation's digest job (if this send queues it) is due.
     pub digest_at: DateTime<Utc>,
+    /// Sent by the system (the assistant), which is no member.
+    pub system: bool,
 }
 
 /// Appends a message and its event under the conversation's row lock, so commit order
@@ -61,27 +63,31 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         key,
         attachments,
         digest_at,
+        system,
     } = new;
     let is_member = diesel::dsl::exists(
         conversation_members::table
             .filter(conversation_members::conversation_id.eq(conversation))
             .filter(conversation_members::user_id.eq(sender.0)),
     );
-    let positions: Option<(i64, i64, Option<DateTime<Utc>>)> =
-        diesel::update(conversations::table.find(conversation).filter(is_member))
-            .set((
-                conversations::last_seq.eq(conversations::last_seq + 1),
-                conversations::last_event_seq.eq(conversations::last_event_seq + 1),
-                conversations::last_message_at.eq(now),
-            ))
-            .returning((
-                conversations::last_seq,
-                conversations::last_event_seq,
-                conversations::last_message_at,
-            ))
-            .get_result(conn)
-            .await
-            .optional()?;
+    let positions: Option<(i64, i64, Option<DateTime<Utc>>)> = diesel::update(
+        conversations::table
+            .find(conversation)
+            .filter(is_member.or(system.into_sql::<diesel::sql_types::Bool>())),
+    )
+    .set((
+        conversations::last_seq.eq(conversations::last_seq + 1),
+        conversations::last_event_seq.eq(conversations::last_event_seq + 1),
+        conversations::last_message_at.eq(now),
+    ))
+    .returning((
+        conversations::last_seq,
+        conversations::last_event_seq,
+        conversations::last_message_at,
+    ))
+    .get_result(conn)
+    .await
+    .optional()?;
     let Some((seq, event_seq, at)) = positions else {
         return Ok(None);
     };

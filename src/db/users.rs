@@ -1,5 +1,6 @@
 //! Queries on `users`, `roles` and `user_divisions`.
 
+use crate::domain::ai::ASSISTANT_ID;
 pub use crate::domain::users::{Filter, Order, User};
 use crate::{
     db::schema::{roles, user_divisions, users},
@@ -185,8 +186,10 @@ pub async fn update(
         Some(r) => Some(role_id(conn, r).await?),
         None => None,
     };
+    // The assistant's system account is not managed through the API.
     let target = users::table
         .filter(users::id.eq(id.0))
+        .filter(users::id.ne(ASSISTANT_ID))
         .filter(users::deleted_at.is_null());
     let disabled_at: Option<Option<DateTime<Utc>>> = changes.disabled.map(|d| d.then(Utc::now));
     let n = diesel::update(target)
@@ -245,6 +248,7 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: UserId) -> Result<boo
     let n = diesel::update(
         users::table
             .filter(users::id.eq(id.0))
+            .filter(users::id.ne(ASSISTANT_ID))
             .filter(users::deleted_at.is_null()),
     )
     .set((
@@ -330,9 +334,11 @@ pub async fn list(
     after: Option<(String, Uuid)>,
     limit: i64,
 ) -> Result<Vec<User>> {
+    // Lists are of people: the assistant's system account is left out.
     let mut q = users::table
         .inner_join(roles::table)
         .filter(users::deleted_at.is_null())
+        .filter(users::id.ne(ASSISTANT_ID))
         .select((Row::as_select(), roles::name))
         .into_boxed();
     if filter.active_only {

@@ -1,5 +1,6 @@
 //! Typed ids and validated values: built once by `parse`, trusted everywhere after. No IO.
 
+pub mod ai;
 pub mod conversations;
 pub mod files;
 mod ids;

@@ -53,6 +53,31 @@ pub struct RichText {
 }
 
 impl RichText {
+    /// A document of plain `text`: one paragraph per non-empty line, NUL characters
+    /// dropped, cut to the text and size limits (for text the server writes, such as the
+    /// assistant's answers). `None` when no text remains.
+    pub fn from_plain(text: &str) -> Option<Self> {
+        let text: String = text.chars().filter(|c| *c != '\0').collect();
+        let mut left = MAX_TEXT_CHARS;
+        let mut bytes = 64;
+        let mut paragraphs = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let line: String = line.chars().take(left).collect();
+            // Escaping can double a line's bytes: leave room for it.
+            bytes += 2 * line.len() + 64;
+            if line.is_empty() || bytes > MAX_BYTES {
+                break;
+            }
+            left -= line.chars().count();
+            paragraphs.push(serde_json::json!({
+                "type": "paragraph",
+                "content": [{"type": "text", "text": line}],
+            }));
+        }
+        let doc = serde_json::json!({"type": "doc", "content": paragraphs});
+        Self::parse("content", doc).ok()
+    }
+
     /// Validates `doc` from request field `field`. A document must hold some text or a
     /// mention.
     pub fn parse(field: &str, doc: Value) -> Result<Self> {

@@ -5,7 +5,7 @@ use crate::{
     domain::users::{Filter as UserFilter, Order as UserOrder},
     domain::{
         DisplayName, DivisionId, DivisionName, Email, PageSize, PageToken, Password, Role,
-        SearchText, UserId,
+        SearchText, UserId, parse_date,
     },
     error::Error,
     grpc::convert::{self, Mask},
@@ -84,6 +84,25 @@ fn user_update(r: &pb::UpdateUserRequest) -> Result<UserUpdate, Error> {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    async fn list_ai_usage(
+        &self,
+        request: Request<pb::ListAiUsageRequest>,
+    ) -> Result<Response<pb::ListAiUsageResponse>, Status> {
+        let admin = self.admin(&request).await?;
+        let r = request.into_inner();
+        let user = match r.user_id.as_str() {
+            "" => None,
+            raw => Some(UserId::parse("user_id", raw)?.0),
+        };
+        let today = chrono::Utc::now().date_naive();
+        let from = parse_date("from_day", &r.from_day)?.unwrap_or(today - chrono::Days::new(30));
+        let to = parse_date("to_day", &r.to_day)?.unwrap_or(today);
+        let rows = service::ai::usage(&self.state, &admin, user, from, to).await?;
+        Ok(Response::new(pb::ListAiUsageResponse {
+            usage: rows.into_iter().map(convert::ai::daily_usage).collect(),
+        }))
+    }
+
     async fn list_users(
         &self,
         request: Request<pb::AdminListUsersRequest>,

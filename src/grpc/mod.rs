@@ -2,12 +2,12 @@
 //! gRPC and gRPC-Web, with health, reflection, CORS and the authentication layer.
 
 pub mod admin;
+pub mod ai;
 pub mod auth;
 pub mod codec;
 pub mod conversations;
 pub mod convert;
 pub mod files;
-pub mod pending;
 pub mod projects;
 pub mod tasks;
 pub mod users;
@@ -86,7 +86,7 @@ pub fn router(
         FileServiceServer<_>,
         files::FileApi::new(state.clone())
     ))
-    .add_service(limited!(AiServiceServer<_>, pending::Pending))
+    .add_service(limited!(AiServiceServer<_>, ai::AiApi::new(state.clone())))
     .add_service(health)
     .add_service(reflection().build_v1()?)
     .add_service(reflection().build_v1alpha()?);

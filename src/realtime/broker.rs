@@ -43,6 +43,14 @@ pub enum Published {
         /// Who may see it.
         recipients: Recipients,
     },
+    /// A piece of the assistant's answer in a conversation (ephemeral: the answer is then
+    /// stored as a message).
+    Assistant {
+        /// The piece.
+        delta: crate::domain::ai::AssistantDelta,
+        /// The conversation's members.
+        recipients: Recipients,
+    },
     /// A project board changed (ephemeral: clients refetch the board after a reconnect).
     Board {
         /// What changed.

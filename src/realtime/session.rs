@@ -69,6 +69,8 @@ pub enum Item {
     PresenceSnapshot(Vec<Uuid>),
     /// A project board changed.
     Board(BoardChange),
+    /// A piece of the assistant's answer.
+    Assistant(crate::domain::ai::AssistantDelta),
     /// Reload state and open a fresh stream.
     Resync {
         /// Why.
@@ -256,6 +258,9 @@ impl Session {
             })),
             Published::Board { change, recipients } if recipients.contains(&me) => {
                 Ok(self.send(Item::Board(change.clone())))
+            }
+            Published::Assistant { delta, recipients } if recipients.contains(&me) => {
+                Ok(self.send(Item::Assistant(delta.clone())))
             }
             Published::Rewind => self.catch_up(None).await,
             Published::Presence { user_id, online } if self.contacts.contains(user_id) => Ok(self

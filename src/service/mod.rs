@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod ai;
 pub mod auth;
 pub mod conversations;
 pub mod digests;
@@ -42,6 +43,8 @@ pub struct State {
     pub wake_jobs: Arc<Notify>,
     /// Where files go and their rules.
     pub files: Arc<files::Files>,
+    /// The AI assistant.
+    pub ai: Arc<ai::Assistant>,
 }
 
 /// What the services' job handlers need.

@@ -117,8 +117,17 @@ pub struct TestApp {
 /// Two servers on one fresh database behind the Redis at `redis_url`, sharing a channel and
 /// a signing key (a token from one works on the other).
 pub async fn two_instances(redis_url: &str) -> (TestApp, TestApp) {
+    two_instances_with(redis_url, |_| {}).await
+}
+
+/// [`two_instances`], each configured by `tweak` too.
+pub async fn two_instances_with(
+    redis_url: &str,
+    tweak: impl Fn(&mut Config),
+) -> (TestApp, TestApp) {
     let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
     let shared = |c: &mut Config| {
+        tweak(c);
         c.redis_url = Some(redis_url.to_owned().into());
         c.redis_channel = channel.clone();
         c.jwt_secret = Some(

@@ -1,12 +1,14 @@
 //! Integration tests against the real server on port 0, with a fresh PostgreSQL database each.
 
 mod admin;
+mod ai;
 mod auth;
 mod browser;
 mod browsers;
 mod conversations;
 mod embedded;
 mod events;
+mod fake_ai;
 mod files;
 mod helpers;
 mod history;

@@ -259,15 +259,3 @@ async fn plain_http_on_the_same_port_gets_probes_and_404s() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn services_for_later_issues_answer_unimplemented_not_fake_data() {
-    let app = TestApp::spawn().await;
-    let t = app.admin_token().await;
-    let ch = app.channel().await;
-    let ai = pb::ai_service_client::AiServiceClient::new(ch)
-        .chat(authed(pb::ChatRequest::default(), &t))
-        .await
-        .unwrap_err();
-    assert_eq!(ai.code(), tonic::Code::Unimplemented);
-}

@@ -125,7 +125,7 @@ async fn every_route_of_the_seed_is_served_with_its_verb() {
             Method::POST,
             "/api/ai/chat".into(),
             json!({ "messages": [] }),
-            501,
+            400,
         ),
         (Method::GET, "/api/admin/users".into(), json!(null), 200),
         (

@@ -38,6 +38,9 @@ impl pb::ai_service_server::AiService for TestAi {
         let flag = DropFlag(self.dropped.clone());
         let chunks = futures::stream::iter(["a", "b"]).map(|d| {
             Ok(pb::ChatChunk {
+                chat_id: String::new(),
+                model: String::new(),
+                usage: None,
                 delta: d.into(),
                 finish_reason: String::new(),
             })

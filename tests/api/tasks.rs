@@ -13,7 +13,11 @@ async fn tasks(app: &TestApp) -> TaskServiceClient<Channel> {
 }
 
 /// A project owned by `token`'s user, with extra members: its id.
-async fn project(app: &TestApp, token: &str, members: &[(&str, pb::ProjectRole)]) -> String {
+pub(crate) async fn project(
+    app: &TestApp,
+    token: &str,
+    members: &[(&str, pb::ProjectRole)],
+) -> String {
     let mut c = ProjectServiceClient::new(app.channel().await);
     let p = c
         .create_project(authed(
@@ -41,7 +45,7 @@ async fn project(app: &TestApp, token: &str, members: &[(&str, pb::ProjectRole)]
     p.id
 }
 
-fn new_task(project: &str, title: &str) -> pb::CreateTaskRequest {
+pub(crate) fn new_task(project: &str, title: &str) -> pb::CreateTaskRequest {
     pb::CreateTaskRequest {
         project_id: project.into(),
         title: title.into(),

@@ -106,7 +106,7 @@ async fn every_rpc_but_the_public_ones_needs_a_token() {
         .unwrap_err();
     assert_eq!(admin.code(), Code::Unauthenticated);
 
-    // Services implemented later still authenticate first, then answer UNIMPLEMENTED.
+    // Streaming RPCs authenticate first too.
     let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
     let anon = ai.chat(pb::ChatRequest::default()).await.unwrap_err();
     assert_eq!(anon.code(), Code::Unauthenticated);
@@ -115,7 +115,7 @@ async fn every_rpc_but_the_public_ones_needs_a_token() {
         .chat(authed(pb::ChatRequest::default(), &token))
         .await
         .unwrap_err();
-    assert_eq!(signed_in.code(), Code::Unimplemented);
+    assert_eq!(signed_in.code(), Code::InvalidArgument);
     // Files authenticate too.
     let mut files = pb::file_service_client::FileServiceClient::new(app.channel().await);
     let anon = files

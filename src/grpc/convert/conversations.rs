@@ -27,6 +27,7 @@ pub fn message(m: Message, attachments: Vec<File>) -> pb::Message {
             .map(super::files::file_info)
             .collect(),
         deleted: m.deleted_at.is_some(),
+        from_assistant: m.sender_id == crate::domain::ai::ASSISTANT_ID,
         create_time: Some(timestamp(m.created_at)),
         edit_time: m.edited_at.map(timestamp),
     }
@@ -83,6 +84,18 @@ pub fn event(item: Item) -> pb::Event {
             }),
         ),
         Item::Board(change) => (String::new(), board(change)),
+        Item::Assistant(d) => (
+            String::new(),
+            K::AssistantDelta(pb::AssistantDelta {
+                conversation_id: d.conversation_id.to_string(),
+                reply_id: d.reply_id.to_string(),
+                asked_by: d.asked_by.to_string(),
+                delta: d.delta,
+                done: d.done,
+                message_id: d.message_id.map(|m| m.to_string()).unwrap_or_default(),
+                error: d.error.unwrap_or_default(),
+            }),
+        ),
         // `End` is answered as an error status by the stream itself; never reaches here.
         Item::Resync { reason } | Item::End { reason } => {
             (String::new(), K::Resync(pb::Resync { reason }))

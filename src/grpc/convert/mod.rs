@@ -1,6 +1,7 @@
 //! Conversions between prost types and domain types, and request-field helpers: every wire
 //! mapping lives under here.
 
+pub mod ai;
 mod conversations;
 pub mod files;
 mod json;

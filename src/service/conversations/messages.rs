@@ -102,6 +102,7 @@ pub async fn send(
                 key: key.as_deref(),
                 attachments: &files,
                 digest_at,
+                system: false,
             };
             let sent = db::sends::send(conn, new).await?;
             // Not a member: the same answer as for a conversation that does not exist.
@@ -129,6 +130,51 @@ pub async fn send(
             .await?
             .ok_or(Error::NotFound("message")),
         (result, _) => result,
+    }
+}
+
+/// Sends `content` as the AI assistant (no member) with idempotency key `key`: a retry
+/// returns the first message.
+pub async fn send_as_assistant(
+    state: &State,
+    id: ConversationId,
+    content: &RichText,
+    key: &str,
+) -> Result<Message> {
+    let assistant = crate::domain::UserId(crate::domain::ai::ASSISTANT_ID);
+    let mut conn = state.pool.get().await?;
+    let digest_at = Utc::now() + state.digest_delay;
+    let sent = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let new = db::sends::NewMessage {
+                conversation: id.0,
+                sender: assistant,
+                content,
+                key: Some(key),
+                attachments: &[],
+                digest_at,
+                system: true,
+            };
+            db::sends::send(conn, new)
+                .await?
+                .ok_or(Error::NotFound("conversation"))
+        })
+        .await;
+    match sent {
+        Ok(sent) => {
+            publish(
+                state,
+                [Published::Durable {
+                    event: sent.event,
+                    recipients: sent.recipients.into(),
+                }],
+            );
+            Ok(sent.message)
+        }
+        Err(Error::AlreadyExists(_)) => db::messages::by_idempotency_key(&mut conn, assistant, key)
+            .await?
+            .ok_or(Error::NotFound("message")),
+        Err(e) => Err(e),
     }
 }
 

@@ -10,6 +10,7 @@ mod stream;
 
 pub use messages::{
     MAX_SEARCH_DEPTH, attachments, delete, edit, mark_read, messages, search, send,
+    send_as_assistant,
 };
 pub use stream::{TYPING_TTL, stream, typing};
 

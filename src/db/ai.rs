@@ -1,0 +1,265 @@
+//! Queries of the AI assistant: private chats and their turns, usage per user and day, and
+//! the claim that keeps one answer at a time per conversation.
+
+use crate::{
+    db::schema::{ai_chat_turns, ai_chats, ai_usage, conversations},
+    domain::ai::{Chat, ChatRole, DailyUsage, SavedTurn, Usage},
+    error::Result,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::{dsl::now, prelude::*, upsert::excluded};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+type ChatRow = (Uuid, String, String, DateTime<Utc>, DateTime<Utc>);
+
+fn chat((id, title, model, created_at, updated_at): ChatRow) -> Chat {
+    Chat {
+        id,
+        title,
+        model,
+        created_at,
+        updated_at,
+        turns: Vec::new(),
+    }
+}
+
+const CHAT_COLUMNS: (
+    ai_chats::id,
+    ai_chats::title,
+    ai_chats::model,
+    ai_chats::created_at,
+    ai_chats::updated_at,
+) = (
+    ai_chats::id,
+    ai_chats::title,
+    ai_chats::model,
+    ai_chats::created_at,
+    ai_chats::updated_at,
+);
+
+/// Starts a chat of `user`.
+pub async fn create_chat(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    title: &str,
+    model: &str,
+) -> Result<Chat> {
+    diesel::insert_into(ai_chats::table)
+        .values((
+            ai_chats::user_id.eq(user),
+            ai_chats::title.eq(title),
+            ai_chats::model.eq(model),
+        ))
+        .returning(CHAT_COLUMNS)
+        .get_result(conn)
+        .await
+        .map(chat)
+        .map_err(Into::into)
+}
+
+/// The chat `id` of `user` with its turns; `None` for anyone else's.
+pub async fn chat_of(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Result<Option<Chat>> {
+    let Some(row) = ai_chats::table
+        .find(id)
+        .filter(ai_chats::user_id.eq(user))
+        .select(CHAT_COLUMNS)
+        .first::<ChatRow>(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut c = chat(row);
+    type TurnRow = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        DateTime<Utc>,
+    );
+    let turns: Vec<TurnRow> = ai_chat_turns::table
+        .filter(ai_chat_turns::chat_id.eq(id))
+        .order(ai_chat_turns::id)
+        .select((
+            ai_chat_turns::role,
+            ai_chat_turns::content,
+            ai_chat_turns::model,
+            ai_chat_turns::finish_reason,
+            ai_chat_turns::prompt_tokens,
+            ai_chat_turns::completion_tokens,
+            ai_chat_turns::created_at,
+        ))
+        .load(conn)
+        .await?;
+    c.turns = turns
+        .into_iter()
+        .map(
+            |(role, content, model, finish_reason, p, q, created_at)| SavedTurn {
+                role: ChatRole::from_stored(&role),
+                content,
+                model,
+                finish_reason,
+                usage: p.zip(q).map(|(prompt_tokens, completion_tokens)| Usage {
+                    prompt_tokens,
+                    completion_tokens,
+                }),
+                created_at,
+            },
+        )
+        .collect();
+    Ok(Some(c))
+}
+
+/// Appends turns to a chat and marks it active (with the model of its latest answer).
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    chat: Uuid,
+    turns: &[SavedTurn],
+    model: &str,
+) -> Result<()> {
+    let rows: Vec<_> = turns
+        .iter()
+        .map(|t| {
+            (
+                ai_chat_turns::chat_id.eq(chat),
+                ai_chat_turns::role.eq(t.role.as_str()),
+                ai_chat_turns::content.eq(&t.content),
+                ai_chat_turns::model.eq(t.model.as_deref()),
+                ai_chat_turns::finish_reason.eq(t.finish_reason.as_deref()),
+                ai_chat_turns::prompt_tokens.eq(t.usage.map(|u| u.prompt_tokens)),
+                ai_chat_turns::completion_tokens.eq(t.usage.map(|u| u.completion_tokens)),
+            )
+        })
+        .collect();
+    diesel::insert_into(ai_chat_turns::table)
+        .values(rows)
+        .execute(conn)
+        .await?;
+    diesel::update(ai_chats::table.find(chat))
+        .set((ai_chats::updated_at.eq(now), ai_chats::model.eq(model)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A page of `user`'s chats, most recently active first, after `after` (its update time
+/// and id).
+pub async fn list_chats(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Chat>> {
+    let mut q = ai_chats::table
+        .filter(ai_chats::user_id.eq(user))
+        .into_boxed();
+    if let Some((at, id)) = after {
+        q = q.filter(
+            ai_chats::updated_at
+                .lt(at)
+                .or(ai_chats::updated_at.eq(at).and(ai_chats::id.lt(id))),
+        );
+    }
+    q.order((ai_chats::updated_at.desc(), ai_chats::id.desc()))
+        .limit(limit)
+        .select(CHAT_COLUMNS)
+        .load::<ChatRow>(conn)
+        .await
+        .map(|rows| rows.into_iter().map(chat).collect())
+        .map_err(Into::into)
+}
+
+/// Adds one answer's usage to `user`'s count of today (UTC).
+pub async fn add_usage(conn: &mut AsyncPgConnection, user: Uuid, usage: Usage) -> Result<()> {
+    diesel::insert_into(ai_usage::table)
+        .values((
+            ai_usage::user_id.eq(user),
+            ai_usage::day.eq(Utc::now().date_naive()),
+            ai_usage::requests.eq(1),
+            ai_usage::prompt_tokens.eq(usage.prompt_tokens),
+            ai_usage::completion_tokens.eq(usage.completion_tokens),
+        ))
+        .on_conflict((ai_usage::user_id, ai_usage::day))
+        .do_update()
+        .set((
+            ai_usage::requests.eq(ai_usage::requests + 1),
+            ai_usage::prompt_tokens.eq(ai_usage::prompt_tokens + excluded(ai_usage::prompt_tokens)),
+            ai_usage::completion_tokens
+                .eq(ai_usage::completion_tokens + excluded(ai_usage::completion_tokens)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Usage rows between two days (inclusive), of one user or all, newest day first.
+pub async fn usage(
+    conn: &mut AsyncPgConnection,
+    user: Option<Uuid>,
+    from: NaiveDate,
+    to: NaiveDate,
+    limit: i64,
+) -> Result<Vec<DailyUsage>> {
+    let mut q = ai_usage::table
+        .filter(ai_usage::day.between(from, to))
+        .into_boxed();
+    if let Some(u) = user {
+        q = q.filter(ai_usage::user_id.eq(u));
+    }
+    let rows: Vec<(Uuid, NaiveDate, i64, i64, i64)> = q
+        .order((ai_usage::day.desc(), ai_usage::user_id))
+        .limit(limit)
+        .select((
+            ai_usage::user_id,
+            ai_usage::day,
+            ai_usage::requests,
+            ai_usage::prompt_tokens,
+            ai_usage::completion_tokens,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, day, requests, p, c)| DailyUsage {
+            user_id,
+            day,
+            requests,
+            usage: Usage {
+                prompt_tokens: p,
+                completion_tokens: c,
+            },
+        })
+        .collect())
+}
+
+/// Claims the conversation for one answer until `until`; false while another answer holds
+/// it (a claim past its time has lapsed).
+pub async fn claim_assistant(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    until: DateTime<Utc>,
+) -> Result<bool> {
+    let n = diesel::update(
+        conversations::table.find(conversation).filter(
+            conversations::assistant_busy_until
+                .is_null()
+                .or(conversations::assistant_busy_until.lt(now)),
+        ),
+    )
+    .set(conversations::assistant_busy_until.eq(until))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Releases the conversation's claim.
+pub async fn release_assistant(conn: &mut AsyncPgConnection, conversation: Uuid) -> Result<()> {
+    diesel::update(conversations::table.find(conversation))
+        .set(conversations::assistant_busy_until.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

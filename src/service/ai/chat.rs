@@ -1,0 +1,210 @@
+//! Private chats: an answer streamed to its caller piece by piece, saved with its question
+//! in the caller's chat (which only they can list, read and continue).
+
+use super::{Context, answer_error, context_turn, fit, record_usage};
+use crate::{
+    ai::Piece,
+    auth::Caller,
+    db,
+    domain::{
+        Page, PageSize, PageToken,
+        ai::{Chat, ChatRole, SavedTurn, Turn, Usage, title_of},
+    },
+    error::{Error, Result},
+    service::State,
+};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use futures::{StreamExt, stream::BoxStream};
+use uuid::Uuid;
+
+/// What to answer.
+#[derive(Debug, Clone)]
+pub struct ChatInput {
+    /// The new turns; the last is the question.
+    pub turns: Vec<Turn>,
+    /// The model asked for (empty: the default).
+    pub model: String,
+    /// The saved chat to continue.
+    pub chat_id: Option<Uuid>,
+    /// Context to add.
+    pub context: Option<Context>,
+}
+
+/// A piece of an answer as its caller gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatChunk {
+    /// Text to append.
+    pub delta: String,
+    /// On the last chunk: why it ended and the tokens used.
+    pub finish: Option<(String, Option<Usage>)>,
+    /// The chat it is saved in.
+    pub chat_id: Uuid,
+    /// The model.
+    pub model: String,
+}
+
+/// Streams the answer to `input`. Errors before the first piece are the call's error; later
+/// ones end the stream. Dropping the stream drops the provider's request.
+pub async fn chat(
+    state: &State,
+    caller: &Caller,
+    input: ChatInput,
+) -> Result<BoxStream<'static, Result<ChatChunk>>> {
+    let ai = &state.ai;
+    let provider = ai.provider()?.clone();
+    let model = provider.model(&input.model).ok_or_else(|| {
+        Error::invalid(
+            "model",
+            "is not offered here: leave it empty for the default",
+        )
+    })?;
+    match input.turns.last() {
+        Some(t) if t.role == ChatRole::User => {}
+        _ => {
+            return Err(Error::invalid(
+                "messages",
+                "must end with the question (role USER)",
+            ));
+        }
+    }
+    let slot = ai.limits.admit(caller.user_id.0)?;
+    let mut conn = state.pool.get().await?;
+    let saved = match input.chat_id {
+        Some(id) => Some(
+            db::ai::chat_of(&mut conn, caller.user_id.0, id)
+                .await?
+                .ok_or(Error::NotFound("chat"))?,
+        ),
+        None => None,
+    };
+    drop(conn);
+    let mut turns: Vec<Turn> = saved
+        .iter()
+        .flat_map(|c| &c.turns)
+        .map(|t| Turn {
+            role: t.role,
+            content: t.content.clone(),
+        })
+        .collect();
+    turns.extend(input.turns.iter().cloned());
+    let mut prompt = fit(turns, ai.max_prompt_chars)?;
+    let used: usize = prompt.iter().map(|t| t.content.chars().count()).sum();
+    if let Some(context) = input.context {
+        let budget = ai.max_prompt_chars.saturating_sub(used);
+        if let Some(t) = context_turn(state, caller, context, budget).await? {
+            prompt.insert(0, t);
+        }
+    }
+    let question = &input.turns[input.turns.len() - 1].content;
+    let new_turns: Vec<SavedTurn> = input
+        .turns
+        .iter()
+        .map(|t| SavedTurn {
+            role: t.role,
+            content: t.content.clone(),
+            model: None,
+            finish_reason: None,
+            usage: None,
+            created_at: Utc::now(),
+        })
+        .collect();
+    let mut conn = state.pool.get().await?;
+    let chat_id = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let id = match &saved {
+                Some(c) => c.id,
+                None => {
+                    db::ai::create_chat(conn, caller.user_id.0, &title_of(question), &model)
+                        .await?
+                        .id
+                }
+            };
+            db::ai::append(conn, id, &new_turns, &model).await?;
+            Ok(id)
+        })
+        .await?;
+    drop(conn);
+
+    let state = state.clone();
+    let user = caller.user_id.0;
+    let timeout = ai.answer_timeout;
+    let upstream = provider.stream(model.clone(), prompt);
+    let answer_model = model.clone();
+    let chunk = move |delta: String, finish| ChatChunk {
+        delta,
+        finish,
+        chat_id,
+        model: model.clone(),
+    };
+    let answer = async_stream::try_stream! {
+        let _slot = slot;
+        let mut upstream = upstream;
+        let end = tokio::time::Instant::now() + timeout;
+        let mut text = String::new();
+        loop {
+            let piece = tokio::time::timeout_at(end, upstream.next())
+                .await
+                .map_err(|_| super::too_long(timeout))?;
+            match piece {
+                None => break,
+                Some(Err(e)) => Err(answer_error(e))?,
+                Some(Ok(Piece::Delta(d))) => {
+                    text.push_str(&d);
+                    yield chunk(d, None);
+                }
+                Some(Ok(Piece::Finish { reason, usage })) => {
+                    save_answer(&state, user, chat_id, &answer_model, &text, &reason, usage).await?;
+                    yield chunk(String::new(), Some((reason, usage)));
+                    break;
+                }
+            }
+        }
+    };
+    Ok(answer.boxed())
+}
+
+/// Saves an answer in its chat and counts its usage.
+async fn save_answer(
+    state: &State,
+    user: Uuid,
+    chat: Uuid,
+    model: &str,
+    text: &str,
+    reason: &str,
+    usage: Option<Usage>,
+) -> Result<()> {
+    let turn = SavedTurn {
+        role: ChatRole::Assistant,
+        content: text.to_owned(),
+        model: Some(model.to_owned()),
+        finish_reason: Some(reason.to_owned()),
+        usage,
+        created_at: Utc::now(),
+    };
+    let mut conn = state.pool.get().await?;
+    db::ai::append(&mut conn, chat, &[turn], model).await?;
+    drop(conn);
+    record_usage(state, user, usage.unwrap_or_default()).await;
+    Ok(())
+}
+
+/// One of the caller's chats with its turns.
+pub async fn get_chat(state: &State, caller: &Caller, id: Uuid) -> Result<Chat> {
+    let mut conn = state.pool.get().await?;
+    db::ai::chat_of(&mut conn, caller.user_id.0, id)
+        .await?
+        .ok_or(Error::NotFound("chat"))
+}
+
+/// A page of the caller's chats, most recently active first.
+pub async fn list_chats(
+    state: &State,
+    caller: &Caller,
+    size: PageSize,
+    token: PageToken<(DateTime<Utc>, Uuid)>,
+) -> Result<Page<Chat>> {
+    let mut conn = state.pool.get().await?;
+    let rows = db::ai::list_chats(&mut conn, caller.user_id.0, token.0, size.0 + 1).await?;
+    Ok(Page::from_rows(rows, size, |c| (c.updated_at, c.id)))
+}
