@@ -93,7 +93,13 @@ async fn fake(port: u16, tokens: usize, every: Duration) -> anyhow::Result<()> {
             .into_response()
     };
     let app = Router::new().route("/v1/chat/completions", post(answer));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    use axum::serve::ListenerExt;
+    // Each delta leaves at once, as a provider's would (no Nagle delay).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -148,8 +154,13 @@ async fn sse_answers(
     until: Instant,
     lat: Arc<Mutex<Vec<u64>>>,
 ) {
-    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    use hyper_util::{
+        client::legacy::{Client, connect::HttpConnector},
+        rt::TokioExecutor,
+    };
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let body = r#"{"model":"","messages":[{"role":"CHAT_ROLE_USER","content":"go"}]}"#;
     while Instant::now() < until {
         let mut req = http::Request::post(format!("{url}{path}"))

@@ -186,6 +186,25 @@ async fn sse_delivers_each_token_as_it_comes() {
         assert!(all.contains(&format!(r#""delta":"{t}""#)), "{all}");
     }
     assert!(all.contains(r#""finishReason":"stop""#), "{all}");
+
+    // NDJSON: one chunk per line.
+    let lines = reqwest::Client::new()
+        .post(format!("{}/api/ai/chat", app.url()))
+        .bearer_auth(&ann)
+        .header("accept", "application/x-ndjson")
+        .json(&serde_json::json!({"messages": [{"role": "CHAT_ROLE_USER", "content": "tokens=3"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deltas: Vec<String> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| v["delta"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(deltas, ["t1 ", "t2 ", "t3 ", ""], "{lines}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
