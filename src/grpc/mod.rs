@@ -11,6 +11,7 @@ pub mod files;
 pub mod projects;
 pub mod tasks;
 pub mod users;
+pub mod web_body;
 
 use crate::{auth::layer::authenticate, pb, service::State};
 use axum::middleware::from_fn_with_state;
@@ -94,6 +95,11 @@ pub fn router(
         .into_axum_router()
         .layer(from_fn_with_state(state.jwt.clone(), authenticate))
         .layer(tonic_web::GrpcWebLayer::new())
+        // Outside authentication: even a call refused for its token is read first.
+        .layer(axum::middleware::from_fn_with_state(
+            max_message,
+            web_body::read_first,
+        ))
         .layer(cors(cors_origins)?))
 }
 

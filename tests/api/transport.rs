@@ -93,3 +93,76 @@ async fn a_reply_larger_than_the_message_limit_is_refused_not_sent() {
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
     assert!(err.message().contains("limit"), "{err:?}");
 }
+
+/// A gRPC-Web call over HTTP/1.1 with a bad token, written as a browser or Node client does
+/// it: headers first, the body after a pause, in pieces. The server must answer
+/// UNAUTHENTICATED after reading the body, not drop the connection while it is written
+/// (which clients see as EPIPE or a reset).
+async fn early_refusal(app: &TestApp, body_len: usize, token: &str) -> String {
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    // One gRPC-Web frame: flag 0, length, then a GetMe request padded with an unknown field
+    // (bytes field 15) so the body is large enough not to fit in socket buffers.
+    let pad = body_len - 5 - 6;
+    let mut msg = vec![0x7a];
+    let mut n = pad;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            msg.push(b);
+            break;
+        }
+        msg.push(b | 0x80);
+    }
+    msg.extend(std::iter::repeat_n(b'x', pad - msg.len()));
+    let mut body = vec![0u8];
+    body.extend((msg.len() as u32).to_be_bytes());
+    body.extend(&msg);
+    let head = format!(
+        "POST /epop.v1.UserService/GetMe HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for piece in body.chunks(64 * 1024) {
+        tcp.write_all(piece)
+            .await
+            .expect("the server keeps reading the body it will refuse");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut got = vec![];
+    let mut buf = [0u8; 4096];
+    let reply = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = tcp.read(&mut buf).await.expect("no reset");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if text.contains("grpc-status") && text.contains("\r\n\r\n") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .expect("an answer");
+    reply.to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grpc_web_call_refused_early_over_http1_still_gets_its_code() {
+    let app = TestApp::spawn_with(|c| c.max_message_bytes = 1 << 20).await;
+    for len in [2_000, 1 << 20] {
+        let reply = early_refusal(&app, len, "not-a-token").await;
+        assert!(reply.starts_with("http/1.1 200"), "{reply}");
+        assert!(reply.contains("grpc-status: 16"), "{len} bytes: {reply}");
+    }
+    // Over the message limit: RESOURCE_EXHAUSTED, also after the whole body was sent.
+    let token = app.admin_token().await;
+    let reply = early_refusal(&app, 4 << 20, &token).await;
+    assert!(reply.contains("grpc-status: 8"), "{reply}");
+}
