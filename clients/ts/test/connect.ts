@@ -1,0 +1,55 @@
+// Node, against a live server, over gRPC-Web (HTTP/1.1 and HTTP/2) and native gRPC, with the
+// generated Connect-ES client: a bad token gives UNAUTHENTICATED (over HTTP/1.1 this used to
+// be EPIPE), the admin signs in, creates a project and a task, a conversation, and receives
+// a message on the event stream.
+//   node out/connect.mjs BASE_URL ADMIN_PASSWORD
+import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import {
+  AuthService,
+  ConversationKind,
+  ConversationService,
+  ProjectService,
+  TaskService,
+  UserService,
+  bearer,
+  nodeTransport,
+} from "../src/index.js";
+
+const [base, password] = process.argv.slice(2);
+let token: string | undefined;
+const cases = [
+  { name: "grpc-web http/1.1", protocol: "grpc-web", httpVersion: "1.1" },
+  { name: "grpc-web http/2", protocol: "grpc-web", httpVersion: "2" },
+  { name: "grpc", protocol: "grpc" },
+] as const;
+for (const c of cases) {
+  const bad = await nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => "not-a-token")] });
+  try {
+    await createClient(UserService, bad).getMe({});
+    throw new Error(`${c.name}: a bad token was accepted`);
+  } catch (e) {
+    const err = ConnectError.from(e);
+    if (err.code !== Code.Unauthenticated) throw new Error(`${c.name}: ${Code[err.code]} ${err.message}`);
+  }
+  const t = await nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => token)] });
+  token = (await createClient(AuthService, t).login({ email: "admin@epop.local", password })).accessToken;
+  const me = await createClient(UserService, t).getMe({});
+  const project = await createClient(ProjectService, t).createProject({ name: `From Node ${c.name}` });
+  const task = await createClient(TaskService, t).createTask({ projectId: project.id, title: "Try the client" });
+  const conversations = createClient(ConversationService, t);
+  const group = await conversations.createConversation({ kind: ConversationKind.GROUP, title: `Node ${c.name}` });
+  const abort = new AbortController();
+  const events = conversations.streamEvents({}, { signal: abort.signal });
+  const received = (async () => {
+    for await (const e of events) {
+      if (e.kind.case === "messageCreated") return e.kind.value.text;
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  const content = { type: "doc", content: [{ type: "paragraph", content: [{ type: "text", text: `hello over ${c.name}` }] }] };
+  await conversations.sendMessage({ conversationId: group.id, content });
+  const text = await received;
+  abort.abort();
+  if (text !== `hello over ${c.name}`) throw new Error(`${c.name}: got ${text}`);
+  console.log(`${c.name}: bad token UNAUTHENTICATED; ${me.email} made task "${task.title}", got "${text}" live`);
+}
