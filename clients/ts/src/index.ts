@@ -11,6 +11,7 @@ export * from "./gen/epop/v1/conversations_pb.js";
 export * from "./gen/epop/v1/files_pb.js";
 export * from "./gen/epop/v1/ai_pb.js";
 export * from "./gen/epop/v1/common_pb.js";
+export { Session, fieldViolations, type FieldViolation } from "./session.js";
 
 /** Which wire protocol a transport speaks. */
 export type Protocol = "grpc" | "grpc-web";

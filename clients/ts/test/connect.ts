@@ -11,7 +11,9 @@ import {
   ProjectService,
   TaskService,
   UserService,
+  Session,
   bearer,
+  fieldViolations,
   nodeTransport,
 } from "../src/index.js";
 
@@ -52,4 +54,27 @@ for (const c of cases) {
   abort.abort();
   if (text !== `hello over ${c.name}`) throw new Error(`${c.name}: got ${text}`);
   console.log(`${c.name}: bad token UNAUTHENTICATED; ${me.email} made task "${task.title}", got "${text}" live`);
+}
+
+// A session refreshes an expired access token once and retries (the server runs with a 5 s
+// access-token lifetime here), and INVALID_ARGUMENT carries decoded field violations.
+for (const c of cases) {
+  const plain = await nodeTransport({ baseUrl: base, ...c });
+  const session = new Session(plain);
+  await session.login("admin@epop.local", password);
+  const t = await nodeTransport({ baseUrl: base, ...c, interceptors: [session.interceptor] });
+  const users = createClient(UserService, t);
+  await users.getMe({});
+  const first = session.accessToken;
+  await new Promise((r) => setTimeout(r, 6000));
+  const me = await users.getMe({});
+  if (session.accessToken === first) throw new Error(`${c.name}: the token was not refreshed`);
+  try {
+    await createClient(ProjectService, t).createProject({ name: "" });
+    throw new Error(`${c.name}: an empty name was accepted`);
+  } catch (e) {
+    const v = fieldViolations(e);
+    if (v.length !== 1 || v[0].field !== "name") throw new Error(`${c.name}: ${JSON.stringify(v)}`);
+  }
+  console.log(`${c.name}: an expired token was refreshed once for ${me.email}; violations decoded`);
 }
