@@ -12,6 +12,7 @@ export * from "./gen/epop/v1/files_pb.js";
 export * from "./gen/epop/v1/ai_pb.js";
 export * from "./gen/epop/v1/common_pb.js";
 export { Session, fieldViolations, type FieldViolation } from "./session.js";
+export { events, type EventOptions } from "./events.js";
 
 /** Which wire protocol a transport speaks. */
 export type Protocol = "grpc" | "grpc-web";

@@ -4,6 +4,10 @@
 // a message on the event stream.
 //   node out/connect.mjs BASE_URL ADMIN_PASSWORD
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   AuthService,
   ConversationKind,
@@ -13,6 +17,7 @@ import {
   UserService,
   Session,
   bearer,
+  events,
   fieldViolations,
   nodeTransport,
 } from "../src/index.js";
@@ -77,4 +82,78 @@ for (const c of cases) {
     if (v.length !== 1 || v[0].field !== "name") throw new Error(`${c.name}: ${JSON.stringify(v)}`);
   }
   console.log(`${c.name}: an expired token was refreshed once for ${me.email}; violations decoded`);
+}
+
+// The event helper across a lost connection: a server of this test's own (EPOP_BIN, on
+// EPOP_TEST_DATABASE_URL) is killed with SIGKILL after the first message and started again;
+// the helper reconnects by itself and resumes from its cursor: every message once, in order.
+const bin = process.env.EPOP_BIN!;
+const dir = mkdtempSync(join(tmpdir(), "epop-clients-"));
+const own = 18491;
+const ownBase = `http://127.0.0.1:${own}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function startServer(): Promise<ChildProcess> {
+  const child = spawn(bin, [], {
+    env: {
+      ...process.env,
+      DATABASE_URL: process.env.EPOP_TEST_DATABASE_URL,
+      EPOP_LISTEN: `127.0.0.1:${own}`,
+      EPOP_DATA_DIR: dir,
+      EPOP_ADMIN_PASSWORD: password,
+    },
+    stdio: "ignore",
+  });
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${ownBase}/readyz`)).ok) return child;
+    } catch {}
+    await sleep(100);
+  }
+  throw new Error("the test's server did not start");
+}
+async function until(check: () => boolean, what: string) {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+for (const c of [cases[0], cases[2]]) {
+  let server = await startServer();
+  const session = new Session(await nodeTransport({ baseUrl: ownBase, ...c }));
+  await session.login("admin@epop.local", password);
+  const t = await nodeTransport({ baseUrl: ownBase, ...c, interceptors: [session.interceptor] });
+  const conversations = createClient(ConversationService, t);
+  const group = await conversations.createConversation({ kind: ConversationKind.GROUP, title: "Resume" });
+  const got: string[] = [];
+  let reconnects = 0;
+  const abort = new AbortController();
+  const reading = (async () => {
+    const opts = { signal: abort.signal, minDelayMs: 100, onReconnect: () => (reconnects += 1) };
+    for await (const e of events(conversations, opts)) {
+      if (e.kind.case === "messageCreated" && e.kind.value.conversationId === group.id) got.push(e.kind.value.text);
+    }
+  })();
+  const say = (text: string) =>
+    conversations.sendMessage({
+      conversationId: group.id,
+      content: { type: "doc", content: [{ type: "paragraph", content: [{ type: "text", text }] }] },
+    });
+  await sleep(300);
+  await say("m1");
+  await until(() => got.length === 1, "m1");
+  server.kill("SIGKILL");
+  await new Promise((r) => server.once("exit", r));
+  server = await startServer();
+  await say("m2");
+  await say("m3");
+  await until(() => got.length >= 3, "m2 and m3 after the restart");
+  await sleep(500);
+  abort.abort();
+  await reading;
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  if (got.join(",") !== "m1,m2,m3") throw new Error(`${c.name}: got ${got.join(",")}`);
+  if (reconnects < 1) throw new Error(`${c.name}: no reconnect`);
+  console.log(`${c.name}: the event helper reconnected ${reconnects}x after a SIGKILL, every message once`);
 }
