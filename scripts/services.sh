@@ -5,6 +5,7 @@
 #                                 throwaway cluster on 127.0.0.1:PORT) and PG_BIN
 #   ensure_redis URL PORT      -> sets REDIS (URL when it answers PING, otherwise a throwaway
 #                                 redis-server on 127.0.0.1:PORT)
+#   ensure_packages cmd:pkg... -> installs the Debian packages of missing commands
 #   ensure_browser             -> installs chromium, node and playwright-core when missing,
 #                                 sets EPOP_BROWSER_NODE_PATH
 # What they start is stopped by stop_services (call it from an EXIT trap).
@@ -68,17 +69,23 @@ ensure_redis() {
   echo "started a throwaway Redis at $REDIS"
 }
 
+# Installs, from Debian, the packages of the commands that are missing (as root):
+#   ensure_packages command:package ...
+ensure_packages() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
 # Makes sure chromium, node and playwright-core (tests/browser/package.json) are there;
 # exports EPOP_BROWSER_NODE_PATH.
 ensure_browser() {
-  local missing=()
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  command -v node >/dev/null 2>&1 || missing+=(nodejs)
-  command -v npm >/dev/null 2>&1 || missing+=(npm)
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing for the browser test: ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  ensure_packages chromium:chromium node:nodejs npm:npm
   local dir=$HOME/.cache/epop/browser
   export EPOP_BROWSER_NODE_PATH=$dir/node_modules
   if ! cmp -s tests/browser/package.json "$dir/package.json" \

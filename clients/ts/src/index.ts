@@ -1,6 +1,9 @@
-// The EPOP API for TypeScript: the generated Connect-ES v2 service descriptors and messages
-// (src/gen, from proto/ with buf and protoc-gen-es), and a transport factory.
+// The EPOP API for TypeScript, for browsers and Node: the generated Connect-ES v2 service
+// descriptors and messages (src/gen, from proto/ with buf and protoc-gen-es), the gRPC-Web
+// transport of browsers, a session with token refresh, the resuming event stream and decoded
+// field violations. Node's transports (gRPC, gRPC-Web over HTTP/2) are in `./node.js`.
 import type { Interceptor, Transport } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 export * from "./gen/epop/v1/auth_pb.js";
 export * from "./gen/epop/v1/users_pb.js";
@@ -14,32 +17,22 @@ export * from "./gen/epop/v1/common_pb.js";
 export { Session, fieldViolations, type FieldViolation } from "./session.js";
 export { events, type EventOptions } from "./events.js";
 
-/** Which wire protocol a transport speaks. */
-export type Protocol = "grpc" | "grpc-web";
-
-/** What a transport needs: the server's base URL, the protocol, and interceptors. */
-export interface TransportOptions {
+/** What a browser transport needs: the server's base URL and interceptors. */
+export interface WebTransportOptions {
   baseUrl: string;
-  protocol: Protocol;
-  /** For gRPC-Web from Node: "1.1" or "2" (default "2"). */
-  httpVersion?: "1.1" | "2";
   interceptors?: Interceptor[];
 }
 
 /**
- * A Node transport (gRPC or gRPC-Web). Browsers use `createGrpcWebTransport` from
- * `@connectrpc/connect-web` with the same base URL.
+ * A gRPC-Web transport over `fetch` (browsers, or Node 18+). It sends credentials, so the
+ * `epop_refresh` cookie reaches the server when the page's origin is in `EPOP_CORS_ORIGINS`.
  */
-export async function nodeTransport(o: TransportOptions): Promise<Transport> {
-  const node = await import("@connectrpc/connect-node");
-  const interceptors = o.interceptors ?? [];
-  return o.protocol === "grpc"
-    ? node.createGrpcTransport({ baseUrl: o.baseUrl, interceptors })
-    : node.createGrpcWebTransport({
-        baseUrl: o.baseUrl,
-        httpVersion: o.httpVersion ?? "2",
-        interceptors,
-      });
+export function webTransport(o: WebTransportOptions): Transport {
+  return createGrpcWebTransport({
+    baseUrl: o.baseUrl,
+    interceptors: o.interceptors ?? [],
+    fetch: (input, init) => globalThis.fetch(input, { ...init, credentials: "include" }),
+  });
 }
 
 /** An interceptor that sends `Authorization: Bearer <token>` with the current token. */

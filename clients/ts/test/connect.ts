@@ -20,7 +20,7 @@ import {
   events,
   fieldViolations,
   nodeTransport,
-} from "../src/index.js";
+} from "../src/node.js";
 
 const [base, password] = process.argv.slice(2);
 let token: string | undefined;
@@ -30,7 +30,7 @@ const cases = [
   { name: "grpc", protocol: "grpc" },
 ] as const;
 for (const c of cases) {
-  const bad = await nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => "not-a-token")] });
+  const bad = nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => "not-a-token")] });
   try {
     await createClient(UserService, bad).getMe({});
     throw new Error(`${c.name}: a bad token was accepted`);
@@ -38,7 +38,7 @@ for (const c of cases) {
     const err = ConnectError.from(e);
     if (err.code !== Code.Unauthenticated) throw new Error(`${c.name}: ${Code[err.code]} ${err.message}`);
   }
-  const t = await nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => token)] });
+  const t = nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => token)] });
   token = (await createClient(AuthService, t).login({ email: "admin@epop.local", password })).accessToken;
   const me = await createClient(UserService, t).getMe({});
   const project = await createClient(ProjectService, t).createProject({ name: `From Node ${c.name}` });
@@ -64,10 +64,10 @@ for (const c of cases) {
 // A session refreshes an expired access token once and retries (the server runs with a 5 s
 // access-token lifetime here), and INVALID_ARGUMENT carries decoded field violations.
 for (const c of cases) {
-  const plain = await nodeTransport({ baseUrl: base, ...c });
+  const plain = nodeTransport({ baseUrl: base, ...c });
   const session = new Session(plain);
   await session.login("admin@epop.local", password);
-  const t = await nodeTransport({ baseUrl: base, ...c, interceptors: [session.interceptor] });
+  const t = nodeTransport({ baseUrl: base, ...c, interceptors: [session.interceptor] });
   const users = createClient(UserService, t);
   await users.getMe({});
   const first = session.accessToken;
@@ -120,9 +120,9 @@ async function until(check: () => boolean, what: string) {
 }
 for (const c of [cases[0], cases[2]]) {
   let server = await startServer();
-  const session = new Session(await nodeTransport({ baseUrl: ownBase, ...c }));
+  const session = new Session(nodeTransport({ baseUrl: ownBase, ...c }));
   await session.login("admin@epop.local", password);
-  const t = await nodeTransport({ baseUrl: ownBase, ...c, interceptors: [session.interceptor] });
+  const t = nodeTransport({ baseUrl: ownBase, ...c, interceptors: [session.interceptor] });
   const conversations = createClient(ConversationService, t);
   const group = await conversations.createConversation({ kind: ConversationKind.GROUP, title: "Resume" });
   const got: string[] = [];

@@ -1,0 +1,65 @@
+// The page of the browser test: signs in with the generated client over gRPC-Web (the
+// refresh token stays in the HttpOnly cookie), then shows the messages of the event stream
+// as they arrive. The API is on another origin: ?api=<base URL>&email=..&password=..
+// Progress goes to the console, which the driver reads; `window.epop` lets it call in.
+import { createClient } from "@connectrpc/connect";
+import {
+  ConversationService,
+  ProjectService,
+  Session,
+  UserService,
+  events,
+  fieldViolations,
+  webTransport,
+} from "../../src/index.js";
+
+const q = new URLSearchParams(location.search);
+const api = q.get("api")!;
+const status = document.getElementById("status")!;
+const say = (line: string) => {
+  status.textContent = line;
+  console.log(line);
+};
+
+const session = new Session(webTransport({ baseUrl: api }), false);
+const transport = webTransport({ baseUrl: api, interceptors: [session.interceptor] });
+const users = createClient(UserService, transport);
+const conversations = createClient(ConversationService, transport);
+
+(window as any).epop = {
+  /** GetMe with the session's current token. */
+  async whoAmI() {
+    return (await users.getMe({})).email;
+  },
+  /** The field violations of an invalid CreateProject (read from the grpc-status-details-bin trailer). */
+  async violations() {
+    try {
+      await createClient(ProjectService, transport).createProject({ name: "" });
+      return [];
+    } catch (e) {
+      return fieldViolations(e);
+    }
+  },
+};
+
+try {
+  await session.login(q.get("email")!, q.get("password")!);
+  say(`signed in as ${(await users.getMe({})).email}`);
+  // The server ends a stream when its access token expires; the helper renews the token
+  // (through the cookie) and resumes from its cursor.
+  const renew = async () => {
+    await session.renew();
+    console.log("renewed the token through the cookie");
+  };
+  for await (const e of events(conversations, { renew })) {
+    if (e.kind.case === "presenceSnapshot") say("live");
+    if (e.kind.case === "messageCreated") {
+      const li = document.createElement("li");
+      li.textContent = e.kind.value.text;
+      document.getElementById("messages")!.append(li);
+      console.log(`message ${e.kind.value.text}`);
+    }
+  }
+} catch (e) {
+  say(`failed ${e}`);
+}
