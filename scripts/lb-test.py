@@ -3,7 +3,8 @@
 
 Debian's haproxy runs docker/haproxy.cfg, the file the compose stack mounts, unchanged (its
 addresses come from the environment), in front of two `epop` instances on one PostgreSQL and
-one Redis with one shared JWT key. Through the balancer only:
+one Redis, with no signing key configured (they share the database's). Through the balancer
+only:
 
 - REST signs in, and calls spread over both replicas accept the token;
 - grpcurl (native gRPC over h2c) lists the services through reflection and calls GetMe;
@@ -31,7 +32,6 @@ import uuid
 EPOP, DATABASE_URL, REDIS_URL, GRPCURL, CFG = sys.argv[1:6]
 LB = 18500
 PORTS = {"epop1": 18501, "epop2": 18502}
-SECRET = os.urandom(32).hex()
 PASSWORD = "lb-admin-password"
 WORK = tempfile.mkdtemp(prefix="epop-lb-")
 procs = {}
@@ -66,11 +66,11 @@ def start(name):
         REDIS_URL=REDIS_URL,
         EPOP_LISTEN=f"127.0.0.1:{PORTS[name]}",
         EPOP_DATA_DIR=os.path.join(WORK, name),
-        EPOP_JWT_SECRET=SECRET,
         EPOP_ADMIN_PASSWORD=PASSWORD,
         EPOP_SHUTDOWN_GRACE="1s",
         EPOP_REDIS_CHANNEL=f"epop-lb-{os.getpid()}",
     )
+    env.pop("EPOP_JWT_SECRET", None)  # the instances share the database's keys
     out = open(os.path.join(WORK, f"{name}.log"), "ab")
     procs[name] = subprocess.Popen([EPOP], env=env, stdout=out, stderr=subprocess.STDOUT)
     wait(lambda: ready(PORTS[name]), f"{name} to be ready")

@@ -82,11 +82,16 @@ impl App {
         let data_dir = &config.store.data_dir;
         db::migrate(url).await?;
         let pool = db::connect(url, config.store.db_pool_size).await?;
-        let jwt = Arc::new(JwtKeys::load(
-            config.jwt_secret.as_ref(),
-            data_dir,
-            config.access_token_ttl,
-        )?);
+        let jwt = Arc::new(
+            JwtKeys::open(
+                config.jwt_secret.as_ref(),
+                data_dir,
+                &pool,
+                config.access_token_ttl,
+                config.jwt_keys_reload,
+            )
+            .await?,
+        );
         let hasher = Hasher::default();
         let generated_admin_password = service::accounts::ensure_admin(
             &pool,
@@ -101,6 +106,7 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let wake_jobs = Arc::new(Notify::new());
         let stop = CancellationToken::new();
+        jwt.spawn_reloads(stop.clone());
         let broker = match &config.redis_url {
             Some(url) => crate::realtime::Broker::redis(
                 secrecy::ExposeSecret::expose_secret(url),

@@ -54,10 +54,15 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_PRESENCE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub presence_ttl: Duration,
 
-    /// HMAC key for access tokens. When unset, a random key is generated once and kept in
-    /// `<data-dir>/jwt.key` (mode 0600).
+    /// HMAC key for access tokens. When unset, the keys are kept in the database, shared by
+    /// every instance on it, and rotated with `epop keys rotate`.
     #[arg(long, env = "EPOP_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
+
+    /// How often the signing keys are reloaded from the database (a rotation reaches every
+    /// instance within this; a token naming a new key reloads at once).
+    #[arg(long, env = "EPOP_JWT_KEYS_RELOAD", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_keys_reload: Duration,
 
     /// Lifetime of access tokens (e.g. `15m`).
     #[arg(long, env = "EPOP_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use epop::{
     app::App,
-    auth::password::Hasher,
+    auth::{keyring, password::Hasher},
     config::{LogFormat, ServeArgs, StoreArgs},
     db,
     domain::{DisplayName, Email, Password, Role},
@@ -31,6 +31,18 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the access-token signing keys kept in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key: every instance signs with it from its next reload
+    /// (EPOP_JWT_KEYS_RELOAD), and the old key verifies until the tokens it signed expire.
+    Rotate(StoreArgs),
+    /// List the keys, newest first.
+    List(StoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Migrate(store)) => {
             telemetry::init(LogFormat::Text);
             with_database(&store, async |url| db::migrate(url).await).await
+        }
+        Some(Command::Keys(command)) => {
+            telemetry::init(LogFormat::Text);
+            keys(command).await
         }
         Some(Command::User(UserCommand::Create {
             email,
@@ -104,6 +120,40 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let (KeysCommand::Rotate(store) | KeysCommand::List(store)) = &command;
+    if std::env::var_os("EPOP_JWT_SECRET").is_some() {
+        eprintln!(
+            "note: EPOP_JWT_SECRET is set here; servers configured with it sign with that key \
+             and ignore the database's keys"
+        );
+    }
+    with_database(store, async |url| {
+        db::migrate(url).await?;
+        let pool = db::connect(url, 2).await?;
+        match command {
+            KeysCommand::Rotate(_) => {
+                let (kid, retired) = keyring::rotate(&pool).await?;
+                println!("new signing key {kid}");
+                if let Some(old) = retired {
+                    println!("retired {old}: it verifies until the tokens it signed expire");
+                }
+            }
+            KeysCommand::List(_) => {
+                for k in keyring::list(&pool).await? {
+                    let state = match k.retired_at {
+                        None => "signing".to_owned(),
+                        Some(t) => format!("retired {}", t.to_rfc3339()),
+                    };
+                    println!("{}  created {}  {state}", k.kid, k.created_at.to_rfc3339());
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Runs `f` against the configured database, or the embedded one (stopped afterwards when

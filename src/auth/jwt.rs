@@ -1,23 +1,23 @@
-//! Access tokens: HS256 JWTs with a short lifetime. The key comes from configuration or is
-//! generated once and kept in the data directory with mode 0600.
+//! Access tokens: HS256 JWTs with a short lifetime, each naming the key that signed it
+//! (`kid`). A key ring holds the key that signs and the keys that still verify: the one
+//! configured key, or the keys every instance of one database shares (`keyring.rs`).
 
 use crate::{
     auth::Caller,
     domain::{Role, UserId},
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
-use secrecy::{ExposeSecret, SecretString};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path, time::Duration};
+use sha2::{Digest, Sha256};
+use std::{sync::RwLock, time::Duration};
 use uuid::Uuid;
 
 const ISSUER: &str = "epop";
-/// The file under the data directory that keeps the generated key.
-pub const KEY_FILE: &str = "jwt.key";
 
 /// The claims of an access token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,14 +36,60 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// A key of the ring.
+pub struct Key {
+    /// Its id, carried in the header of the tokens it signs.
+    pub kid: String,
+    /// The HMAC secret.
+    pub secret: Vec<u8>,
+    /// Until when it verifies tokens (None: for as long as it is in the ring).
+    pub verify_until: Option<DateTime<Utc>>,
+}
+
+struct Ring {
+    signing: (String, EncodingKey),
+    verifying: Vec<(String, DecodingKey, Option<DateTime<Utc>>)>,
+}
+
+impl Ring {
+    /// `keys[0]` signs; all verify.
+    fn new(keys: Vec<Key>) -> anyhow::Result<Self> {
+        let first = keys.first().context("a key ring needs a key")?;
+        Ok(Self {
+            signing: (first.kid.clone(), EncodingKey::from_secret(&first.secret)),
+            verifying: keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.kid.clone(),
+                        DecodingKey::from_secret(&k.secret),
+                        k.verify_until,
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// What checking a token found.
+pub enum Verified {
+    /// A valid token of this caller.
+    Caller(Caller),
+    /// Signed with a key this ring does not hold (perhaps one created since it was loaded).
+    UnknownKey,
+    /// Anything else: bad signature, expired, malformed, a retired key past its time.
+    Invalid,
+}
+
 /// Signs and verifies access tokens.
 pub struct JwtKeys {
-    /// HMAC key from which keys for other purposes are derived (never the secret itself).
+    /// HMAC key from which keys for other purposes are derived (never a signing key).
     derive: [u8; 32],
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    ring: RwLock<Ring>,
     validation: Validation,
     ttl: Duration,
+    /// Where the ring is reloaded from, when it comes from the database.
+    pub(super) source: Option<super::keyring::Source>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -54,50 +100,78 @@ impl std::fmt::Debug for JwtKeys {
     }
 }
 
+/// The fewest key bytes accepted.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// The root of derived keys for a deployment whose signing secret is `secret`.
+pub fn derive_root(secret: &[u8]) -> [u8; 32] {
+    <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .expect("HMAC takes keys of any length")
+        .chain_update(b"epop derived keys")
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
 impl JwtKeys {
-    /// Keys from `secret`, or from `<data_dir>/jwt.key`, generating it on first use.
-    pub fn load(
-        secret: Option<&SecretString>,
-        data_dir: &Path,
-        ttl: Duration,
-    ) -> anyhow::Result<Self> {
-        let bytes = match secret {
-            Some(s) => {
-                let s = s.expose_secret().as_bytes().to_vec();
-                if s.len() < MIN_KEY_BYTES {
-                    bail!("EPOP_JWT_SECRET must be at least {MIN_KEY_BYTES} bytes");
-                }
-                s
-            }
-            None => load_or_create_key_file(&data_dir.join(KEY_FILE))?,
+    /// One configured secret: it signs and verifies, and is never rotated.
+    pub fn from_secret(secret: &[u8], ttl: Duration) -> Self {
+        let digest = Sha256::digest(secret);
+        let kid: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let kid = format!("cfg-{kid}");
+        let key = Key {
+            kid,
+            secret: secret.to_vec(),
+            verify_until: None,
         };
-        Ok(Self::from_secret(&bytes, ttl))
+        Self::new(vec![key], derive_root(secret), ttl, None).expect("one key")
     }
 
-    /// Keys from raw secret bytes.
-    pub fn from_secret(secret: &[u8], ttl: Duration) -> Self {
+    /// A ring of `keys` (the first signs) with derived keys from `derive`.
+    pub(super) fn new(
+        keys: Vec<Key>,
+        derive: [u8; 32],
+        ttl: Duration,
+        source: Option<super::keyring::Source>,
+    ) -> anyhow::Result<Self> {
         // HS256 only: tokens signed with any other algorithm, or `none`, are rejected.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-        let derive = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-            .expect("HMAC takes keys of any length")
-            .chain_update(b"epop derived keys")
-            .finalize()
-            .into_bytes()
-            .into();
-        Self {
+        Ok(Self {
             derive,
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            ring: RwLock::new(Ring::new(keys)?),
             validation,
             ttl,
-        }
+            source,
+        })
     }
 
-    /// A 32-byte key for `purpose`, derived from the signing secret: every instance that
-    /// verifies the same tokens derives the same keys.
+    /// Replaces the ring's keys (the first signs).
+    pub(super) fn replace(&self, keys: Vec<Key>) -> anyhow::Result<()> {
+        let ring = Ring::new(keys)?;
+        *self.ring.write().expect("the key ring lock") = ring;
+        Ok(())
+    }
+
+    /// The access tokens' lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The id of the key that signs now.
+    pub fn signing_kid(&self) -> String {
+        self.ring
+            .read()
+            .expect("the key ring lock")
+            .signing
+            .0
+            .clone()
+    }
+
+    /// A 32-byte key for `purpose`, derived from the deployment's root secret: every instance
+    /// that verifies the same tokens derives the same keys, whatever key signs now.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
         <Hmac<Sha256> as Mac>::new_from_slice(&self.derive)
             .expect("HMAC takes keys of any length")
@@ -124,94 +198,63 @@ impl JwtKeys {
             iat: now.timestamp(),
             exp: exp.timestamp(),
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .context("cannot sign an access token")?;
+        let ring = self.ring.read().expect("the key ring lock");
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(ring.signing.0.clone());
+        let token =
+            encode(&header, &claims, &ring.signing.1).context("cannot sign an access token")?;
         Ok((token, exp))
     }
 
-    /// Verifies a token's signature, algorithm, issuer and expiry.
+    /// Checks a token's key, signature, algorithm, issuer and expiry.
+    pub fn check(&self, token: &str) -> Verified {
+        let Ok(header) = decode_header(token) else {
+            return Verified::Invalid;
+        };
+        let now = Utc::now();
+        let ring = self.ring.read().expect("the key ring lock");
+        let usable = |until: &Option<DateTime<Utc>>| until.is_none_or(|u| now < u);
+        let candidates: Vec<&DecodingKey> = match &header.kid {
+            Some(kid) => match ring.verifying.iter().find(|(k, _, _)| k == kid) {
+                Some((_, key, until)) if usable(until) => vec![key],
+                Some(_) => return Verified::Invalid,
+                None => return Verified::UnknownKey,
+            },
+            // Tokens issued before keys had ids: any key that still verifies.
+            None => ring
+                .verifying
+                .iter()
+                .filter(|(_, _, until)| usable(until))
+                .map(|(_, key, _)| key)
+                .collect(),
+        };
+        for key in candidates {
+            if let Ok(data) = decode::<Claims>(token, key, &self.validation) {
+                return match caller(data.claims) {
+                    Some(c) => Verified::Caller(c),
+                    None => Verified::Invalid,
+                };
+            }
+        }
+        Verified::Invalid
+    }
+
+    /// The caller of a valid token with a key this ring holds now.
     pub fn verify(&self, token: &str) -> Option<Caller> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let role = Role::from_name(&data.claims.role)?;
-        Some(Caller {
-            user_id: UserId(data.claims.sub),
-            role,
-            session: data.claims.sid,
-            expires_at: DateTime::from_timestamp(data.claims.exp, 0)?,
-        })
-    }
-}
-
-/// The fewest key bytes accepted, configured or from a file.
-pub const MIN_KEY_BYTES: usize = 32;
-
-/// The key kept in `path`, created there when absent. The file is written under a temporary
-/// name, fsynced, and linked into place (which fails if another process got there first),
-/// then the directory is fsynced: it is either whole or absent, and concurrent first starts
-/// all read the one key that was linked first. Whatever the file holds must be a base64 key
-/// of at least [`MIN_KEY_BYTES`] bytes, or the server refuses to start.
-fn load_or_create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_key_file(path, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-fn parse_key_file(path: &Path, text: &str) -> anyhow::Result<Vec<u8>> {
-    use base64::{Engine, engine::general_purpose::STANDARD};
-    let fix = "delete it to generate a new key (every access token signed with the old one \
-               stops working) or set EPOP_JWT_SECRET";
-    let key = STANDARD
-        .decode(text.trim())
-        .map_err(|_| anyhow::anyhow!("{} is not a base64 key: {fix}", path.display()))?;
-    if key.len() < MIN_KEY_BYTES {
-        bail!(
-            "{} holds a {}-byte key, at least {MIN_KEY_BYTES} are required: {fix}",
-            path.display(),
-            key.len()
-        );
-    }
-    Ok(key)
-}
-
-fn create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use base64::{Engine, engine::general_purpose::STANDARD};
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let key: [u8; 64] = rand::random();
-    let tmp = dir.join(format!(
-        ".{KEY_FILE}.{}.{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        writeln!(f, "{}", STANDARD.encode(key))?;
-        f.sync_all()?;
-        // A hard link, unlike a rename, never replaces a key another start linked first.
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    match written {
-        Ok(()) => {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync {}", dir.display()))?;
-            tracing::info!(path = %path.display(), "generated a new JWT signing key");
-            Ok(key.to_vec())
+        match self.check(token) {
+            Verified::Caller(c) => Some(c),
+            _ => None,
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            parse_key_file(path, &text)
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
     }
+}
+
+fn caller(claims: Claims) -> Option<Caller> {
+    Some(Caller {
+        user_id: UserId(claims.sub),
+        role: Role::from_name(&claims.role)?,
+        session: claims.sid,
+        expires_at: DateTime::from_timestamp(claims.exp, 0)?,
+    })
 }
 
 #[cfg(test)]
@@ -230,48 +273,43 @@ mod tests {
     }
 
     #[test]
-    fn the_key_file_is_created_once_with_mode_0600() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create_key_file(&dir.path().join(KEY_FILE)).unwrap();
-        let b = load_or_create_key_file(&dir.path().join(KEY_FILE)).unwrap();
-        assert_eq!(a, b);
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+    fn a_token_names_its_key_and_an_unknown_key_is_told_apart() {
+        let keys = JwtKeys::from_secret(&[7; 32], Duration::from_secs(60));
+        let (t, _) = keys
+            .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
+            .unwrap();
+        let kid = decode_header(&t).unwrap().kid.unwrap();
+        assert_eq!(kid, keys.signing_kid());
+        let other = JwtKeys::from_secret(&[8; 32], Duration::from_secs(60));
+        assert!(matches!(other.check(&t), Verified::UnknownKey));
+        assert!(matches!(other.check("not.a.token"), Verified::Invalid));
     }
 
     #[test]
-    fn an_empty_short_or_garbled_key_file_is_refused_with_what_to_do() {
-        for (content, says) in [
-            ("", "0-byte key"),
-            ("\n", "0-byte key"),
-            ("c2hvcnQ=\n", "5-byte key"),
-            ("not base64 at all!\n", "not a base64 key"),
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join(KEY_FILE);
-            std::fs::write(&path, content).unwrap();
-            let err = load_or_create_key_file(&path).unwrap_err().to_string();
-            assert!(err.contains(says), "{content:?}: {err}");
-            assert!(err.contains("EPOP_JWT_SECRET"), "{content:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn concurrent_first_starts_agree_on_one_key_and_leave_no_temporary_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(KEY_FILE);
-        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let all: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| load_or_create_key_file(&path).unwrap()))
-                .collect();
-            all.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert!(keys.iter().all(|k| k == &keys[0] && k.len() == 64));
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 1, "only {KEY_FILE} remains");
+    fn a_retired_key_verifies_until_its_time_then_not() {
+        let key = |kid: &str, secret: u8, until: Option<DateTime<Utc>>| Key {
+            kid: kid.into(),
+            secret: vec![secret; 32],
+            verify_until: until,
+        };
+        let ttl = Duration::from_secs(60);
+        let old = JwtKeys::new(vec![key("old", 1, None)], [0; 32], ttl, None).unwrap();
+        let (t, _) = old
+            .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
+            .unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(30);
+        let ring = JwtKeys::new(
+            vec![key("new", 2, None), key("old", 1, Some(later))],
+            [0; 32],
+            ttl,
+            None,
+        )
+        .unwrap();
+        assert!(ring.verify(&t).is_some());
+        assert_eq!(ring.signing_kid(), "new");
+        let past = Utc::now() - chrono::Duration::seconds(1);
+        ring.replace(vec![key("new", 2, None), key("old", 1, Some(past))])
+            .unwrap();
+        assert!(matches!(ring.check(&t), Verified::Invalid));
     }
 }

@@ -73,7 +73,7 @@ pub async fn authenticate(
     let Some(token) = bearer(&req) else {
         return tonic::Status::unauthenticated("missing bearer token").into_http();
     };
-    match keys.verify(&token) {
+    match keys.authenticate(&token).await {
         Some(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

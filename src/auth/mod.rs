@@ -3,6 +3,8 @@
 
 pub mod cookie;
 pub mod jwt;
+pub mod key_file;
+pub mod keyring;
 pub mod layer;
 pub mod password;
 

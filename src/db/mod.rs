@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod events;
 pub mod files;
 pub mod jobs;
+pub mod keys;
 pub mod messages;
 pub mod projects;
 pub mod schema;

@@ -182,6 +182,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        secret -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        secret -> Bytea,
+        created_at -> Timestamptz,
+        retired_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     tasks (id) {
         id -> Uuid,
         project_id -> Uuid,
@@ -255,6 +272,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     projects,
     refresh_tokens,
     roles,
+    server_secrets,
+    signing_keys,
     tasks,
     user_divisions,
     users,

@@ -91,6 +91,24 @@ pub async fn db_text(name: &str, sql: &str) -> String {
     row.v
 }
 
+/// The secret of signing key `kid` in database `db` (None: the key that signs now).
+pub async fn signing_secret(db: &str, kid: Option<&str>) -> Vec<u8> {
+    use base64::Engine;
+    let which = match kid {
+        Some(kid) => format!("kid = '{kid}'"),
+        None => "retired_at IS NULL".to_owned(),
+    };
+    let b64 = db_text(
+        db,
+        &format!("SELECT encode(secret, 'base64') AS v FROM signing_keys WHERE {which}"),
+    )
+    .await;
+    let b64: String = b64.split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
 fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -290,6 +308,15 @@ impl TestApp {
             .await
             .expect("login succeeds")
             .into_inner()
+    }
+
+    /// GetMe with `token`.
+    pub async fn get_me(&self, token: &str) -> Result<pb::User, tonic::Status> {
+        self.users()
+            .await
+            .get_me(authed(pb::GetMeRequest {}, token))
+            .await
+            .map(|r| r.into_inner())
     }
 
     /// An access token of the bootstrap admin.

@@ -1,17 +1,13 @@
 //! Access tokens: what the authentication layer accepts and rejects.
 
 use crate::helpers::*;
-use base64::{
-    Engine,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use epop::pb;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::Code;
 
-fn signing_key(app: &TestApp) -> EncodingKey {
-    let text = std::fs::read_to_string(app.data_dir.join("jwt.key")).unwrap();
-    EncodingKey::from_secret(&STANDARD.decode(text.trim()).unwrap())
+async fn signing_key(app: &TestApp) -> EncodingKey {
+    EncodingKey::from_secret(&signing_secret(&app.db_name, None).await)
 }
 
 fn claims(sub: &str, exp_offset: i64) -> serde_json::Value {
@@ -22,32 +18,24 @@ fn claims(sub: &str, exp_offset: i64) -> serde_json::Value {
     })
 }
 
-async fn get_me(app: &TestApp, token: &str) -> Result<pb::User, tonic::Status> {
-    app.users()
-        .await
-        .get_me(authed(pb::GetMeRequest {}, token))
-        .await
-        .map(|r| r.into_inner())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tampered_expired_and_unsigned_tokens_are_rejected() {
     let app = TestApp::spawn().await;
     let user = app
         .create_user("eve@example.com", "eve-password-1", pb::Role::User)
         .await;
-    let key = signing_key(&app);
+    let key = signing_key(&app).await;
 
     // Control: a token signed here with the server's key works, so the rejections below
     // are about the token, not about how the test makes it.
     let good =
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user.id, 60), &key).unwrap();
-    assert_eq!(get_me(&app, &good).await.unwrap().id, user.id);
+    assert_eq!(app.get_me(&good).await.unwrap().id, user.id);
 
     let expired =
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user.id, -5), &key).unwrap();
     assert_eq!(
-        get_me(&app, &expired).await.unwrap_err().code(),
+        app.get_me(&expired).await.unwrap_err().code(),
         Code::Unauthenticated
     );
 
@@ -63,14 +51,14 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
     let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
     let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     assert_eq!(
-        get_me(&app, &tampered).await.unwrap_err().code(),
+        app.get_me(&tampered).await.unwrap_err().code(),
         Code::Unauthenticated
     );
 
     let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let unsigned = format!("{none_header}.{forged_payload}.");
     assert_eq!(
-        get_me(&app, &unsigned).await.unwrap_err().code(),
+        app.get_me(&unsigned).await.unwrap_err().code(),
         Code::Unauthenticated
     );
 
@@ -81,7 +69,7 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
     )
     .unwrap();
     assert_eq!(
-        get_me(&app, &wrong_key).await.unwrap_err().code(),
+        app.get_me(&wrong_key).await.unwrap_err().code(),
         Code::Unauthenticated
     );
 }
@@ -96,7 +84,7 @@ async fn every_rpc_but_the_public_ones_needs_a_token() {
         .await
         .unwrap_err();
     assert_eq!(no_token.code(), Code::Unauthenticated);
-    let garbage = get_me(&app, "not-a-jwt").await.unwrap_err();
+    let garbage = app.get_me("not-a-jwt").await.unwrap_err();
     assert_eq!(garbage.code(), Code::Unauthenticated);
     let admin = app
         .admin()
@@ -155,10 +143,7 @@ async fn a_deleted_user_is_refused_by_refresh_at_once() {
     assert_eq!(refresh.code(), Code::Unauthenticated);
     // Its profile is gone even for a still-valid access token.
     assert_eq!(
-        get_me(&app, &session.access_token)
-            .await
-            .unwrap_err()
-            .code(),
+        app.get_me(&session.access_token).await.unwrap_err().code(),
         Code::NotFound
     );
 }
