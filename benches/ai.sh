@@ -48,7 +48,7 @@ pids+=("$!")
 DATABASE_URL="${PG_URL%/*}/$db" EPOP_LISTEN=127.0.0.1:$port EPOP_DATA_DIR="$work/data" \
   EPOP_ADMIN_PASSWORD=bench-admin-password EPOP_AI_BASE_URL="http://127.0.0.1:$fake_port/v1" \
   EPOP_AI_MODEL=fake EPOP_AI_REQUESTS_PER_MINUTE=1000000 EPOP_AI_MAX_CONCURRENT=100000 \
-  EPOP_DB_POOL_SIZE=32 "$target/release/epop" >"$work/epop.log" 2>&1 &
+  EPOP_DB_POOL_SIZE=32 EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off "$target/release/epop" >"$work/epop.log" 2>&1 &
 epop_pid=$!
 pids+=("$epop_pid")
 base=http://127.0.0.1:$port

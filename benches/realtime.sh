@@ -54,7 +54,7 @@ start() {
   DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
     EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
-    EPOP_ACCESS_TOKEN_TTL=6h RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
+    EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return; sleep 0.5; done
   echo "instance on $port did not start:"; cat "$work/server-$port.log"; exit 1

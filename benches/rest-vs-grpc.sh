@@ -22,7 +22,7 @@ chmod 755 "$work"
 port=18095
 base="http://127.0.0.1:$port"
 EPOP_LISTEN=127.0.0.1:$port EPOP_DATA_DIR="$work/data" EPOP_ADMIN_PASSWORD=bench-admin-password \
-  EPOP_ACCESS_TOKEN_TTL=2h RUST_LOG=warn "$target/release/epop" >"$work/server.log" 2>&1 &
+  EPOP_ACCESS_TOKEN_TTL=2h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 60); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done

@@ -69,6 +69,7 @@ def start(name):
         EPOP_ADMIN_PASSWORD=PASSWORD,
         EPOP_SHUTDOWN_GRACE="1s",
         EPOP_REDIS_CHANNEL=f"epop-lb-{os.getpid()}",
+        EPOP_TRUSTED_PROXIES="127.0.0.1",  # as compose.yaml trusts its balancer
     )
     env.pop("EPOP_JWT_SECRET", None)  # the instances share the database's keys
     out = open(os.path.join(WORK, f"{name}.log"), "ab")

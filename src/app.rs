@@ -124,6 +124,7 @@ impl App {
         let files = Arc::new(crate::parts::files(&config, listener.local_addr()?, &jwt)?);
         let state = State {
             ai: Arc::new(crate::parts::assistant(&config.ai)),
+            lockout: Arc::new(crate::parts::lockout(&config).await?),
             files: files.clone(),
             cursor_key,
             pool: pool.clone(),
@@ -154,8 +155,15 @@ impl App {
         let ready = Arc::new(AtomicBool::new(false));
         // Registered before the first call can arrive, so health never answers "unknown".
         report_health(&health, &ready, db::ping(&state.pool).await).await;
+        let limits = Arc::new(crate::ratelimit::RateLimits::new(
+            config.auth_rate_limit,
+            config.write_rate_limit,
+            config.trusted_proxies.clone(),
+        ));
+        limits.spawn_cleanup(stop.clone());
         let grpc_router = grpc::router(
             &state,
+            limits,
             health_service,
             &config.cors_origins,
             config.max_message_bytes,

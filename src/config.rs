@@ -59,6 +59,24 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
 
+    /// Sign-in, token refresh and password reset calls per client address (`COUNT/PERIOD`,
+    /// or `off`).
+    #[arg(long, env = "EPOP_AUTH_RATE_LIMIT", default_value = "20/1m")]
+    pub auth_rate_limit: crate::ratelimit::Rate,
+
+    /// Message sends, typing notices and upload presigns per user (`COUNT/PERIOD`, or `off`).
+    #[arg(long, env = "EPOP_WRITE_RATE_LIMIT", default_value = "240/1m")]
+    pub write_rate_limit: crate::ratelimit::Rate,
+
+    /// Wrong passwords per account and client address before signing in to that account from
+    /// that address is refused for the rest of the period (`COUNT/PERIOD`, or `off`).
+    #[arg(long, env = "EPOP_LOGIN_LOCKOUT", default_value = "5/15m")]
+    pub login_lockout: crate::ratelimit::Rate,
+
+    /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` names the client.
+    #[arg(long, env = "EPOP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// How often the signing keys are reloaded from the database (a rotation reaches every
     /// instance within this; a token naming a new key reloads at once).
     #[arg(long, env = "EPOP_JWT_KEYS_RELOAD", default_value = "30s", value_parser = humantime::parse_duration)]

@@ -56,6 +56,9 @@ pub enum Error {
     /// Too much work is waiting (e.g. password hashing): retry shortly.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Refused for now (a rate limit, a sign-in lockout): retry after the duration.
+    #[error("{0}")]
+    RetryLater(String, std::time::Duration),
     /// Something took longer than allowed (e.g. an AI answer).
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -120,6 +123,7 @@ impl From<Error> for Status {
             Error::Aborted(m) => Status::aborted(m),
             Error::Unavailable(m) => Status::unavailable(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+            Error::RetryLater(what, wait) => retry_later(&what, wait),
             Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
@@ -127,6 +131,20 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED saying `what` and when to retry, with `retry-after` (whole seconds, at
+/// least one) in its metadata: HTTP clients get it as the `Retry-After` header.
+pub fn retry_later(what: &str, wait: std::time::Duration) -> Status {
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1);
+    let mut status = Status::resource_exhausted(format!("{what}: retry in {secs} s"));
+    if let Ok(v) = secs.to_string().parse() {
+        status.metadata_mut().insert("retry-after", v);
+    }
+    status
 }
 
 /// Maps a unique-constraint violation named `constraint` to ALREADY_EXISTS with `message`,

@@ -35,6 +35,7 @@ pub mod jobs;
 pub mod mail;
 pub mod parts;
 pub mod pb;
+pub mod ratelimit;
 pub mod realtime;
 pub mod rest;
 pub mod serve;

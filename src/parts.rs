@@ -2,6 +2,7 @@
 //! storage with its rules, and the AI assistant with its provider and limits.
 
 use crate::{auth::jwt::JwtKeys, config::Config, service};
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 
 /// The AI assistant: its provider when `EPOP_AI_BASE_URL` is set, and its limits.
@@ -60,5 +61,18 @@ pub fn files(
         pending_ttl: f.files_pending_ttl,
         upload_ttl: f.files_upload_url_ttl,
         download_ttl: f.files_download_url_ttl,
+    })
+}
+
+/// The sign-in lockout: counted in Redis when configured (shared by every instance), else
+/// in this process.
+pub async fn lockout(config: &Config) -> anyhow::Result<crate::auth::lockout::Lockout> {
+    use crate::auth::lockout::Lockout;
+    Ok(match &config.redis_url {
+        Some(url) => {
+            let prefix = format!("{}:lockout:", config.redis_channel);
+            Lockout::redis(config.login_lockout, url.expose_secret(), &prefix).await?
+        }
+        None => Lockout::local(config.login_lockout),
     })
 }

@@ -77,11 +77,14 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .map_request(|req: http::Request<Incoming>| req.map(Body::new)),
-        );
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |req: http::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut()
+                    .insert(crate::ratelimit::ClientAddr(peer));
+                req
+            },
+        ));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
             .into_owned();

@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod key_file;
 pub mod keyring;
 pub mod layer;
+pub mod lockout;
 pub mod password;
 
 use crate::{

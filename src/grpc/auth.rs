@@ -52,12 +52,16 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
+        let client = request
+            .extensions()
+            .get::<crate::ratelimit::ClientIp>()
+            .map(|c| c.0);
         let r = request.into_inner();
         let email = Email::parse("email", &r.email)?;
         if r.password.is_empty() {
             return Err(Error::invalid("password", "is required").into());
         }
-        let s = service::auth::login(&self.state, &email, &r.password).await?;
+        let s = service::auth::login(&self.state, &email, &r.password, client).await?;
         let cookies = self.session_cookies(&s);
         let reply = pb::LoginResponse {
             access_token: s.access_token,

@@ -31,9 +31,10 @@ pub const SERVICE_NAMES: [&str; 8] = [
 ];
 
 /// The gRPC router: every EPOP service, `grpc.health.v1`, reflection v1 and v1alpha; behind
-/// authentication, gRPC-Web translation and CORS.
+/// authentication and rate limits, gRPC-Web translation and CORS.
 pub fn router(
     state: &State,
+    limits: std::sync::Arc<crate::ratelimit::RateLimits>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
@@ -93,6 +94,8 @@ pub fn router(
     .add_service(reflection().build_v1alpha()?);
     Ok(routes
         .into_axum_router()
+        // Inside authentication: per-user limits know the caller.
+        .layer(from_fn_with_state(limits, crate::ratelimit::limit))
         .layer(from_fn_with_state(state.jwt.clone(), authenticate))
         .layer(tonic_web::GrpcWebLayer::new())
         // Outside authentication: even a call refused for its token is read first.

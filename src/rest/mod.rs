@@ -32,12 +32,13 @@ use tonic::{Code, metadata::MetadataMap};
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Request headers passed to the RPC as metadata.
-pub const FORWARDED_HEADERS: [&str; 5] = [
+pub const FORWARDED_HEADERS: [&str; 6] = [
     "authorization",
     "cookie",
     "x-request-id",
     "accept-language",
     "user-agent",
+    "x-forwarded-for",
 ];
 
 /// The REST edge: routes, the OpenAPI document and the gRPC router to call.
@@ -166,7 +167,13 @@ async fn call(rest: Rest, req: Request) -> Response {
         Ok(m) => m,
         Err(e) => return status::error_response(&tonic::Status::from(e)),
     };
-    let metadata = forwarded_metadata(&parts.headers);
+    let mut metadata = forwarded_metadata(&parts.headers);
+    // The rate limits of the in-process call need the client's connection.
+    if let Some(peer) = parts.extensions.get::<crate::ratelimit::ClientAddr>()
+        && let Ok(v) = peer.0.ip().to_string().parse()
+    {
+        metadata.insert(crate::ratelimit::PEER_METADATA, v);
+    }
     if route.rpc.is_server_streaming() {
         stream::resume_from_last_event_id(&mut message, &parts.headers);
         stream::respond(&rest.grpc, &route, message, metadata, &parts.headers).await
@@ -259,7 +266,7 @@ async fn unary(
 /// Passes response metadata that HTTP clients need back as headers: `set-cookie` first of all.
 fn copy_response_headers(meta: &MetadataMap, headers: &mut HeaderMap) {
     let meta = meta.as_ref();
-    for name in ["set-cookie", "x-request-id"] {
+    for name in ["set-cookie", "x-request-id", "retry-after"] {
         for v in meta.get_all(name) {
             headers.append(name, v.clone());
         }

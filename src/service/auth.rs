@@ -14,7 +14,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 use uuid::Uuid;
 
 /// How long a password reset link works.
@@ -54,7 +54,20 @@ fn bad_refresh() -> Error {
 }
 
 /// Signs in with email and password.
-pub async fn login(state: &State, email: &Email, password: &str) -> Result<Session> {
+pub async fn login(
+    state: &State,
+    email: &Email,
+    password: &str,
+    client: Option<IpAddr>,
+) -> Result<Session> {
+    if let Some(ip) = client
+        && let Some(wait) = state.lockout.locked(email.as_str(), ip).await
+    {
+        return Err(Error::RetryLater(
+            "too many failed sign-ins to this account from this address".into(),
+            wait,
+        ));
+    }
     if password.chars().count() > Password::MAX_CHARS {
         return Err(bad_credentials());
     }
@@ -69,8 +82,14 @@ pub async fn login(state: &State, email: &Email, password: &str) -> Result<Sessi
         }
     };
     let matches = slot.verify(password, hash).await?;
+    if !matches && let Some(ip) = client {
+        state.lockout.failed(email.as_str(), ip).await;
+    }
     match user {
         Some(user) if matches && !user.disabled => {
+            if let Some(ip) = client {
+                state.lockout.succeeded(email.as_str(), ip).await;
+            }
             let mut conn = state.pool.get().await?;
             let ends = Utc::now() + state.session_max_age;
             start(state, &mut conn, user, Uuid::new_v4(), ends).await

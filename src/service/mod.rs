@@ -45,6 +45,8 @@ pub struct State {
     pub files: Arc<files::Files>,
     /// The AI assistant.
     pub ai: Arc<ai::Assistant>,
+    /// Failed sign-ins per account and client address.
+    pub lockout: Arc<crate::auth::lockout::Lockout>,
 }
 
 /// What the services' job handlers need.

@@ -13,6 +13,7 @@ mod files;
 mod helpers;
 mod history;
 mod jobs;
+mod limits;
 mod nul;
 mod presence;
 mod pressure;

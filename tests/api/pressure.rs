@@ -81,7 +81,8 @@ async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_is_told_to_resync_and_dropped() {
-    let app = TestApp::spawn().await;
+    // A flood of typing notices, past what the per-user write limit allows.
+    let app = TestApp::spawn_with(|c| c.write_rate_limit = "off".parse().unwrap()).await;
     let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
     let mut stream = slow_stream(&app, &bob).await;
     // Bob reads nothing while Ann types 3,000 times.

@@ -8,7 +8,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-fn grpc_web_frame(msg: &impl Message) -> Vec<u8> {
+pub fn grpc_web_frame(msg: &impl Message) -> Vec<u8> {
     let body = msg.encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
