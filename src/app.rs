@@ -49,6 +49,8 @@ pub struct App {
     embedded: Option<EmbeddedPostgres>,
     stop: CancellationToken,
     grace: Duration,
+    halt: CancellationToken,
+    delay: Duration,
     limits: crate::serve::Limits,
     /// The generated password of the bootstrap admin, when this start created one.
     pub generated_admin_password: Option<String>,
@@ -105,14 +107,17 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let wake_jobs = Arc::new(Notify::new());
+        // `stop`: shutdown requested (not ready, streams end); `halt`: after the shutdown
+        // delay, the accept loop, the broker and the workers stop.
         let stop = CancellationToken::new();
-        jwt.spawn_reloads(stop.clone());
+        let halt = CancellationToken::new();
+        jwt.spawn_reloads(halt.clone());
         let broker = match &config.redis_url {
             Some(url) => crate::realtime::Broker::redis(
                 secrecy::ExposeSecret::expose_secret(url),
                 &config.redis_channel,
                 config.presence_ttl,
-                stop.clone(),
+                halt.clone(),
             )
             .await
             .context("cannot connect to Redis (REDIS_URL)")?,
@@ -125,6 +130,10 @@ impl App {
         let state = State {
             ai: Arc::new(crate::parts::assistant(&config.ai)),
             lockout: Arc::new(crate::parts::lockout(&config).await?),
+            streams: crate::realtime::session::StreamLimits {
+                max_per_user: config.max_streams_per_user.max(1),
+                closing: stop.clone(),
+            },
             files: files.clone(),
             cursor_key,
             pool: pool.clone(),
@@ -160,7 +169,7 @@ impl App {
             config.write_rate_limit,
             config.trusted_proxies.clone(),
         ));
-        limits.spawn_cleanup(stop.clone());
+        limits.spawn_cleanup(halt.clone());
         let grpc_router = grpc::router(
             &state,
             limits,
@@ -189,6 +198,8 @@ impl App {
             ready,
             embedded: None,
             stop,
+            halt,
+            delay: config.shutdown_delay,
             grace: config.shutdown_grace,
             limits: crate::serve::Limits {
                 header_read_timeout: config.header_read_timeout,
@@ -221,24 +232,39 @@ impl App {
     /// finish (within the grace period), stops the job worker, and stops the embedded
     /// database if this server started it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let stop = self.stop.clone();
-        let worker = tokio::spawn(self.worker.clone().run(stop.child_token()));
+        let (stop, halt, delay) = (self.stop.clone(), self.halt.clone(), self.delay);
+        let worker = tokio::spawn(self.worker.clone().run(halt.child_token()));
         let health = tokio::spawn(watch_health(
             self.state.pool.clone(),
             self.health.clone(),
             self.ready.clone(),
             stop.child_token(),
         ));
+        tokio::spawn({
+            let (stop, halt) = (stop.clone(), halt.clone());
+            async move {
+                stop.cancelled().await;
+                if !delay.is_zero() {
+                    tracing::info!(
+                        ?delay,
+                        "draining: not ready, streams closed, still accepting"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                halt.cancel();
+            }
+        });
         tracing::info!(addr = %self.local_addr(), "EPOP is listening (gRPC, gRPC-Web, HTTP)");
         crate::serve::serve(
             self.listener,
             self.router,
             self.limits,
-            stop.clone(),
+            halt.clone(),
             self.grace,
         )
         .await;
         stop.cancel();
+        halt.cancel();
         let _ = worker.await;
         let _ = health.await;
         drop(self.state);
@@ -310,7 +336,7 @@ fn top_router(
                     if ready {
                         (StatusCode::OK, "ready").into_response()
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unavailable or shutting down").into_response()
                     }
                 }
             }),
@@ -374,7 +400,7 @@ fn is_grpc(req: &Request) -> bool {
 }
 
 /// Keeps `grpc.health.v1` and `/readyz` in step with the database: SERVING only while a
-/// trivial query succeeds.
+/// trivial query succeeds, and never again once shutdown starts.
 async fn watch_health(
     pool: db::Pool,
     reporter: tonic_health::server::HealthReporter,
@@ -384,7 +410,8 @@ async fn watch_health(
     let mut last = ready.load(Ordering::Relaxed);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            // Shutting down: not ready from now on.
+            () = stop.cancelled() => return report_health(&reporter, &ready, false).await,
             () = tokio::time::sleep(HEALTH_INTERVAL) => {}
         }
         let up = db::ping(&pool).await;

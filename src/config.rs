@@ -68,6 +68,15 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_WRITE_RATE_LIMIT", default_value = "240/1m")]
     pub write_rate_limit: crate::ratelimit::Rate,
 
+    /// Open event streams per user on one server; more are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "EPOP_MAX_STREAMS_PER_USER", default_value_t = 10)]
+    pub max_streams_per_user: usize,
+
+    /// After SIGTERM, how long the server keeps accepting (not ready, streams closed) so
+    /// that load balancers stop sending it clients, before it stops accepting and drains.
+    #[arg(long, env = "EPOP_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
     /// Wrong passwords per account and client address before signing in to that account from
     /// that address is refused for the rest of the period (`COUNT/PERIOD`, or `off`).
     #[arg(long, env = "EPOP_LOGIN_LOCKOUT", default_value = "5/15m")]

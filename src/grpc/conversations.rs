@@ -87,6 +87,8 @@ impl ConversationService for ConversationApi {
         let stream = events.map(|item| match item {
             // The grant ended: the client reconnects with a fresh token and its last cursor.
             Item::End { reason } => Err(Status::unauthenticated(reason)),
+            // The server is shutting down: the client resumes on another instance.
+            Item::Unavailable { reason } => Err(Status::unavailable(reason)),
             item => Ok(convert::event(item)),
         });
         Ok(Response::new(Box::pin(stream)))

@@ -326,17 +326,22 @@ impl Broker {
         });
     }
 
-    /// Counts a stream of `user` as open; the first one makes them online.
-    pub fn stream_opened(&self, user: Uuid) {
+    /// Counts a stream of `user` as open unless they have `max` open here already (then
+    /// answers false); the first one makes them online.
+    pub fn try_stream_opened(&self, user: Uuid, max: usize) -> bool {
         let first = {
             let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
             let n = streams.entry(user).or_default();
+            if *n >= max {
+                return false;
+            }
             *n += 1;
             *n == 1
         };
         if first {
             self.announce(user, true);
         }
+        true
     }
 
     /// Counts a stream of `user` as closed; after the grace period with none open, they are

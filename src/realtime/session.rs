@@ -8,7 +8,7 @@ use crate::{
     auth::Caller,
     db::{self, Pool, events::Event},
     domain::UserId,
-    error::Result,
+    error::{Error, Result},
     realtime::{
         BoardChange, Broker, Published, Revoked,
         cursor::{CursorKey, Positions},
@@ -83,6 +83,20 @@ pub enum Item {
         /// Why, and what to do.
         reason: String,
     },
+    /// The server is shutting down: the last item; the client resumes elsewhere.
+    Unavailable {
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+/// What bounds the streams of one server.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    /// Open streams per user on this server.
+    pub max_per_user: usize,
+    /// Cancelled when the server starts shutting down: streams end, new ones are refused.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl Item {
@@ -285,6 +299,9 @@ impl Session {
     }
 }
 
+const SHUTTING_DOWN: &str =
+    "the server is shutting down: reconnect with the last cursor (another instance answers)";
+
 /// Opens a stream for `caller`, from `resume` (positions from a verified cursor) or from
 /// now; it ends when the caller's token expires or their grant is revoked.
 pub async fn open(
@@ -293,7 +310,11 @@ pub async fn open(
     key: Arc<CursorKey>,
     caller: &Caller,
     resume: Option<Positions>,
+    limits: &StreamLimits,
 ) -> Result<Events> {
+    if limits.closing.is_cancelled() {
+        return Err(Error::Unavailable(SHUTTING_DOWN.into()));
+    }
     let user = caller.user_id;
     // Subscribe before reading the log, so nothing committed in between is missed.
     let mut live = broker.subscribe();
@@ -326,9 +347,15 @@ pub async fn open(
     let lifetime = (caller.expires_at - Utc::now())
         .to_std()
         .unwrap_or(Duration::ZERO);
-    broker.stream_opened(user.0);
+    if !broker.try_stream_opened(user.0, limits.max_per_user) {
+        return Err(Error::ResourceExhausted(format!(
+            "too many open event streams: at most {} per user on one server; close one",
+            limits.max_per_user
+        )));
+    }
+    let closing = limits.closing.clone();
     tokio::spawn(async move {
-        let result = run(&mut session, &mut live, lifetime).await;
+        let result = run(&mut session, &mut live, lifetime, &closing).await;
         if let Err(e) = result {
             tracing::warn!(user = %user, error = %e, "event stream failed");
             session.finish(Item::Resync {
@@ -344,6 +371,7 @@ async fn run(
     session: &mut Session,
     live: &mut tokio::sync::broadcast::Receiver<Arc<Published>>,
     lifetime: Duration,
+    closing: &tokio_util::sync::CancellationToken,
 ) -> Result<()> {
     let expiry = tokio::time::sleep(lifetime);
     tokio::pin!(expiry);
@@ -361,6 +389,9 @@ async fn run(
     loop {
         let step = tokio::select! {
             () = session.out.closed() => return Ok(()),
+            () = closing.cancelled() => Err(session.finish(Item::Unavailable {
+                reason: SHUTTING_DOWN.into(),
+            })),
             () = &mut expiry => Err(session.end(
                 "the access token expired: reconnect with a fresh one and the last cursor",
             )),

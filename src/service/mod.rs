@@ -45,6 +45,8 @@ pub struct State {
     pub files: Arc<files::Files>,
     /// The AI assistant.
     pub ai: Arc<ai::Assistant>,
+    /// Open event streams per user, and the signal that ends them at shutdown.
+    pub streams: crate::realtime::session::StreamLimits,
     /// Failed sign-ins per account and client address.
     pub lockout: Arc<crate::auth::lockout::Lockout>,
 }

@@ -257,6 +257,11 @@ impl TestApp {
         }
     }
 
+    /// Starts a graceful stop without waiting for it.
+    pub fn begin_stop(&self) {
+        self.stop.cancel();
+    }
+
     /// Stops the server (gracefully) and keeps its database and data directory.
     pub async fn stop(mut self) -> (String, Option<TempDir>) {
         self.stop.cancel();

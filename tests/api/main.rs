@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod browsers;
 mod conversations;
+mod drain;
 mod embedded;
 mod events;
 mod fake_ai;

@@ -96,8 +96,9 @@ pub fn event(item: Item) -> pb::Event {
                 error: d.error.unwrap_or_default(),
             }),
         ),
-        // `End` is answered as an error status by the stream itself; never reaches here.
-        Item::Resync { reason } | Item::End { reason } => {
+        // `End` and `Unavailable` are answered as error statuses by the stream itself; never
+        // reach here.
+        Item::Resync { reason } | Item::End { reason } | Item::Unavailable { reason } => {
             (String::new(), K::Resync(pb::Resync { reason }))
         }
         Item::Heartbeat => (

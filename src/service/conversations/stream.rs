@@ -44,6 +44,7 @@ pub async fn stream(
         state.cursor_key.clone(),
         caller,
         resume,
+        &state.streams,
     )
     .await
 }
