@@ -236,6 +236,9 @@ def run():
     token = json.loads(data)["accessToken"]
     wait(lambda: backends(token) == {"epop1", "epop2"}, "calls spread over both replicas")
     log("REST: signed in; calls reached epop1 and epop2 with one token")
+    status, _, _ = call("GET", "/metrics")
+    assert status == 403, status
+    log("/metrics is refused through the balancer (403)")
 
     # Native gRPC (h2c) with grpcurl and reflection.
     listed = subprocess.run([GRPCURL, "-plaintext", f"127.0.0.1:{LB}", "list"], capture_output=True, text=True, check=True)

@@ -12,19 +12,10 @@ use crate::{
     service::{self, State},
 };
 use anyhow::Context;
-use axum::{
-    Router,
-    extract::Request,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::{Router, extract::Request, response::Response};
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 use tokio::{net::TcpListener, sync::Notify};
@@ -35,8 +26,6 @@ use tower_http::{
     set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
-
-const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A built server, bound and ready to run.
 pub struct App {
@@ -163,7 +152,7 @@ impl App {
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));
         // Registered before the first call can arrive, so health never answers "unknown".
-        report_health(&health, &ready, db::ping(&state.pool).await).await;
+        crate::probes::report_health(&health, &ready, db::ping(&state.pool).await).await;
         let limits = Arc::new(crate::ratelimit::RateLimits::new(
             config.auth_rate_limit,
             config.write_rate_limit,
@@ -188,6 +177,7 @@ impl App {
             ready.clone(),
             &files,
             &config.cors_origins,
+            state.pool.clone(),
         )?;
         Ok(Self {
             listener,
@@ -234,7 +224,7 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, halt, delay) = (self.stop.clone(), self.halt.clone(), self.delay);
         let worker = tokio::spawn(self.worker.clone().run(halt.child_token()));
-        let health = tokio::spawn(watch_health(
+        let health = tokio::spawn(crate::probes::watch_health(
             self.state.pool.clone(),
             self.health.clone(),
             self.ready.clone(),
@@ -315,6 +305,7 @@ fn top_router(
     ready: Arc<AtomicBool>,
     files: &service::files::Files,
     cors_origins: &[String],
+    pool: db::Pool,
 ) -> anyhow::Result<Router> {
     let mut http = Router::new();
     if let Some(routes) = files.storage.routes() {
@@ -327,20 +318,7 @@ fn top_router(
         )));
     }
     let http = http
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::Relaxed);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready").into_response()
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unavailable or shutting down").into_response()
-                    }
-                }
-            }),
-        )
+        .merge(crate::probes::routes(ready, pool))
         // REST under /api/, and JSON 404s for everything else.
         .merge(rest.router());
     let dispatch = move |req: Request| {
@@ -381,7 +359,7 @@ fn top_router(
     }
     Ok(router
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
 }
 
@@ -397,50 +375,4 @@ fn is_grpc(req: &Request) -> bool {
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         && !crate::rest::is_rest_path(req.uri().path());
     content_type.starts_with("application/grpc") || preflight
-}
-
-/// Keeps `grpc.health.v1` and `/readyz` in step with the database: SERVING only while a
-/// trivial query succeeds, and never again once shutdown starts.
-async fn watch_health(
-    pool: db::Pool,
-    reporter: tonic_health::server::HealthReporter,
-    ready: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
-    let mut last = ready.load(Ordering::Relaxed);
-    loop {
-        tokio::select! {
-            // Shutting down: not ready from now on.
-            () = stop.cancelled() => return report_health(&reporter, &ready, false).await,
-            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
-        }
-        let up = db::ping(&pool).await;
-        if up != last {
-            report_health(&reporter, &ready, up).await;
-            last = up;
-        }
-    }
-}
-
-async fn report_health(
-    reporter: &tonic_health::server::HealthReporter,
-    ready: &AtomicBool,
-    up: bool,
-) {
-    use tonic_health::ServingStatus;
-    ready.store(up, Ordering::Relaxed);
-    let status = if up {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
-    };
-    reporter.set_service_status("", status).await;
-    for name in grpc::SERVICE_NAMES {
-        reporter.set_service_status(name, status).await;
-    }
-    if up {
-        tracing::info!("database reachable: SERVING");
-    } else {
-        tracing::warn!("database unreachable: NOT_SERVING");
-    }
 }

@@ -10,6 +10,7 @@
 //! - [`cors`]: the one origin allow-list of gRPC-Web and the REST edge.
 //! - [`error`]: the one error type and its one mapping to `tonic::Status`.
 //! - [`parts`]: file storage and the AI assistant, built from the configuration.
+//! - [`probes`]: `/healthz`, `/readyz`, `/metrics` and gRPC health.
 //! - [`pb`]: generated protobuf types, servers, clients and the descriptor set.
 //! - [`grpc`]: thin adapters from tonic requests to services, and the router.
 //! - [`rest`]: the REST/JSON edge transcoded from `google.api.http`, SSE, OpenAPI.
@@ -20,7 +21,9 @@
 //! - [`realtime`]: the broker, resumable event stream sessions and their cursors.
 //! - [`jobs`]: the durable jobs table worker (handlers are registered in [`app`]).
 //! - [`mail`]: the email sender (SMTP or `.eml` files).
+//! - [`metrics`]: Prometheus metrics, `/metrics`, and the layer that counts every RPC.
 //! - [`storage`]: file objects (S3/MinIO or a local directory) and their presigned URLs.
+//! - [`telemetry`]: logging (text or JSON lines).
 
 pub mod ai;
 pub mod app;
@@ -33,8 +36,10 @@ pub mod error;
 pub mod grpc;
 pub mod jobs;
 pub mod mail;
+pub mod metrics;
 pub mod parts;
 pub mod pb;
+pub mod probes;
 pub mod ratelimit;
 pub mod realtime;
 pub mod rest;

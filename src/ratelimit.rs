@@ -184,20 +184,21 @@ pub async fn limit(
             (Some(l), Some(ip)) => l
                 .check_key(&ip)
                 .err()
-                .map(|n| (n, "attempts from this address")),
+                .map(|n| (n, "attempts from this address", "address")),
             _ => None,
         }
     } else if PER_USER.contains(&path) {
         let user = req.extensions().get::<Caller>().map(|c| c.user_id.0);
         match (&limits.by_user, user) {
-            (Some(l), Some(user)) => l.check_key(&user).err().map(|n| (n, "writes")),
+            (Some(l), Some(user)) => l.check_key(&user).err().map(|n| (n, "writes", "user")),
             _ => None,
         }
     } else {
         None
     };
     match refused {
-        Some((not_until, what)) => {
+        Some((not_until, what, limit)) => {
+            crate::metrics::rate_limited(limit);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             refuse(wait, what)
         }

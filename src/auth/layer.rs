@@ -75,6 +75,7 @@ pub async fn authenticate(
     };
     match keys.authenticate(&token).await {
         Some(caller) => {
+            crate::telemetry::record_user(caller.user_id.0);
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

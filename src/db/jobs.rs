@@ -200,3 +200,36 @@ pub async fn fail(
         .await?;
     Ok(n == 1)
 }
+
+/// The queue at a glance, for metrics.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct QueueStats {
+    /// Jobs due and waiting for a worker.
+    #[diesel(sql_type = BigInt)]
+    pub due: i64,
+    /// Jobs waiting for their time (reminders, retries).
+    #[diesel(sql_type = BigInt)]
+    pub scheduled: i64,
+    /// Jobs that failed for good.
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
+    /// How long the oldest due job has waited, in seconds (0 when none).
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub oldest_due_seconds: f64,
+}
+
+/// Counts the queue's jobs by state (the partial indexes of pending jobs keep it cheap).
+pub async fn queue_stats(conn: &mut AsyncPgConnection) -> Result<QueueStats> {
+    diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS due, \
+           count(*) FILTER (WHERE status = 'pending' AND run_at > now()) AS scheduled, \
+           count(*) FILTER (WHERE status = 'failed') AS failed, \
+           COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) \
+             FILTER (WHERE status = 'pending' AND run_at <= now())), 0)::float8 \
+             AS oldest_due_seconds \
+         FROM jobs WHERE status IN ('pending', 'failed')",
+    )
+    .get_result(conn)
+    .await
+    .map_err(Into::into)
+}

@@ -97,13 +97,16 @@ pub fn router(
         // Inside authentication: per-user limits know the caller.
         .layer(from_fn_with_state(limits, crate::ratelimit::limit))
         .layer(from_fn_with_state(state.jwt.clone(), authenticate))
+        // Every call counted, refused ones included, as native gRPC (trailers, not frames).
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(tonic_web::GrpcWebLayer::new())
         // Outside authentication: even a call refused for its token is read first.
         .layer(axum::middleware::from_fn_with_state(
             max_message,
             web_body::read_first,
         ))
-        .layer(cors(cors_origins)?))
+        .layer(cors(cors_origins)?)
+        .layer(axum::middleware::from_fn(crate::metrics::tag_protocol)))
 }
 
 /// CORS for browser gRPC-Web clients: only the configured origins, with credentials (the

@@ -85,6 +85,13 @@ impl Worker {
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {JOB_TIMEOUT:?}")));
             let mut conn = self.pool.get().await?;
+            let result = match (&outcome, job.attempts >= job.max_attempts) {
+                (Ok(()), _) => "done",
+                (Err(_), false) => "retry",
+                (Err(_), true) => "failed",
+            };
+            metrics::counter!("epop_jobs_run_total", "kind" => job.kind.clone(), "result" => result)
+                .increment(1);
             let recorded = match outcome {
                 Ok(()) => db::jobs::finish(&mut conn, &job).await?,
                 Err(e) => {

@@ -79,6 +79,21 @@ pub enum Published {
     },
 }
 
+impl Published {
+    /// Its kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Durable { .. } => "durable",
+            Self::Typing { .. } => "typing",
+            Self::Assistant { .. } => "assistant",
+            Self::Board { .. } => "board",
+            Self::Rewind => "rewind",
+            Self::Presence { .. } => "presence",
+            Self::Revoked { .. } => "revoked",
+        }
+    }
+}
+
 /// The users an event is for: sorted and without duplicates, so each of the instance's
 /// sessions finds itself by binary search (a group of thousands is not scanned per stream).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -239,6 +254,7 @@ impl Broker {
     /// Publishes to every subscribed session of every instance (best effort: none
     /// listening is fine, and what is lost is in the log).
     pub fn publish(&self, item: Published) {
+        metrics::counter!("epop_broker_published_total", "kind" => item.kind()).increment(1);
         match &self.redis {
             Some(outbox) => outbox.push(item),
             None => {
@@ -336,6 +352,7 @@ impl Broker {
                 return false;
             }
             *n += 1;
+            metrics::gauge!("epop_event_streams_open").increment(1.0);
             *n == 1
         };
         if first {
@@ -350,6 +367,9 @@ impl Broker {
         let last = {
             let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
             let n = streams.entry(user).or_default();
+            if *n > 0 {
+                metrics::gauge!("epop_event_streams_open").decrement(1.0);
+            }
             *n = n.saturating_sub(1);
             *n == 0
         };

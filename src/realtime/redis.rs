@@ -99,7 +99,10 @@ async fn publish(
         };
         match sent.await {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "redis publish failed"),
+            Err(e) => {
+                metrics::counter!("epop_broker_publish_failures_total").increment(1);
+                tracing::warn!(error = %e, retry_in = ?delay, "redis publish failed");
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -150,10 +153,25 @@ async fn subscribe_once(
                 let msg = msg.context("redis closed the subscription")?;
                 let payload: Vec<u8> = msg.get_payload()?;
                 match serde_json::from_slice::<Published>(&payload) {
-                    Ok(item) => { let _ = local.send(Arc::new(item)); }
+                    Ok(item) => {
+                        received(&item);
+                        let _ = local.send(Arc::new(item));
+                    }
                     Err(e) => tracing::warn!(error = %e, "unreadable broker message"),
                 }
             }
         }
+    }
+}
+
+/// Counts an event from Redis, and for a durable one how long after its commit it arrived
+/// here (across instances: their clocks' difference is part of it).
+fn received(item: &Published) {
+    metrics::counter!("epop_broker_received_total", "kind" => item.kind()).increment(1);
+    if let Published::Durable { event, .. } = item {
+        let lag = (chrono::Utc::now() - event.created_at)
+            .to_std()
+            .unwrap_or_default();
+        metrics::histogram!("epop_broker_lag_seconds").record(lag.as_secs_f64());
     }
 }

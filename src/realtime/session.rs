@@ -348,6 +348,7 @@ pub async fn open(
         .to_std()
         .unwrap_or(Duration::ZERO);
     if !broker.try_stream_opened(user.0, limits.max_per_user) {
+        crate::metrics::rate_limited("streams");
         return Err(Error::ResourceExhausted(format!(
             "too many open event streams: at most {} per user on one server; close one",
             limits.max_per_user

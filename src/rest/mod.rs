@@ -194,9 +194,14 @@ fn forwarded_metadata(headers: &HeaderMap) -> MetadataMap {
 }
 
 /// A tonic request for `route` carrying `message` and `metadata`.
-fn grpc_request(message: DynamicMessage, metadata: MetadataMap) -> tonic::Request<DynamicMessage> {
+fn grpc_request(
+    message: DynamicMessage,
+    metadata: MetadataMap,
+    protocol: crate::metrics::Protocol,
+) -> tonic::Request<DynamicMessage> {
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata;
+    request.extensions_mut().insert(protocol);
     request
 }
 
@@ -230,7 +235,11 @@ async fn unary(
         Err(s) => return status::error_response(&s),
     };
     let result = client
-        .unary(grpc_request(message, metadata), path, codec)
+        .unary(
+            grpc_request(message, metadata, crate::metrics::Protocol::Rest),
+            path,
+            codec,
+        )
         .await;
     match result {
         Ok(reply) => {

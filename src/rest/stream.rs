@@ -53,7 +53,11 @@ pub async fn respond(
         Err(s) => return status::error_response(&s),
     };
     let result = client
-        .server_streaming(grpc_request(message, metadata), path, codec)
+        .server_streaming(
+            grpc_request(message, metadata, crate::metrics::Protocol::Sse),
+            path,
+            codec,
+        )
         .await;
     // A call that fails before its first message is an ordinary error response.
     let reply = match result {

@@ -63,6 +63,7 @@ pub async fn login(
     if let Some(ip) = client
         && let Some(wait) = state.lockout.locked(email.as_str(), ip).await
     {
+        crate::metrics::rate_limited("lockout");
         return Err(Error::RetryLater(
             "too many failed sign-ins to this account from this address".into(),
             wait,

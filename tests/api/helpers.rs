@@ -170,6 +170,15 @@ pub async fn spawn_process(
     db_name: &str,
     env: &[(&str, &str)],
 ) -> (std::process::Child, String, TempDir) {
+    spawn_process_logging(db_name, env, std::process::Stdio::null()).await
+}
+
+/// [`spawn_process`], with the process's logs (stderr) going to `logs`.
+pub async fn spawn_process_logging(
+    db_name: &str,
+    env: &[(&str, &str)],
+    logs: impl Into<std::process::Stdio>,
+) -> (std::process::Child, String, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -185,7 +194,7 @@ pub async fn spawn_process(
         .env("EPOP_ADMIN_EMAIL", ADMIN_EMAIL)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(logs)
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");

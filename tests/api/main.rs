@@ -16,6 +16,7 @@ mod history;
 mod jobs;
 mod limits;
 mod nul;
+mod observability;
 mod presence;
 mod pressure;
 mod projects;

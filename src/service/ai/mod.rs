@@ -186,6 +186,11 @@ fn fit(turns: Vec<Turn>, budget: usize) -> Result<Vec<Turn>> {
 
 /// Records an answer's usage (best effort: a failure is logged, the answer stands).
 async fn record_usage(state: &State, user: Uuid, usage: Usage) {
+    let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
+    metrics::counter!("epop_ai_tokens_total", "kind" => "prompt")
+        .increment(tokens(usage.prompt_tokens));
+    metrics::counter!("epop_ai_tokens_total", "kind" => "completion")
+        .increment(tokens(usage.completion_tokens));
     let result = async {
         let mut conn = state.pool.get().await?;
         db::ai::add_usage(&mut conn, user, usage).await
