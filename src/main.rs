@@ -105,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
                     divisions: vec![],
                     email,
                 };
-                let user = accounts::create(&pool, &Hasher::default(), account).await?;
+                let user = accounts::create(&pool, &Hasher::default(), account, None).await?;
                 println!(
                     "created user {} ({}), role {}",
                     user.email,

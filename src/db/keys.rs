@@ -1,6 +1,7 @@
 //! Queries on `signing_keys` (the access-token keys every instance of one database shares)
 //! and `server_secrets` (the roots of derived keys).
 
+use crate::domain::audit::{Action, NewAuditEntry};
 use crate::{
     db::schema::{server_secrets, signing_keys},
     error::Result,
@@ -88,6 +89,10 @@ pub async fn rotate(
             .values((signing_keys::kid.eq(kid), signing_keys::secret.eq(secret)))
             .execute(conn)
             .await?;
+        let entry = NewAuditEntry::new(Action::SigningKeyRotated, None)
+            .on(format!("signing-key:{kid}"))
+            .with(serde_json::json!({ "retired": retired }));
+        crate::db::audit::append(conn, &entry).await?;
         Ok(retired)
     })
     .await

@@ -2,6 +2,7 @@
 //! generated schema and one module of queries per table group.
 
 pub mod ai;
+pub mod audit;
 pub mod conversations;
 pub mod digests;
 pub mod divisions;

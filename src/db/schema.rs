@@ -52,6 +52,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        action -> Text,
+        actor_id -> Nullable<Uuid>,
+        target -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
     conversation_events (conversation_id, seq) {
         conversation_id -> Uuid,
         seq -> Int8,
@@ -261,6 +273,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ai_chats,
     ai_usage,
     attachments,
+    audit_log,
     conversation_events,
     conversation_members,
     conversations,

@@ -1,6 +1,7 @@
 //! Typed ids and validated values: built once by `parse`, trusted everywhere after. No IO.
 
 pub mod ai;
+pub mod audit;
 pub mod conversations;
 pub mod files;
 mod ids;

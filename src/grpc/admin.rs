@@ -1,4 +1,4 @@
-//! `epop.v1.AdminService`: users, roles and divisions (ADMIN role only).
+//! `epop.v1.AdminService`: users, roles, divisions and the audit log (ADMIN role only).
 
 use crate::{
     auth::Caller,
@@ -245,5 +245,21 @@ impl AdminService for AdminApi {
         let user = UserId::parse("user_id", &r.user_id)?;
         let d = service::admin::set_division_member(&self.state, &admin, id, user, false).await?;
         Ok(Response::new(convert::division(d)))
+    }
+
+    async fn list_audit_log(
+        &self,
+        request: Request<pb::ListAuditLogRequest>,
+    ) -> Result<Response<pb::ListAuditLogResponse>, Status> {
+        let admin = self.admin(&request).await?;
+        let r = request.into_inner();
+        let filter = convert::audit::filter(&r)?;
+        let size = PageSize::parse(r.page_size, 100, 500)?;
+        let token = PageToken::parse(&r.page_token)?;
+        let page = service::audit::list(&self.state, &admin, filter, size, token).await?;
+        Ok(Response::new(pb::ListAuditLogResponse {
+            entries: page.items.into_iter().map(convert::audit::entry).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

@@ -37,6 +37,14 @@ impl AuthApi {
     }
 }
 
+/// The client's address, as the rate limits found it (peer, or a trusted proxy's header).
+fn client_ip<T>(request: &Request<T>) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<crate::ratelimit::ClientIp>()
+        .map(|c| c.0)
+}
+
 /// The refresh token from the body, or else from the `epop_refresh` cookie.
 fn refresh_token<T>(request: &Request<T>, body: &str) -> String {
     if body.is_empty() {
@@ -52,10 +60,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let client = request
-            .extensions()
-            .get::<crate::ratelimit::ClientIp>()
-            .map(|c| c.0);
+        let client = client_ip(&request);
         let r = request.into_inner();
         let email = Email::parse("email", &r.email)?;
         if r.password.is_empty() {
@@ -83,8 +88,9 @@ impl AuthService for AuthApi {
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let token = refresh_token(&request, &request.get_ref().refresh_token);
+        let client = client_ip(&request);
         let r = request.into_inner();
-        let s = service::auth::refresh(&self.state, &token).await?;
+        let s = service::auth::refresh(&self.state, &token, client).await?;
         let cookies = self.session_cookies(&s);
         let reply = pb::RefreshResponse {
             access_token: s.access_token,
@@ -118,7 +124,7 @@ impl AuthService for AuthApi {
         request: Request<pb::RequestPasswordResetRequest>,
     ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
         let email = Email::parse("email", &request.get_ref().email)?;
-        service::auth::request_reset(&self.state, &email).await?;
+        service::auth::request_reset(&self.state, &email, client_ip(&request)).await?;
         Ok(Response::new(pb::RequestPasswordResetResponse {}))
     }
 
@@ -126,12 +132,13 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::ConfirmPasswordResetRequest>,
     ) -> Result<Response<pb::ConfirmPasswordResetResponse>, Status> {
+        let client = client_ip(&request);
         let r = request.into_inner();
         if r.token.is_empty() {
             return Err(Error::invalid("token", "is required").into());
         }
         let password = Password::parse("new_password", &r.new_password)?;
-        service::auth::confirm_reset(&self.state, &r.token, &password).await?;
+        service::auth::confirm_reset(&self.state, &r.token, &password, client).await?;
         Ok(Response::new(pb::ConfirmPasswordResetResponse {}))
     }
 }

@@ -4,7 +4,10 @@
 use crate::{
     auth::password::Hasher,
     db::{self, Pool, users::User},
-    domain::{DisplayName, DivisionId, Email, Password, Role},
+    domain::{
+        DisplayName, DivisionId, Email, Password, Role, UserId,
+        audit::{Action, NewAuditEntry},
+    },
     error::{Error, Result},
 };
 use diesel_async::AsyncConnection;
@@ -25,8 +28,14 @@ pub struct NewAccount {
     pub divisions: Vec<DivisionId>,
 }
 
-/// Creates an account (the user and their divisions, in one transaction).
-pub async fn create(pool: &Pool, hasher: &Hasher, new: NewAccount) -> Result<User> {
+/// Creates an account (the user, their divisions and the audit entry naming `by`, the admin
+/// who asked, if any, in one transaction).
+pub async fn create(
+    pool: &Pool,
+    hasher: &Hasher,
+    new: NewAccount,
+    by: Option<UserId>,
+) -> Result<User> {
     let hash = hasher.hash(&new.password).await?;
     let mut conn = pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
@@ -41,6 +50,10 @@ pub async fn create(pool: &Pool, hasher: &Hasher, new: NewAccount) -> Result<Use
         )
         .await?;
         db::users::set_divisions(conn, id, &new.divisions).await?;
+        let entry = NewAuditEntry::new(Action::UserCreated, by)
+            .on_user(id)
+            .with(serde_json::json!({ "email": new.email.as_str(), "role": new.role.as_str() }));
+        db::audit::append(conn, &entry).await?;
         db::users::get(conn, id)
             .await?
             .ok_or_else(|| Error::internal("the new user vanished"))
@@ -85,7 +98,7 @@ pub async fn ensure_admin(
         role: Role::Admin,
         divisions: vec![],
     };
-    let user = match create(pool, hasher, account).await {
+    let user = match create(pool, hasher, account, None).await {
         Ok(user) => user,
         // Another instance starting at the same moment created it.
         Err(Error::AlreadyExists(_)) if has_admin(pool).await? => return Ok(None),

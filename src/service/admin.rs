@@ -1,6 +1,7 @@
 //! User, role and division management. Every function takes an [`Admin`]: the proof, made
 //! once per call by [`authorize`], that the caller is an active admin.
 
+use crate::domain::audit::{Action, NewAuditEntry};
 use crate::{
     auth::Caller,
     db::{self, divisions::Division, users::User},
@@ -13,6 +14,7 @@ use crate::{
     service::{State, accounts},
 };
 use diesel_async::AsyncConnection;
+use serde_json::json;
 use uuid::Uuid;
 
 /// A caller checked to be an active admin; only [`authorize`] makes one.
@@ -54,8 +56,8 @@ pub async fn list_users(
 }
 
 /// Creates a user.
-pub async fn create_user(state: &State, _admin: &Admin, new: accounts::NewAccount) -> Result<User> {
-    accounts::create(&state.pool, &state.hasher, new).await
+pub async fn create_user(state: &State, admin: &Admin, new: accounts::NewAccount) -> Result<User> {
+    accounts::create(&state.pool, &state.hasher, new, Some(admin.user_id())).await
 }
 
 /// One user that is not deleted.
@@ -117,6 +119,9 @@ pub async fn update_user(
             let revoke = update.disabled == Some(true)
                 || password_hash.is_some()
                 || update.role.is_some_and(|r| r != before.role);
+            for entry in update_entries(admin, &before, &update, password_hash.is_some()) {
+                db::audit::append(conn, &entry).await?;
+            }
             let changes = db::users::UserChanges {
                 email: update.email,
                 display_name: update.display_name,
@@ -145,6 +150,43 @@ pub async fn update_user(
     Ok(user)
 }
 
+/// The audit entries of `update` to `before`: the fields changed, and a role or status
+/// change each on its own.
+fn update_entries(
+    admin: &Admin,
+    before: &User,
+    update: &UserUpdate,
+    password: bool,
+) -> Vec<NewAuditEntry> {
+    let entry = |action| NewAuditEntry::new(action, Some(admin.user_id())).on_user(before.id);
+    let mut fields = vec![];
+    for (set, name) in [
+        (update.email.is_some(), "email"),
+        (update.display_name.is_some(), "display_name"),
+        (password, "password"),
+        (update.role.is_some(), "role"),
+        (update.divisions.is_some(), "division_ids"),
+        (update.disabled.is_some(), "disabled"),
+    ] {
+        if set {
+            fields.push(name);
+        }
+    }
+    let mut entries = vec![entry(Action::UserUpdated).with(json!({ "fields": fields }))];
+    if let Some(role) = update.role.filter(|r| *r != before.role) {
+        entries.push(
+            entry(Action::RoleChanged)
+                .with(json!({ "from": before.role.as_str(), "to": role.as_str() })),
+        );
+    }
+    match update.disabled {
+        Some(true) if !before.disabled => entries.push(entry(Action::UserDisabled)),
+        Some(false) if before.disabled => entries.push(entry(Action::UserEnabled)),
+        _ => {}
+    }
+    entries
+}
+
 /// Deletes a user: revokes their sessions (ending their streams) and takes them out of every
 /// conversation. Admins cannot delete themselves.
 pub async fn delete_user(state: &State, admin: &Admin, id: UserId) -> Result<()> {
@@ -160,6 +202,8 @@ pub async fn delete_user(state: &State, admin: &Admin, id: UserId) -> Result<()>
                 return Err(Error::NotFound("user"));
             }
             db::tokens::revoke_user(conn, id, None).await?;
+            let entry = NewAuditEntry::new(Action::UserDeleted, Some(admin.user_id())).on_user(id);
+            db::audit::append(conn, &entry).await?;
             // Their messages stay (authored by "Deleted user"); their memberships go.
             crate::service::conversations::remove_everywhere(conn, id).await
         })
@@ -177,39 +221,54 @@ pub async fn list_divisions(state: &State, _admin: &Admin) -> Result<Vec<Divisio
     db::divisions::list(&mut conn).await
 }
 
+/// An admin's change to division `id`, for the audit log.
+fn division_entry(admin: &Admin, action: Action, id: DivisionId) -> NewAuditEntry {
+    NewAuditEntry::new(action, Some(admin.user_id())).on(format!("division:{}", id.0))
+}
+
 /// Creates a division.
-pub async fn create_division(
-    state: &State,
-    _admin: &Admin,
-    name: DivisionName,
-) -> Result<Division> {
+pub async fn create_division(state: &State, admin: &Admin, name: DivisionName) -> Result<Division> {
     let mut conn = state.pool.get().await?;
-    let id = db::divisions::insert(&mut conn, &name).await?;
-    db::divisions::get(&mut conn, id).await
+    conn.transaction::<_, Error, _>(async |conn| {
+        let id = db::divisions::insert(conn, &name).await?;
+        let entry = division_entry(admin, Action::DivisionCreated, id);
+        db::audit::append(conn, &entry.with(json!({ "name": name.as_str() }))).await?;
+        db::divisions::get(conn, id).await
+    })
+    .await
 }
 
 /// Renames a division.
 pub async fn rename_division(
     state: &State,
-    _admin: &Admin,
+    admin: &Admin,
     id: DivisionId,
     name: DivisionName,
 ) -> Result<Division> {
     let mut conn = state.pool.get().await?;
-    db::divisions::rename(&mut conn, id, &name).await?;
-    db::divisions::get(&mut conn, id).await
+    conn.transaction::<_, Error, _>(async |conn| {
+        db::divisions::rename(conn, id, &name).await?;
+        let entry = division_entry(admin, Action::DivisionRenamed, id);
+        db::audit::append(conn, &entry.with(json!({ "name": name.as_str() }))).await?;
+        db::divisions::get(conn, id).await
+    })
+    .await
 }
 
 /// Deletes a division and its memberships.
-pub async fn delete_division(state: &State, _admin: &Admin, id: DivisionId) -> Result<()> {
+pub async fn delete_division(state: &State, admin: &Admin, id: DivisionId) -> Result<()> {
     let mut conn = state.pool.get().await?;
-    db::divisions::delete(&mut conn, id).await
+    conn.transaction::<_, Error, _>(async |conn| {
+        db::divisions::delete(conn, id).await?;
+        db::audit::append(conn, &division_entry(admin, Action::DivisionDeleted, id)).await
+    })
+    .await
 }
 
 /// Adds (`add`) or removes a user's membership of a division.
 pub async fn set_division_member(
     state: &State,
-    _admin: &Admin,
+    admin: &Admin,
     id: DivisionId,
     user: UserId,
     add: bool,
@@ -220,11 +279,15 @@ pub async fn set_division_member(
         if db::users::get(conn, user).await?.is_none() {
             return Err(Error::NotFound("user"));
         }
-        if add {
+        let action = if add {
             db::divisions::add_member(conn, id, user).await?;
+            Action::DivisionMemberAdded
         } else {
             db::divisions::remove_member(conn, id, user).await?;
-        }
+            Action::DivisionMemberRemoved
+        };
+        let entry = division_entry(admin, action, id).with(json!({ "user_id": user.0 }));
+        db::audit::append(conn, &entry).await?;
         db::divisions::get(conn, id).await
     })
     .await

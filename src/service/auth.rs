@@ -1,5 +1,6 @@
 //! Sign-in, refresh-token rotation with theft detection, sign-out and password reset.
 
+use crate::domain::audit::{Action, NewAuditEntry};
 use crate::{
     db::jobs::Claimed,
     db::{self, users::User},
@@ -7,12 +8,13 @@ use crate::{
     domain::{Email, Password, UserId},
     error::{Error, Result},
     realtime::Revoked,
-    service::{JobDeps, State},
+    service::{JobDeps, State, audit},
 };
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::{net::IpAddr, time::Duration};
 use uuid::Uuid;
@@ -64,6 +66,10 @@ pub async fn login(
         && let Some(wait) = state.lockout.locked(email.as_str(), ip).await
     {
         crate::metrics::rate_limited("lockout");
+        let entry = NewAuditEntry::new(Action::SignInLockedOut, None)
+            .from_ip(client)
+            .with(json!({ "email": email.as_str() }));
+        audit::record(state, entry).await;
         return Err(Error::RetryLater(
             "too many failed sign-ins to this account from this address".into(),
             wait,
@@ -93,9 +99,33 @@ pub async fn login(
             }
             let mut conn = state.pool.get().await?;
             let ends = Utc::now() + state.session_max_age;
-            start(state, &mut conn, user, Uuid::new_v4(), ends).await
+            let entry = NewAuditEntry::new(Action::SignIn, Some(user.id))
+                .on_user(user.id)
+                .from_ip(client);
+            let session = conn
+                .transaction::<_, Error, _>(async |conn| {
+                    let session = start(state, conn, user, Uuid::new_v4(), ends).await?;
+                    db::audit::append(conn, &entry).await?;
+                    Ok(session)
+                })
+                .await?;
+            Ok(session)
         }
-        _ => Err(bad_credentials()),
+        user => {
+            let why = match &user {
+                None => "no such account",
+                Some(u) if matches && u.disabled => "account disabled",
+                Some(_) => "wrong password",
+            };
+            let mut entry = NewAuditEntry::new(Action::SignInFailed, None)
+                .from_ip(client)
+                .with(json!({ "email": email.as_str(), "reason": why }));
+            if let Some(u) = &user {
+                entry = entry.on_user(u.id);
+            }
+            audit::record(state, entry).await;
+            Err(bad_credentials())
+        }
     }
 }
 
@@ -150,7 +180,7 @@ fn seal(predecessor: &str, raw: &[u8]) -> Vec<u8> {
 /// unless it is presented again within `state.refresh_grace` of its rotation while its
 /// successor is still unused: then it answers that same successor (two tabs refreshing the
 /// same cookie at once), with a new access token.
-pub async fn refresh(state: &State, token: &str) -> Result<Session> {
+pub async fn refresh(state: &State, token: &str, client: Option<IpAddr>) -> Result<Session> {
     if token.is_empty() {
         return Err(Error::Unauthenticated(
             "no refresh token: send it or its cookie".into(),
@@ -181,6 +211,11 @@ pub async fn refresh(state: &State, token: &str) -> Result<Session> {
                     return Ok(Rotation::Rotated(Box::new(session)));
                 }
                 let n = db::tokens::revoke_family(conn, t.family_id).await?;
+                let entry = NewAuditEntry::new(Action::RefreshTokenReused, None)
+                    .on_user(UserId(t.user_id))
+                    .from_ip(client)
+                    .with(json!({ "session": t.family_id, "revoked_tokens": n }));
+                db::audit::append(conn, &entry).await?;
                 tracing::warn!(user = %t.user_id, family = %t.family_id, revoked = n,
                     "a rotated refresh token was presented again: session family revoked");
                 return Ok(Rotation::Revoked(t.user_id, t.family_id));
@@ -266,7 +301,11 @@ pub const RESET_EVERY: Duration = Duration::from_secs(60);
 /// per [`RESET_EVERY`] (however often it is asked). The job looks the account up when it
 /// runs, so a request does the same work whether the address exists or not, and says
 /// nothing about it.
-pub async fn request_reset(state: &State, email: &Email) -> Result<()> {
+pub async fn request_reset(state: &State, email: &Email, client: Option<IpAddr>) -> Result<()> {
+    let entry = NewAuditEntry::new(Action::PasswordResetRequested, None)
+        .from_ip(client)
+        .with(json!({ "email": email.as_str() }));
+    audit::record(state, entry).await;
     let job = Job::PasswordResetEmail(ResetTarget::Email {
         email: email.as_str().to_owned(),
     });
@@ -278,7 +317,12 @@ pub async fn request_reset(state: &State, email: &Email) -> Result<()> {
 }
 
 /// Sets a new password with a reset token, and revokes every session of the user.
-pub async fn confirm_reset(state: &State, token: &str, password: &Password) -> Result<()> {
+pub async fn confirm_reset(
+    state: &State,
+    token: &str,
+    password: &Password,
+    client: Option<IpAddr>,
+) -> Result<()> {
     let token = token_hash(token);
     let invalid = || Error::invalid("token", "is invalid, expired or already used");
     // The token is checked before any hashing: a wrong one costs one query.
@@ -302,6 +346,10 @@ pub async fn confirm_reset(state: &State, token: &str, password: &Password) -> R
             return Err(invalid());
         }
         db::tokens::revoke_user(conn, user, None).await?;
+        let entry = NewAuditEntry::new(Action::PasswordReset, Some(user))
+            .on_user(user)
+            .from_ip(client);
+        db::audit::append(conn, &entry).await?;
         Ok(user)
     })
     .await

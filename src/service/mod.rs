@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod ai;
+pub mod audit;
 pub mod auth;
 pub mod conversations;
 pub mod digests;

@@ -1,5 +1,6 @@
 //! The signed-in user's profile and the directory of active users.
 
+use crate::domain::audit::{Action, NewAuditEntry};
 use crate::{
     auth::Caller,
     db::{self, users::User},
@@ -66,6 +67,9 @@ pub async fn change_password(
         };
         db::users::update(conn, caller.user_id, changes).await?;
         db::tokens::revoke_user(conn, caller.user_id, Some(caller.session)).await?;
+        let entry = NewAuditEntry::new(Action::PasswordChanged, Some(caller.user_id))
+            .on_user(caller.user_id);
+        db::audit::append(conn, &entry).await?;
         Ok(())
     })
     .await?;

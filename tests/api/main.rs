@@ -2,6 +2,7 @@
 
 mod admin;
 mod ai;
+mod audit;
 mod auth;
 mod browser;
 mod browsers;

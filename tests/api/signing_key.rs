@@ -62,7 +62,7 @@ fn resign(token: &str, kid: Option<&str>, secret: &[u8], lifetime: Duration) -> 
 }
 
 /// Runs `epop keys rotate` on database `db`; answers the new key's id.
-fn rotate(db: &str) -> String {
+pub(crate) fn rotate(db: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_epop"))
         .args(["keys", "rotate"])

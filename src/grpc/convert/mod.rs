@@ -2,6 +2,7 @@
 //! mapping lives under here.
 
 pub mod ai;
+pub mod audit;
 mod conversations;
 pub mod files;
 mod json;
