@@ -41,6 +41,7 @@ pub struct App {
     halt: CancellationToken,
     delay: Duration,
     limits: crate::serve::Limits,
+    tls: Option<crate::tls::Tls>,
     /// The generated password of the bootstrap admin, when this start created one.
     pub generated_admin_password: Option<String>,
 }
@@ -91,6 +92,10 @@ impl App {
             config.admin_password.as_ref(),
         )
         .await?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
+            _ => None,
+        };
         // Bound early: the local file URLs name the bound address.
         let listener = TcpListener::bind(config.listen)
             .await
@@ -178,6 +183,7 @@ impl App {
             &files,
             &config.cors_origins,
             state.pool.clone(),
+            config.hsts || tls.is_some(),
         )?;
         Ok(Self {
             listener,
@@ -197,6 +203,7 @@ impl App {
                 keepalive_timeout: config.http2_keepalive,
                 max_connections: config.max_connections.max(1),
             },
+            tls,
             generated_admin_password,
         })
     }
@@ -244,13 +251,22 @@ impl App {
                 halt.cancel();
             }
         });
-        tracing::info!(addr = %self.local_addr(), "EPOP is listening (gRPC, gRPC-Web, HTTP)");
+        if let Some(tls) = &self.tls {
+            tls.reload_on_sighup(halt.clone())?;
+        }
+        let scheme = if self.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        tracing::info!(addr = %self.local_addr(), scheme, "EPOP is listening (gRPC, gRPC-Web, HTTP)");
         crate::serve::serve(
             self.listener,
             self.router,
             self.limits,
             halt.clone(),
             self.grace,
+            self.tls,
         )
         .await;
         stop.cancel();
@@ -306,6 +322,7 @@ fn top_router(
     files: &service::files::Files,
     cors_origins: &[String],
     pool: db::Pool,
+    hsts: bool,
 ) -> anyhow::Result<Router> {
     let mut http = Router::new();
     if let Some(routes) = files.storage.routes() {
@@ -344,14 +361,16 @@ fn top_router(
             "content-security-policy",
             "default-src 'none'; frame-ancestors 'none'",
         ),
-        (
-            "strict-transport-security",
-            "max-age=63072000; includeSubDomains",
-        ),
     ];
+    // HSTS only where browsers reach this server over TLS (here, or through a proxy that
+    // ends it): on plain HTTP it is ignored at best.
+    let hsts = hsts.then_some((
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ));
     let mut router =
         Router::new().fallback(|req: Request| async move { dispatch(req).await as Response });
-    for (name, value) in security {
+    for (name, value) in security.into_iter().chain(hsts) {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             http::HeaderName::from_static(name),
             http::HeaderValue::from_static(value),

@@ -72,6 +72,20 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_MAX_STREAMS_PER_USER", default_value_t = 10)]
     pub max_streams_per_user: usize,
 
+    /// A PEM certificate chain (leaf first): with `--tls-key`, the listener speaks only TLS
+    /// (ALPN h2 and http/1.1); SIGHUP reads both files again.
+    #[arg(long, env = "EPOP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "EPOP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Send Strict-Transport-Security even without TLS here (behind a proxy that ends TLS);
+    /// always sent when the listener speaks TLS.
+    #[arg(long, env = "EPOP_HSTS", default_value_t = false)]
+    pub hsts: bool,
+
     /// After SIGTERM, how long the server keeps accepting (not ready, streams closed) so
     /// that load balancers stop sending it clients, before it stops accepting and drains.
     #[arg(long, env = "EPOP_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]

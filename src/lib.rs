@@ -23,7 +23,8 @@
 //! - [`mail`]: the email sender (SMTP or `.eml` files).
 //! - [`metrics`]: Prometheus metrics, `/metrics`, and the layer that counts every RPC.
 //! - [`storage`]: file objects (S3/MinIO or a local directory) and their presigned URLs.
-//! - [`telemetry`]: logging (text or JSON lines).
+//! - [`telemetry`]: logging (text or JSON lines) and the request span.
+//! - [`tls`]: TLS on the listener, reloaded on SIGHUP.
 
 pub mod ai;
 pub mod app;
@@ -47,3 +48,4 @@ pub mod serve;
 pub mod service;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -90,7 +90,11 @@ pub async fn watch_health(
     loop {
         tokio::select! {
             // Shutting down: not ready from now on.
-            () = stop.cancelled() => return report_health(&reporter, &ready, false).await,
+            () = stop.cancelled() => {
+                set_status(&reporter, &ready, false).await;
+                tracing::info!("shutting down: NOT_SERVING");
+                return;
+            }
             () = tokio::time::sleep(HEALTH_INTERVAL) => {}
         }
         let up = db::ping(&pool).await;
@@ -106,6 +110,15 @@ pub async fn report_health(
     ready: &AtomicBool,
     up: bool,
 ) {
+    set_status(reporter, ready, up).await;
+    if up {
+        tracing::info!("database reachable: SERVING");
+    } else {
+        tracing::warn!("database unreachable: NOT_SERVING");
+    }
+}
+
+async fn set_status(reporter: &tonic_health::server::HealthReporter, ready: &AtomicBool, up: bool) {
     use tonic_health::ServingStatus;
     ready.store(up, Ordering::Relaxed);
     let status = if up {
@@ -116,10 +129,5 @@ pub async fn report_health(
     reporter.set_service_status("", status).await;
     for name in grpc::SERVICE_NAMES {
         reporter.set_service_status(name, status).await;
-    }
-    if up {
-        tracing::info!("database reachable: SERVING");
-    } else {
-        tracing::warn!("database unreachable: NOT_SERVING");
     }
 }

@@ -1,7 +1,8 @@
 //! The accept loop, with the transport limits that `axum::serve` cannot set: a timeout for
 //! reading HTTP/1 request headers (slowloris), HTTP/2 keepalive pings (dead peers are
 //! dropped), a cap on open connections (past it, new ones wait in the kernel's backlog), and
-//! graceful shutdown (stop accepting, let open connections finish their calls).
+//! graceful shutdown (stop accepting, let open connections finish their calls), and TLS when
+//! configured (the handshake runs in the connection's task, bounded by the header timeout).
 
 use axum::{Router, body::Body};
 use hyper::body::Incoming;
@@ -37,6 +38,7 @@ pub async fn serve(
     limits: Limits,
     stop: CancellationToken,
     grace: Duration,
+    tls: Option<crate::tls::Tls>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -48,6 +50,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout);
+    let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
@@ -85,12 +88,29 @@ pub async fn serve(
                 req
             },
         ));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake_timeout = limits.header_read_timeout;
         connections.spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match tls {
+                None => {
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    watcher.watch(c.into_owned()).await
+                }
+                Some(tls) => {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, tls.acceptor().accept(tcp)).await;
+                    match accepted {
+                        Ok(Ok(stream)) => {
+                            let io = TokioIo::new(stream);
+                            let c = builder.serve_connection_with_upgrades(io, service);
+                            watcher.watch(c.into_owned()).await
+                        }
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err("the TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(place);

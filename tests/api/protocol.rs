@@ -252,10 +252,24 @@ async fn plain_http_on_the_same_port_gets_probes_and_404s() {
     assert!(ok.headers().contains_key("x-request-id"));
     assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
     assert_eq!(ok.headers()["x-frame-options"], "DENY");
+    // Plain HTTP here and nothing said about a proxy in front: no HSTS.
+    assert!(!ok.headers().contains_key("strict-transport-security"));
     let missing = http
         .get(format!("{}/nope", app.url()))
         .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hsts_is_sent_when_configured_for_a_proxy_that_ends_tls() {
+    let app = TestApp::spawn_with(|c| c.hsts = true).await;
+    let r = reqwest::get(format!("{}/healthz", app.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=63072000; includeSubDomains"
+    );
 }
