@@ -170,6 +170,7 @@ impl App {
             health_service,
             &config.cors_origins,
             config.max_message_bytes,
+            config.rpc_timeout,
         )?;
         let rest = crate::rest::Rest::new(
             crate::pb::FILE_DESCRIPTOR_SET,
@@ -202,6 +203,7 @@ impl App {
                 keepalive_interval: config.http2_keepalive,
                 keepalive_timeout: config.http2_keepalive,
                 max_connections: config.max_connections.max(1),
+                http2_max_streams: config.http2_max_streams.max(1),
             },
             tls,
             generated_admin_password,

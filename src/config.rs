@@ -175,6 +175,16 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_HTTP2_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub http2_keepalive: Duration,
 
+    /// The most calls in flight on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS);
+    /// clients queue further ones.
+    #[arg(long, env = "EPOP_HTTP2_MAX_STREAMS", default_value_t = 200)]
+    pub http2_max_streams: u32,
+
+    /// The longest a unary call may take (a shorter `grpc-timeout` from the client wins);
+    /// then DEADLINE_EXCEEDED.
+    #[arg(long, env = "EPOP_RPC_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub rpc_timeout: Duration,
+
     /// The most connections open at once; past it, new connections wait to be accepted.
     #[arg(long, env = "EPOP_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,

@@ -27,6 +27,8 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// The most connections open at once.
     pub max_connections: usize,
+    /// The most concurrent HTTP/2 streams (calls) on one connection.
+    pub http2_max_streams: u32,
 }
 
 /// Serves `router` on `listener` until `stop`; then stops accepting, lets open connections
@@ -49,7 +51,8 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.keepalive_interval)
-        .keep_alive_timeout(limits.keepalive_timeout);
+        .keep_alive_timeout(limits.keepalive_timeout)
+        .max_concurrent_streams(limits.http2_max_streams);
     let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();

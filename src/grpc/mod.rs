@@ -7,6 +7,7 @@ pub mod auth;
 pub mod codec;
 pub mod conversations;
 pub mod convert;
+pub mod deadline;
 pub mod files;
 pub mod projects;
 pub mod tasks;
@@ -40,6 +41,7 @@ pub fn router(
     >,
     cors_origins: &[String],
     max_message: usize,
+    rpc_timeout: std::time::Duration,
 ) -> anyhow::Result<axum::Router> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -95,6 +97,7 @@ pub fn router(
     Ok(routes
         .into_axum_router()
         // Inside authentication: per-user limits know the caller.
+        .layer(from_fn_with_state(rpc_timeout, deadline::bound))
         .layer(from_fn_with_state(limits, crate::ratelimit::limit))
         .layer(from_fn_with_state(state.jwt.clone(), authenticate))
         // Every call counted, refused ones included, as native gRPC (trailers, not frames).

@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod browsers;
 mod conversations;
+mod deadlines;
 mod drain;
 mod embedded;
 mod events;
