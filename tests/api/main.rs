@@ -23,6 +23,7 @@ mod presence;
 mod pressure;
 mod projects;
 mod protocol;
+mod redis_tls;
 mod reminders;
 mod replay;
 mod rest;
