@@ -72,6 +72,8 @@ impl App {
 
     async fn build_on(config: Config, url: &str) -> anyhow::Result<Self> {
         let data_dir = &config.store.data_dir;
+        // The recorder from the start, so nothing before the first scrape is lost.
+        crate::metrics::handle();
         db::migrate(url).await?;
         let pool = db::connect(url, config.store.db_pool_size).await?;
         let jwt = Arc::new(

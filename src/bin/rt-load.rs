@@ -8,6 +8,10 @@
 //!   latency p50/p99 over every delivery, lost and duplicated deliveries, and the highest
 //!   delivered rate whose p99 stays under 50 ms.
 //! - `throughput`: closed-loop sends by N concurrent clients for a fixed time: messages/s.
+//! - `soak`: mixed traffic for minutes (see `rt_load/soak.rs`), for `benches/soak.sh`.
+
+#[path = "rt_load/soak.rs"]
+mod soak;
 
 use clap::{Parser, Subcommand};
 use epop::{
@@ -84,6 +88,22 @@ enum Command {
         clients: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Mixed traffic for a fixed time, with open streams.
+    Soak {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 30)]
+        every: u64,
     },
 }
 
@@ -170,6 +190,18 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let s: State = serde_json::from_slice(&std::fs::read(state)?)?;
             throughput(&url, &s, clients, Duration::from_secs(seconds)).await
+        }
+        Command::Soak {
+            url,
+            state,
+            clients,
+            streams,
+            seconds,
+            every,
+        } => {
+            let s: State = serde_json::from_slice(&std::fs::read(state)?)?;
+            let (duration, every) = (Duration::from_secs(seconds), Duration::from_secs(every));
+            soak::run(&url, &s, clients, streams, duration, every).await
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Redis pub/sub fan-out between instances: one task publishes this instance's events in
-//! order (through a bb8 pool; a failed publish is retried before the next), and one dedicated subscriber connection per instance feeds
+//! order (through a bb8 pool, in pipelines of what queued meanwhile; a failed publish is retried
+//! before the next), and one dedicated subscriber connection per instance feeds
 //! every instance's events to the local broadcast. The subscriber reconnects and
 //! resubscribes by itself (redis' PubSub does not), and after each (re)subscription asks the
 //! local sessions to re-read the log, so what was published while it was away is not lost.
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How many events may wait for the publisher task.
 const QUEUE: usize = 65_536;
+/// The most events published in one pipeline.
+const BATCH: usize = 256;
 /// The longest wait between attempts to publish one event.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
@@ -61,10 +64,14 @@ pub fn start(
     let publish_channel = channel.clone();
     let publish_stop = stop.clone();
     tokio::spawn(async move {
-        while let Some(item) = rx.recv().await {
-            publish(&pool, &publish_channel, &item, &publish_stop).await;
+        // Whatever queued while the last batch was on its way goes in one pipeline: one
+        // round trip for many events (one at a time fell behind under load).
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            publish(&pool, &publish_channel, &batch, &publish_stop).await;
+            batch.clear();
             if overflowed.swap(false, Ordering::Relaxed) {
-                publish(&pool, &publish_channel, &Published::Rewind, &publish_stop).await;
+                publish(&pool, &publish_channel, &[Published::Rewind], &publish_stop).await;
             }
         }
     });
@@ -72,28 +79,28 @@ pub fn start(
     Ok(outbox)
 }
 
-/// Publishes `item`, retrying with backoff until Redis takes it or the server stops: the
-/// events after it wait, so other instances see this instance's events in order, and a
+/// Publishes `items` in order in one pipeline, retrying with backoff until Redis takes them
+/// or the server stops: the events after them wait, so other instances see this instance's events in order, and a
 /// quiet conversation cannot hide a message that one failed publish lost. (A publish that
 /// timed out may still have reached Redis: sessions drop a durable event they already
 /// delivered, and ephemeral ones are harmless twice.)
 async fn publish(
     pool: &bb8::Pool<RedisConnectionManager>,
     channel: &str,
-    item: &Published,
+    items: &[Published],
     stop: &CancellationToken,
 ) {
-    let Ok(payload) = serde_json::to_vec(item) else {
-        return;
-    };
+    let mut pipe = redis::pipe();
+    for item in items {
+        if let Ok(payload) = serde_json::to_vec(item) {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+    }
     let mut delay = Duration::from_millis(50);
     loop {
         let sent = async {
             let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(&payload)
-                .query_async::<()>(&mut *conn)
+            pipe.query_async::<()>(&mut *conn)
                 .await
                 .map_err(anyhow::Error::from)
         };
