@@ -80,14 +80,16 @@ pub fn handle() -> PrometheusHandle {
 
 /// The gRPC paths of every RPC served (EPOP's, health, reflection): the only method labels,
 /// so that clients cannot grow the label set with made-up paths.
-fn known_methods() -> &'static HashSet<String> {
-    static METHODS: OnceLock<HashSet<String>> = OnceLock::new();
+fn known_methods() -> &'static HashSet<&'static str> {
+    // Leaked once: a fixed set, so that labels are borrowed, not allocated per call.
+    static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
     METHODS.get_or_init(|| {
         let mut methods = HashSet::new();
         if let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET) {
             for service in pool.services() {
                 for method in service.methods() {
-                    methods.insert(format!("/{}/{}", service.full_name(), method.name()));
+                    let path = format!("/{}/{}", service.full_name(), method.name());
+                    methods.insert(&*Box::leak(path.into_boxed_str()));
                 }
             }
         }
@@ -97,7 +99,7 @@ fn known_methods() -> &'static HashSet<String> {
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         ] {
-            methods.insert(path.to_owned());
+            methods.insert(path);
         }
         methods
     })
@@ -125,12 +127,10 @@ pub async fn tag_protocol(mut req: Request, next: Next) -> Response {
 /// Inside gRPC-Web translation, outside authentication: counts and times each call until
 /// its status (in the headers, or in the trailers at the end of its body).
 pub async fn track(req: Request, next: Next) -> Response {
-    let method = req.uri().path();
-    let method = if known_methods().contains(method) {
-        method.to_owned()
-    } else {
-        "unknown".to_owned()
-    };
+    let method = known_methods()
+        .get(req.uri().path())
+        .copied()
+        .unwrap_or("unknown");
     let protocol = req
         .extensions()
         .get::<Protocol>()
@@ -163,7 +163,7 @@ fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
 
 /// One call being timed.
 struct Call {
-    method: String,
+    method: &'static str,
     protocol: Protocol,
     start: Instant,
 }
@@ -172,8 +172,8 @@ impl Call {
     fn finish(self, code: tonic::Code) {
         let labels = [
             ("method", self.method),
-            ("protocol", self.protocol.label().to_owned()),
-            ("code", code_label(code).to_owned()),
+            ("protocol", self.protocol.label()),
+            ("code", code_label(code)),
         ];
         metrics::counter!("epop_rpc_requests_total", &labels).increment(1);
         metrics::histogram!("epop_rpc_duration_seconds", &labels)

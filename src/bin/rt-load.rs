@@ -90,21 +90,7 @@ enum Command {
         seconds: u64,
     },
     /// Mixed traffic for a fixed time, with open streams.
-    Soak {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        state: PathBuf,
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        #[arg(long, default_value_t = 100)]
-        streams: usize,
-        #[arg(long, default_value_t = 300)]
-        seconds: u64,
-        /// Seconds between progress lines.
-        #[arg(long, default_value_t = 30)]
-        every: u64,
-    },
+    Soak(soak::Args),
 }
 
 /// What `setup` made.
@@ -191,17 +177,9 @@ async fn main() -> anyhow::Result<()> {
             let s: State = serde_json::from_slice(&std::fs::read(state)?)?;
             throughput(&url, &s, clients, Duration::from_secs(seconds)).await
         }
-        Command::Soak {
-            url,
-            state,
-            clients,
-            streams,
-            seconds,
-            every,
-        } => {
-            let s: State = serde_json::from_slice(&std::fs::read(state)?)?;
-            let (duration, every) = (Duration::from_secs(seconds), Duration::from_secs(every));
-            soak::run(&url, &s, clients, streams, duration, every).await
+        Command::Soak(args) => {
+            let s: State = serde_json::from_slice(&std::fs::read(&args.state)?)?;
+            soak::run(&args, &s).await
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Redis pub/sub fan-out between instances: one task publishes this instance's events in
-//! order (through a bb8 pool, in pipelines of what queued meanwhile; a failed publish is retried
-//! before the next), and one dedicated subscriber connection per instance feeds
+//! order (through a bb8 pool, in pipelines of what queued meanwhile; a failed publish is
+//! retried before the next), and one dedicated subscriber connection per instance feeds
 //! every instance's events to the local broadcast. The subscriber reconnects and
 //! resubscribes by itself (redis' PubSub does not), and after each (re)subscription asks the
 //! local sessions to re-read the log, so what was published while it was away is not lost.
@@ -80,8 +80,8 @@ pub fn start(
 }
 
 /// Publishes `items` in order in one pipeline, retrying with backoff until Redis takes them
-/// or the server stops: the events after them wait, so other instances see this instance's events in order, and a
-/// quiet conversation cannot hide a message that one failed publish lost. (A publish that
+/// or the server stops: the events after them wait, so other instances see this instance's
+/// events in order, and a quiet conversation cannot hide a message that one failed publish lost. (A publish that
 /// timed out may still have reached Redis: sessions drop a durable event they already
 /// delivered, and ephemeral ones are harmless twice.)
 async fn publish(

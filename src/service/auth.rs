@@ -1,9 +1,9 @@
 //! Sign-in, refresh-token rotation with theft detection, sign-out and password reset.
 
-use crate::domain::audit::{Action, NewAuditEntry};
 use crate::{
     db::jobs::Claimed,
     db::{self, users::User},
+    domain::audit::{Action, NewAuditEntry},
     domain::jobs::{Job, ResetTarget},
     domain::{Email, Password, UserId},
     error::{Error, Result},
@@ -102,14 +102,12 @@ pub async fn login(
             let entry = NewAuditEntry::new(Action::SignIn, Some(user.id))
                 .on_user(user.id)
                 .from_ip(client);
-            let session = conn
-                .transaction::<_, Error, _>(async |conn| {
-                    let session = start(state, conn, user, Uuid::new_v4(), ends).await?;
-                    db::audit::append(conn, &entry).await?;
-                    Ok(session)
-                })
-                .await?;
-            Ok(session)
+            conn.transaction::<_, Error, _>(async |conn| {
+                let session = start(state, conn, user, Uuid::new_v4(), ends).await?;
+                db::audit::append(conn, &entry).await?;
+                Ok(session)
+            })
+            .await
         }
         user => {
             let why = match &user {

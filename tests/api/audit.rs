@@ -127,18 +127,8 @@ async fn every_security_event_and_admin_action_writes_an_entry() {
     .unwrap();
     auth.refresh(refresh()).await.unwrap_err();
     // A password reset, then a change of password.
-    auth.request_password_reset(pb::RequestPasswordResetRequest {
-        email: "bob@example.com".into(),
-    })
-    .await
-    .unwrap();
-    let code = reset_code(&app.wait_for_emails(1).await[0]);
-    auth.confirm_password_reset(pb::ConfirmPasswordResetRequest {
-        token: code,
-        new_password: "bob-password-2".into(),
-    })
-    .await
-    .unwrap();
+    app.reset_password("bob@example.com", "bob-password-2")
+        .await;
     let bob_token = app
         .login("bob@example.com", "bob-password-2")
         .await

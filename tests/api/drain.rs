@@ -4,29 +4,12 @@
 //! the shutdown delay.
 
 use crate::{
-    events::{client, group, next, redis_url, send},
+    events::{client, group, next, redis_url, send, try_open},
     helpers::*,
 };
-use epop::pb::{self, event::Kind};
+use epop::pb::event::Kind;
 use std::time::Duration;
 use tonic::Code;
-
-async fn try_open(
-    app: &TestApp,
-    token: &str,
-    cursor: &str,
-) -> Result<tonic::Streaming<pb::Event>, tonic::Status> {
-    client(app)
-        .await
-        .stream_events(authed(
-            pb::StreamEventsRequest {
-                resume_cursor: cursor.into(),
-            },
-            token,
-        ))
-        .await
-        .map(|r| r.into_inner())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_users_open_streams_are_capped_and_a_closed_one_frees_its_place() {

@@ -25,6 +25,15 @@ pub(crate) fn send(conversation: &str, t: &str) -> pb::SendMessageRequest {
 }
 
 pub(crate) async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<pb::Event> {
+    try_open(app, token, cursor).await.unwrap()
+}
+
+/// Opens an event stream, or answers why not.
+pub(crate) async fn try_open(
+    app: &TestApp,
+    token: &str,
+    cursor: &str,
+) -> Result<Streaming<pb::Event>, tonic::Status> {
     client(app)
         .await
         .stream_events(authed(
@@ -34,8 +43,7 @@ pub(crate) async fn open(app: &TestApp, token: &str, cursor: &str) -> Streaming<
             token,
         ))
         .await
-        .unwrap()
-        .into_inner()
+        .map(|r| r.into_inner())
 }
 
 /// The next event of any kind, within 5 s.

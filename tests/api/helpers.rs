@@ -338,6 +338,24 @@ impl TestApp {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.access_token
     }
 
+    /// Resets `email`'s password to `new_password` through the emailed code (the server's
+    /// first email).
+    pub async fn reset_password(&self, email: &str, new_password: &str) {
+        let mut auth = self.auth().await;
+        auth.request_password_reset(pb::RequestPasswordResetRequest {
+            email: email.into(),
+        })
+        .await
+        .unwrap();
+        let code = reset_code(&self.wait_for_emails(1).await[0]);
+        auth.confirm_password_reset(pb::ConfirmPasswordResetRequest {
+            token: code,
+            new_password: new_password.into(),
+        })
+        .await
+        .unwrap();
+    }
+
     /// Creates a user (as the admin) and returns it.
     pub async fn create_user(&self, email: &str, password: &str, role: pb::Role) -> pb::User {
         let token = self.admin_token().await;

@@ -222,18 +222,7 @@ async fn a_password_reset_ends_every_stream_of_the_user() {
     let app = TestApp::spawn().await;
     let (_, bob) = user(&app, "bob").await;
     let mut stream = open(&app, &bob, "").await;
-    let mut auth = app.auth().await;
-    auth.request_password_reset(pb::RequestPasswordResetRequest {
-        email: "bob@example.com".into(),
-    })
-    .await
-    .unwrap();
-    let code = reset_code(&app.wait_for_emails(1).await[0]);
-    auth.confirm_password_reset(pb::ConfirmPasswordResetRequest {
-        token: code,
-        new_password: "user-password-9".into(),
-    })
-    .await
-    .unwrap();
+    app.reset_password("bob@example.com", "user-password-9")
+        .await;
     assert_eq!(ends(&mut stream).await.code(), Code::Unauthenticated);
 }

@@ -46,15 +46,30 @@ impl Counts {
     }
 }
 
-/// Runs the soak; answers an error if any call failed.
-pub async fn run(
-    url: &str,
-    state: &State,
+/// `rt-load soak`'s arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    url: String,
+    /// The state file of `rt-load setup`.
+    #[arg(long)]
+    pub state: std::path::PathBuf,
+    #[arg(long, default_value_t = 16)]
     clients: usize,
+    #[arg(long, default_value_t = 100)]
     streams: usize,
-    duration: Duration,
-    every: Duration,
-) -> anyhow::Result<()> {
+    #[arg(long, default_value_t = 300)]
+    seconds: u64,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 30)]
+    every: u64,
+}
+
+/// Runs the soak; answers an error if any call failed.
+pub async fn run(args: &Args, state: &State) -> anyhow::Result<()> {
+    let (url, clients, streams) = (args.url.as_str(), args.clients, args.streams);
+    let duration = Duration::from_secs(args.seconds);
+    let every = Duration::from_secs(args.every);
     let counts = Arc::new(Counts::default());
     // Each user's group: the one they send to and read.
     let mut group_of = vec![None; state.users.len()];
