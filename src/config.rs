@@ -316,6 +316,11 @@ pub struct FilesArgs {
     /// when an endpoint is set.
     #[arg(long, env = "EPOP_S3_PATH_STYLE")]
     pub s3_path_style: Option<bool>,
+
+    /// PEM root certificates to trust for an `https://` S3 endpoint with a private CA (a
+    /// MinIO of your own), besides the system's.
+    #[arg(long, env = "EPOP_S3_CA_FILE")]
+    pub s3_ca_file: Option<PathBuf>,
 }
 
 impl FilesArgs {
@@ -337,6 +342,7 @@ impl FilesArgs {
             access_key_id: id.clone(),
             secret_access_key: secret.clone(),
             path_style: self.s3_path_style,
+            ca_file: self.s3_ca_file.clone(),
         }))
     }
 }

@@ -251,7 +251,7 @@ impl EmbeddedPostgres {
 
 /// Finds the directory of `initdb`, `pg_ctl` and `postgres`: `pg_config --bindir`, then
 /// `PATH`, then `/usr/lib/postgresql/<newest>/bin`.
-fn find_bin_dir() -> anyhow::Result<PathBuf> {
+pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Ok(out) = std::process::Command::new("pg_config")
         .arg("--bindir")

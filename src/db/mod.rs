@@ -16,15 +16,17 @@ pub mod projects;
 pub mod schema;
 pub mod sends;
 pub mod tasks;
+pub mod tls;
 pub mod tokens;
 pub mod users;
 
 use anyhow::Context;
 use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection,
-    pooled_connection::{AsyncDieselConnectionManager, bb8},
+    AsyncMigrationHarness, AsyncPgConnection,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, bb8},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures::FutureExt;
 use std::time::Duration;
 
 /// The migrations under `migrations/`, compiled into the binary.
@@ -36,9 +38,15 @@ const MIGRATION_LOCK: i64 = 0x6570_6f70;
 /// The connection pool.
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 
-/// Opens a pool of at most `size` connections to `url`.
+/// Opens a pool of at most `size` connections to `url` (over TLS as its `sslmode` says).
 pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let target = tls::Target::parse(url)?;
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |_| {
+        let target = target.clone();
+        async move { target.establish().await }.boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(5))
@@ -54,8 +62,10 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
 /// second connection (the harness owns its own).
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
+    let target = tls::Target::parse(url)?;
     let connect = async || {
-        AsyncPgConnection::establish(url)
+        target
+            .establish()
             .await
             .context("cannot connect to the database to migrate it")
     };

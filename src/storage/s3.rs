@@ -5,7 +5,10 @@
 use super::{GetTarget, Presigned, PutTarget};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::{
+    Certificate, ClientOptions,
+    aws::{AmazonS3, AmazonS3Builder},
+};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle, actions};
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
@@ -28,6 +31,8 @@ pub struct S3Settings {
     /// Path-style URLs (`endpoint/bucket/key`, MinIO's default) instead of virtual hosts;
     /// when unset, path style with an endpoint, virtual hosts on AWS.
     pub path_style: Option<bool>,
+    /// Extra PEM roots for an `https://` endpoint signed by a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Presigns client requests for one bucket.
@@ -46,7 +51,9 @@ pub(super) fn open(s: &S3Settings) -> anyhow::Result<(AmazonS3, Presigner)> {
         .unwrap_or_else(|| endpoint.clone());
     let path_style = s.path_style.unwrap_or(s.endpoint.is_some());
     let secret = s.secret_access_key.expose_secret();
+    // First: the options replace whatever the builder held (allow_http included).
     let objects = AmazonS3Builder::new()
+        .with_client_options(client_options(s.ca_file.as_deref())?)
         .with_bucket_name(&s.bucket)
         .with_region(&s.region)
         .with_endpoint(&endpoint)
@@ -74,6 +81,31 @@ pub(super) fn open(s: &S3Settings) -> anyhow::Result<(AmazonS3, Presigner)> {
             credentials,
         },
     ))
+}
+
+/// HTTP client settings: the extra roots of `ca_file`, if any.
+fn client_options(ca_file: Option<&std::path::Path>) -> anyhow::Result<ClientOptions> {
+    let mut options = ClientOptions::new();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("EPOP_S3_CA_FILE: cannot read {}", path.display()))?;
+        let roots = Certificate::from_pem_bundle(&pem).with_context(|| {
+            format!(
+                "EPOP_S3_CA_FILE: {} holds no PEM certificate",
+                path.display()
+            )
+        })?;
+        if roots.is_empty() {
+            anyhow::bail!(
+                "EPOP_S3_CA_FILE: {} holds no PEM certificate",
+                path.display()
+            );
+        }
+        for root in roots {
+            options = options.with_root_certificate(root);
+        }
+    }
+    Ok(options)
 }
 
 impl Presigner {

@@ -5,85 +5,16 @@
 use crate::{
     events::{group, send},
     helpers::*,
+    test_ca::{free_port, test_ca},
 };
 use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
-use std::{path::Path, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 use tonic::transport::Channel;
-
-/// A CA and a certificate for 127.0.0.1 and localhost under `dir`: ca.pem, cert.pem, key.pem.
-fn test_ca(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &["-keyout", "ca.key", "-out", "ca.pem"],
-        &["-days", "2", "-subj", "/CN=epop-test-ca"],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("san"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "cert.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        "7",
-        "-days",
-        "2",
-        "-extfile",
-        "san",
-        "-out",
-        "cert.pem",
-    ]);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_fan_out_through_a_tls_only_redis_whose_certificate_they_check() {
     let dir = tempfile::tempdir().unwrap();
-    test_ca(dir.path());
+    test_ca(dir.path(), "DNS:localhost,IP:127.0.0.1");
     let port = free_port();
     let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
     let mut redis = Command::new("redis-server")
