@@ -140,6 +140,11 @@ impl App {
             session_max_age: config.session_max_age,
             reminder_lead: config.reminder_lead,
             digest_delay: config.digest_delay,
+            sends: service::conversations::SendQueue::start(
+                pool.clone(),
+                broker.clone(),
+                config.send_batch_max,
+            ),
             broker,
             wake_jobs: wake_jobs.clone(),
         };

@@ -105,6 +105,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_JWT_KEYS_RELOAD", default_value = "30s", value_parser = humantime::parse_duration)]
     pub jwt_keys_reload: Duration,
 
+    /// The most message sends committed in one transaction (group commit: sends waiting at
+    /// the same moment share it; nothing waits for a batch to fill); 1 commits each alone.
+    #[arg(long, env = "EPOP_SEND_BATCH_MAX", default_value_t = 256)]
+    pub send_batch_max: usize,
+
     /// Lifetime of access tokens (e.g. `15m`).
     #[arg(long, env = "EPOP_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub access_token_ttl: Duration,

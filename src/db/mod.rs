@@ -14,6 +14,7 @@ pub mod keys;
 pub mod messages;
 pub mod projects;
 pub mod schema;
+pub mod send_batch;
 pub mod sends;
 pub mod tasks;
 pub mod tls;

@@ -64,19 +64,14 @@ pub async fn send(
 ) -> Result<(Message, Vec<File>)> {
     let id = id.0;
     let key = key.map(|k| k.as_str().to_owned());
+    if attachments.is_empty() {
+        return send_batched(state, caller, id, content, key).await;
+    }
     let mut conn = state.pool.get().await?;
     // A retry returns the first message (the caller's own, so sent while a member).
     let replay = async |conn: &mut AsyncPgConnection, key: &str| -> Result<Option<_>> {
         match db::messages::by_idempotency_key(conn, caller.user_id, key).await? {
-            Some(m) if m.conversation_id == id => {
-                let mut ids = db::files::of_messages(conn, &[m.id]).await?;
-                let a = ids.remove(&m.id).unwrap_or_default();
-                Ok(Some((m, a)))
-            }
-            Some(_) => Err(Error::invalid(
-                "idempotency_key",
-                "was used for a message in another conversation",
-            )),
+            Some(m) => replayed(conn, id, m).await.map(Some),
             None => Ok(None),
         }
     };
@@ -85,13 +80,9 @@ pub async fn send(
     {
         return Ok(m);
     }
-    let files = if attachments.is_empty() {
-        Vec::new()
-    } else {
-        // Not a member: NOT_FOUND before anything is said about the files.
-        member(&mut conn, caller, id).await?;
-        crate::service::files::check_uploads(state, caller, &attachments).await?
-    };
+    // Not a member: NOT_FOUND before anything is said about the files.
+    member(&mut conn, caller, id).await?;
+    let files = crate::service::files::check_uploads(state, caller, &attachments).await?;
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -131,6 +122,64 @@ pub async fn send(
             .ok_or(Error::NotFound("message")),
         (result, _) => result,
     }
+}
+
+/// A send without files: through the send queue, committed with the sends waiting at the
+/// same moment.
+async fn send_batched(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+    content: RichText,
+    key: Option<String>,
+) -> Result<(Message, Vec<File>)> {
+    let queued = db::send_batch::Queued {
+        conversation: id,
+        sender: caller.user_id,
+        content,
+        key: key.clone(),
+        digest_at: Utc::now() + state.digest_delay,
+    };
+    let outcome = match state.sends.send(queued).await {
+        Ok(outcome) => outcome,
+        // A send outside batches (one with files) took the key meanwhile.
+        Err(Error::AlreadyExists(_)) if key.is_some() => {
+            let mut conn = state.pool.get().await?;
+            let k = key.as_deref().unwrap_or_default();
+            return match db::messages::by_idempotency_key(&mut conn, caller.user_id, k).await? {
+                Some(m) => replayed(&mut conn, id, m).await,
+                None => Err(Error::NotFound("message")),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    match outcome {
+        db::send_batch::Outcome::Sent(sent) => Ok((sent.message, Vec::new())),
+        // Not a member: the same answer as for a conversation that does not exist.
+        db::send_batch::Outcome::NotMember => Err(Error::NotFound("conversation")),
+        db::send_batch::Outcome::Existing(m) => {
+            let mut conn = state.pool.get().await?;
+            replayed(&mut conn, id, m).await
+        }
+    }
+}
+
+/// The answer to a retried send: the first message with its files, when it went to the
+/// same conversation.
+async fn replayed(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    m: Message,
+) -> Result<(Message, Vec<File>)> {
+    if m.conversation_id != id {
+        return Err(Error::invalid(
+            "idempotency_key",
+            "was used for a message in another conversation",
+        ));
+    }
+    let mut files = db::files::of_messages(conn, &[m.id]).await?;
+    let a = files.remove(&m.id).unwrap_or_default();
+    Ok((m, a))
 }
 
 /// Sends `content` as the AI assistant (no member) with idempotency key `key`: a retry

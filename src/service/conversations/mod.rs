@@ -5,9 +5,11 @@
 //! may rename it and add people; members may leave; removing someone else takes a system
 //! admin.
 
+mod batch;
 mod messages;
 mod stream;
 
+pub use batch::SendQueue;
 pub use messages::{
     MAX_SEARCH_DEPTH, attachments, delete, edit, mark_read, messages, search, send,
     send_as_assistant,

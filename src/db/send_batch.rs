@@ -1,0 +1,269 @@
+//! Group commit of message sends: every send of a batch written in the caller's one
+//! transaction, in four round trips whatever the batch's size (BEGIN; the conversations
+//! locked in id order with their members and the batch's idempotency keys; every write;
+//! COMMIT). Positions are taken per conversation for the whole batch under its row lock, so
+//! sequences stay gap-free and commit order equals sequence order.
+
+use crate::{
+    db::{
+        events::{Event, EventBody},
+        messages::{Message, MessageRow},
+        schema::{conversation_events, conversation_members, conversations, messages},
+        sends::Sent,
+    },
+    domain::{RichText, UserId, jobs::Job},
+    error::{Error, Result},
+};
+use chrono::{DateTime, Utc};
+use diesel::{IntoSql, dsl::now, prelude::*, sql_types::Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// One send waiting for its batch; validated already (content, key), not yet authorized.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The conversation.
+    pub conversation: Uuid,
+    /// Who sends it.
+    pub sender: UserId,
+    /// Its content.
+    pub content: RichText,
+    /// The sender's idempotency key, if any.
+    pub key: Option<String>,
+    /// When the conversation's digest job (if this send queues it) is due.
+    pub digest_at: DateTime<Utc>,
+}
+
+/// What became of one send of a batch.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Written.
+    Sent(Sent),
+    /// The sender is no member (or the conversation does not exist): nothing written.
+    NotMember,
+    /// The sender used the key before (in an earlier batch or earlier in this one): that
+    /// message, which may belong to another conversation.
+    Existing(Message),
+}
+
+/// Writes `batch` in the caller's transaction; one outcome per send, in order. A database
+/// error fails the whole batch (the caller retries its sends one by one); a reused key
+/// that slipped past the check (a send outside batches) is `AlreadyExists`.
+pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<Vec<Outcome>> {
+    let mut ids: Vec<Uuid> = batch.iter().map(|q| q.conversation).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let (senders, keys): (Vec<Uuid>, Vec<&str>) = batch
+        .iter()
+        .filter_map(|q| Some((q.sender.0, q.key.as_deref()?)))
+        .unzip();
+    let c: &AsyncPgConnection = conn;
+    let (locked, members, used) = {
+        let mut c = c;
+        // Sent together, executed in order: the locks first (in id order, so that two
+        // batches never wait on each other crosswise), then reads that see what they guard.
+        let lock = conversations::table
+            .filter(conversations::id.eq_any(&ids))
+            .order(conversations::id)
+            .select((
+                conversations::id,
+                conversations::last_seq,
+                conversations::last_event_seq,
+                now.into_sql::<Timestamptz>(),
+            ))
+            .for_update()
+            .load::<(Uuid, i64, i64, DateTime<Utc>)>(&mut c);
+        let mut c2 = c;
+        let members = conversation_members::table
+            .filter(conversation_members::conversation_id.eq_any(&ids))
+            .select((
+                conversation_members::conversation_id,
+                conversation_members::user_id,
+            ))
+            .load::<(Uuid, Uuid)>(&mut c2);
+        let mut c3 = c;
+        let used = messages::table
+            .filter(messages::sender_id.eq_any(&senders))
+            .filter(messages::idempotency_key.eq_any(&keys))
+            .select((MessageRow::as_select(), messages::idempotency_key))
+            .load::<(MessageRow, Option<String>)>(&mut c3);
+        futures::try_join!(lock, members, used)?
+    };
+    let mut positions: HashMap<Uuid, (i64, i64, DateTime<Utc>)> = locked
+        .into_iter()
+        .map(|(id, seq, event_seq, at)| (id, (seq, event_seq, at)))
+        .collect();
+    let mut recipients: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (conversation, user) in members {
+        recipients.entry(conversation).or_default().push(user);
+    }
+    let is_member = |c: Uuid, u: Uuid| recipients.get(&c).is_some_and(|m| m.contains(&u));
+    let mut keyed: HashMap<(Uuid, String), Message> = used
+        .into_iter()
+        .filter_map(|(row, key)| Some(((row.sender_id, key?), Message::from(row))))
+        .collect();
+
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut written: Vec<(&Queued, Message, i64)> = Vec::new();
+    for q in batch {
+        let key = q.key.as_ref().map(|k| (q.sender.0, k.clone()));
+        if let Some(m) = key.as_ref().and_then(|k| keyed.get(k)) {
+            outcomes.push(Outcome::Existing(m.clone()));
+            continue;
+        }
+        let Some(pos) = positions
+            .get_mut(&q.conversation)
+            .filter(|_| is_member(q.conversation, q.sender.0))
+        else {
+            outcomes.push(Outcome::NotMember);
+            continue;
+        };
+        pos.0 += 1;
+        pos.1 += 1;
+        let message = Message {
+            id: Uuid::new_v4(),
+            conversation_id: q.conversation,
+            seq: pos.0,
+            sender_id: q.sender.0,
+            content: q.content.doc.clone(),
+            body_text: q.content.text.clone(),
+            edited_at: None,
+            deleted_at: None,
+            created_at: pos.2,
+        };
+        if let Some(k) = key {
+            keyed.insert(k, message.clone());
+        }
+        written.push((q, message.clone(), pos.1));
+        let event = Event {
+            conversation_id: q.conversation,
+            seq: pos.1,
+            body: EventBody::MessageCreated {
+                message: message.clone(),
+                attachments: Vec::new(),
+            },
+            created_at: pos.2,
+        };
+        outcomes.push(Outcome::Sent(Sent {
+            message,
+            event,
+            recipients: recipients.get(&q.conversation).cloned().unwrap_or_default(),
+        }));
+    }
+    if !written.is_empty() {
+        write(conn, &written, &positions).await?;
+    }
+    Ok(outcomes)
+}
+
+/// The batch's writes, sent together: each touched conversation's new positions, the
+/// messages and their events (one statement each), the senders' read positions and the
+/// conversations' digest jobs.
+async fn write(
+    conn: &mut AsyncPgConnection,
+    written: &[(&Queued, Message, i64)],
+    positions: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
+) -> Result<()> {
+    let touched: HashSet<Uuid> = written.iter().map(|(q, ..)| q.conversation).collect();
+    let mut reads: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    for (q, m, _) in written {
+        reads.insert((q.conversation, q.sender.0), m.seq);
+    }
+    let mut bodies = Vec::with_capacity(written.len());
+    for (_, m, _) in written {
+        let body = EventBody::MessageCreated {
+            message: m.clone(),
+            attachments: Vec::new(),
+        };
+        bodies
+            .push(serde_json::to_value(&body).map_err(|e| Error::internal(format!("event: {e}")))?);
+    }
+    let c: &AsyncPgConnection = conn;
+    let updates = touched.iter().map(|id| {
+        let (seq, event_seq, at) = positions[id];
+        let mut c = c;
+        async move {
+            diesel::update(conversations::table.find(*id))
+                .set((
+                    conversations::last_seq.eq(seq),
+                    conversations::last_event_seq.eq(event_seq),
+                    conversations::last_message_at.eq(at),
+                ))
+                .execute(&mut c)
+                .await
+        }
+    });
+    let message_rows: Vec<_> = written
+        .iter()
+        .map(|(q, m, _)| {
+            (
+                messages::id.eq(m.id),
+                messages::conversation_id.eq(m.conversation_id),
+                messages::seq.eq(m.seq),
+                messages::sender_id.eq(m.sender_id),
+                messages::content.eq(&m.content),
+                messages::body_text.eq(&m.body_text),
+                messages::idempotency_key.eq(q.key.as_deref()),
+                messages::created_at.eq(m.created_at),
+            )
+        })
+        .collect();
+    let event_rows: Vec<_> = written
+        .iter()
+        .zip(bodies)
+        .map(|((_, m, event_seq), body)| {
+            (
+                conversation_events::conversation_id.eq(m.conversation_id),
+                conversation_events::seq.eq(*event_seq),
+                conversation_events::body.eq(body),
+                conversation_events::message_id.eq(m.id),
+                conversation_events::created_at.eq(m.created_at),
+            )
+        })
+        .collect();
+    let mut c1 = c;
+    let insert_messages = diesel::insert_into(messages::table)
+        .values(message_rows)
+        .execute(&mut c1);
+    let mut c2 = c;
+    let insert_events = diesel::insert_into(conversation_events::table)
+        .values(event_rows)
+        .execute(&mut c2);
+    let read_updates = reads.iter().map(|(&(conversation, user), &seq)| {
+        let mut c = c;
+        async move {
+            diesel::update(
+                conversation_members::table
+                    .filter(conversation_members::conversation_id.eq(conversation))
+                    .filter(conversation_members::user_id.eq(user)),
+            )
+            .set(conversation_members::last_read_seq.eq(seq))
+            .execute(&mut c)
+            .await
+        }
+    });
+    let digest_at = written.iter().map(|(q, ..)| q.digest_at).min();
+    let jobs: Vec<Job> = touched
+        .iter()
+        .map(|&conversation_id| Job::ConversationDigest { conversation_id })
+        .collect();
+    let digests = crate::db::jobs::enqueue_once(c, &jobs, digest_at.unwrap_or_else(Utc::now));
+    let inserted = async {
+        insert_messages.await.map_err(|e| {
+            crate::error::on_unique(
+                e,
+                "messages_idempotency_key",
+                "idempotency_key was used for another message",
+            )
+        })
+    };
+    futures::try_join!(
+        async { futures::future::try_join_all(updates).await.map_err(Error::from) },
+        inserted,
+        async { insert_events.await.map_err(Error::from) },
+        async { futures::future::try_join_all(read_updates).await.map_err(Error::from) },
+        digests,
+    )?;
+    Ok(())
+}
