@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # Real-time delivery across two instances behind Redis, and send throughput against the raw
-# PostgreSQL ceiling, in one run:
+# PostgreSQL ceiling, with group commit on and off, in one run:
 #
 #   benches/realtime.sh
-#   RATES=50,100,200,400,600,800,1200 SECONDS_PER_RATE=10 CLIENTS=16 ROUNDS=3 benches/realtime.sh
+#   RATES=50,100,200,400,800 SECONDS_PER_RATE=10 CLIENT_COUNTS=16,64 ROUNDS=3 benches/realtime.sh
 #
-# 1. Starts two release instances (A and B) on one fresh database, sharing a Redis channel
-#    (PostgreSQL and Redis as scripts/test finds or starts them).
+# 1. Starts three release instances on one fresh database, sharing a Redis channel
+#    (PostgreSQL and Redis as scripts/test finds or starts them): A (group commit, the
+#    default), A1 (EPOP_SEND_BATCH_MAX=1: every send its own transaction, as before group
+#    commit) and B, where the streams are.
 # 2. rt-load setup: USERS users (1,000) in groups of 10, plus one group of 200.
-# 3. rt-load latency: every user's event stream open on B, messages sent on A at each of
-#    RATES (messages/s; 1 in 10 to the group of 200), so every delivery crosses instances
-#    through Redis: p50/p99 send→receive, lost, duplicated, the highest delivered rate with
-#    p99 < 50 ms.
-# 4. Send throughput, interleaved ROUNDS times with the same client count and duration:
-#    rt-load throughput (SendMessage through A, closed loop), and pgbench (prepared
-#    statements, as the server uses) running benches/send.pgbench (the raw ceiling: the
-#    sequence update + message insert) and benches/send-full.pgbench (every statement of a
-#    send); medians and the ratios.
-# 5. STREAMS (10,000) idle streams on a third, fresh instance C (so that no earlier load
-#    sits in its heap): server memory per stream (stream-rss).
+# 3. rt-load latency, first with sends on A1, then on A: every user's event stream open on
+#    B, messages sent at each of RATES (messages/s; 1 in 10 to the group of 200), so every
+#    delivery crosses instances through Redis: p50/p99 send->receive, lost, duplicated, the
+#    highest delivered rate with p99 < 50 ms, and the batch sizes at each rate (the
+#    server's epop_send_batch_size histogram).
+# 4. Send throughput for each of CLIENT_COUNTS (16, 64), interleaved ROUNDS times with the
+#    same client count and duration: pgbench (prepared statements, as the server uses)
+#    running benches/send.pgbench (the raw ceiling: the sequence update + message insert,
+#    one message per transaction) and benches/send-full.pgbench (every statement of a lone
+#    send), and rt-load throughput (SendMessage, closed loop) through A1 and through A;
+#    medians and the ratios.
+# 5. STREAMS (10,000) idle streams on a fresh instance C (so that no earlier load sits in
+#    its heap): server memory per stream (stream-rss).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
-RATES=${RATES:-50,100,200,400,600,800,1200}
+RATES=${RATES:-50,100,200,400,600,800,1200,1600,2400,3200}
 SECS=${SECONDS_PER_RATE:-10}
-CLIENTS=${CLIENTS:-16}
+CLIENT_COUNTS=${CLIENT_COUNTS:-16,64}
 ROUNDS=${ROUNDS:-3}
 USERS=${USERS:-1000}
 STREAMS=${STREAMS:-10000}
@@ -50,8 +54,8 @@ db=epop_bench_$$
 db_url="${PG_URL%/*}/$db"
 
 start() {
-  local port=$1
-  DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
+  local port=$1 batch=${2:-256}
+  EPOP_SEND_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=16 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
     EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
     EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
@@ -61,17 +65,33 @@ start() {
 }
 A=http://127.0.0.1:18111
 B=http://127.0.0.1:18112
+A1=http://127.0.0.1:18114
 start 18111
 start 18112
-echo "two instances: A=$A B=$B, PostgreSQL $PG_URL, Redis $REDIS; $(nproc) cores shared by everything"
+start 18114 1
+echo "instances: A=$A (group commit) A1=$A1 (a transaction per send) B=$B (streams), PostgreSQL $PG_URL, Redis $REDIS; $(nproc) cores shared by everything"
 
 "$target/release/rt-load" setup --url "$A" --admin-password bench-admin-password --users "$USERS" \
   --state "$work/state.json"
 echo
-echo "== send -> receive latency across instances (sent on A, delivered on B) =="
-"$target/release/rt-load" latency --send-url "$A" --recv-url "$B" --state "$work/state.json" \
-  --rates "$RATES" --seconds "$SECS"
-
+for sender in A1 A; do
+  echo "== send -> receive latency across instances (sent on $sender, delivered on B) =="
+  "$target/release/rt-load" latency --send-url "${!sender}" --recv-url "$B" --state "$work/state.json" \
+    --rates "$RATES" --seconds "$SECS" | tee "$work/latency-$sender.txt"
+  echo
+done
+python3 - "$work/latency-A1.txt" "$work/latency-A.txt" <<'PY'
+import re, sys
+def read(path):
+    text = open(path).read()
+    best = re.search(r"nothing lost: (\d+) deliveries/s", text)
+    at200 = re.search(r"^\s+200\s+\d+\s+[\d.]+\s+([\d.]+)", text, re.M)
+    return (float(best.group(1)) if best else 0.0), (float(at200.group(1)) if at200 else float("nan"))
+(b1, p1), (b, p) = read(sys.argv[1]), read(sys.argv[2])
+print("latency summary, same run:")
+print(f"  highest delivered rate with p99 < 50 ms: A1 {b1:.0f}, A {b:.0f} deliveries/s (A/A1 = {b / b1 if b1 else float('nan'):.2f}x)")
+print(f"  p99 at 200 sends/s: A1 {p1:.1f} ms, A {p:.1f} ms")
+PY
 echo
 echo "== send throughput: SendMessage through A vs the raw PostgreSQL ceiling (pgbench) =="
 "$PG_BIN/psql" "$db_url" -qc "CREATE TABLE bench_targets AS
@@ -79,33 +99,44 @@ echo "== send throughput: SendMessage through A vs the raw PostgreSQL ceiling (p
          (SELECT m.user_id FROM conversation_members m WHERE m.conversation_id = c.id LIMIT 1) AS sender_id
   FROM conversations c WHERE c.title LIKE 'bench ten %' ORDER BY c.id LIMIT 100" >/dev/null
 groups=$("$PG_BIN/psql" "$db_url" -qAtc "SELECT count(*) FROM bench_targets")
-pg=() full=() app=()
 bench_pg() {
-  "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -D groups="$groups" -f "$1" \
+  "$PG_BIN/pgbench" -n -M prepared -c "$clients" -j 2 -T "$SECS" -D groups="$groups" -f "$1" \
     "$db_url" >"$work/pgbench.txt" 2>&1 || { cat "$work/pgbench.txt"; exit 1; }
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt"
 }
-for _ in $(seq 1 "$ROUNDS"); do
-  pg+=("$(bench_pg benches/send.pgbench)")
-  app+=("$("$target/release/rt-load" throughput --url "$A" --state "$work/state.json" \
-    --clients "$CLIENTS" --seconds "$SECS" | sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p')")
-  full+=("$(bench_pg benches/send-full.pgbench)")
-done
-python3 - "$CLIENTS" "$SECS" "${pg[*]}" "${full[*]}" "${app[*]}" <<'PY'
+bench_app() {
+  "$target/release/rt-load" throughput --url "$1" --state "$work/state.json" \
+    --clients "$clients" --seconds "$SECS" >"$work/app.txt"
+  sed -n 's/.*batches, mean \([0-9.]*\) sends.*/\1/p' "$work/app.txt" >>"$work/batch-$clients.txt"
+  sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p' "$work/app.txt"
+}
+for clients in ${CLIENT_COUNTS//,/ }; do
+  pg=() full=() one=() app=()
+  for _ in $(seq 1 "$ROUNDS"); do
+    pg+=("$(bench_pg benches/send.pgbench)")
+    one+=("$(bench_app "$A1")")
+    app+=("$(bench_app "$A")")
+    full+=("$(bench_pg benches/send-full.pgbench)")
+  done
+  python3 - "$clients" "$SECS" "${pg[*]}" "${full[*]}" "${one[*]}" "${app[*]}" "$(cat "$work/batch-$clients.txt")" <<'PY'
 import statistics, sys
 clients, secs = sys.argv[1], sys.argv[2]
-runs = [[float(x) for x in a.split()] for a in sys.argv[3:6]]
-pm, fm, am = (statistics.median(r) for r in runs)
+runs = [[float(x) for x in a.split()] for a in sys.argv[3:7]]
+batch = [float(x) for x in sys.argv[7].split()]
+pm, fm, om, am = (statistics.median(r) for r in runs)
 fmt = lambda r: " ".join(f"{x:.0f}" for x in r)
 print(f"{clients} clients, {secs} s rounds, medians of {len(runs[0])} interleaved rounds")
-print(f"pgbench, sequence update + insert:  {pm:8.0f} tx/s   ({fmt(runs[0])})")
-print(f"pgbench, every statement of a send: {fm:8.0f} tx/s   ({fmt(runs[1])})")
-print(f"SendMessage through A:              {am:8.0f} msg/s  ({fmt(runs[2])})")
-print(f"SendMessage / raw ceiling: {100 * am / pm:.0f}%;  SendMessage / same statements in pgbench: {100 * am / fm:.0f}%")
+print(f"pgbench, sequence update + insert:   {pm:8.0f} tx/s   ({fmt(runs[0])})")
+print(f"pgbench, every statement of a send:  {fm:8.0f} tx/s   ({fmt(runs[1])})")
+print(f"SendMessage, a transaction each (A1): {om:7.0f} msg/s  ({fmt(runs[2])})")
+print(f"SendMessage, group commit (A):       {am:8.0f} msg/s  ({fmt(runs[3])}); mean batch {statistics.median(batch) if batch else 0:.1f} sends")
+print(f"group commit / raw ceiling: {100 * am / pm:.0f}%;  a transaction each / raw ceiling: {100 * om / pm:.0f}%;  group commit / a transaction each: {am / om:.2f}x")
 PY
+  echo
+done
 
 echo
 echo "== memory per idle event stream on a fresh instance C =="
 start 18113
-"$target/release/stream-rss" --url http://127.0.0.1:18113 --pid "${pids[2]}" \
+"$target/release/stream-rss" --url http://127.0.0.1:18113 --pid "${pids[${#pids[@]}-1]}" \
   --password bench-admin-password --streams "$STREAMS"

@@ -140,11 +140,13 @@ impl App {
             session_max_age: config.session_max_age,
             reminder_lead: config.reminder_lead,
             digest_delay: config.digest_delay,
-            sends: service::conversations::SendQueue::start(
-                pool.clone(),
-                broker.clone(),
-                config.send_batch_max,
-            ),
+            sends: (config.send_batch_max > 1).then(|| {
+                service::conversations::SendQueue::start(
+                    pool.clone(),
+                    broker.clone(),
+                    config.send_batch_max,
+                )
+            }),
             broker,
             wake_jobs: wake_jobs.clone(),
         };

@@ -106,7 +106,8 @@ pub struct ServeArgs {
     pub jwt_keys_reload: Duration,
 
     /// The most message sends committed in one transaction (group commit: sends waiting at
-    /// the same moment share it; nothing waits for a batch to fill); 1 commits each alone.
+    /// the same moment share it; nothing waits for a batch to fill); 1 turns it off (each
+    /// send its own transaction, concurrently).
     #[arg(long, env = "EPOP_SEND_BATCH_MAX", default_value_t = 256)]
     pub send_batch_max: usize,
 

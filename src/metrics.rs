@@ -47,6 +47,9 @@ impl Protocol {
     }
 }
 
+/// Buckets of the send batch size histogram (sends per transaction).
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 /// The process's metrics handle; the first call installs the recorder. (Every server of a
 /// process, e.g. the tests' many, shares it.)
 pub fn handle() -> PrometheusHandle {
@@ -55,6 +58,11 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .expect("the buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full("epop_send_batch_size".into()),
+                    &BATCH_BUCKETS,
+                )
                 .expect("the buckets are not empty")
                 .build_recorder();
             let handle = recorder.handle();

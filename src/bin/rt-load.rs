@@ -10,6 +10,8 @@
 //! - `throughput`: closed-loop sends by N concurrent clients for a fixed time: messages/s.
 //! - `soak`: mixed traffic for minutes (see `rt_load/soak.rs`), for `benches/soak.sh`.
 
+#[path = "rt_load/batches.rs"]
+mod batches;
 #[path = "rt_load/soak.rs"]
 mod soak;
 
@@ -382,7 +384,9 @@ async fn latency(
     );
     let mut best: Option<f64> = None;
     let mut next = 0usize;
+    let mut batch_lines = Vec::new();
     for &rate in rates {
+        let batches_before = batches::Batches::scrape(send_url).await?;
         let n = (rate * seconds) as usize;
         let first = next;
         let start = Instant::now();
@@ -453,6 +457,11 @@ async fn latency(
             f64::from(max) / 1e3,
             failed.swap(0, Relaxed)
         );
+        let batched = batches::Batches::scrape(send_url).await?;
+        batch_lines.push(format!(
+            "{rate:>10} sends/s: {}",
+            batched.since(&batches_before).line()
+        ));
         if p99 < P99_TARGET && lost == 0 {
             best = Some(best.map_or(delivered, |b: f64| b.max(delivered)));
         }
@@ -460,6 +469,10 @@ async fn latency(
             println!("stopping: p99 is past {:?}", P99_TARGET * 10);
             break;
         }
+    }
+    println!("transactions of the sends (the server's epop_send_batch_size):");
+    for line in batch_lines {
+        println!("{line}");
     }
     println!(
         "streams told to resync: {}; streams ended: {}",
@@ -491,6 +504,7 @@ async fn throughput(
     }
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let batches_before = batches::Batches::scrape(url).await?;
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -524,11 +538,13 @@ async fn throughput(
         t.await?;
     }
     let secs = start.elapsed().as_secs_f64();
+    let batched = batches::Batches::scrape(url).await?.since(&batches_before);
     println!(
-        "{:.1} messages/s ({} sent, {} failed, {clients} clients, {secs:.1} s)",
+        "{:.1} messages/s ({} sent, {} failed, {clients} clients, {secs:.1} s; {})",
         sent.load(Relaxed) as f64 / secs,
         sent.load(Relaxed),
-        failed.load(Relaxed)
+        failed.load(Relaxed),
+        batched.line()
     );
     Ok(())
 }

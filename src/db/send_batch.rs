@@ -39,7 +39,7 @@ pub struct Queued {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Written.
-    Sent(Sent),
+    Sent(Box<Sent>),
     /// The sender is no member (or the conversation does not exist): nothing written.
     NotMember,
     /// The sender used the key before (in an earlier batch or earlier in this one): that
@@ -145,11 +145,11 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
             },
             created_at: pos.2,
         };
-        outcomes.push(Outcome::Sent(Sent {
+        outcomes.push(Outcome::Sent(Box::new(Sent {
             message,
             event,
             recipients: recipients.get(&q.conversation).cloned().unwrap_or_default(),
-        }));
+        })));
     }
     if !written.is_empty() {
         write(conn, &written, &positions).await?;
@@ -259,10 +259,18 @@ async fn write(
         })
     };
     futures::try_join!(
-        async { futures::future::try_join_all(updates).await.map_err(Error::from) },
+        async {
+            futures::future::try_join_all(updates)
+                .await
+                .map_err(Error::from)
+        },
         inserted,
         async { insert_events.await.map_err(Error::from) },
-        async { futures::future::try_join_all(read_updates).await.map_err(Error::from) },
+        async {
+            futures::future::try_join_all(read_updates)
+                .await
+                .map_err(Error::from)
+        },
         digests,
     )?;
     Ok(())

@@ -48,8 +48,8 @@ pub struct State {
     pub ai: Arc<ai::Assistant>,
     /// Open event streams per user, and the signal that ends them at shutdown.
     pub streams: crate::realtime::session::StreamLimits,
-    /// Message sends, committed in batches.
-    pub sends: crate::service::conversations::SendQueue,
+    /// Message sends, committed in batches (none: each send commits alone).
+    pub sends: Option<crate::service::conversations::SendQueue>,
     /// Failed sign-ins per account and client address.
     pub lockout: Arc<crate::auth::lockout::Lockout>,
 }

@@ -13,6 +13,7 @@ mod embedded;
 mod events;
 mod fake_ai;
 mod files;
+mod group_commit;
 mod helpers;
 mod history;
 mod jobs;

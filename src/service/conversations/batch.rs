@@ -90,11 +90,7 @@ async fn commit(pool: &Pool, sends: &[Queued]) -> Result<Vec<Outcome>> {
 
 /// Publishes the committed events (in the batch's order: sequence order per conversation),
 /// then answers the callers.
-fn answer(
-    broker: &Broker,
-    waiting: impl IntoIterator<Item = Waiting>,
-    outcomes: Vec<Outcome>,
-) {
+fn answer(broker: &Broker, waiting: impl IntoIterator<Item = Waiting>, outcomes: Vec<Outcome>) {
     let waiting: Vec<Waiting> = waiting.into_iter().collect();
     for outcome in &outcomes {
         if let Outcome::Sent(sent) = outcome {

@@ -64,8 +64,10 @@ pub async fn send(
 ) -> Result<(Message, Vec<File>)> {
     let id = id.0;
     let key = key.map(|k| k.as_str().to_owned());
-    if attachments.is_empty() {
-        return send_batched(state, caller, id, content, key).await;
+    if attachments.is_empty()
+        && let Some(queue) = &state.sends
+    {
+        return send_batched(state, queue, caller, id, content, key).await;
     }
     let mut conn = state.pool.get().await?;
     // A retry returns the first message (the caller's own, so sent while a member).
@@ -80,9 +82,13 @@ pub async fn send(
     {
         return Ok(m);
     }
-    // Not a member: NOT_FOUND before anything is said about the files.
-    member(&mut conn, caller, id).await?;
-    let files = crate::service::files::check_uploads(state, caller, &attachments).await?;
+    let files = if attachments.is_empty() {
+        Vec::new()
+    } else {
+        // Not a member: NOT_FOUND before anything is said about the files.
+        member(&mut conn, caller, id).await?;
+        crate::service::files::check_uploads(state, caller, &attachments).await?
+    };
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -128,6 +134,7 @@ pub async fn send(
 /// same moment.
 async fn send_batched(
     state: &State,
+    queue: &super::SendQueue,
     caller: &Caller,
     id: Uuid,
     content: RichText,
@@ -140,7 +147,7 @@ async fn send_batched(
         key: key.clone(),
         digest_at: Utc::now() + state.digest_delay,
     };
-    let outcome = match state.sends.send(queued).await {
+    let outcome = match queue.send(queued).await {
         Ok(outcome) => outcome,
         // A send outside batches (one with files) took the key meanwhile.
         Err(Error::AlreadyExists(_)) if key.is_some() => {

@@ -1,0 +1,265 @@
+//! Group commit on the send path: many sends at once share transactions, and every
+//! guarantee of a lone send holds: gap-free sequences with commit order equal to sequence
+//! order, nothing lost or doubled, idempotency across batches, and a failing send isolated
+//! from the sends of its batch.
+
+use crate::{
+    events::{client, group, send},
+    helpers::*,
+};
+use epop::pb::{self, event::Kind};
+use futures::future::join_all;
+use std::{collections::HashSet, time::Duration};
+use tonic::Code;
+
+async fn app() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.write_rate_limit = "off".parse().unwrap();
+        c.auth_rate_limit = "off".parse().unwrap();
+        c.store.db_pool_size = 8;
+    })
+    .await
+}
+
+/// A group of `n` new users; their tokens (the first created it) and its id.
+async fn crowd(app: &TestApp, prefix: &str, n: usize) -> (Vec<String>, String) {
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let (id, token) = user(app, &format!("{prefix}{i}")).await;
+        ids.push(id);
+        tokens.push(token);
+    }
+    let others: Vec<&str> = ids[1..].iter().map(String::as_str).collect();
+    let g = group(app, &tokens[0], &others).await;
+    (tokens, g)
+}
+
+fn keyed(g: &str, text: &str, key: &str) -> pb::SendMessageRequest {
+    pb::SendMessageRequest {
+        idempotency_key: key.into(),
+        ..send(g, text)
+    }
+}
+
+async fn send_as(
+    app: &TestApp,
+    token: &str,
+    req: pb::SendMessageRequest,
+) -> Result<pb::Message, tonic::Status> {
+    client(app)
+        .await
+        .send_message(authed(req, token))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Checks conversation `g` on the database: messages 1..=n without gaps or doubles, one
+/// event each, the event log gap-free, created_at never going back as seq grows (commit
+/// order is sequence order); answers how many transactions wrote them.
+async fn check_log(db: &str, g: &str, n: i64) -> i64 {
+    let q = |sql: &str| sql.replace("$G", &format!("'{g}'"));
+    let count = |sql: &str| {
+        let sql = q(sql);
+        async move { db_count(db, &sql).await }
+    };
+    assert_eq!(
+        count("SELECT count(*) AS n FROM messages WHERE conversation_id = $G").await,
+        n
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT seq) AS n FROM messages WHERE conversation_id = $G AND seq BETWEEN 1 AND (SELECT last_seq FROM conversations WHERE id = $G)").await,
+        n
+    );
+    assert_eq!(
+        count("SELECT last_seq AS n FROM conversations WHERE id = $G").await,
+        n
+    );
+    assert_eq!(
+        count("SELECT count(*) AS n FROM conversation_events WHERE conversation_id = $G AND message_id IS NOT NULL").await,
+        n
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) - max(seq) AS n FROM conversation_events WHERE conversation_id = $G"
+        )
+        .await,
+        0,
+        "the event log has a gap"
+    );
+    assert_eq!(
+        count("SELECT count(*) AS n FROM (SELECT created_at < lag(created_at) OVER (ORDER BY seq) AS back FROM messages WHERE conversation_id = $G) t WHERE back").await,
+        0,
+        "a later sequence position committed earlier"
+    );
+    count("SELECT count(DISTINCT created_at) AS n FROM messages WHERE conversation_id = $G").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_senders_into_one_conversation_share_commits_without_gaps_or_doubles() {
+    let app = app().await;
+    let (tokens, g) = crowd(&app, "one", 8).await;
+    let mut stream = client(&app)
+        .await
+        .stream_events(authed(pb::StreamEventsRequest::default(), &tokens[1]))
+        .await
+        .unwrap()
+        .into_inner();
+    let per_user = 40;
+    let (app_ref, g_ref) = (&app, &g);
+    let sends = tokens.iter().flat_map(|t| {
+        (0..per_user).map(move |i| send_as(app_ref, t, send(g_ref, &format!("m{i}"))))
+    });
+    let sent: Vec<pb::Message> = join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every send succeeds"))
+        .collect();
+    let n = (tokens.len() * per_user) as i64;
+    let mut seqs: Vec<i64> = sent.iter().map(|m| m.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    let ids: HashSet<&str> = sent.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len() as i64, n);
+    let transactions = check_log(&app.db_name, &g, n).await;
+    assert!(
+        transactions < n,
+        "{n} concurrent sends took {transactions} transactions: none were shared"
+    );
+    // A member's stream gets each once, in sequence order.
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while (got.len() as i64) < n {
+            let e = stream.message().await.unwrap().unwrap();
+            if let Some(Kind::MessageCreated(m)) = e.kind {
+                got.push(m.seq);
+            }
+        }
+    })
+    .await
+    .expect("every message arrives live");
+    assert_eq!(got, (1..=n).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sends_into_many_conversations_at_once_keep_each_sequence_gap_free() {
+    let app = app().await;
+    let mut groups = Vec::new();
+    for i in 0..10 {
+        groups.push(crowd(&app, &format!("many{i}x"), 3).await);
+    }
+    let per_group = 30;
+    let app_ref = &app;
+    let sends = groups.iter().flat_map(|(tokens, g)| {
+        (0..per_group).map(move |i| send_as(app_ref, &tokens[i % tokens.len()], send(g, "hi")))
+    });
+    for r in join_all(sends).await {
+        r.expect("every send succeeds");
+    }
+    let mut transactions = 0;
+    for (_, g) in &groups {
+        transactions += check_log(&app.db_name, g, per_group as i64).await;
+    }
+    let total = (groups.len() * per_group) as i64;
+    let distinct = db_count(
+        &app.db_name,
+        "SELECT count(DISTINCT created_at) AS n FROM messages",
+    )
+    .await;
+    assert!(
+        distinct < total,
+        "no batch spanned conversations ({distinct} of {total})"
+    );
+    assert!(transactions >= groups.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_retried_in_the_same_and_in_later_batches_answers_the_first_message() {
+    let app = app().await;
+    let (tokens, g) = crowd(&app, "key", 3).await;
+    let ann = &tokens[0];
+    // The same key at once (one batch, or several) and spread over time (later batches),
+    // racing with other senders' messages.
+    let retries = (0..40).map(|i| {
+        let app = &app;
+        let g = g.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis((i % 8) * 15)).await;
+            send_as(app, ann, keyed(&g, "once", "retry-key")).await
+        }
+    });
+    let others = (0..40).map(|i| send_as(&app, &tokens[1 + i % 2], send(&g, "other")));
+    let (retried, other) = futures::join!(join_all(retries), join_all(others));
+    let ids: HashSet<String> = retried.into_iter().map(|r| r.unwrap().id).collect();
+    assert_eq!(ids.len(), 1, "one message for one key: {ids:?}");
+    for r in other {
+        r.unwrap();
+    }
+    // One row for the key, and no position consumed by a retry.
+    check_log(&app.db_name, &g, 41).await;
+    // Later still: the same answer; in another conversation: refused, naming the field.
+    let again = send_as(&app, ann, keyed(&g, "once", "retry-key"))
+        .await
+        .unwrap();
+    assert!(ids.contains(&again.id));
+    let bob_id = my_id(&app, &tokens[1]).await;
+    let h = group(&app, ann, &[&bob_id]).await;
+    let err = send_as(&app, ann, keyed(&h, "once", "retry-key"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        violations(&err)
+            .iter()
+            .any(|v| v.contains("idempotency_key")),
+        "{err:?}"
+    );
+    // Two keys used twice each within one burst: two messages.
+    let burst = ["k1", "k2", "k1", "k2"].map(|k| send_as(&app, ann, keyed(&g, k, k)));
+    let burst: HashSet<String> = join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert_eq!(burst.len(), 2);
+    check_log(&app.db_name, &g, 43).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_send_fails_alone_and_its_batch_mates_commit() {
+    let app = app().await;
+    let (tokens, g) = crowd(&app, "iso", 4).await;
+    let (_, outsider) = user(&app, "isooutsider").await;
+    // A send the database itself refuses, whatever batch it lands in.
+    db_sql(
+        &app.db_name,
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.body_text = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
+    )
+    .await;
+    db_sql(
+        &app.db_name,
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .await;
+    for round in 0..3 {
+        let good = (0..30).map(|i| send_as(&app, &tokens[i % 4], send(&g, "fine")));
+        let poison = send_as(&app, &tokens[0], send(&g, "poison"));
+        let stranger = send_as(&app, &outsider, send(&g, "let me in"));
+        let (good, poison, stranger) = futures::join!(join_all(good), poison, stranger);
+        for r in good {
+            r.expect("a batch-mate of a failing send commits");
+        }
+        assert_eq!(poison.unwrap_err().code(), Code::Internal);
+        assert_eq!(stranger.unwrap_err().code(), Code::NotFound);
+        check_log(&app.db_name, &g, 30 * (round + 1)).await;
+    }
+    assert_eq!(
+        db_count(
+            &app.db_name,
+            "SELECT count(*) AS n FROM messages WHERE body_text IN ('poison', 'let me in')"
+        )
+        .await,
+        0
+    );
+}
