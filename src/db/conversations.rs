@@ -287,6 +287,19 @@ async fn complete(
     Ok(out)
 }
 
+/// Locks the conversation's row for the transaction (before any member row: the order
+/// batched sends take them in, so that neither waits on the other crosswise).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
+    conversations::table
+        .find(id)
+        .select(conversations::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    Ok(())
+}
+
 /// Moves the member's read position forward to `seq` (never back, never past the end);
 /// returns the new position.
 pub async fn mark_read(

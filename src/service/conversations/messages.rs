@@ -345,6 +345,7 @@ pub async fn mark_read(
     member(&mut conn, caller, id).await?;
     let (unread, event) = conn
         .transaction::<_, Error, _>(async |conn| {
+            db::conversations::lock(conn, id).await?;
             let before = db::conversations::get(conn, id, caller.user_id)
                 .await?
                 .ok_or(Error::NotFound("conversation"))?;
