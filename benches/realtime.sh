@@ -55,7 +55,7 @@ db_url="${PG_URL%/*}/$db"
 
 start() {
   local port=$1 batch=${2:-256}
-  EPOP_SEND_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=16 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
+  EPOP_SEND_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=16 EPOP_MAX_STREAMS_PER_USER=100000 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
     EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
     EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &

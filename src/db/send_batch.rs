@@ -1,7 +1,7 @@
 //! Group commit of message sends: every send of a batch written in the caller's one
 //! transaction, in four round trips whatever the batch's size (BEGIN; the conversations
-//! locked in id order with their members and the batch's idempotency keys; every write;
-//! COMMIT). Positions are taken per conversation for the whole batch under its row lock, so
+//! locked in id order with their members and the batch's idempotency keys; every write, one
+//! statement per table; COMMIT). Positions are taken per conversation for the whole batch under its row lock, so
 //! sequences stay gap-free and commit order equals sequence order.
 
 use crate::{
@@ -15,7 +15,12 @@ use crate::{
     error::{Error, Result},
 };
 use chrono::{DateTime, Utc};
-use diesel::{IntoSql, dsl::now, prelude::*, sql_types::Timestamptz};
+use diesel::{
+    IntoSql,
+    dsl::now,
+    prelude::*,
+    sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -180,20 +185,25 @@ async fn write(
             .push(serde_json::to_value(&body).map_err(|e| Error::internal(format!("event: {e}")))?);
     }
     let c: &AsyncPgConnection = conn;
-    let updates = touched.iter().map(|id| {
-        let (seq, event_seq, at) = positions[id];
-        let mut c = c;
-        async move {
-            diesel::update(conversations::table.find(*id))
-                .set((
-                    conversations::last_seq.eq(seq),
-                    conversations::last_event_seq.eq(event_seq),
-                    conversations::last_message_at.eq(at),
-                ))
-                .execute(&mut c)
-                .await
-        }
-    });
+    // One statement per table, whatever the batch holds (raw SQL over arrays: a statement
+    // per row would cost PostgreSQL more than the whole rest of the batch).
+    let (ids, seqs, event_seqs): (Vec<Uuid>, Vec<i64>, Vec<i64>) = touched
+        .iter()
+        .map(|id| (*id, positions[id].0, positions[id].1))
+        .collect();
+    let at = written
+        .first()
+        .map_or_else(Utc::now, |(_, m, _)| m.created_at);
+    let mut c0 = c;
+    let update_positions = diesel::sql_query(
+        "UPDATE conversations c SET last_seq = v.seq, last_event_seq = v.event_seq, last_message_at = $4 \
+         FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS v(id, seq, event_seq) WHERE c.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<BigInt>, _>(seqs)
+    .bind::<Array<BigInt>, _>(event_seqs)
+    .bind::<Timestamptz, _>(at)
+    .execute(&mut c0);
     let message_rows: Vec<_> = written
         .iter()
         .map(|(q, m, _)| {
@@ -230,19 +240,18 @@ async fn write(
     let insert_events = diesel::insert_into(conversation_events::table)
         .values(event_rows)
         .execute(&mut c2);
-    let read_updates = reads.iter().map(|(&(conversation, user), &seq)| {
-        let mut c = c;
-        async move {
-            diesel::update(
-                conversation_members::table
-                    .filter(conversation_members::conversation_id.eq(conversation))
-                    .filter(conversation_members::user_id.eq(user)),
-            )
-            .set(conversation_members::last_read_seq.eq(seq))
-            .execute(&mut c)
-            .await
-        }
-    });
+    let (read_conversations, (read_users, read_seqs)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) =
+        reads.iter().map(|(&(c, u), &seq)| (c, (u, seq))).unzip();
+    let mut c3 = c;
+    let update_reads = diesel::sql_query(
+        "UPDATE conversation_members m SET last_read_seq = v.seq \
+         FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conversation_id, user_id, seq) \
+         WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id",
+    )
+    .bind::<Array<SqlUuid>, _>(read_conversations)
+    .bind::<Array<SqlUuid>, _>(read_users)
+    .bind::<Array<BigInt>, _>(read_seqs)
+    .execute(&mut c3);
     let digest_at = written.iter().map(|(q, ..)| q.digest_at).min();
     let jobs: Vec<Job> = touched
         .iter()
@@ -259,18 +268,10 @@ async fn write(
         })
     };
     futures::try_join!(
-        async {
-            futures::future::try_join_all(updates)
-                .await
-                .map_err(Error::from)
-        },
+        async { update_positions.await.map_err(Error::from) },
         inserted,
         async { insert_events.await.map_err(Error::from) },
-        async {
-            futures::future::try_join_all(read_updates)
-                .await
-                .map_err(Error::from)
-        },
+        async { update_reads.await.map_err(Error::from) },
         digests,
     )?;
     Ok(())
