@@ -145,6 +145,7 @@ impl App {
                     pool.clone(),
                     broker.clone(),
                     config.send_batch_max,
+                    config.send_writers,
                 )
             }),
             broker,
