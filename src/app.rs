@@ -145,7 +145,6 @@ impl App {
                     pool.clone(),
                     broker.clone(),
                     config.send_batch_max,
-                    config.send_writers,
                 )
             }),
             broker,

@@ -111,11 +111,6 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_SEND_BATCH_MAX", default_value_t = 256)]
     pub send_batch_max: usize,
 
-    /// With group commit: how many batches may be in flight at once (one's statements run
-    /// while another's commit is flushed); each holds a pooled connection while it commits.
-    #[arg(long, env = "EPOP_SEND_WRITERS", default_value_t = 2)]
-    pub send_writers: usize,
-
     /// Lifetime of access tokens (e.g. `15m`).
     #[arg(long, env = "EPOP_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub access_token_ttl: Duration,

@@ -1,10 +1,8 @@
-//! The send queue: group commit ("smart batching"). Sends wait in a channel; a writer takes
-//! whatever is waiting (at least one, at most the cap), commits it as one transaction
-//! (`db::send_batch`), publishes the events in sequence order, then answers each caller.
-//! Nothing waits for a batch to fill: an idle writer takes a lone send at once, and while a
-//! batch commits the next one gathers in the channel. Several writers take turns at the
-//! channel, so that one batch's statements run while another's commit is being flushed;
-//! batches touching one conversation still commit one after the other (its row lock). When a batch fails
+//! The send queue: group commit ("smart batching"). Sends wait in a channel; one writer
+//! takes whatever is waiting (at least one, at most the cap), commits it as one
+//! transaction (`db::send_batch`), publishes the events in sequence order, then answers
+//! each caller. Nothing waits for a batch to fill: an idle writer takes a lone send at
+//! once, and while a batch commits the next one gathers in the channel. When a batch fails
 //! in the database, its sends are retried one by one, so that only the send at fault fails.
 
 use crate::{
@@ -16,8 +14,7 @@ use crate::{
     realtime::{Broker, Published},
 };
 use diesel_async::AsyncConnection;
-use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// How many sends may wait for the writer before callers wait to queue.
 const QUEUE: usize = 4096;
@@ -35,15 +32,11 @@ struct Waiting {
 }
 
 impl SendQueue {
-    /// Starts `writers` writers, committing batches of at most `max_batch` sends. They stop
-    /// when the last handle is dropped, after the sends already queued.
-    pub fn start(pool: Pool, broker: Broker, max_batch: usize, writers: usize) -> Self {
+    /// Starts the writer: batches of at most `max_batch` sends (1: a transaction each).
+    /// It stops when the last handle is dropped, after the sends already queued.
+    pub fn start(pool: Pool, broker: Broker, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..writers.max(1) {
-            let (rx, pool, broker) = (rx.clone(), pool.clone(), broker.clone());
-            tokio::spawn(writer(rx, pool, broker, max_batch.max(1)));
-        }
+        tokio::spawn(writer(rx, pool, broker, max_batch.max(1)));
         Self { tx }
     }
 
@@ -60,15 +53,9 @@ impl SendQueue {
     }
 }
 
-async fn writer(
-    rx: Arc<Mutex<mpsc::Receiver<Waiting>>>,
-    pool: Pool,
-    broker: Broker,
-    max: usize,
-) {
+async fn writer(mut rx: mpsc::Receiver<Waiting>, pool: Pool, broker: Broker, max: usize) {
     let mut batch = Vec::with_capacity(max);
-    // The channel is held only while taking a batch: the next writer gathers meanwhile.
-    while rx.lock().await.recv_many(&mut batch, max).await > 0 {
+    while rx.recv_many(&mut batch, max).await > 0 {
         metrics::histogram!("epop_send_batch_size").record(batch.len() as f64);
         let sends: Vec<Queued> = batch.iter().map(|w| w.send.clone()).collect();
         match commit(&pool, &sends).await {
