@@ -110,7 +110,7 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
         .collect();
 
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut written: Vec<(&Queued, Message, i64)> = Vec::new();
+    let mut written: Vec<Written<'_>> = Vec::new();
     for q in batch {
         let key = q.key.as_ref().map(|k| (q.sender.0, k.clone()));
         if let Some(m) = key.as_ref().and_then(|k| keyed.get(k)) {
@@ -140,7 +140,6 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
         if let Some(k) = key {
             keyed.insert(k, message.clone());
         }
-        written.push((q, message.clone(), pos.1));
         let event = Event {
             conversation_id: q.conversation,
             seq: pos.1,
@@ -150,6 +149,9 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
             },
             created_at: pos.2,
         };
+        let body = serde_json::to_value(&event.body)
+            .map_err(|e| Error::internal(format!("event body: {e}")))?;
+        written.push((q, message.clone(), pos.1, body));
         outcomes.push(Outcome::Sent(Box::new(Sent {
             message,
             event,
@@ -157,32 +159,26 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
         })));
     }
     if !written.is_empty() {
-        write(conn, &written, &positions).await?;
+        write(conn, written, &positions).await?;
     }
     Ok(outcomes)
 }
+
+/// A send to write: its request, message, event position and event body.
+type Written<'a> = (&'a Queued, Message, i64, serde_json::Value);
 
 /// The batch's writes, sent together: each touched conversation's new positions, the
 /// messages and their events (one statement each), the senders' read positions and the
 /// conversations' digest jobs.
 async fn write(
     conn: &mut AsyncPgConnection,
-    written: &[(&Queued, Message, i64)],
+    written: Vec<Written<'_>>,
     positions: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
 ) -> Result<()> {
     let touched: HashSet<Uuid> = written.iter().map(|(q, ..)| q.conversation).collect();
     let mut reads: HashMap<(Uuid, Uuid), i64> = HashMap::new();
-    for (q, m, _) in written {
+    for (q, m, ..) in &written {
         reads.insert((q.conversation, q.sender.0), m.seq);
-    }
-    let mut bodies = Vec::with_capacity(written.len());
-    for (_, m, _) in written {
-        let body = EventBody::MessageCreated {
-            message: m.clone(),
-            attachments: Vec::new(),
-        };
-        bodies
-            .push(serde_json::to_value(&body).map_err(|e| Error::internal(format!("event: {e}")))?);
     }
     let c: &AsyncPgConnection = conn;
     // One statement per table, whatever the batch holds (raw SQL over arrays: a statement
@@ -191,9 +187,7 @@ async fn write(
         .iter()
         .map(|id| (*id, positions[id].0, positions[id].1))
         .collect();
-    let at = written
-        .first()
-        .map_or_else(Utc::now, |(_, m, _)| m.created_at);
+    let at = <[_]>::first(&written).map_or_else(Utc::now, |(_, m, ..)| m.created_at);
     let mut c0 = c;
     let update_positions = diesel::sql_query(
         "UPDATE conversations c SET last_seq = v.seq, last_event_seq = v.event_seq, last_message_at = $4 \
@@ -206,7 +200,7 @@ async fn write(
     .execute(&mut c0);
     let message_rows: Vec<_> = written
         .iter()
-        .map(|(q, m, _)| {
+        .map(|(q, m, ..)| {
             (
                 messages::id.eq(m.id),
                 messages::conversation_id.eq(m.conversation_id),
@@ -221,8 +215,7 @@ async fn write(
         .collect();
     let event_rows: Vec<_> = written
         .iter()
-        .zip(bodies)
-        .map(|((_, m, event_seq), body)| {
+        .map(|(_, m, event_seq, body)| {
             (
                 conversation_events::conversation_id.eq(m.conversation_id),
                 conversation_events::seq.eq(*event_seq),

@@ -28,7 +28,7 @@ pub struct SendQueue {
 #[derive(Debug)]
 struct Waiting {
     send: Queued,
-    reply: oneshot::Sender<Result<Outcome>>,
+    reply: Reply,
 }
 
 impl SendQueue {
@@ -57,23 +57,23 @@ async fn writer(mut rx: mpsc::Receiver<Waiting>, pool: Pool, broker: Broker, max
     let mut batch = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
         metrics::histogram!("epop_send_batch_size").record(batch.len() as f64);
-        let sends: Vec<Queued> = batch.iter().map(|w| w.send.clone()).collect();
+        let (sends, replies): (Vec<Queued>, Vec<Reply>) =
+            batch.drain(..).map(|w| (w.send, w.reply)).unzip();
         match commit(&pool, &sends).await {
-            Ok(outcomes) => answer(&broker, batch.drain(..), outcomes),
-            Err(e) if batch.len() == 1 => {
-                if let Some(w) = batch.pop() {
-                    let _ = w.reply.send(Err(e));
+            Ok(outcomes) => answer(&broker, replies, outcomes),
+            Err(e) if sends.len() == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(e));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, sends = batch.len(), "a send batch failed: retrying its sends one by one");
+                tracing::warn!(error = %e, sends = sends.len(), "a send batch failed: retrying its sends one by one");
                 metrics::counter!("epop_send_batch_retries_total").increment(1);
-                for w in batch.drain(..) {
-                    let one = std::slice::from_ref(&w.send);
-                    match commit(&pool, one).await {
-                        Ok(outcomes) => answer(&broker, [w], outcomes),
+                for (send, reply) in sends.iter().zip(replies) {
+                    match commit(&pool, std::slice::from_ref(send)).await {
+                        Ok(outcomes) => answer(&broker, vec![reply], outcomes),
                         Err(e) => {
-                            let _ = w.reply.send(Err(e));
+                            let _ = reply.send(Err(e));
                         }
                     }
                 }
@@ -81,6 +81,9 @@ async fn writer(mut rx: mpsc::Receiver<Waiting>, pool: Pool, broker: Broker, max
         }
     }
 }
+
+/// Where a send's outcome goes.
+type Reply = oneshot::Sender<Result<Outcome>>;
 
 async fn commit(pool: &Pool, sends: &[Queued]) -> Result<Vec<Outcome>> {
     let mut conn = pool.get().await?;
@@ -90,8 +93,7 @@ async fn commit(pool: &Pool, sends: &[Queued]) -> Result<Vec<Outcome>> {
 
 /// Publishes the committed events (in the batch's order: sequence order per conversation),
 /// then answers the callers.
-fn answer(broker: &Broker, waiting: impl IntoIterator<Item = Waiting>, outcomes: Vec<Outcome>) {
-    let waiting: Vec<Waiting> = waiting.into_iter().collect();
+fn answer(broker: &Broker, replies: Vec<Reply>, outcomes: Vec<Outcome>) {
     for outcome in &outcomes {
         if let Outcome::Sent(sent) = outcome {
             broker.publish(Published::Durable {
@@ -100,7 +102,7 @@ fn answer(broker: &Broker, waiting: impl IntoIterator<Item = Waiting>, outcomes:
             });
         }
     }
-    for (w, outcome) in waiting.into_iter().zip(outcomes) {
-        let _ = w.reply.send(Ok(outcome));
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(Ok(outcome));
     }
 }
