@@ -54,8 +54,8 @@ db=epop_bench_$$
 db_url="${PG_URL%/*}/$db"
 
 start() {
-  local port=$1 batch=${2:-256}
-  EPOP_SEND_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=16 EPOP_MAX_STREAMS_PER_USER=100000 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
+  local port=$1 batch=${2:-256} pool=${3:-6}
+  EPOP_SEND_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=$pool EPOP_MAX_STREAMS_PER_USER=100000 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
     EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
     EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
@@ -68,7 +68,9 @@ B=http://127.0.0.1:18112
 A1=http://127.0.0.1:18114
 start 18111
 start 18112
-start 18114 1
+# A transaction per send needs the default pool (16); the others use few connections, and
+# pgbench's 64 must fit in PostgreSQL's default max_connections (100) beside them.
+start 18114 1 16
 echo "instances: A=$A (group commit) A1=$A1 (a transaction per send) B=$B (streams), PostgreSQL $PG_URL, Redis $REDIS; $(nproc) cores shared by everything"
 
 "$target/release/rt-load" setup --url "$A" --admin-password bench-admin-password --users "$USERS" \
@@ -101,7 +103,7 @@ echo "== send throughput: SendMessage through A vs the raw PostgreSQL ceiling (p
 groups=$("$PG_BIN/psql" "$db_url" -qAtc "SELECT count(*) FROM bench_targets")
 bench_pg() {
   "$PG_BIN/pgbench" -n -M prepared -c "$clients" -j 2 -T "$SECS" -D groups="$groups" -f "$1" \
-    "$db_url" >"$work/pgbench.txt" 2>&1 || { cat "$work/pgbench.txt"; exit 1; }
+    "$db_url" >"$work/pgbench.txt" 2>&1 || { cat "$work/pgbench.txt" >&2; exit 1; }
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt"
 }
 bench_app() {
