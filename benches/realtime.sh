@@ -139,6 +139,6 @@ done
 
 echo
 echo "== memory per idle event stream on a fresh instance C =="
-start 18113
+start 18113 256 16
 "$target/release/stream-rss" --url http://127.0.0.1:18113 --pid "${pids[${#pids[@]}-1]}" \
   --password bench-admin-password --streams "$STREAMS"
