@@ -92,13 +92,14 @@ async fn commit(pool: &Pool, sends: &[Queued]) -> Result<Vec<Outcome>> {
 }
 
 /// Publishes the committed events (in the batch's order: sequence order per conversation),
-/// then answers the callers.
-fn answer(broker: &Broker, replies: Vec<Reply>, outcomes: Vec<Outcome>) {
-    for outcome in &outcomes {
+/// then answers the callers. The recipients go to the broker, not back: callers use the
+/// message.
+fn answer(broker: &Broker, replies: Vec<Reply>, mut outcomes: Vec<Outcome>) {
+    for outcome in &mut outcomes {
         if let Outcome::Sent(sent) = outcome {
             broker.publish(Published::Durable {
                 event: sent.event.clone(),
-                recipients: sent.recipients.clone().into(),
+                recipients: std::mem::take(&mut sent.recipients).into(),
             });
         }
     }
