@@ -24,28 +24,14 @@ MEM_STREAMS=${MEM_STREAMS:-500}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked --quiet --bin epop --bin ai-load
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "${db:-}" ] && "$PG_BIN/psql" "$PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-  stop_services
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ensure_postgres "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 55433
-db=epop_ai_bench_$$
-"$PG_BIN/psql" "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+bench_setup epop_ai_bench
 ulimit -n 65536 2>/dev/null || true
 
 fake_port=18291
 port=18290
 "$target/release/ai-load" fake --port "$fake_port" --every "$EVERY_MS" &
 pids+=("$!")
-DATABASE_URL="${PG_URL%/*}/$db" EPOP_LISTEN=127.0.0.1:$port EPOP_DATA_DIR="$work/data" \
+DATABASE_URL="$db_url" EPOP_LISTEN=127.0.0.1:$port EPOP_DATA_DIR="$work/data" \
   EPOP_ADMIN_PASSWORD=bench-admin-password EPOP_AI_BASE_URL="http://127.0.0.1:$fake_port/v1" \
   EPOP_AI_MODEL=fake EPOP_AI_REQUESTS_PER_MINUTE=1000000 EPOP_AI_MAX_CONCURRENT=100000 \
   EPOP_DB_POOL_SIZE=32 EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off "$target/release/epop" >"$work/epop.log" 2>&1 &

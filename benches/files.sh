@@ -29,21 +29,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "${db:-}" ] && "$PG_BIN/psql" "$PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-  stop_services
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ensure_postgres "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 55433
-db=epop_files_bench_$$
-"$PG_BIN/psql" "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+bench_setup epop_files_bench
 
 port=18191
 nofsync_port=18193
@@ -51,7 +37,7 @@ nginx_port=18192
 # Two servers on the one database: the default (uploads fsynced before they are acknowledged)
 # and EPOP_FILES_FSYNC=false.
 start_epop() {
-  DATABASE_URL="${PG_URL%/*}/$db" EPOP_LISTEN=127.0.0.1:$1 EPOP_DATA_DIR="$work/data-$1" \
+  DATABASE_URL="$db_url" EPOP_LISTEN=127.0.0.1:$1 EPOP_DATA_DIR="$work/data-$1" \
     EPOP_ADMIN_PASSWORD=bench-admin-password EPOP_FILES_MAX_BYTES=$(((SIZE_MIB + 1) << 20)) \
     EPOP_JWT_SECRET=bench-signing-key-of-at-least-32-bytes EPOP_FILES_FSYNC=$2 EPOP_WRITE_RATE_LIMIT=off "$target/release/epop" >"$work/epop-$1.log" 2>&1 &
   pids+=("$!")

@@ -35,23 +35,8 @@ STREAMS=${STREAMS:-10000}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked --quiet --bin epop --bin rt-load --bin stream-rss
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "${db:-}" ] && "$PG_BIN/psql" "$PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-  stop_services
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ensure_postgres "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 55433
+bench_setup epop_bench
 ensure_redis "${BENCH_REDIS_URL:-redis://127.0.0.1:6379}" 56380
-db=epop_bench_$$
-"$PG_BIN/psql" "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
-db_url="${PG_URL%/*}/$db"
 
 start() {
   local port=$1 batch=${2:-256} pool=${3:-6}

@@ -23,27 +23,14 @@ EVERY=${EVERY:-30}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked --quiet --bin epop --bin rt-load
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "${db:-}" ] && "$PG_BIN/psql" "$PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-  stop_services
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ensure_postgres "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 55433
+bench_setup epop_soak
 ensure_redis "${BENCH_REDIS_URL:-redis://127.0.0.1:6379}" 56380
-db=epop_soak_$$
-"$PG_BIN/psql" "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
 
 url=http://127.0.0.1:18131
 # SOAK_REDIS=off: the in-process broker instead (to tell the two apart).
 redis_env=(REDIS_URL="$REDIS")
 [ "${SOAK_REDIS:-on}" = off ] && redis_env=()
-env "${redis_env[@]}" DATABASE_URL="${PG_URL%/*}/$db" EPOP_REDIS_CHANNEL=epop:soak:$$ \
+env "${redis_env[@]}" DATABASE_URL="$db_url" EPOP_REDIS_CHANNEL=epop:soak:$$ \
   EPOP_LISTEN=127.0.0.1:18131 EPOP_DATA_DIR="$work/data" EPOP_ADMIN_PASSWORD=soak-admin-password \
   EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn \
   "$target/release/epop" >"$work/server.log" 2>&1 &

@@ -111,3 +111,25 @@ ensure_s3fs() {
     echo "$S3S_FS_VERSION" > "$root/version"
   fi
 }
+
+# For the benchmarks: a work directory ($work), the processes to stop on exit ($pids, which
+# the caller appends to), a fresh database named <prefix>_<pid> ($db, URL $db_url) on the
+# PostgreSQL ensure_postgres finds or starts, and a trap that stops and removes all of it.
+bench_setup() {
+  work=$(mktemp -d)
+  chmod 755 "$work"
+  pids=()
+  trap bench_cleanup EXIT
+  ensure_postgres "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 55433
+  db=$1_$$
+  "$PG_BIN/psql" "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+  db_url="${PG_URL%/*}/$db"
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "${db:-}" ] && "$PG_BIN/psql" "$PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+  stop_services
+  rm -rf "$work"
+}
