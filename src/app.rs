@@ -213,6 +213,7 @@ impl App {
                 keepalive_timeout: config.http2_keepalive,
                 max_connections: config.max_connections.max(1),
                 http2_max_streams: config.http2_max_streams.max(1),
+                idle_timeout: config.idle_timeout,
             },
             tls,
             generated_admin_password,

@@ -181,6 +181,12 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_HTTP2_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub http2_keepalive: Duration,
 
+    /// How long a connection may stay open with no call in flight (an open event stream is
+    /// one); then it is closed gracefully (HTTP/2 GOAWAY), and clients reconnect when next
+    /// needed.
+    #[arg(long, env = "EPOP_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
     /// The most calls in flight on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS);
     /// clients queue further ones.
     #[arg(long, env = "EPOP_HTTP2_MAX_STREAMS", default_value_t = 200)]

@@ -1,18 +1,25 @@
 //! The accept loop, with the transport limits that `axum::serve` cannot set: a timeout for
 //! reading HTTP/1 request headers (slowloris), HTTP/2 keepalive pings (dead peers are
-//! dropped), a cap on open connections (past it, new ones wait in the kernel's backlog), and
-//! graceful shutdown (stop accepting, let open connections finish their calls), and TLS when
-//! configured (the handshake runs in the connection's task, bounded by the header timeout).
+//! dropped), closing connections without a call in flight for the idle timeout, a cap on open
+//! connections (past it, new ones wait in the kernel's backlog), graceful shutdown (stop
+//! accepting, let open connections finish their calls), and TLS when configured (the
+//! handshake runs in the connection's task, bounded by the header timeout).
+
+mod idle;
 
 use axum::{Router, body::Body};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    server::conn::auto::Builder,
     service::TowerToHyperService,
 };
-use std::{sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::Semaphore};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::Semaphore,
+};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -29,6 +36,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// The most concurrent HTTP/2 streams (calls) on one connection.
     pub http2_max_streams: u32,
+    /// How long a connection may stay open without a call in flight.
+    pub idle_timeout: Duration,
 }
 
 /// Serves `router` on `listener` until `stop`; then stops accepting, lets open connections
@@ -55,7 +64,6 @@ pub async fn serve(
         .max_concurrent_streams(limits.http2_max_streams);
     let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -83,31 +91,25 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        let service = TowerToHyperService::new(router.clone().map_request(
-            move |req: http::Request<Incoming>| {
-                let mut req = req.map(Body::new);
-                req.extensions_mut()
-                    .insert(crate::ratelimit::ClientAddr(peer));
-                req
-            },
-        ));
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
-        let handshake_timeout = limits.header_read_timeout;
+        let connection = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            peer,
+            limits,
+            stop: stop.clone(),
+        };
+        let tls = tls.clone();
         connections.spawn(async move {
             let ended = match tls {
-                None => {
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    watcher.watch(c.into_owned()).await
-                }
+                None => connection.serve(tcp).await,
                 Some(tls) => {
-                    let accepted =
-                        tokio::time::timeout(handshake_timeout, tls.acceptor().accept(tcp)).await;
+                    let accepted = tokio::time::timeout(
+                        limits.header_read_timeout,
+                        tls.acceptor().accept(tcp),
+                    )
+                    .await;
                     match accepted {
-                        Ok(Ok(stream)) => {
-                            let io = TokioIo::new(stream);
-                            let c = builder.serve_connection_with_upgrades(io, service);
-                            watcher.watch(c.into_owned()).await
-                        }
+                        Ok(Ok(stream)) => connection.serve(stream).await,
                         Ok(Err(e)) => Err(e.into()),
                         Err(_) => Err("the TLS handshake timed out".into()),
                     }
@@ -120,14 +122,68 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let finished = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, finished).await.is_err() {
         tracing::warn!(
             open = connections.len(),
             "connections still open after the grace period are closed"
         );
     }
     connections.shutdown().await;
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    builder: Arc<Builder<TokioExecutor>>,
+    router: Router,
+    peer: SocketAddr,
+    limits: Limits,
+    stop: CancellationToken,
+}
+
+impl Connection {
+    /// Serves the connection's calls until it closes; closes it gracefully (HTTP/2 GOAWAY,
+    /// or after the current HTTP/1 response) at shutdown or once idle for the idle timeout.
+    async fn serve(
+        self,
+        io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let calls = idle::Calls::new();
+        let (router, peer, counted) = (self.router, self.peer, calls.clone());
+        let service = tower::service_fn(move |req: http::Request<Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut()
+                .insert(crate::ratelimit::ClientAddr(peer));
+            let guard = counted.start();
+            let call = router.clone().oneshot(req);
+            async move {
+                let response = call.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Body::new(idle::Tracked::new(body, guard))),
+                )
+            }
+        });
+        let service = TowerToHyperService::new(service);
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let idle = calls.idle_for(self.limits.idle_timeout);
+        let mut idle = std::pin::pin!(idle);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => return ended,
+                () = self.stop.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = idle.as_mut(), if !closing => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
 }

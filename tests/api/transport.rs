@@ -1,5 +1,5 @@
-//! Transport limits: slow headers are cut off, connections are capped, and replies are
-//! bounded in size.
+//! Transport limits: slow headers are cut off, idle connections closed, connections are
+//! capped, and replies are bounded in size.
 
 use crate::{
     events::{ann_and_bob_in_a_group, client, send},
@@ -47,6 +47,111 @@ async fn a_client_that_sends_headers_too_slowly_is_cut_off() {
     let reply = read_until_closed(&mut tcp, Duration::from_secs(5))
         .await
         .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// An HTTP/2 (h2c) connection to `app` and its task, which ends when the connection closes.
+async fn h2_connection(
+    app: &TestApp,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+fn get(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    let mut req = http::Request::get(format!("{}{path}", app.url()));
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    req.body(http_body_util::Empty::new()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_without_a_call_in_flight_are_closed_after_the_idle_timeout() {
+    let app = TestApp::spawn_with(|c| {
+        c.idle_timeout = Duration::from_secs(1);
+        c.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let (ann, bob, conversation) = ann_and_bob_in_a_group(&app).await;
+
+    // HTTP/2: one call, then nothing: the server says GOAWAY and the connection ends.
+    let (mut idle, idle_conn) = h2_connection(&app).await;
+    let reply = idle.send_request(get(&app, "/readyz", None)).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    drop(reply);
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), idle_conn).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // An open event stream is a call in flight: its connection outlives the timeout and the
+    // stream keeps delivering; once the stream is dropped, the connection goes idle and ends.
+    let (mut streaming, streaming_conn) = h2_connection(&app).await;
+    let mut events = streaming
+        .send_request(get(&app, "/api/events", Some(&bob)))
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !streaming_conn.is_finished(),
+        "a streaming connection was closed as idle"
+    );
+    let another = streaming.send_request(get(&app, "/readyz", None)).await;
+    assert_eq!(
+        another
+            .expect("the streaming connection was closing")
+            .status(),
+        200
+    );
+    client(&app)
+        .await
+        .send_message(authed(send(&conversation, "still here"), &ann))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("still here") {
+        use http_body_util::BodyExt;
+        let frame = tokio::time::timeout(Duration::from_secs(10), events.body_mut().frame())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(frame.data_ref().unwrap()));
+    }
+    drop(events);
+    let ended = tokio::time::timeout(Duration::from_secs(10), streaming_conn).await;
+    assert!(
+        ended.is_ok(),
+        "the connection stayed open after its stream ended"
+    );
+
+    // HTTP/1.1 keep-alive: an idle connection is closed too (by whichever comes first: the
+    // idle timeout or the header-read timeout for the next request).
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    let reply = reply.expect("the idle keep-alive connection stayed open");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 
