@@ -132,6 +132,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// An OpenTelemetry collector (OTLP over gRPC, e.g. `http://127.0.0.1:4317`) to export
+    /// every request's span to; unset exports nothing. `OTEL_*` variables tune the exporter.
+    #[arg(long, env = "EPOP_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Email of the admin created on first start when no admin exists.
     #[arg(long, env = "EPOP_ADMIN_EMAIL", default_value = "admin@epop.local")]
     pub admin_email: String,

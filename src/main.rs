@@ -172,7 +172,10 @@ async fn with_database(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format);
+    let exporter = (args.otlp_endpoint.as_deref())
+        .map(telemetry::otlp::Exporter::new)
+        .transpose()?;
+    telemetry::init_exporting(args.log_format, exporter.as_ref());
     let app = App::build(args).await?;
     if let Some(password) = &app.generated_admin_password {
         println!("\n  First start: created the admin account. Sign in with the password below;");
@@ -185,7 +188,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown signal received: finishing in-flight calls");
         stop.cancel();
     });
-    app.run_until_stopped().await
+    let result = app.run_until_stopped().await;
+    if let Some(exporter) = exporter {
+        // Blocks until the last spans are sent, which needs the runtime's other threads.
+        tokio::task::spawn_blocking(move || exporter.shutdown()).await?;
+    }
+    result
 }
 
 async fn shutdown_signal() {

@@ -144,10 +144,15 @@ pub async fn track(req: Request, next: Next) -> Response {
         .get::<Protocol>()
         .copied()
         .unwrap_or(Protocol::Grpc);
+    let span = tracing::Span::current();
+    if method != "unknown" {
+        crate::telemetry::otlp::name_span(&span, method.trim_start_matches('/'));
+    }
     let call = Call {
         method,
         protocol,
         start: Instant::now(),
+        span,
     };
     let response = next.run(req).await;
     if let Some(code) = grpc_code(response.headers()) {
@@ -169,15 +174,30 @@ fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
         .map(|v| tonic::Code::from_bytes(v.as_bytes()))
 }
 
-/// One call being timed.
+/// One call being timed, and its request's span.
 struct Call {
     method: &'static str,
     protocol: Protocol,
     start: Instant,
+    span: tracing::Span,
 }
 
 impl Call {
     fn finish(self, code: tonic::Code) {
+        use tonic::Code as C;
+        self.span.record("rpc.grpc.status_code", code as i32);
+        // The server's failures, not the caller's mistakes (OpenTelemetry's rule for gRPC).
+        if matches!(
+            code,
+            C::Unknown
+                | C::DeadlineExceeded
+                | C::Unimplemented
+                | C::Internal
+                | C::Unavailable
+                | C::DataLoss
+        ) {
+            self.span.record("otel.status_code", "error");
+        }
         let labels = [
             ("method", self.method),
             ("protocol", self.protocol.label()),

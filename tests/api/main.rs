@@ -36,5 +36,6 @@ mod signing_key;
 mod tasks;
 mod test_ca;
 mod tokens;
+mod trace_export;
 mod transport;
 mod users;
