@@ -21,8 +21,15 @@
 #    one message per transaction) and benches/send-full.pgbench (every statement of a lone
 #    send), and rt-load throughput (SendMessage, closed loop) through A1 and through A;
 #    medians and the ratios.
-# 5. STREAMS (10,000) idle streams on a fresh instance C (so that no earlier load sits in
+# 5. MarkRead throughput (rt-load reads), through A1 (EPOP_READ_BATCH_MAX=1: a transaction
+#    per mark) and A (read positions batched), ROUNDS interleaved rounds at READ_CLIENTS (64)
+#    clients while one member sends 100 messages/s into the same conversations: once with
+#    every client in the group of 200 (the fan-in of read receipts on one conversation), once
+#    spread over the groups of 10.
+# 6. STREAMS (10,000) idle streams on a fresh instance C (so that no earlier load sits in
 #    its heap): server memory per stream (stream-rss).
+#
+# PARTS (latency,throughput,reads,memory by default) picks the parts to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -32,6 +39,9 @@ CLIENT_COUNTS=${CLIENT_COUNTS:-16,64}
 ROUNDS=${ROUNDS:-3}
 USERS=${USERS:-1000}
 STREAMS=${STREAMS:-10000}
+READ_CLIENTS=${READ_CLIENTS:-64}
+PARTS=${PARTS:-latency,throughput,reads,memory}
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked --quiet --bin epop --bin rt-load --bin stream-rss
 
@@ -40,7 +50,7 @@ ensure_redis "${BENCH_REDIS_URL:-redis://127.0.0.1:6379}" 56380
 
 start() {
   local port=$1 batch=${2:-256} pool=${3:-6}
-  EPOP_SEND_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=$pool EPOP_MAX_STREAMS_PER_USER=100000 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
+  EPOP_SEND_BATCH_MAX=$batch EPOP_READ_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=$pool EPOP_MAX_STREAMS_PER_USER=100000 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
     EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
     EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
@@ -62,12 +72,13 @@ echo "instances: A=$A (group commit) A1=$A1 (a transaction per send) B=$B (strea
   --state "$work/state.json"
 echo
 for sender in A1 A; do
+  part latency || continue
   echo "== send -> receive latency across instances (sent on $sender, delivered on B) =="
   "$target/release/rt-load" latency --send-url "${!sender}" --recv-url "$B" --state "$work/state.json" \
     --rates "$RATES" --seconds "$SECS" | tee "$work/latency-$sender.txt"
   echo
 done
-python3 - "$work/latency-A1.txt" "$work/latency-A.txt" <<'PY'
+part latency && python3 - "$work/latency-A1.txt" "$work/latency-A.txt" <<'PY'
 import re, sys
 def read(path):
     text = open(path).read()
@@ -80,7 +91,7 @@ print(f"  highest delivered rate with p99 < 50 ms: A1 {b1:.0f}, A {b:.0f} delive
 print(f"  p99 at 200 sends/s: A1 {p1:.1f} ms, A {p:.1f} ms")
 PY
 echo
-echo "== send throughput: SendMessage through A vs the raw PostgreSQL ceiling (pgbench) =="
+part throughput && echo "== send throughput: SendMessage through A vs the raw PostgreSQL ceiling (pgbench) =="
 "$PG_BIN/psql" "$db_url" -qc "CREATE TABLE bench_targets AS
   SELECT row_number() OVER (ORDER BY c.id) AS n, c.id AS conversation_id,
          (SELECT m.user_id FROM conversation_members m WHERE m.conversation_id = c.id LIMIT 1) AS sender_id
@@ -98,6 +109,7 @@ bench_app() {
   sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p' "$work/app.txt"
 }
 for clients in ${CLIENT_COUNTS//,/ }; do
+  part throughput || continue
   pg=() full=() one=() app=()
   for _ in $(seq 1 "$ROUNDS"); do
     pg+=("$(bench_pg benches/send.pgbench)")
@@ -122,6 +134,35 @@ PY
   echo
 done
 
+if part reads; then
+  echo "== MarkRead throughput: a transaction per mark (A1) vs read positions batched (A) =="
+  echo "$READ_CLIENTS clients, $SECS s rounds, 100 sends/s into the same conversations, medians of $ROUNDS interleaved rounds"
+  for where in big groups; do
+    flag=(); [ "$where" = big ] && flag=(--big)
+    for _ in $(seq 1 "$ROUNDS"); do
+      for inst in A1 A; do
+        "$target/release/rt-load" reads --url "${!inst}" --state "$work/state.json" "${flag[@]}" \
+          --clients "$READ_CLIENTS" --seconds "$SECS" | tee -a "$work/reads-$where-$inst.txt" >&2
+      done
+    done
+    python3 - "$where" "$work/reads-$where-A1.txt" "$work/reads-$where-A.txt" <<'PY'
+import re, statistics, sys
+where, paths = sys.argv[1], sys.argv[2:]
+def rounds(path):
+    return [(float(m.group(1)), m.group(2)) for m in re.finditer(r"^([\d.]+) marks/s .*?p99 ([\d.]+\w+);", open(path).read(), re.M)]
+(one, app) = (rounds(p) for p in paths)
+om, am = (statistics.median(r for r, _ in x) for x in (one, app))
+label = "every client in the group of 200" if where == "big" else "clients spread over the groups of 10"
+print(f"{label}:")
+print(f"  a transaction per mark (A1): {om:7.0f} marks/s  ({' '.join(f'{r:.0f}' for r, _ in one)}); p99 {', '.join(p for _, p in one)}")
+print(f"  batched (A):                 {am:7.0f} marks/s  ({' '.join(f'{r:.0f}' for r, _ in app)}); p99 {', '.join(p for _, p in app)}")
+print(f"  batched / a transaction each: {am / om:.2f}x")
+PY
+  done
+  echo
+fi
+
+part memory || exit 0
 echo
 echo "== memory per idle event stream on a fresh instance C =="
 start 18113 256 16

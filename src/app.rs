@@ -147,6 +147,13 @@ impl App {
                     config.send_batch_max,
                 )
             }),
+            reads: (config.read_batch_max > 1).then(|| {
+                service::conversations::ReadQueue::start(
+                    pool.clone(),
+                    broker.clone(),
+                    config.read_batch_max,
+                )
+            }),
             broker,
             wake_jobs: wake_jobs.clone(),
         };

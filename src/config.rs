@@ -111,6 +111,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_SEND_BATCH_MAX", default_value_t = 256)]
     pub send_batch_max: usize,
 
+    /// The most read positions (MarkRead) committed in one transaction, as for sends; 1
+    /// turns it off (each MarkRead its own transaction).
+    #[arg(long, env = "EPOP_READ_BATCH_MAX", default_value_t = 256)]
+    pub read_batch_max: usize,
+
     /// Lifetime of access tokens (e.g. `15m`).
     #[arg(long, env = "EPOP_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub access_token_ttl: Duration,

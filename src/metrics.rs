@@ -47,7 +47,7 @@ impl Protocol {
     }
 }
 
-/// Buckets of the send batch size histogram (sends per transaction).
+/// Buckets of the batch size histograms (sends or marks per transaction).
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// The process's metrics handle; the first call installs the recorder. (Every server of a
@@ -59,10 +59,7 @@ pub fn handle() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
                 .expect("the buckets are not empty")
-                .set_buckets_for_metric(
-                    Matcher::Full("epop_send_batch_size".into()),
-                    &BATCH_BUCKETS,
-                )
+                .set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &BATCH_BUCKETS)
                 .expect("the buckets are not empty")
                 .build_recorder();
             let handle = recorder.handle();

@@ -8,12 +8,15 @@
 //!   latency p50/p99 over every delivery, lost and duplicated deliveries, and the highest
 //!   delivered rate whose p99 stays under 50 ms.
 //! - `throughput`: closed-loop sends by N concurrent clients for a fixed time: messages/s.
+//! - `reads`: closed-loop MarkRead by N clients while messages arrive (see `rt_load/reads.rs`).
 //! - `soak`: mixed traffic for minutes (see `rt_load/soak.rs`), for `benches/soak.sh`.
 
 #[path = "rt_load/batches.rs"]
 mod batches;
 #[path = "rt_load/latency.rs"]
 mod latency;
+#[path = "rt_load/reads.rs"]
+mod reads;
 #[path = "rt_load/soak.rs"]
 mod soak;
 
@@ -93,6 +96,8 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Closed-loop MarkRead while messages arrive.
+    Reads(reads::Args),
     /// Mixed traffic for a fixed time, with open streams.
     Soak(soak::Args),
 }
@@ -176,6 +181,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let s: State = serde_json::from_slice(&std::fs::read(state)?)?;
             throughput(&url, &s, clients, Duration::from_secs(seconds)).await
+        }
+        Command::Reads(args) => {
+            let s: State = serde_json::from_slice(&std::fs::read(&args.state)?)?;
+            reads::run(&args, &s).await
         }
         Command::Soak(args) => {
             let s: State = serde_json::from_slice(&std::fs::read(&args.state)?)?;

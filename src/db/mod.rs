@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod keys;
 pub mod messages;
 pub mod projects;
+pub mod read_batch;
 pub mod schema;
 pub mod send_batch;
 pub mod sends;

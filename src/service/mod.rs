@@ -50,6 +50,8 @@ pub struct State {
     pub streams: crate::realtime::session::StreamLimits,
     /// Message sends, committed in batches (none: each send commits alone).
     pub sends: Option<crate::service::conversations::SendQueue>,
+    /// Read positions, committed in batches (none: each MarkRead commits alone).
+    pub reads: Option<crate::service::conversations::ReadQueue>,
     /// Failed sign-ins per account and client address.
     pub lockout: Arc<crate::auth::lockout::Lockout>,
 }

@@ -16,7 +16,7 @@ async fn app() -> TestApp {
     app_batching(256).await
 }
 
-async fn app_batching(max: usize) -> TestApp {
+pub(crate) async fn app_batching(max: usize) -> TestApp {
     TestApp::spawn_with(|c| {
         c.send_batch_max = max;
         c.write_rate_limit = "off".parse().unwrap();
@@ -27,7 +27,7 @@ async fn app_batching(max: usize) -> TestApp {
 }
 
 /// A group of `n` new users; their tokens (the first created it) and its id.
-async fn crowd(app: &TestApp, prefix: &str, n: usize) -> (Vec<String>, String) {
+pub(crate) async fn crowd(app: &TestApp, prefix: &str, n: usize) -> (Vec<String>, String) {
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
     for i in 0..n {
@@ -47,7 +47,7 @@ fn keyed(g: &str, text: &str, key: &str) -> pb::SendMessageRequest {
     }
 }
 
-async fn send_as(
+pub(crate) async fn send_as(
     app: &TestApp,
     token: &str,
     req: pb::SendMessageRequest,

@@ -25,6 +25,7 @@ mod presence;
 mod pressure;
 mod projects;
 mod protocol;
+mod read_batch;
 mod redis_tls;
 mod reminders;
 mod replay;

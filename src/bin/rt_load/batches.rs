@@ -1,5 +1,6 @@
-//! How the server grouped sends into transactions: its `epop_send_batch_size` histogram
-//! (from `/metrics` on the same port), read before and after a phase.
+//! How the server grouped writes into transactions: its `epop_send_batch_size` (or
+//! `epop_read_batch_size`) histogram (from `/metrics` on the same port), read before and
+//! after a phase.
 
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -13,8 +14,13 @@ pub struct Batches {
 }
 
 impl Batches {
-    /// Reads the histogram of the server at `base` (empty when it does not batch).
+    /// Reads the send batch histogram of the server at `base` (empty when it does not batch).
     pub async fn scrape(base: &str) -> anyhow::Result<Self> {
+        Self::scrape_named(base, "epop_send_batch_size").await
+    }
+
+    /// Reads the histogram `metric` of the server at `base`.
+    pub async fn scrape_named(base: &str, metric: &str) -> anyhow::Result<Self> {
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
         let response = client.get(format!("{base}/metrics").parse()?).await?;
         let body = response.into_body().collect().await?.to_bytes();
@@ -24,8 +30,11 @@ impl Batches {
                 continue;
             };
             let value: f64 = value.parse().unwrap_or(0.0);
-            if let Some(le) = name
-                .strip_prefix("epop_send_batch_size_bucket{le=\"")
+            let Some(part) = name.strip_prefix(metric) else {
+                continue;
+            };
+            if let Some(le) = part
+                .strip_prefix("_bucket{le=\"")
                 .and_then(|r| r.strip_suffix("\"}"))
             {
                 let le = if le == "+Inf" {
@@ -34,9 +43,9 @@ impl Batches {
                     le.parse()?
                 };
                 b.buckets.push((le, value));
-            } else if name == "epop_send_batch_size_sum" {
+            } else if part == "_sum" {
                 b.sum = value;
-            } else if name == "epop_send_batch_size_count" {
+            } else if part == "_count" {
                 b.count = value;
             }
         }
@@ -74,11 +83,16 @@ impl Batches {
 
     /// `batches N, mean M sends, p50 <= A, p99 <= B`, or `no batches`.
     pub fn line(&self) -> String {
+        self.line_of("sends")
+    }
+
+    /// The same, naming what was batched.
+    pub fn line_of(&self, what: &str) -> String {
         if self.count < 1.0 {
             return "no batches (group commit off)".into();
         }
         format!(
-            "{:.0} batches, mean {:.1} sends, p50 <= {}, p99 <= {}, max bucket <= {}",
+            "{:.0} batches, mean {:.1} {what}, p50 <= {}, p99 <= {}, max bucket <= {}",
             self.count,
             self.sum / self.count,
             self.quantile(0.5),

@@ -78,7 +78,7 @@ async fn open_streams(url: &str, state: &State, recorder: &Arc<Recorder>) -> any
     Ok(())
 }
 
-fn percentile(sorted: &[u32], p: f64) -> Duration {
+pub fn percentile(sorted: &[u32], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -1,50 +1,148 @@
-//! The send queue: group commit ("smart batching"). Sends wait in a channel; one writer
-//! takes whatever is waiting (at least one, at most the cap), commits it as one
-//! transaction (`db::send_batch`), publishes the events in sequence order, then answers
-//! each caller. Nothing waits for a batch to fill: an idle writer takes a lone send at
-//! once, and while a batch commits the next one gathers in the channel. When a batch fails
-//! in the database, its sends are retried one by one, so that only the send at fault fails.
+//! Group commit ("smart batching") of the hot writes: message sends and read positions.
+//! Requests wait in a channel; one writer per kind takes whatever is waiting (at least
+//! one, at most the cap), commits it as one transaction (`db::send_batch`,
+//! `db::read_batch`), publishes the events in sequence order, then answers each caller.
+//! Nothing waits for a batch to fill: an idle writer takes a lone request at once, and
+//! while a batch commits the next one gathers in the channel. When a batch fails in the
+//! database, its requests are retried one by one, so that only the one at fault fails.
 
 use crate::{
-    db::{
-        self, Pool,
-        send_batch::{Outcome, Queued},
-    },
+    db::{Pool, read_batch, send_batch},
     error::{Error, Result},
     realtime::{Broker, Published},
 };
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::{mpsc, oneshot};
 
-/// How many sends may wait for the writer before callers wait to queue.
+/// How many requests may wait for the writer before callers wait to queue.
 const QUEUE: usize = 4096;
 
-/// Hands sends to the writer.
-#[derive(Debug, Clone)]
-pub struct SendQueue {
-    tx: mpsc::Sender<Waiting>,
+/// A kind of write committed in batches.
+pub trait Batch: 'static {
+    /// One caller's request, validated.
+    type Item: Send + Sync + 'static;
+    /// What became of it.
+    type Outcome: Send + 'static;
+    /// The histogram of batch sizes.
+    const SIZES: &'static str;
+    /// The counter of batches retried one by one.
+    const RETRIES: &'static str;
+    /// Writes `items` in the caller's transaction: one outcome per item, in order.
+    fn write<'a>(
+        conn: &'a mut AsyncPgConnection,
+        items: &'a [Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send + 'a;
+    /// The event a committed outcome publishes (taken out of it: callers do not need it).
+    fn event(outcome: &mut Self::Outcome) -> Option<Published>;
 }
 
+/// Message sends without files.
 #[derive(Debug)]
-struct Waiting {
-    send: Queued,
-    reply: Reply,
+pub struct Sends;
+
+impl Batch for Sends {
+    type Item = send_batch::Queued;
+    type Outcome = send_batch::Outcome;
+    const SIZES: &'static str = "epop_send_batch_size";
+    const RETRIES: &'static str = "epop_send_batch_retries_total";
+
+    fn write<'a>(
+        conn: &'a mut AsyncPgConnection,
+        items: &'a [Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send + 'a {
+        send_batch::send_all(conn, items)
+    }
+
+    fn event(outcome: &mut Self::Outcome) -> Option<Published> {
+        match outcome {
+            send_batch::Outcome::Sent(sent) => Some(Published::Durable {
+                event: sent.event.clone(),
+                recipients: std::mem::take(&mut sent.recipients).into(),
+            }),
+            _ => None,
+        }
+    }
 }
 
-impl SendQueue {
-    /// Starts the writer: batches of at most `max_batch` sends (1: a transaction each).
-    /// It stops when the last handle is dropped, after the sends already queued.
+/// Read positions (MarkRead).
+#[derive(Debug)]
+pub struct Reads;
+
+impl Batch for Reads {
+    type Item = read_batch::Mark;
+    type Outcome = read_batch::Marked;
+    const SIZES: &'static str = "epop_read_batch_size";
+    const RETRIES: &'static str = "epop_read_batch_retries_total";
+
+    fn write<'a>(
+        conn: &'a mut AsyncPgConnection,
+        items: &'a [Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send + 'a {
+        read_batch::mark_all(conn, items)
+    }
+
+    fn event(outcome: &mut Self::Outcome) -> Option<Published> {
+        match outcome {
+            read_batch::Marked::Read { receipt, .. } => receipt.take().map(|r| {
+                let (event, to) = *r;
+                Published::Durable {
+                    event,
+                    recipients: to.into(),
+                }
+            }),
+            read_batch::Marked::NotMember => None,
+        }
+    }
+}
+
+/// The send queue.
+pub type SendQueue = Queue<Sends>;
+/// The MarkRead queue.
+pub type ReadQueue = Queue<Reads>;
+
+/// Hands requests of one kind to its writer.
+pub struct Queue<B: Batch> {
+    tx: mpsc::Sender<Waiting<B>>,
+}
+
+impl<B: Batch> Clone for Queue<B> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<B: Batch> std::fmt::Debug for Queue<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("kind", &std::any::type_name::<B>())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Waiting<B: Batch> {
+    item: B::Item,
+    reply: Reply<B>,
+}
+
+/// Where an outcome goes.
+type Reply<B> = oneshot::Sender<Result<<B as Batch>::Outcome>>;
+
+impl<B: Batch> Queue<B> {
+    /// Starts the writer: batches of at most `max_batch` requests (1: a transaction each).
+    /// It stops when the last handle is dropped, after the requests already queued.
     pub fn start(pool: Pool, broker: Broker, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(rx, pool, broker, max_batch.max(1)));
+        tokio::spawn(writer::<B>(rx, pool, broker, max_batch.max(1)));
         Self { tx }
     }
 
-    /// Queues `send` and waits for its outcome (committed and published when `Sent`).
-    pub async fn send(&self, send: Queued) -> Result<Outcome> {
+    /// Queues `item` and waits for its outcome (committed and published).
+    pub async fn send(&self, item: B::Item) -> Result<B::Outcome> {
         let (reply, outcome) = oneshot::channel();
         self.tx
-            .send(Waiting { send, reply })
+            .send(Waiting { item, reply })
             .await
             .map_err(|_| Error::Unavailable("the server is stopping".into()))?;
         outcome
@@ -53,25 +151,30 @@ impl SendQueue {
     }
 }
 
-async fn writer(mut rx: mpsc::Receiver<Waiting>, pool: Pool, broker: Broker, max: usize) {
+async fn writer<B: Batch>(
+    mut rx: mpsc::Receiver<Waiting<B>>,
+    pool: Pool,
+    broker: Broker,
+    max: usize,
+) {
     let mut batch = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
-        metrics::histogram!("epop_send_batch_size").record(batch.len() as f64);
-        let (sends, replies): (Vec<Queued>, Vec<Reply>) =
-            batch.drain(..).map(|w| (w.send, w.reply)).unzip();
-        match commit(&pool, &sends).await {
-            Ok(outcomes) => answer(&broker, replies, outcomes),
-            Err(e) if sends.len() == 1 => {
+        metrics::histogram!(B::SIZES).record(batch.len() as f64);
+        let (items, replies): (Vec<B::Item>, Vec<Reply<B>>) =
+            batch.drain(..).map(|w| (w.item, w.reply)).unzip();
+        match commit::<B>(&pool, &items).await {
+            Ok(outcomes) => answer::<B>(&broker, replies, outcomes),
+            Err(e) if items.len() == 1 => {
                 if let Some(reply) = replies.into_iter().next() {
                     let _ = reply.send(Err(e));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, sends = sends.len(), "a send batch failed: retrying its sends one by one");
-                metrics::counter!("epop_send_batch_retries_total").increment(1);
-                for (send, reply) in sends.iter().zip(replies) {
-                    match commit(&pool, std::slice::from_ref(send)).await {
-                        Ok(outcomes) => answer(&broker, vec![reply], outcomes),
+                tracing::warn!(error = %e, batch = items.len(), kind = std::any::type_name::<B>(), "a batch failed: retrying its requests one by one");
+                metrics::counter!(B::RETRIES).increment(1);
+                for (item, reply) in items.iter().zip(replies) {
+                    match commit::<B>(&pool, std::slice::from_ref(item)).await {
+                        Ok(outcomes) => answer::<B>(&broker, vec![reply], outcomes),
                         Err(e) => {
                             let _ = reply.send(Err(e));
                         }
@@ -82,25 +185,18 @@ async fn writer(mut rx: mpsc::Receiver<Waiting>, pool: Pool, broker: Broker, max
     }
 }
 
-/// Where a send's outcome goes.
-type Reply = oneshot::Sender<Result<Outcome>>;
-
-async fn commit(pool: &Pool, sends: &[Queued]) -> Result<Vec<Outcome>> {
+async fn commit<B: Batch>(pool: &Pool, items: &[B::Item]) -> Result<Vec<B::Outcome>> {
     let mut conn = pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| db::send_batch::send_all(conn, sends).await)
+    conn.transaction::<_, Error, _>(async |conn| B::write(conn, items).await)
         .await
 }
 
 /// Publishes the committed events (in the batch's order: sequence order per conversation),
-/// then answers the callers. The recipients go to the broker, not back: callers use the
-/// message.
-fn answer(broker: &Broker, replies: Vec<Reply>, mut outcomes: Vec<Outcome>) {
+/// then answers the callers.
+fn answer<B: Batch>(broker: &Broker, replies: Vec<Reply<B>>, mut outcomes: Vec<B::Outcome>) {
     for outcome in &mut outcomes {
-        if let Outcome::Sent(sent) = outcome {
-            broker.publish(Published::Durable {
-                event: sent.event.clone(),
-                recipients: std::mem::take(&mut sent.recipients).into(),
-            });
+        if let Some(event) = B::event(outcome) {
+            broker.publish(event);
         }
     }
     for (reply, outcome) in replies.into_iter().zip(outcomes) {

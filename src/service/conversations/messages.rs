@@ -341,6 +341,18 @@ pub async fn mark_read(
     if seq < 0 {
         return Err(Error::invalid("seq", "must not be negative"));
     }
+    if let Some(queue) = &state.reads {
+        let mark = db::read_batch::Mark {
+            conversation: id,
+            user: caller.user_id,
+            seq,
+        };
+        return match queue.send(mark).await? {
+            db::read_batch::Marked::Read { unread, .. } => Ok(unread),
+            // Not a member: the same answer as for a conversation that does not exist.
+            db::read_batch::Marked::NotMember => Err(Error::NotFound("conversation")),
+        };
+    }
     let mut conn = state.pool.get().await?;
     member(&mut conn, caller, id).await?;
     let (unread, event) = conn

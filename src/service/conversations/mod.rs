@@ -9,7 +9,7 @@ mod batch;
 mod messages;
 mod stream;
 
-pub use batch::SendQueue;
+pub use batch::{ReadQueue, SendQueue};
 pub use messages::{
     MAX_SEARCH_DEPTH, attachments, delete, edit, mark_read, messages, search, send,
     send_as_assistant,
