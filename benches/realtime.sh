@@ -20,7 +20,8 @@
 #    running benches/send.pgbench (the raw ceiling: the sequence update + message insert,
 #    one message per transaction) and benches/send-full.pgbench (every statement of a lone
 #    send), and rt-load throughput (SendMessage, closed loop) through A1 and through A;
-#    medians and the ratios.
+#    medians and the ratios, and per round where the machine's CPU went per message (from /proc: the
+#    instance sent to, PostgreSQL, the load generator, the rest) and how idle it was.
 # 5. MarkRead throughput (rt-load reads), through A1 (EPOP_READ_BATCH_MAX=1: a transaction
 #    per mark) and A (read positions batched), ROUNDS interleaved rounds at READ_CLIENTS (64)
 #    clients while one member sends 100 messages/s into the same conversations: once with
@@ -55,12 +56,14 @@ start() {
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
     EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
   pids+=($!)
+  pid_of[$port]=$!
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return; sleep 0.5; done
   echo "instance on $port did not start:"; cat "$work/server-$port.log"; exit 1
 }
 A=http://127.0.0.1:18111
 B=http://127.0.0.1:18112
 A1=http://127.0.0.1:18114
+declare -A pid_of
 start 18111
 start 18112
 # A transaction per send needs the default pool (16); the others use few connections, and
@@ -102,22 +105,45 @@ bench_pg() {
     "$db_url" >"$work/pgbench.txt" 2>&1 || { cat "$work/pgbench.txt" >&2; exit 1; }
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt"
 }
+# CPU time (ticks) of processes, and the machine's busy and idle ticks.
+ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+# bench_app NAME: closed-loop sends through instance NAME; prints messages/s, and appends
+# where the machine's CPU went per message to cpu-$clients.txt.
 bench_app() {
-  "$target/release/rt-load" throughput --url "$1" --state "$work/state.json" \
-    --clients "$clients" --seconds "$SECS" >"$work/app.txt"
-  sed -n 's/.*batches, mean \([0-9.]*\) sends.*/\1/p' "$work/app.txt" >>"$work/batch-$clients.txt"
-  sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p' "$work/app.txt"
+  local url=${!1} port
+  port=${url##*:}
+  "$target/release/rt-load" throughput --url "$url" --state "$work/state.json" \
+    --clients "$clients" --seconds "$SECS" >"$work/app.txt" &
+  local load=$! pg s0 p0 l0 o0 m0 s1 p1 l1 o1 m1
+  pg=$(pgrep -x postgres | tr '\n' ' ')
+  others=$(for p in "${pids[@]}"; do [ "$p" != "${pid_of[$port]}" ] && echo "$p"; done; pgrep -x redis-server)
+  s0=$(ticks "${pid_of[$port]}") p0=$(ticks $pg) l0=$(ticks $load) o0=$(ticks $others) m0=$(machine)
+  sleep "$((SECS - 1))"
+  s1=$(ticks "${pid_of[$port]}") p1=$(ticks $pg) l1=$(ticks $load) o1=$(ticks $others) m1=$(machine)
+  wait "$load"
+  sed -n 's/.*batches, mean \([0-9.]*\) sends.*/\1/p' "$work/app.txt" >>"$work/batch-$1-$clients.txt"
+  local rate; rate=$(sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p' "$work/app.txt")
+  python3 - "$1" "$rate" "$((SECS - 1))" "$((s1 - s0))" "$((p1 - p0))" "$((l1 - l0))" "$((o1 - o0))" $m0 $m1 >>"$work/cpu-$clients.txt" <<'PY'
+import sys
+name, rate, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+server, pg, load, others, b0, i0, b1, i1 = (int(x) for x in sys.argv[4:])
+per = lambda t: t * 1e4 / (rate * secs)  # ticks are 1/100 s
+print(f"  {name:2} {rate:6.0f} msg/s: CPU per message: server {per(server):3.0f} us, PostgreSQL {per(pg):3.0f} us, "
+      f"load generator {per(load):3.0f} us, other instances and Redis {per(others):3.0f} us; machine idle {100 * (i1 - i0) / (b1 - b0 + i1 - i0):.0f}%")
+PY
+  echo "$rate"
 }
 for clients in ${CLIENT_COUNTS//,/ }; do
   part throughput || continue
   pg=() full=() one=() app=()
   for _ in $(seq 1 "$ROUNDS"); do
     pg+=("$(bench_pg benches/send.pgbench)")
-    one+=("$(bench_app "$A1")")
-    app+=("$(bench_app "$A")")
+    one+=("$(bench_app A1)")
+    app+=("$(bench_app A)")
     full+=("$(bench_pg benches/send-full.pgbench)")
   done
-  python3 - "$clients" "$SECS" "${pg[*]}" "${full[*]}" "${one[*]}" "${app[*]}" "$(cat "$work/batch-$clients.txt")" <<'PY'
+  python3 - "$clients" "$SECS" "${pg[*]}" "${full[*]}" "${one[*]}" "${app[*]}" "$(cat "$work/batch-A-$clients.txt")" <<'PY'
 import statistics, sys
 clients, secs = sys.argv[1], sys.argv[2]
 runs = [[float(x) for x in a.split()] for a in sys.argv[3:7]]
@@ -131,6 +157,8 @@ print(f"SendMessage, a transaction each (A1): {om:7.0f} msg/s  ({fmt(runs[2])})"
 print(f"SendMessage, group commit (A):       {am:8.0f} msg/s  ({fmt(runs[3])}); mean batch {statistics.median(batch) if batch else 0:.1f} sends")
 print(f"group commit / raw ceiling: {100 * am / pm:.0f}%;  a transaction each / raw ceiling: {100 * om / pm:.0f}%;  group commit / a transaction each: {am / om:.2f}x")
 PY
+  echo "where the CPU went, per round (server: the instance sent to; 2 cores = 200% busy):"
+  cat "$work/cpu-$clients.txt"
   echo
 done
 
