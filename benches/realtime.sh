@@ -105,8 +105,11 @@ bench_pg() {
     "$db_url" >"$work/pgbench.txt" 2>&1 || { cat "$work/pgbench.txt" >&2; exit 1; }
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt"
 }
-# CPU time (ticks) of processes, and the machine's busy and idle ticks.
-ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# CPU time (ticks) of each live process of a list, a "pid ticks" line each; the ticks spent
+# between two such readings (a process that started between them counts whole, one that
+# ended counts nothing); the machine's busy and idle ticks.
+ticks() { local p; for p in "$@"; do awk '{print $1, $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done; }
+spent() { awk 'NR == FNR { t[$1] = $2; next } { d += $2 - t[$1] } END { print d + 0 }' <(echo "$1") <(echo "$2"); }
 machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 # bench_app NAME: closed-loop sends through instance NAME; prints messages/s, and appends
 # where the machine's CPU went per message to cpu-$clients.txt.
@@ -115,16 +118,15 @@ bench_app() {
   port=${url##*:}
   "$target/release/rt-load" throughput --url "$url" --state "$work/state.json" \
     --clients "$clients" --seconds "$SECS" >"$work/app.txt" &
-  local load=$! pg s0 p0 l0 o0 m0 s1 p1 l1 o1 m1
-  pg=$(pgrep -x postgres | tr '\n' ' ')
+  local load=$! s0 p0 l0 o0 m0 s1 p1 l1 o1 m1
   others=$(for p in "${pids[@]}"; do [ "$p" != "${pid_of[$port]}" ] && echo "$p"; done; pgrep -x redis-server)
-  s0=$(ticks "${pid_of[$port]}") p0=$(ticks $pg) l0=$(ticks $load) o0=$(ticks $others) m0=$(machine)
+  s0=$(ticks "${pid_of[$port]}") p0=$(ticks $(pgrep -x postgres)) l0=$(ticks $load) o0=$(ticks $others) m0=$(machine)
   sleep "$((SECS - 1))"
-  s1=$(ticks "${pid_of[$port]}") p1=$(ticks $pg) l1=$(ticks $load) o1=$(ticks $others) m1=$(machine)
+  s1=$(ticks "${pid_of[$port]}") p1=$(ticks $(pgrep -x postgres)) l1=$(ticks $load) o1=$(ticks $others) m1=$(machine)
   wait "$load"
   sed -n 's/.*batches, mean \([0-9.]*\) sends.*/\1/p' "$work/app.txt" >>"$work/batch-$1-$clients.txt"
   local rate; rate=$(sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p' "$work/app.txt")
-  python3 - "$1" "$rate" "$((SECS - 1))" "$((s1 - s0))" "$((p1 - p0))" "$((l1 - l0))" "$((o1 - o0))" $m0 $m1 >>"$work/cpu-$clients.txt" <<'PY'
+  python3 - "$1" "$rate" "$((SECS - 1))" "$(spent "$s0" "$s1")" "$(spent "$p0" "$p1")" "$(spent "$l0" "$l1")" "$(spent "$o0" "$o1")" $m0 $m1 >>"$work/cpu-$clients.txt" <<'PY'
 import sys
 name, rate, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 server, pg, load, others, b0, i0, b1, i1 = (int(x) for x in sys.argv[4:])

@@ -9,7 +9,10 @@ use crate::{
     grpc,
     jobs::{Handler, Worker},
     mail::Mailer,
-    service::{self, State},
+    service::{
+        self, State,
+        conversations::{ReadQueue, SendQueue},
+    },
 };
 use anyhow::Context;
 use axum::{Router, extract::Request, response::Response};
@@ -123,6 +126,14 @@ impl App {
             &jwt.derive("stream cursors"),
         ));
         let files = Arc::new(crate::parts::files(&config, listener.local_addr()?, &jwt)?);
+        let sends = match config.send_batch_max {
+            0 | 1 => None,
+            max => Some(SendQueue::start(url, broker.clone(), max).await?),
+        };
+        let reads = match config.read_batch_max {
+            0 | 1 => None,
+            max => Some(ReadQueue::start(url, broker.clone(), max).await?),
+        };
         let state = State {
             ai: Arc::new(crate::parts::assistant(&config.ai)),
             lockout: Arc::new(crate::parts::lockout(&config).await?),
@@ -140,20 +151,8 @@ impl App {
             session_max_age: config.session_max_age,
             reminder_lead: config.reminder_lead,
             digest_delay: config.digest_delay,
-            sends: (config.send_batch_max > 1).then(|| {
-                service::conversations::SendQueue::start(
-                    pool.clone(),
-                    broker.clone(),
-                    config.send_batch_max,
-                )
-            }),
-            reads: (config.read_batch_max > 1).then(|| {
-                service::conversations::ReadQueue::start(
-                    pool.clone(),
-                    broker.clone(),
-                    config.read_batch_max,
-                )
-            }),
+            sends,
+            reads,
             broker,
             wake_jobs: wake_jobs.clone(),
         };

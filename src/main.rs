@@ -12,6 +12,12 @@ use epop::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+// mimalloc rather than the system allocator: the request path allocates much (HTTP/2,
+// protobuf, JSON), and glibc's malloc and free were a quarter of the server's CPU under a
+// send load (benches/realtime.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// EPOP: the team-collaboration backend (gRPC, gRPC-Web, REST on one port).
 #[derive(Debug, Parser)]
 #[command(name = "epop", version, args_conflicts_with_subcommands = true)]

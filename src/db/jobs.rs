@@ -82,28 +82,22 @@ pub async fn enqueue_once(
     jobs: &[Job],
     run_at: DateTime<Utc>,
 ) -> Result<usize> {
-    use diesel::query_builder::DecoratableTarget;
-    let rows: Vec<_> = jobs
-        .iter()
-        .map(|job| {
-            (
-                jobs::kind.eq(job.kind()),
-                jobs::key.eq(job.key()),
-                jobs::payload.eq(job.payload()),
-                jobs::run_at.eq(run_at),
-            )
-        })
-        .collect();
-    // Built with the DSL (not raw SQL) so that the prepared statement is cached.
-    diesel::insert_into(jobs::table)
-        .values(rows)
-        .on_conflict((jobs::kind, jobs::key))
-        .filter_target(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "status = 'pending' AND key IS NOT NULL",
-        ))
-        .do_nothing()
-        .execute(&mut conn)
-        .await
+    use crate::db::prepared::{bind, prepared};
+    use diesel::sql_types::{Array, Jsonb, Text, Timestamptz};
+    // A fixed statement over arrays, so that it is prepared once per connection.
+    prepared(
+        "INSERT INTO jobs (kind, key, payload, run_at) \
+         SELECT j.kind, j.key, j.payload, $4 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS j(kind, key, payload) \
+         ON CONFLICT (kind, key) WHERE status = 'pending' AND key IS NOT NULL DO NOTHING",
+        (
+            bind::<Array<Text>, _>(jobs.iter().map(Job::kind).collect::<Vec<_>>()),
+            bind::<Array<Text>, _>(jobs.iter().map(Job::key).collect::<Vec<_>>()),
+            bind::<Array<Jsonb>, _>(jobs.iter().map(Job::payload).collect::<Vec<_>>()),
+            bind::<Timestamptz, _>(run_at),
+        ),
+    )
+    .execute(&mut conn)
+    .await
         .map_err(Into::into)
 }
 

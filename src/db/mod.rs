@@ -12,6 +12,7 @@ pub mod files;
 pub mod jobs;
 pub mod keys;
 pub mod messages;
+pub mod prepared;
 pub mod projects;
 pub mod read_batch;
 pub mod schema;

@@ -1,6 +1,6 @@
 //! Group commit of read positions (MarkRead): every mark of a batch in the caller's one
-//! transaction, in four round trips whatever the batch's size (BEGIN; the conversations
-//! locked in id order with their members' read positions; the moved positions, the read
+//! transaction, in three round trips whatever the batch's size (BEGIN with the conversations
+//! locked in id order and their members' read positions; the moved positions, the read
 //! receipts and the conversations' event positions written, one statement each, with every
 //! caller's unread count; COMMIT). Receipts take their event positions per conversation
 //! under its row lock, in the batch's order: gap-free, commit order equal to event order.
@@ -58,13 +58,12 @@ struct Count {
 /// Writes `batch` in the caller's transaction; one outcome per mark, in order. Positions
 /// only move forward, never past the conversation's last message; a mark that moves
 /// nothing writes nothing.
-pub async fn mark_all(conn: &mut AsyncPgConnection, batch: &[Mark]) -> Result<Vec<Marked>> {
+pub async fn mark_all(conn: &AsyncPgConnection, batch: &[Mark]) -> Result<Vec<Marked>> {
     let mut ids: Vec<Uuid> = batch.iter().map(|m| m.conversation).collect();
     ids.sort_unstable();
     ids.dedup();
-    let c: &AsyncPgConnection = conn;
     let (locked, members) = {
-        let (mut c0, mut c1) = (c, c);
+        let (mut c0, mut c1) = (conn, conn);
         // Sent together, executed in order: the locks (in id order, as sends take them),
         // then the read positions they guard.
         let lock = conversations::table
@@ -155,13 +154,13 @@ pub async fn mark_all(conn: &mut AsyncPgConnection, batch: &[Mark]) -> Result<Ve
 /// (one insert) and the conversations' event positions, then the unread count after each
 /// of `counted` (conversation, user, position), in its order.
 async fn write(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     moved: &HashMap<(Uuid, Uuid), i64>,
     receipts: &[Event],
     ends: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
     counted: &[(Uuid, Uuid, i64)],
 ) -> Result<Vec<i64>> {
-    let c: &AsyncPgConnection = conn;
+    let c = conn;
     let count = {
         let mut c = c;
         let (cs, (us, ps)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) =

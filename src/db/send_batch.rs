@@ -1,14 +1,15 @@
 //! Group commit of message sends: every send of a batch written in the caller's one
-//! transaction, in four round trips whatever the batch's size (BEGIN; the conversations
-//! locked in id order with their members and the batch's idempotency keys; every write, one
-//! statement per table; COMMIT). Positions are taken per conversation for the whole batch under its row lock, so
-//! sequences stay gap-free and commit order equals sequence order.
+//! transaction, in three round trips whatever the batch's size (BEGIN with the conversations
+//! locked in id order, their members and the batch's idempotency keys; every write, one
+//! statement per table; COMMIT). Positions are taken per conversation for the whole batch
+//! under its row lock, so sequences stay gap-free and commit order equals sequence order.
 
 use crate::{
     db::{
         events::{Event, EventBody},
         messages::{Message, MessageRow},
-        schema::{conversation_events, conversation_members, conversations, messages},
+        prepared::{bind, prepared},
+        schema::{conversation_members, conversations, messages},
         sends::Sent,
     },
     domain::{RichText, UserId, jobs::Job},
@@ -19,7 +20,7 @@ use diesel::{
     IntoSql,
     dsl::now,
     prelude::*,
-    sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::{HashMap, HashSet};
@@ -55,7 +56,7 @@ pub enum Outcome {
 /// Writes `batch` in the caller's transaction; one outcome per send, in order. A database
 /// error fails the whole batch (the caller retries its sends one by one); a reused key
 /// that slipped past the check (a send outside batches) is `AlreadyExists`.
-pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<Vec<Outcome>> {
+pub async fn send_all(conn: &AsyncPgConnection, batch: &[Queued]) -> Result<Vec<Outcome>> {
     let mut ids: Vec<Uuid> = batch.iter().map(|q| q.conversation).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -63,9 +64,8 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
         .iter()
         .filter_map(|q| Some((q.sender.0, q.key.as_deref()?)))
         .unzip();
-    let c: &AsyncPgConnection = conn;
     let (locked, members, used) = {
-        let mut c = c;
+        let mut c = conn;
         // Sent together, executed in order: the locks first (in id order, so that two
         // batches never wait on each other crosswise), then reads that see what they guard.
         let lock = conversations::table
@@ -164,6 +164,11 @@ pub async fn send_all(conn: &mut AsyncPgConnection, batch: &[Queued]) -> Result<
     Ok(outcomes)
 }
 
+/// `f` of every send of `written`: a column of the batch.
+fn each<'a, T>(written: &'a [Written<'_>], f: impl Fn(&'a Written<'_>) -> T) -> Vec<T> {
+    written.iter().map(f).collect()
+}
+
 /// A send to write: its request, message, event position and event body.
 type Written<'a> = (&'a Queued, Message, i64, serde_json::Value);
 
@@ -171,7 +176,7 @@ type Written<'a> = (&'a Queued, Message, i64, serde_json::Value);
 /// messages and their events (one statement each), the senders' read positions and the
 /// conversations' digest jobs.
 async fn write(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     written: Vec<Written<'_>>,
     positions: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
 ) -> Result<()> {
@@ -180,71 +185,80 @@ async fn write(
     for (q, m, ..) in &written {
         reads.insert((q.conversation, q.sender.0), m.seq);
     }
-    let c: &AsyncPgConnection = conn;
-    // One statement per table, whatever the batch holds (raw SQL over arrays: a statement
-    // per row would cost PostgreSQL more than the whole rest of the batch).
+    let c = conn;
+    // One statement per table, whatever the batch holds: fixed statements over arrays, so
+    // that each connection prepares them once (a statement per row, or one whose text
+    // depends on the batch's size, would cost PostgreSQL more than the rest of the batch).
     let (ids, seqs, event_seqs): (Vec<Uuid>, Vec<i64>, Vec<i64>) = touched
         .iter()
         .map(|id| (*id, positions[id].0, positions[id].1))
         .collect();
     let at = <[_]>::first(&written).map_or_else(Utc::now, |(_, m, ..)| m.created_at);
     let mut c0 = c;
-    let update_positions = diesel::sql_query(
+    let update_positions = prepared(
         "UPDATE conversations c SET last_seq = v.seq, last_event_seq = v.event_seq, last_message_at = $4 \
          FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS v(id, seq, event_seq) WHERE c.id = v.id",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<BigInt>, _>(seqs)
-    .bind::<Array<BigInt>, _>(event_seqs)
-    .bind::<Timestamptz, _>(at)
-    .execute(&mut c0);
-    let message_rows: Vec<_> = written
-        .iter()
-        .map(|(q, m, ..)| {
-            (
-                messages::id.eq(m.id),
-                messages::conversation_id.eq(m.conversation_id),
-                messages::seq.eq(m.seq),
-                messages::sender_id.eq(m.sender_id),
-                messages::content.eq(&m.content),
-                messages::body_text.eq(&m.body_text),
-                messages::idempotency_key.eq(q.key.as_deref()),
-                messages::created_at.eq(m.created_at),
-            )
-        })
-        .collect();
-    let event_rows: Vec<_> = written
-        .iter()
-        .map(|(_, m, event_seq, body)| {
-            (
-                conversation_events::conversation_id.eq(m.conversation_id),
-                conversation_events::seq.eq(*event_seq),
-                conversation_events::body.eq(body),
-                conversation_events::message_id.eq(m.id),
-                conversation_events::created_at.eq(m.created_at),
-            )
-        })
-        .collect();
+        (
+            bind::<Array<SqlUuid>, _>(ids),
+            bind::<Array<BigInt>, _>(seqs),
+            bind::<Array<BigInt>, _>(event_seqs),
+            bind::<Timestamptz, _>(at),
+        ),
+    );
+    let update_positions = update_positions.execute(&mut c0);
     let mut c1 = c;
-    let insert_messages = diesel::insert_into(messages::table)
-        .values(message_rows)
-        .execute(&mut c1);
+    let insert_messages = prepared(
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, content, body_text, idempotency_key, created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::jsonb[], $6::text[], $7::text[], $8::timestamptz[])",
+        (
+            bind::<Array<SqlUuid>, _>(each(&written, |(_, m, ..)| m.id)),
+            bind::<Array<SqlUuid>, _>(each(&written, |(_, m, ..)| m.conversation_id)),
+            bind::<Array<BigInt>, _>(each(&written, |(_, m, ..)| m.seq)),
+            bind::<Array<SqlUuid>, _>(each(&written, |(_, m, ..)| m.sender_id)),
+            bind::<Array<Jsonb>, _>(each(&written, |(_, m, ..)| &m.content)),
+            bind::<Array<Text>, _>(
+                written
+                    .iter()
+                    .map(|(_, m, ..)| m.body_text.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            bind::<Array<Nullable<Text>>, _>(
+                written
+                    .iter()
+                    .map(|(q, ..)| q.key.as_deref())
+                    .collect::<Vec<_>>(),
+            ),
+            bind::<Array<Timestamptz>, _>(each(&written, |(_, m, ..)| m.created_at)),
+        ),
+    );
+    let insert_messages = insert_messages.execute(&mut c1);
     let mut c2 = c;
-    let insert_events = diesel::insert_into(conversation_events::table)
-        .values(event_rows)
-        .execute(&mut c2);
+    let insert_events = prepared(
+        "INSERT INTO conversation_events (conversation_id, seq, body, message_id, created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::jsonb[], $4::uuid[], $5::timestamptz[])",
+        (
+            bind::<Array<SqlUuid>, _>(each(&written, |(_, m, ..)| m.conversation_id)),
+            bind::<Array<BigInt>, _>(each(&written, |(_, _, seq, _)| *seq)),
+            bind::<Array<Jsonb>, _>(each(&written, |(.., body)| body)),
+            bind::<Array<SqlUuid>, _>(each(&written, |(_, m, ..)| m.id)),
+            bind::<Array<Timestamptz>, _>(each(&written, |(_, m, ..)| m.created_at)),
+        ),
+    );
+    let insert_events = insert_events.execute(&mut c2);
     let (read_conversations, (read_users, read_seqs)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) =
         reads.iter().map(|(&(c, u), &seq)| (c, (u, seq))).unzip();
     let mut c3 = c;
-    let update_reads = diesel::sql_query(
+    let update_reads = prepared(
         "UPDATE conversation_members m SET last_read_seq = v.seq \
          FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conversation_id, user_id, seq) \
          WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id",
-    )
-    .bind::<Array<SqlUuid>, _>(read_conversations)
-    .bind::<Array<SqlUuid>, _>(read_users)
-    .bind::<Array<BigInt>, _>(read_seqs)
-    .execute(&mut c3);
+        (
+            bind::<Array<SqlUuid>, _>(read_conversations),
+            bind::<Array<SqlUuid>, _>(read_users),
+            bind::<Array<BigInt>, _>(read_seqs),
+        ),
+    );
+    let update_reads = update_reads.execute(&mut c3);
     let digest_at = written.iter().map(|(q, ..)| q.digest_at).min();
     let jobs: Vec<Job> = touched
         .iter()

@@ -1,17 +1,18 @@
 //! Group commit ("smart batching") of the hot writes: message sends and read positions.
-//! Requests wait in a channel; one writer per kind takes whatever is waiting (at least
-//! one, at most the cap), commits it as one transaction (`db::send_batch`,
-//! `db::read_batch`), publishes the events in sequence order, then answers each caller.
+//! Requests wait in a channel; one writer per kind, on a thread of its own with its own
+//! connection, takes whatever is waiting (at least one, at most the cap), commits it as one
+//! transaction (`db::send_batch`, `db::read_batch`), publishes the events in sequence order,
+//! then answers each caller.
 //! Nothing waits for a batch to fill: an idle writer takes a lone request at once, and
 //! while a batch commits the next one gathers in the channel. When a batch fails in the
 //! database, its requests are retried one by one, so that only the one at fault fails.
 
 use crate::{
-    db::{Pool, read_batch, send_batch},
+    db::{self, Pool, read_batch, send_batch},
     error::{Error, Result},
     realtime::{Broker, Published},
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tokio::sync::{mpsc, oneshot};
 
 /// How many requests may wait for the writer before callers wait to queue.
@@ -23,13 +24,16 @@ pub trait Batch: 'static {
     type Item: Send + Sync + 'static;
     /// What became of it.
     type Outcome: Send + 'static;
+    /// The name of the writer's thread.
+    const THREAD: &'static str;
     /// The histogram of batch sizes.
     const SIZES: &'static str;
     /// The counter of batches retried one by one.
     const RETRIES: &'static str;
-    /// Writes `items` in the caller's transaction: one outcome per item, in order.
+    /// Writes `items` in the caller's transaction (its statements may be pipelined behind
+    /// the BEGIN): one outcome per item, in order.
     fn write<'a>(
-        conn: &'a mut AsyncPgConnection,
+        conn: &'a AsyncPgConnection,
         items: &'a [Self::Item],
     ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send + 'a;
     /// The event a committed outcome publishes (taken out of it: callers do not need it).
@@ -43,11 +47,12 @@ pub struct Sends;
 impl Batch for Sends {
     type Item = send_batch::Queued;
     type Outcome = send_batch::Outcome;
+    const THREAD: &'static str = "epop-sends";
     const SIZES: &'static str = "epop_send_batch_size";
     const RETRIES: &'static str = "epop_send_batch_retries_total";
 
     fn write<'a>(
-        conn: &'a mut AsyncPgConnection,
+        conn: &'a AsyncPgConnection,
         items: &'a [Self::Item],
     ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send + 'a {
         send_batch::send_all(conn, items)
@@ -71,11 +76,12 @@ pub struct Reads;
 impl Batch for Reads {
     type Item = read_batch::Mark;
     type Outcome = read_batch::Marked;
+    const THREAD: &'static str = "epop-reads";
     const SIZES: &'static str = "epop_read_batch_size";
     const RETRIES: &'static str = "epop_read_batch_retries_total";
 
     fn write<'a>(
-        conn: &'a mut AsyncPgConnection,
+        conn: &'a AsyncPgConnection,
         items: &'a [Self::Item],
     ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send + 'a {
         read_batch::mark_all(conn, items)
@@ -130,12 +136,31 @@ struct Waiting<B: Batch> {
 type Reply<B> = oneshot::Sender<Result<<B as Batch>::Outcome>>;
 
 impl<B: Batch> Queue<B> {
-    /// Starts the writer: batches of at most `max_batch` requests (1: a transaction each).
-    /// It stops when the last handle is dropped, after the requests already queued.
-    pub fn start(pool: Pool, broker: Broker, max_batch: usize) -> Self {
+    /// Starts the writer: batches of at most `max_batch` requests (1: a transaction each),
+    /// on a thread of its own with its own connection to `url`, so that its round trips to
+    /// PostgreSQL never wait behind request handling for a worker thread. It stops when the
+    /// last handle is dropped, after the requests already queued.
+    pub async fn start(url: &str, broker: Broker, max_batch: usize) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer::<B>(rx, pool, broker, max_batch.max(1)));
-        Self { tx }
+        let (ready, connected) = oneshot::channel();
+        let url = url.to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(B::THREAD.into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let pool = match db::connect(&url, 1).await {
+                        Ok(pool) => pool,
+                        Err(e) => return drop(ready.send(Err(e))),
+                    };
+                    let _ = ready.send(Ok(()));
+                    writer::<B>(rx, pool, broker, max_batch.max(1)).await;
+                });
+            })?;
+        connected.await??;
+        Ok(Self { tx })
     }
 
     /// Queues `item` and waits for its outcome (committed and published).
@@ -185,10 +210,27 @@ async fn writer<B: Batch>(
     }
 }
 
+/// Commits `items` in one transaction. The BEGIN goes out with the batch's first statements
+/// (pipelined: PostgreSQL runs them in order, inside the transaction) rather than a round
+/// trip ahead of them; the transaction ends with COMMIT, or ROLLBACK on any error.
 async fn commit<B: Batch>(pool: &Pool, items: &[B::Item]) -> Result<Vec<B::Outcome>> {
-    let mut conn = pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| B::write(conn, items).await)
-        .await
+    let conn = pool.get().await?;
+    let mut begin: &AsyncPgConnection = &conn;
+    let written = futures::try_join!(
+        async { begin.batch_execute("BEGIN").await.map_err(Error::from) },
+        B::write(&conn, items),
+    );
+    let mut end: &AsyncPgConnection = &conn;
+    match written {
+        Ok((_, outcomes)) => {
+            end.batch_execute("COMMIT").await?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            end.batch_execute("ROLLBACK").await?;
+            Err(e)
+        }
+    }
 }
 
 /// Publishes the committed events (in the batch's order: sequence order per conversation),
