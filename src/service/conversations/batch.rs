@@ -144,12 +144,16 @@ impl<B: Batch> Queue<B> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (ready, connected) = oneshot::channel();
         let url = url.to_owned();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         std::thread::Builder::new()
             .name(B::THREAD.into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => return drop(ready.send(Err(e.into()))),
+                };
                 runtime.block_on(async move {
                     let pool = match db::connect(&url, 1).await {
                         Ok(pool) => pool,
