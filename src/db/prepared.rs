@@ -76,11 +76,17 @@ impl<B: Binds> QueryFragment<Pg> for Prepared<B> {
             out.push_sql(&rest[..at]);
             let digits = rest[at + 1..]
                 .find(|c: char| !c.is_ascii_digit())
-                .map_or(rest.len() - at - 1, |d| d);
-            let n: usize = rest[at + 1..at + 1 + digits].parse().map_err(|_| {
-                diesel::result::Error::QueryBuilderError(format!("a bare $ in {}", self.sql).into())
-            })?;
-            self.binds.push(n.wrapping_sub(1), out.reborrow())?;
+                .unwrap_or(rest.len() - at - 1);
+            let n = rest[at + 1..at + 1 + digits]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .ok_or_else(|| {
+                    diesel::result::Error::QueryBuilderError(
+                        format!("a $ without a parameter number in {}", self.sql).into(),
+                    )
+                })?;
+            self.binds.push(n, out.reborrow())?;
             rest = &rest[at + 1 + digits..];
         }
         out.push_sql(rest);

@@ -154,13 +154,12 @@ pub async fn mark_all(conn: &AsyncPgConnection, batch: &[Mark]) -> Result<Vec<Ma
 /// (one insert) and the conversations' event positions, then the unread count after each
 /// of `counted` (conversation, user, position), in its order.
 async fn write(
-    conn: &AsyncPgConnection,
+    c: &AsyncPgConnection,
     moved: &HashMap<(Uuid, Uuid), i64>,
     receipts: &[Event],
     ends: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
     counted: &[(Uuid, Uuid, i64)],
 ) -> Result<Vec<i64>> {
-    let c = conn;
     let count = {
         let mut c = c;
         let (cs, (us, ps)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) =

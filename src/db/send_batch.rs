@@ -176,7 +176,7 @@ type Written<'a> = (&'a Queued, Message, i64, serde_json::Value);
 /// messages and their events (one statement each), the senders' read positions and the
 /// conversations' digest jobs.
 async fn write(
-    conn: &AsyncPgConnection,
+    c: &AsyncPgConnection,
     written: Vec<Written<'_>>,
     positions: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
 ) -> Result<()> {
@@ -185,7 +185,6 @@ async fn write(
     for (q, m, ..) in &written {
         reads.insert((q.conversation, q.sender.0), m.seq);
     }
-    let c = conn;
     // One statement per table, whatever the batch holds: fixed statements over arrays, so
     // that each connection prepares them once (a statement per row, or one whose text
     // depends on the batch's size, would cost PostgreSQL more than the rest of the batch).
@@ -216,18 +215,8 @@ async fn write(
             bind::<Array<BigInt>, _>(each(&written, |(_, m, ..)| m.seq)),
             bind::<Array<SqlUuid>, _>(each(&written, |(_, m, ..)| m.sender_id)),
             bind::<Array<Jsonb>, _>(each(&written, |(_, m, ..)| &m.content)),
-            bind::<Array<Text>, _>(
-                written
-                    .iter()
-                    .map(|(_, m, ..)| m.body_text.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            bind::<Array<Nullable<Text>>, _>(
-                written
-                    .iter()
-                    .map(|(q, ..)| q.key.as_deref())
-                    .collect::<Vec<_>>(),
-            ),
+            bind::<Array<Text>, _>(each(&written, |(_, m, ..)| m.body_text.as_str())),
+            bind::<Array<Nullable<Text>>, _>(each(&written, |(q, ..)| q.key.as_deref())),
             bind::<Array<Timestamptz>, _>(each(&written, |(_, m, ..)| m.created_at)),
         ),
     );
