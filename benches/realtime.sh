@@ -30,7 +30,9 @@
 # 6. STREAMS (10,000) idle streams on a fresh instance C (so that no earlier load sits in
 #    its heap): server memory per stream (stream-rss).
 #
-# PARTS (latency,throughput,reads,memory by default) picks the parts to run.
+# PARTS (latency,throughput,reads,memory by default) picks the parts to run. BASELINE_BIN, an
+# epop binary built from another commit, adds A0 (that binary, group commit on) to the
+# throughput rounds: a change measured against the code before it, in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -50,11 +52,11 @@ bench_setup epop_bench
 ensure_redis "${BENCH_REDIS_URL:-redis://127.0.0.1:6379}" 56380
 
 start() {
-  local port=$1 batch=${2:-256} pool=${3:-6}
+  local port=$1 batch=${2:-256} pool=${3:-6} bin=${4:-$target/release/epop}
   EPOP_SEND_BATCH_MAX=$batch EPOP_READ_BATCH_MAX=$batch EPOP_DB_POOL_SIZE=$pool EPOP_MAX_STREAMS_PER_USER=100000 DATABASE_URL=$db_url REDIS_URL=$REDIS EPOP_REDIS_CHANNEL=epop:bench:$$ \
     EPOP_JWT_SECRET=a-benchmark-signing-key-of-32-bytes-or-more EPOP_LISTEN=127.0.0.1:$port \
     EPOP_DATA_DIR="$work/data-$port" EPOP_ADMIN_PASSWORD=bench-admin-password \
-    EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$target/release/epop" >"$work/server-$port.log" 2>&1 &
+    EPOP_ACCESS_TOKEN_TTL=6h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn "$bin" >"$work/server-$port.log" 2>&1 &
   pids+=($!)
   pid_of[$port]=$!
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return; sleep 0.5; done
@@ -69,6 +71,8 @@ start 18112
 # A transaction per send needs the default pool (16); the others use few connections, and
 # pgbench's 64 must fit in PostgreSQL's default max_connections (100) beside them.
 start 18114 1 16
+A0=http://127.0.0.1:18115
+[ -n "${BASELINE_BIN:-}" ] && start 18115 256 6 "$BASELINE_BIN"
 echo "instances: A=$A (group commit) A1=$A1 (a transaction per send) B=$B (streams), PostgreSQL $PG_URL, Redis $REDIS; $(nproc) cores shared by everything"
 
 "$target/release/rt-load" setup --url "$A" --admin-password bench-admin-password --users "$USERS" \
@@ -138,10 +142,11 @@ PY
 }
 for clients in ${CLIENT_COUNTS//,/ }; do
   part throughput || continue
-  pg=() full=() one=() app=()
+  pg=() full=() one=() app=() base=()
   for _ in $(seq 1 "$ROUNDS"); do
     pg+=("$(bench_pg benches/send.pgbench)")
     one+=("$(bench_app A1)")
+    [ -n "${BASELINE_BIN:-}" ] && base+=("$(bench_app A0)")
     app+=("$(bench_app A)")
     full+=("$(bench_pg benches/send-full.pgbench)")
   done
@@ -158,6 +163,14 @@ print(f"pgbench, every statement of a send:  {fm:8.0f} tx/s   ({fmt(runs[1])})")
 print(f"SendMessage, a transaction each (A1): {om:7.0f} msg/s  ({fmt(runs[2])})")
 print(f"SendMessage, group commit (A):       {am:8.0f} msg/s  ({fmt(runs[3])}); mean batch {statistics.median(batch) if batch else 0:.1f} sends")
 print(f"group commit / raw ceiling: {100 * am / pm:.0f}%;  a transaction each / raw ceiling: {100 * om / pm:.0f}%;  group commit / a transaction each: {am / om:.2f}x")
+PY
+  [ -n "${BASELINE_BIN:-}" ] && python3 - "${base[*]}" "${app[*]}" "$(cat "$work/batch-A0-$clients.txt")" <<'PY'
+import statistics, sys
+base, app = ([float(x) for x in a.split()] for a in sys.argv[1:3])
+batch = [float(x) for x in sys.argv[3].split()]
+bm, am = statistics.median(base), statistics.median(app)
+print(f"SendMessage, BASELINE_BIN (A0):      {bm:8.0f} msg/s  ({' '.join(f'{x:.0f}' for x in base)}); mean batch {statistics.median(batch) if batch else 0:.1f} sends")
+print(f"group commit, this build / BASELINE_BIN: {am / bm:.2f}x")
 PY
   echo "where the CPU went, per round (server: the instance sent to; 2 cores = 200% busy):"
   cat "$work/cpu-$clients.txt"

@@ -288,3 +288,44 @@ async fn a_failing_send_fails_alone_and_its_batch_mates_commit() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_refused_at_commit_fails_alone_and_its_batch_mates_commit() {
+    // Small batches, so that the sends around the refused one fill several.
+    let app = app_batching(8).await;
+    let (tokens, g) = crowd(&app, "late", 4).await;
+    // A send the database refuses only when its transaction commits (a deferred check).
+    db_sql(
+        &app.db_name,
+        "CREATE FUNCTION refuse_late() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.body_text = 'late poison' THEN RAISE EXCEPTION 'poisoned at commit'; END IF; RETURN NULL; END $$",
+    )
+    .await;
+    db_sql(
+        &app.db_name,
+        "CREATE CONSTRAINT TRIGGER refuse_late AFTER INSERT ON messages DEFERRABLE INITIALLY DEFERRED \
+         FOR EACH ROW EXECUTE FUNCTION refuse_late()",
+    )
+    .await;
+    for round in 0..3 {
+        let good = (0..40).map(|i| send_as(&app, &tokens[i % 4], send(&g, "fine")));
+        let poison = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            send_as(&app, &tokens[1], send(&g, "late poison")).await
+        };
+        let (good, poison) = futures::join!(join_all(good), poison);
+        for r in good {
+            r.expect("a batch-mate of a send refused at commit commits");
+        }
+        assert_eq!(poison.unwrap_err().code(), Code::Internal);
+        check_log(&app.db_name, &g, 40 * (round + 1)).await;
+    }
+    assert_eq!(
+        db_count(
+            &app.db_name,
+            "SELECT count(*) AS n FROM messages WHERE body_text = 'late poison'"
+        )
+        .await,
+        0
+    );
+}
