@@ -124,9 +124,9 @@ bench_app() {
     --clients "$clients" --seconds "$SECS" >"$work/app.txt" &
   local load=$! s0 p0 l0 o0 m0 s1 p1 l1 o1 m1
   others=$(for p in "${pids[@]}"; do [ "$p" != "${pid_of[$port]}" ] && echo "$p"; done; pgrep -x redis-server)
-  s0=$(ticks "${pid_of[$port]}") p0=$(ticks $(pgrep -x postgres)) l0=$(ticks $load) o0=$(ticks $others) m0=$(machine)
+  l0=$(ticks $load) s0=$(ticks "${pid_of[$port]}") p0=$(ticks $(pgrep -x postgres)) o0=$(ticks $others) m0=$(machine)
   sleep "$((SECS - 1))"
-  s1=$(ticks "${pid_of[$port]}") p1=$(ticks $(pgrep -x postgres)) l1=$(ticks $load) o1=$(ticks $others) m1=$(machine)
+  l1=$(ticks $load) s1=$(ticks "${pid_of[$port]}") p1=$(ticks $(pgrep -x postgres)) o1=$(ticks $others) m1=$(machine)
   wait "$load"
   sed -n 's/.*batches, mean \([0-9.]*\) sends.*/\1/p' "$work/app.txt" >>"$work/batch-$1-$clients.txt"
   local rate; rate=$(sed -n 's/^\([0-9.]*\) messages\/s.*/\1/p' "$work/app.txt")
