@@ -250,23 +250,36 @@ async fn a_key_retried_in_the_same_and_in_later_batches_answers_the_first_messag
     check_log(&app.db_name, &g, 43).await;
 }
 
+/// Makes the database refuse every message whose text is `text`: when it is inserted, or
+/// (`at_commit`) only when its transaction commits, as a deferred constraint would.
+async fn refuse(db: &str, text: &str, at_commit: bool) {
+    db_sql(
+        db,
+        &format!(
+            "CREATE FUNCTION refuse_text() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.body_text = '{text}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+        ),
+    )
+    .await;
+    let trigger = if at_commit {
+        "CREATE CONSTRAINT TRIGGER refuse_text AFTER INSERT ON messages DEFERRABLE INITIALLY DEFERRED"
+    } else {
+        "CREATE TRIGGER refuse_text BEFORE INSERT ON messages"
+    };
+    db_sql(
+        db,
+        &format!("{trigger} FOR EACH ROW EXECUTE FUNCTION refuse_text()"),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_send_fails_alone_and_its_batch_mates_commit() {
     let app = app().await;
     let (tokens, g) = crowd(&app, "iso", 4).await;
     let (_, outsider) = user(&app, "isooutsider").await;
     // A send the database itself refuses, whatever batch it lands in.
-    db_sql(
-        &app.db_name,
-        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.body_text = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
-    )
-    .await;
-    db_sql(
-        &app.db_name,
-        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
-    )
-    .await;
+    refuse(&app.db_name, "poison", false).await;
     for round in 0..3 {
         let good = (0..30).map(|i| send_as(&app, &tokens[i % 4], send(&g, "fine")));
         let poison = send_as(&app, &tokens[0], send(&g, "poison"));
@@ -295,18 +308,7 @@ async fn a_send_refused_at_commit_fails_alone_and_its_batch_mates_commit() {
     let app = app_batching(8).await;
     let (tokens, g) = crowd(&app, "late", 4).await;
     // A send the database refuses only when its transaction commits (a deferred check).
-    db_sql(
-        &app.db_name,
-        "CREATE FUNCTION refuse_late() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.body_text = 'late poison' THEN RAISE EXCEPTION 'poisoned at commit'; END IF; RETURN NULL; END $$",
-    )
-    .await;
-    db_sql(
-        &app.db_name,
-        "CREATE CONSTRAINT TRIGGER refuse_late AFTER INSERT ON messages DEFERRABLE INITIALLY DEFERRED \
-         FOR EACH ROW EXECUTE FUNCTION refuse_late()",
-    )
-    .await;
+    refuse(&app.db_name, "late poison", true).await;
     for round in 0..3 {
         let good = (0..40).map(|i| send_as(&app, &tokens[i % 4], send(&g, "fine")));
         let poison = async {
