@@ -12,12 +12,16 @@ use hmac::{Hmac, Mac};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
 };
+use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::{sync::RwLock, time::Duration};
 use uuid::Uuid;
 
 const ISSUER: &str = "epop";
+
+/// How many verified tokens are remembered (about 400 bytes each).
+const VERIFIED_TOKENS: usize = 16_384;
 
 /// The claims of an access token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +90,10 @@ pub struct JwtKeys {
     /// HMAC key from which keys for other purposes are derived (never a signing key).
     derive: [u8; 32],
     ring: RwLock<Ring>,
+    /// Tokens verified lately, each with when its verification lapses (the token's expiry,
+    /// or its key's retirement if sooner): a token seen again skips the signature check.
+    /// Emptied whenever the ring changes, while the ring's lock is held for writing.
+    verified: Cache<String, (Caller, DateTime<Utc>)>,
     validation: Validation,
     ttl: Duration,
     /// Where the ring is reloaded from, when it comes from the database.
@@ -142,6 +150,7 @@ impl JwtKeys {
         Ok(Self {
             derive,
             ring: RwLock::new(Ring::new(keys)?),
+            verified: Cache::new(VERIFIED_TOKENS),
             validation,
             ttl,
             source,
@@ -151,7 +160,9 @@ impl JwtKeys {
     /// Replaces the ring's keys (the first signs).
     pub(super) fn replace(&self, keys: Vec<Key>) -> anyhow::Result<()> {
         let ring = Ring::new(keys)?;
-        *self.ring.write().expect("the key ring lock") = ring;
+        let mut held = self.ring.write().expect("the key ring lock");
+        *held = ring;
+        self.verified.clear();
         Ok(())
     }
 
@@ -206,17 +217,23 @@ impl JwtKeys {
         Ok((token, exp))
     }
 
-    /// Checks a token's key, signature, algorithm, issuer and expiry.
+    /// Checks a token's key, signature, algorithm, issuer and expiry (or finds it verified
+    /// already, and neither expired nor past its key's retirement since).
     pub fn check(&self, token: &str) -> Verified {
+        let now = Utc::now();
+        if let Some((caller, until)) = self.verified.get(token)
+            && now < until
+        {
+            return Verified::Caller(caller);
+        }
         let Ok(header) = decode_header(token) else {
             return Verified::Invalid;
         };
-        let now = Utc::now();
         let ring = self.ring.read().expect("the key ring lock");
         let usable = |until: &Option<DateTime<Utc>>| until.is_none_or(|u| now < u);
-        let candidates: Vec<&DecodingKey> = match &header.kid {
+        let candidates: Vec<(&DecodingKey, &Option<DateTime<Utc>>)> = match &header.kid {
             Some(kid) => match ring.verifying.iter().find(|(k, _, _)| k == kid) {
-                Some((_, key, until)) if usable(until) => vec![key],
+                Some((_, key, until)) if usable(until) => vec![(key, until)],
                 Some(_) => return Verified::Invalid,
                 None => return Verified::UnknownKey,
             },
@@ -225,15 +242,18 @@ impl JwtKeys {
                 .verifying
                 .iter()
                 .filter(|(_, _, until)| usable(until))
-                .map(|(_, key, _)| key)
+                .map(|(_, key, until)| (key, until))
                 .collect(),
         };
-        for key in candidates {
+        for (key, key_until) in candidates {
             if let Ok(data) = decode::<Claims>(token, key, &self.validation) {
-                return match caller(data.claims) {
-                    Some(c) => Verified::Caller(c),
-                    None => Verified::Invalid,
+                let Some(c) = caller(data.claims) else {
+                    return Verified::Invalid;
                 };
+                // Under the ring's read lock: a replacement cannot clear the cache between.
+                let until = key_until.map_or(c.expires_at, |k| k.min(c.expires_at));
+                self.verified.insert(token.to_owned(), (c, until));
+                return Verified::Caller(c);
             }
         }
         Verified::Invalid
@@ -311,5 +331,29 @@ mod tests {
         ring.replace(vec![key("new", 2, None), key("old", 1, Some(past))])
             .unwrap();
         assert!(matches!(ring.check(&t), Verified::Invalid));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_only_until_its_key_retires() {
+        let soon = Utc::now() + chrono::Duration::milliseconds(200);
+        let key = Key {
+            kid: "k".into(),
+            secret: vec![3; 32],
+            verify_until: Some(soon),
+        };
+        let keys = JwtKeys::new(vec![key], [0; 32], Duration::from_secs(60), None).unwrap();
+        let (t, _) = keys
+            .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
+            .unwrap();
+        assert!(keys.verify(&t).is_some());
+        assert!(keys.verify(&t).is_some(), "a second check, from the cache");
+        let mut forged = t.clone();
+        forged.push('x');
+        assert!(
+            keys.verify(&forged).is_none(),
+            "only the very token is remembered"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(matches!(keys.check(&t), Verified::Invalid));
     }
 }

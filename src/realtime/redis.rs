@@ -158,6 +158,12 @@ async fn subscribe_once(
             () = stop.cancelled() => return Ok(()),
             msg = messages.next() => {
                 let msg = msg.context("redis closed the subscription")?;
+                // No stream open here (an instance that only serves requests): nobody
+                // would read the event, so it is not even parsed.
+                if local.receiver_count() == 0 {
+                    metrics::counter!("epop_broker_received_total", "kind" => "unread").increment(1);
+                    continue;
+                }
                 let payload: Vec<u8> = msg.get_payload()?;
                 match serde_json::from_slice::<Published>(&payload) {
                     Ok(item) => {
