@@ -326,16 +326,22 @@ mod tests {
         )
         .unwrap();
         assert!(ring.verify(&t).is_some());
+        assert_eq!(ring.verified.len(), 1);
         assert_eq!(ring.signing_kid(), "new");
         let past = Utc::now() - chrono::Duration::seconds(1);
         ring.replace(vec![key("new", 2, None), key("old", 1, Some(past))])
             .unwrap();
+        assert_eq!(
+            ring.verified.len(),
+            0,
+            "a new ring forgets what the old one verified"
+        );
         assert!(matches!(ring.check(&t), Verified::Invalid));
     }
 
     #[test]
     fn a_verified_token_is_remembered_only_until_its_key_retires() {
-        let soon = Utc::now() + chrono::Duration::milliseconds(200);
+        let soon = Utc::now() + chrono::Duration::milliseconds(600);
         let key = Key {
             kid: "k".into(),
             secret: vec![3; 32],
@@ -346,6 +352,7 @@ mod tests {
             .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
             .unwrap();
         assert!(keys.verify(&t).is_some());
+        assert_eq!(keys.verified.len(), 1, "remembered");
         assert!(keys.verify(&t).is_some(), "a second check, from the cache");
         let mut forged = t.clone();
         forged.push('x');
@@ -353,7 +360,12 @@ mod tests {
             keys.verify(&forged).is_none(),
             "only the very token is remembered"
         );
-        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            keys.verified.len(),
+            1,
+            "a token that fails is not remembered"
+        );
+        std::thread::sleep(Duration::from_millis(700));
         assert!(matches!(keys.check(&t), Verified::Invalid));
     }
 }
