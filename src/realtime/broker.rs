@@ -1,8 +1,11 @@
-//! The broker: one bounded broadcast channel that every stream session of this instance
-//! subscribes to (fed by Redis pub/sub when configured), plus presence: the streams open here,
-//! and with Redis the claims of every instance (see `presence`).
+//! The broker: the inboxes of this instance's stream sessions, which each event reaches by its
+//! recipients (fed by Redis pub/sub when configured; see `inboxes`), plus presence: the
+//! streams open here, and with Redis the claims of every instance (see `presence`).
 
-use super::presence::Presence;
+use super::{
+    inboxes::{Inbox, Inboxes},
+    presence::Presence,
+};
 use crate::db::{events::Event, projects::Project, tasks::Task};
 use anyhow::Context;
 use bb8_redis::RedisConnectionManager;
@@ -13,12 +16,8 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// How many published events a slow session may fall behind before it must re-read from the
-/// database.
-const CAPACITY: usize = 4096;
 /// How long a user stays online after their last stream closes.
 pub const PRESENCE_GRACE: Duration = Duration::from_secs(5);
 
@@ -115,6 +114,21 @@ impl From<Recipients> for Vec<Uuid> {
 }
 
 impl Recipients {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Them, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Uuid> {
+        self.0.iter()
+    }
+
     /// True when `user` is one of them.
     pub fn contains(&self, user: &Uuid) -> bool {
         self.0.binary_search(user).is_ok()
@@ -161,25 +175,14 @@ pub enum BoardChange {
 }
 
 /// Fans events out to this instance's streams and counts who is online here.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Broker {
-    sender: broadcast::Sender<Arc<Published>>,
+    inboxes: Arc<Inboxes>,
     streams: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// With Redis: the queue of the task that publishes to it (in order).
     redis: Option<super::redis::Outbox>,
     /// With Redis: presence across instances.
     presence: Option<Presence>,
-}
-
-impl Default for Broker {
-    fn default() -> Self {
-        Self {
-            sender: broadcast::channel(CAPACITY).0,
-            streams: Arc::default(),
-            redis: None,
-            presence: None,
-        }
-    }
 }
 
 impl Broker {
@@ -203,7 +206,7 @@ impl Broker {
             url,
             channel,
             pool.clone(),
-            broker.sender.clone(),
+            broker.inboxes.clone(),
             stop.clone(),
         )?;
         broker.redis = Some(queue);
@@ -257,9 +260,7 @@ impl Broker {
         metrics::counter!("epop_broker_published_total", "kind" => item.kind()).increment(1);
         match &self.redis {
             Some(outbox) => outbox.push(item),
-            None => {
-                let _ = self.sender.send(Arc::new(item));
-            }
+            None => self.inboxes.dispatch(item),
         }
     }
 
@@ -271,9 +272,9 @@ impl Broker {
         });
     }
 
-    /// A receiver of everything published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.sender.subscribe()
+    /// An inbox for a stream of `user`: what is published for them from now on.
+    pub fn subscribe(&self, user: Uuid) -> Inbox {
+        self.inboxes.open(user)
     }
 
     /// True while `user` has a stream open on this instance or (with Redis) on any other.

@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod cursor;
+pub mod inboxes;
 pub mod presence;
 pub mod redis;
 pub mod session;

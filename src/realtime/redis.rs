@@ -1,11 +1,11 @@
 //! Redis pub/sub fan-out between instances: one task publishes this instance's events in
 //! order (through a bb8 pool, in pipelines of what queued meanwhile; a failed publish is
 //! retried before the next), and one dedicated subscriber connection per instance feeds
-//! every instance's events to the local broadcast. The subscriber reconnects and
+//! every instance's events to the local streams' inboxes. The subscriber reconnects and
 //! resubscribes by itself (redis' PubSub does not), and after each (re)subscription asks the
 //! local sessions to re-read the log, so what was published while it was away is not lost.
 
-use crate::realtime::Published;
+use crate::realtime::{Published, inboxes::Inboxes};
 use anyhow::Context;
 use bb8_redis::RedisConnectionManager;
 use futures::StreamExt;
@@ -16,7 +16,7 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How many events may wait for the publisher task.
@@ -50,7 +50,7 @@ pub fn start(
     url: &str,
     channel: &str,
     pool: bb8::Pool<RedisConnectionManager>,
-    local: broadcast::Sender<Arc<Published>>,
+    local: Arc<Inboxes>,
     stop: CancellationToken,
 ) -> anyhow::Result<Outbox> {
     let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
@@ -122,7 +122,7 @@ async fn publish(
 async fn subscribe_forever(
     client: redis::Client,
     channel: String,
-    local: broadcast::Sender<Arc<Published>>,
+    local: Arc<Inboxes>,
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
@@ -142,7 +142,7 @@ async fn subscribe_forever(
 async fn subscribe_once(
     client: &redis::Client,
     channel: &str,
-    local: &broadcast::Sender<Arc<Published>>,
+    local: &Inboxes,
     stop: &CancellationToken,
     delay: &mut Duration,
 ) -> anyhow::Result<()> {
@@ -151,7 +151,7 @@ async fn subscribe_once(
     *delay = Duration::from_millis(100);
     tracing::info!(channel, "subscribed to redis");
     // Whatever was published while unsubscribed is in the log: sessions re-read it.
-    let _ = local.send(Arc::new(Published::Rewind));
+    local.dispatch(Published::Rewind);
     let mut messages = pubsub.into_on_message();
     loop {
         tokio::select! {
@@ -160,7 +160,7 @@ async fn subscribe_once(
                 let msg = msg.context("redis closed the subscription")?;
                 // No stream open here (an instance that only serves requests): nobody
                 // would read the event, so it is not even parsed.
-                if local.receiver_count() == 0 {
+                if local.is_empty() {
                     metrics::counter!("epop_broker_received_total", "kind" => "unread").increment(1);
                     continue;
                 }
@@ -168,7 +168,7 @@ async fn subscribe_once(
                 match serde_json::from_slice::<Published>(&payload) {
                     Ok(item) => {
                         received(&item);
-                        let _ = local.send(Arc::new(item));
+                        local.dispatch(item);
                     }
                     Err(e) => tracing::warn!(error = %e, "unreadable broker message"),
                 }

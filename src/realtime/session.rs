@@ -12,6 +12,7 @@ use crate::{
     realtime::{
         BoardChange, Broker, Published, Revoked,
         cursor::{CursorKey, Positions},
+        inboxes::Inbox,
     },
 };
 use chrono::{DateTime, Utc};
@@ -317,7 +318,7 @@ pub async fn open(
     }
     let user = caller.user_id;
     // Subscribe before reading the log, so nothing committed in between is missed.
-    let mut live = broker.subscribe();
+    let mut live = broker.subscribe(user.0);
     let current = {
         let mut conn = pool.get().await?;
         db::events::positions(&mut conn, user).await?
@@ -370,7 +371,7 @@ pub async fn open(
 
 async fn run(
     session: &mut Session,
-    live: &mut tokio::sync::broadcast::Receiver<Arc<Published>>,
+    live: &mut Inbox,
     lifetime: Duration,
     closing: &tokio_util::sync::CancellationToken,
 ) -> Result<()> {
@@ -399,7 +400,7 @@ async fn run(
             _ = heartbeat.tick() => session.send(Item::Heartbeat),
             received = live.recv() => match received {
                 Ok(item) => session.on_published(&item).await?,
-                // Fell behind the broker: the log has everything that was missed.
+                // The inbox overflowed: the log has everything that was dropped.
                 Err(RecvError::Lagged(_)) => session.catch_up(None).await?,
                 Err(RecvError::Closed) => return Ok(()),
             },
