@@ -331,3 +331,55 @@ async fn a_send_refused_at_commit_fails_alone_and_its_batch_mates_commit() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_sends_stay_searchable_while_the_search_index_merges_in_small_steps() {
+    let app = app().await;
+    let (tokens, g) = crowd(&app, "find", 4).await;
+    // The index merges its pending list at 64 kB, inside a send's transaction but briefly.
+    assert!(
+        db_text(
+            &app.db_name,
+            "SELECT array_to_string(reloptions, ',') AS v FROM pg_class \
+             WHERE relname = 'messages_search_idx'"
+        )
+        .await
+        .contains("gin_pending_list_limit=64"),
+    );
+    // Far more than 64 kB of index entries: the list is merged several times meanwhile.
+    let filler = (0..40)
+        .map(|w| format!("filler{w}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sends = (0..400).map(|i| {
+        send_as(
+            &app,
+            &tokens[i % 4],
+            send(&g, &format!("marker{i:04} {filler}")),
+        )
+    });
+    for r in join_all(sends).await {
+        r.expect("sent");
+    }
+    check_log(&app.db_name, &g, 400).await;
+    let mut c = client(&app).await;
+    for i in [0, 199, 399] {
+        let found = c
+            .search_messages(authed(
+                pb::SearchMessagesRequest {
+                    query: format!("marker{i:04}"),
+                    ..Default::default()
+                },
+                &tokens[0],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(found.messages.len(), 1, "marker{i:04}");
+        assert!(
+            found.messages[0]
+                .text
+                .starts_with(&format!("marker{i:04} "))
+        );
+    }
+}
