@@ -129,6 +129,25 @@ async fn many_senders_into_one_conversation(batch_max: usize) {
         .unwrap()
         .into_inner();
     let per_user = 40;
+    let n = (tokens.len() * per_user) as i64;
+    // A member's stream, read while the sends go on (as a client does), gets each message
+    // once, in sequence order.
+    let live = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while (got.len() as i64) < n {
+            let e = stream
+                .message()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            match e.kind {
+                Some(Kind::MessageCreated(m)) => got.push(m.seq),
+                Some(Kind::Resync(r)) => panic!("told to resync: {}", r.reason),
+                _ => {}
+            }
+        }
+        got
+    });
     let (app_ref, g_ref) = (&app, &g);
     let sends = tokens.iter().flat_map(|t| {
         (0..per_user).map(move |i| send_as(app_ref, t, send(g_ref, &format!("m{i}"))))
@@ -138,7 +157,6 @@ async fn many_senders_into_one_conversation(batch_max: usize) {
         .into_iter()
         .map(|r| r.expect("every send succeeds"))
         .collect();
-    let n = (tokens.len() * per_user) as i64;
     let mut seqs: Vec<i64> = sent.iter().map(|m| m.seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
@@ -151,18 +169,10 @@ async fn many_senders_into_one_conversation(batch_max: usize) {
             "{n} concurrent sends took {transactions} transactions: none were shared"
         );
     }
-    // A member's stream gets each once, in sequence order.
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while (got.len() as i64) < n {
-            let e = stream.message().await.unwrap().unwrap();
-            if let Some(Kind::MessageCreated(m)) = e.kind {
-                got.push(m.seq);
-            }
-        }
-    })
-    .await
-    .expect("every message arrives live");
+    let got = tokio::time::timeout(Duration::from_secs(20), live)
+        .await
+        .expect("every message arrives live")
+        .expect("the stream's reader");
     assert_eq!(got, (1..=n).collect::<Vec<_>>());
 }
 

@@ -123,7 +123,7 @@ async fn a_stalled_stream_is_bounded_in_bytes_not_only_in_events() {
     )
     .await;
     let mut stream = slow_stream(&app, &bob).await;
-    // Fewer events than the buffer holds (256), but more bytes (4 MiB).
+    // Fewer events than the buffer holds (1,024), but more bytes (4 MiB).
     let mut c = client(&app).await;
     for i in 0..200 {
         c.send_message(authed(send(&g, &format!("m{i}")), &ann))
