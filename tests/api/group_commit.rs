@@ -7,10 +7,10 @@ use crate::{
     events::{client, group, send},
     helpers::*,
 };
-use epop::pb::{self, event::Kind};
+use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
 use futures::future::join_all;
 use std::{collections::HashSet, time::Duration};
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 
 async fn app() -> TestApp {
     app_batching(256).await
@@ -45,6 +45,20 @@ fn keyed(g: &str, text: &str, key: &str) -> pb::SendMessageRequest {
         idempotency_key: key.into(),
         ..send(g, text)
     }
+}
+
+/// `req` sent by `token` through `c` (clones share its connection: many sends at once go
+/// over one connection, as a client's do; hundreds of connections opened at once by one
+/// task were sometimes reset under the whole suite's load).
+async fn send_over(
+    c: &ConversationServiceClient<Channel>,
+    token: &str,
+    req: pb::SendMessageRequest,
+) -> Result<pb::Message, tonic::Status> {
+    c.clone()
+        .send_message(authed(req, token))
+        .await
+        .map(|r| r.into_inner())
 }
 
 pub(crate) async fn send_as(
@@ -148,10 +162,10 @@ async fn many_senders_into_one_conversation(batch_max: usize) {
         }
         got
     });
-    let (app_ref, g_ref) = (&app, &g);
-    let sends = tokens.iter().flat_map(|t| {
-        (0..per_user).map(move |i| send_as(app_ref, t, send(g_ref, &format!("m{i}"))))
-    });
+    let (c, g_ref) = (&client(&app).await, &g);
+    let sends = tokens
+        .iter()
+        .flat_map(|t| (0..per_user).map(move |i| send_over(c, t, send(g_ref, &format!("m{i}")))));
     let sent: Vec<pb::Message> = join_all(sends)
         .await
         .into_iter()
@@ -184,9 +198,9 @@ async fn sends_into_many_conversations_at_once_keep_each_sequence_gap_free() {
         groups.push(crowd(&app, &format!("many{i}x"), 3).await);
     }
     let per_group = 30;
-    let app_ref = &app;
+    let c = &client(&app).await;
     let sends = groups.iter().flat_map(|(tokens, g)| {
-        (0..per_group).map(move |i| send_as(app_ref, &tokens[i % tokens.len()], send(g, "hi")))
+        (0..per_group).map(move |i| send_over(c, &tokens[i % tokens.len()], send(g, "hi")))
     });
     for r in join_all(sends).await {
         r.expect("every send succeeds");
@@ -361,9 +375,10 @@ async fn batched_sends_stay_searchable_while_the_search_index_merges_in_small_st
         .map(|w| format!("filler{w}"))
         .collect::<Vec<_>>()
         .join(" ");
+    let c = &client(&app).await;
     let sends = (0..400).map(|i| {
-        send_as(
-            &app,
+        send_over(
+            c,
             &tokens[i % 4],
             send(&g, &format!("marker{i:04} {filler}")),
         )
