@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 /// How many items a stream buffers for its client before it is dropped as too slow: well
 /// past one group commit's burst (a batch of up to 256 sends publishes its events at once),
-/// so a client that reads is never dropped for a burst it could not have read yet; the byte
+/// so a client that reads is not dropped for one burst it could not have read yet; the byte
 /// bound below keeps the memory small.
 pub const BUFFER: usize = 1024;
 /// How many bytes (cursors and message text, estimated) a stream buffers before it is
