@@ -66,11 +66,7 @@ pub(crate) async fn send_as(
     token: &str,
     req: pb::SendMessageRequest,
 ) -> Result<pb::Message, tonic::Status> {
-    client(app)
-        .await
-        .send_message(authed(req, token))
-        .await
-        .map(|r| r.into_inner())
+    send_over(&client(app).await, token, req).await
 }
 
 /// Checks conversation `g` on the database: messages 1..=n without gaps or doubles, one
@@ -387,7 +383,7 @@ async fn batched_sends_stay_searchable_while_the_search_index_merges_in_small_st
         r.expect("sent");
     }
     check_log(&app.db_name, &g, 400).await;
-    let mut c = client(&app).await;
+    let mut c = c.clone();
     for i in [0, 199, 399] {
         let found = c
             .search_messages(authed(
