@@ -15,7 +15,7 @@ use crate::{
     },
 };
 use anyhow::Context;
-use axum::{Router, extract::Request, response::Response};
+use axum::Router;
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicBool},
@@ -23,12 +23,6 @@ use std::{
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
-    trace::TraceLayer,
-};
 
 /// A built server, bound and ready to run.
 pub struct App {
@@ -45,6 +39,8 @@ pub struct App {
     delay: Duration,
     limits: crate::serve::Limits,
     tls: Option<crate::tls::Tls>,
+    /// `/metrics` on a listener of its own (`EPOP_METRICS_LISTEN`).
+    metrics: Option<TcpListener>,
     /// The generated password of the bootstrap admin, when this start created one.
     pub generated_admin_password: Option<String>,
 }
@@ -105,6 +101,14 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (EPOP_METRICS_LISTEN)"))?,
+            ),
+            None => None,
+        };
         let wake_jobs = Arc::new(Notify::new());
         // `stop`: shutdown requested (not ready, streams end); `halt`: after the shutdown
         // delay, the accept loop, the broker and the workers stop.
@@ -134,7 +138,14 @@ impl App {
             0 | 1 => None,
             max => Some(ReadQueue::start(url, broker.clone(), max).await?),
         };
+        let grants = Arc::new(crate::auth::grants::Grants::new(
+            pool.clone(),
+            config.session_cache_ttl,
+            config.session_cache_fallback_ttl,
+        ));
+        broker.watch_grants(grants.clone());
         let state = State {
+            grants,
             ai: Arc::new(crate::parts::assistant(&config.ai)),
             lockout: Arc::new(crate::parts::lockout(&config).await?),
             streams: crate::realtime::session::StreamLimits {
@@ -177,6 +188,7 @@ impl App {
             config.auth_rate_limit,
             config.write_rate_limit,
             config.trusted_proxies.clone(),
+            config.ipv6_prefix,
         ));
         limits.spawn_cleanup(halt.clone());
         let grpc_router = grpc::router(
@@ -192,15 +204,16 @@ impl App {
             grpc_router.clone(),
             &config.cors_origins,
         )?;
-        let router = top_router(
-            grpc_router,
-            rest,
-            ready.clone(),
-            &files,
-            &config.cors_origins,
-            state.pool.clone(),
-            config.hsts || tls.is_some(),
-        )?;
+        let options = crate::edge::Options {
+            ready: ready.clone(),
+            files: &files,
+            cors_origins: &config.cors_origins,
+            cookie_origins: crate::csrf::Origins::new(&config.cors_origins, &config.public_url),
+            pool: state.pool.clone(),
+            hsts: config.hsts || tls.is_some(),
+            public_metrics: metrics.is_none(),
+        };
+        let router = crate::edge::router(grpc_router, rest, options)?;
         Ok(Self {
             listener,
             router,
@@ -222,6 +235,7 @@ impl App {
                 idle_timeout: config.idle_timeout,
             },
             tls,
+            metrics,
             generated_admin_password,
         })
     }
@@ -231,6 +245,11 @@ impl App {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address of the metrics listener, when `/metrics` has one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound port.
@@ -278,6 +297,19 @@ impl App {
             "plaintext"
         };
         tracing::info!(addr = %self.local_addr(), scheme, "EPOP is listening (gRPC, gRPC-Web, HTTP)");
+        if let Some(listener) = self.metrics {
+            let routes = crate::probes::metrics_routes(self.state.pool.clone());
+            let halt = halt.clone();
+            tracing::info!(addr = ?listener.local_addr().ok(), "metrics are served on a listener of their own");
+            tokio::spawn(async move {
+                let served = axum::serve(listener, routes)
+                    .with_graceful_shutdown(halt.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         crate::serve::serve(
             self.listener,
             self.router,
@@ -329,87 +361,4 @@ fn job_handlers(deps: service::JobDeps) -> Handler {
             }
         })
     })
-}
-
-/// Routes gRPC and gRPC-Web (and their CORS preflights) to the gRPC router; everything else
-/// to the plain HTTP routes (with the local file URLs) and the REST edge.
-fn top_router(
-    grpc: Router,
-    rest: crate::rest::Rest,
-    ready: Arc<AtomicBool>,
-    files: &service::files::Files,
-    cors_origins: &[String],
-    pool: db::Pool,
-    hsts: bool,
-) -> anyhow::Result<Router> {
-    let mut http = Router::new();
-    if let Some(routes) = files.storage.routes() {
-        // Browsers on the allowed origins upload and download with fetch.
-        http = http.merge(routes.layer(crate::cors::layer(
-            crate::cors::origins(cors_origins)?,
-            vec![http::Method::GET, http::Method::PUT],
-            &["content-type"],
-            &["content-disposition", "content-length"],
-        )));
-    }
-    let http = http
-        .merge(crate::probes::routes(ready, pool))
-        // REST under /api/, and JSON 404s for everything else.
-        .merge(rest.router());
-    let dispatch = move |req: Request| {
-        let target = if is_grpc(&req) {
-            grpc.clone()
-        } else {
-            http.clone()
-        };
-        async move {
-            match target.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            }
-        }
-    };
-    let security = [
-        // Every answer is private to its caller (tokens, messages): no cache keeps one.
-        ("cache-control", "no-store"),
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
-        (
-            "content-security-policy",
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-    ];
-    // HSTS only where browsers reach this server over TLS (here, or through a proxy that
-    // ends it): on plain HTTP it is ignored at best.
-    let hsts = hsts.then_some((
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ));
-    let mut router =
-        Router::new().fallback(|req: Request| async move { dispatch(req).await as Response });
-    for (name, value) in security.into_iter().chain(hsts) {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            http::HeaderName::from_static(name),
-            http::HeaderValue::from_static(value),
-        ));
-    }
-    Ok(router
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
-}
-
-fn is_grpc(req: &Request) -> bool {
-    let content_type = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let preflight = req.method() == http::Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        && !crate::rest::is_rest_path(req.uri().path());
-    content_type.starts_with("application/grpc") || preflight
 }

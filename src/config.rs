@@ -37,6 +37,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve `/metrics` on this address instead of the public one (e.g. `127.0.0.1:9090`, or
+    /// a private network's address), so that only the monitoring network can scrape it.
+    #[arg(long, env = "EPOP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 
@@ -59,9 +64,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
 
-    /// Sign-in, token refresh and password reset calls per client address (`COUNT/PERIOD`,
-    /// or `off`).
-    #[arg(long, env = "EPOP_AUTH_RATE_LIMIT", default_value = "20/1m")]
+    /// Sign-in, token refresh and password reset calls per client address, successes too
+    /// (`COUNT/PERIOD`, or `off`): a loose bound on floods; failed sign-ins have their own
+    /// hard limits below.
+    #[arg(long, env = "EPOP_AUTH_RATE_LIMIT", default_value = "300/1m")]
     pub auth_rate_limit: crate::ratelimit::Rate,
 
     /// Message sends, typing notices and upload presigns per user (`COUNT/PERIOD`, or `off`).
@@ -96,6 +102,21 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_LOGIN_LOCKOUT", default_value = "5/15m")]
     pub login_lockout: crate::ratelimit::Rate,
 
+    /// Failed sign-ins per client address, whatever the account, before sign-ins from that
+    /// address are refused for the rest of the period (`COUNT/PERIOD`, or `off`).
+    #[arg(long, env = "EPOP_LOGIN_ADDRESS_FAILURES", default_value = "30/15m")]
+    pub login_address_failures: crate::ratelimit::Rate,
+
+    /// Failed sign-ins per account, from any address, before signing in to that account is
+    /// refused for the rest of the period (`COUNT/PERIOD`, or `off`).
+    #[arg(long, env = "EPOP_LOGIN_ACCOUNT_FAILURES", default_value = "20/15m")]
+    pub login_account_failures: crate::ratelimit::Rate,
+
+    /// The length of the IPv6 prefix that counts as one client address in the limits above
+    /// (64: a subscriber's usual allocation).
+    #[arg(long, env = "EPOP_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
+
     /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` names the client.
     #[arg(long, env = "EPOP_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -115,6 +136,18 @@ pub struct ServeArgs {
     /// turns it off (each MarkRead its own transaction).
     #[arg(long, env = "EPOP_READ_BATCH_MAX", default_value_t = 256)]
     pub read_batch_max: usize,
+
+    /// How long an instance trusts what it read of a session and its user (open, active,
+    /// role) while Redis carries every instance's revocations to it; each revocation is
+    /// applied at once anyway.
+    #[arg(long, env = "EPOP_SESSION_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub session_cache_ttl: Duration,
+
+    /// The same, while revocations of other instances cannot reach it (no `REDIS_URL`, or
+    /// the Redis subscription lost): how long a revocation on another instance may take to
+    /// be refused here.
+    #[arg(long, env = "EPOP_SESSION_CACHE_FALLBACK_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub session_cache_fallback_ttl: Duration,
 
     /// Lifetime of access tokens (e.g. `15m`).
     #[arg(long, env = "EPOP_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]

@@ -6,8 +6,10 @@
 //! - [`ai`]: the OpenAI-compatible AI provider (async-openai), streamed piece by piece.
 //! - [`app`]: builds the server from a [`config::Config`], binds, runs until stopped.
 //! - [`serve`]: the accept loop and its transport limits.
+//! - [`edge`]: the router in front of everything: protocol dispatch, security headers.
 //! - [`config`]: typed settings from flags and environment variables.
 //! - [`cors`]: the one origin allow-list of gRPC-Web and the REST edge.
+//! - [`csrf`]: the cookie routes refuse requests that other sites' pages started.
 //! - [`error`]: the one error type and its one mapping to `tonic::Status`.
 //! - [`parts`]: file storage and the AI assistant, built from the configuration.
 //! - [`probes`]: `/healthz`, `/readyz`, `/metrics` and gRPC health.
@@ -31,8 +33,10 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod csrf;
 pub mod db;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod grpc;
 pub mod jobs;

@@ -64,15 +64,21 @@ pub fn files(
     })
 }
 
-/// The sign-in lockout: counted in Redis when configured (shared by every instance), else
-/// in this process.
+/// The limits on failed sign-ins: counted in this process, and in Redis too when configured
+/// (shared by every instance).
 pub async fn lockout(config: &Config) -> anyhow::Result<crate::auth::lockout::Lockout> {
-    use crate::auth::lockout::Lockout;
+    use crate::auth::lockout::{Limits, Lockout};
+    let limits = Limits {
+        account_address: config.login_lockout,
+        address: config.login_address_failures,
+        account: config.login_account_failures,
+        ipv6_prefix: config.ipv6_prefix,
+    };
     Ok(match &config.redis_url {
         Some(url) => {
             let prefix = format!("{}:lockout:", config.redis_channel);
-            Lockout::redis(config.login_lockout, url.expose_secret(), &prefix).await?
+            Lockout::redis(limits, url.expose_secret(), &prefix).await?
         }
-        None => Lockout::local(config.login_lockout),
+        None => Lockout::local(limits),
     })
 }

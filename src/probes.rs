@@ -1,7 +1,7 @@
 //! What operators and load balancers read: `/healthz` (the process answers), `/readyz` and
 //! `grpc.health.v1` (kept in step with the database, and failing from the start of a
 //! shutdown), and `/metrics` (Prometheus, with the pool and the job queue sampled at each
-//! scrape).
+//! scrape), on the public port or, with `EPOP_METRICS_LISTEN`, on a listener of its own.
 
 use crate::{db, grpc};
 use axum::{
@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The probe routes: `ready` says whether this server takes calls; `pool` is sampled for
-/// `/metrics`.
-pub fn routes(ready: Arc<AtomicBool>, pool: db::Pool) -> Router {
-    Router::new()
+/// `/metrics`, served here unless `metrics` is false (it has a listener of its own).
+pub fn routes(ready: Arc<AtomicBool>, pool: db::Pool, metrics: bool) -> Router {
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -39,8 +39,17 @@ pub fn routes(ready: Arc<AtomicBool>, pool: db::Pool) -> Router {
                     }
                 }
             }),
-        )
-        .route("/metrics", get(move || metrics_page(pool.clone())))
+        );
+    if metrics {
+        probes.merge(metrics_routes(pool))
+    } else {
+        probes
+    }
+}
+
+/// `/metrics` alone, for the metrics listener.
+pub fn metrics_routes(pool: db::Pool) -> Router {
+    Router::new().route("/metrics", get(move || metrics_page(pool.clone())))
 }
 
 /// Samples what is read rather than counted (the pool, the job queue), then renders every

@@ -89,19 +89,39 @@ impl Rate {
     }
 }
 
+/// The group `ip` is counted in: an IPv4 address alone (an IPv4-mapped IPv6 address as its
+/// IPv4 address), an IPv6 address with every bit past `prefix` cleared.
+pub fn address_group(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(prefix.min(128)))
+                    .unwrap_or(0);
+                IpAddr::V6((bits & mask).into())
+            }
+        },
+    }
+}
+
 /// The limiters of one instance.
 pub struct RateLimits {
     trusted: Vec<IpAddr>,
+    ipv6_prefix: u8,
     by_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     by_user: Option<DefaultKeyedRateLimiter<Uuid>>,
 }
 
 impl RateLimits {
-    /// `auth` per client address, `writes` per user; `trusted`: proxies whose
-    /// `X-Forwarded-For` is believed.
-    pub fn new(auth: Rate, writes: Rate, trusted: Vec<IpAddr>) -> Self {
+    /// `auth` per client address (IPv6 per `ipv6_prefix`), `writes` per user; `trusted`:
+    /// proxies whose `X-Forwarded-For` is believed.
+    pub fn new(auth: Rate, writes: Rate, trusted: Vec<IpAddr>, ipv6_prefix: u8) -> Self {
         Self {
             trusted,
+            ipv6_prefix,
             by_address: auth.limiter(),
             by_user: writes.limiter(),
         }
@@ -182,7 +202,7 @@ pub async fn limit(
         }
         match (&limits.by_address, ip) {
             (Some(l), Some(ip)) => l
-                .check_key(&ip)
+                .check_key(&address_group(ip, limits.ipv6_prefix))
                 .err()
                 .map(|n| (n, "attempts from this address", "address")),
             _ => None,
@@ -226,6 +246,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_group_by_prefix_and_ipv4_ones_stand_alone() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            address_group(ip("2001:db8:1:2:3:4:5:6"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            address_group(ip("2001:db8:1:2:3:4:5:6"), 48),
+            ip("2001:db8:1::")
+        );
+        assert_eq!(address_group(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(address_group(ip("2001:db8::1"), 0), ip("::"));
+        assert_eq!(address_group(ip("::ffff:1.2.3.4"), 64), ip("1.2.3.4"));
+        assert_eq!(address_group(ip("1.2.3.4"), 64), ip("1.2.3.4"));
     }
 
     #[test]

@@ -24,11 +24,15 @@ pub fn set(token: &str, max_age: Duration) -> Vec<String> {
         .collect()
 }
 
-/// `set-cookie` values that delete the cookie.
+/// `set-cookie` values that delete the refresh cookie and the event stream's cookie (so that
+/// a browser's EventSource does not reconnect with it after sign-out).
 pub fn clear() -> Vec<String> {
     PATHS
         .iter()
         .map(|path| format!("{NAME}=; HttpOnly; Secure; SameSite=Strict; Path={path}; Max-Age=0"))
+        .chain([format!(
+            "{EVENTS_NAME}=; HttpOnly; Secure; SameSite=Strict; Path={EVENTS_PATH}; Max-Age=0"
+        )])
         .collect()
 }
 
@@ -39,12 +43,14 @@ pub fn read(headers: &HeaderMap) -> Option<String> {
 
 /// The name of the event stream's cookie.
 pub const EVENTS_NAME: &str = "epop_events";
+/// Where browsers send it: the REST event stream only.
+const EVENTS_PATH: &str = "/api/events";
 
 /// The `set-cookie` value that stores access token `token` for the REST event stream only,
 /// for `max_age` (the token's remaining life).
 pub fn set_events(token: &str, max_age: Duration) -> String {
     format!(
-        "{EVENTS_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/api/events; Max-Age={}",
+        "{EVENTS_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path={EVENTS_PATH}; Max-Age={}",
         max_age.as_secs()
     )
 }

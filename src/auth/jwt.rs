@@ -91,9 +91,10 @@ pub struct JwtKeys {
     derive: [u8; 32],
     ring: RwLock<Ring>,
     /// Tokens verified lately, each with when its verification lapses (the token's expiry,
-    /// or its key's retirement if sooner): a token seen again skips the signature check.
-    /// Emptied whenever the ring changes, while the ring's lock is held for writing.
-    verified: Cache<String, (Caller, DateTime<Utc>)>,
+    /// or its key's retirement if sooner) and the key that verified it: a token seen again
+    /// skips the signature check. When the ring changes (while its lock is held for writing),
+    /// the tokens of keys it no longer holds as they were are forgotten.
+    verified: Cache<String, (Caller, DateTime<Utc>, String)>,
     validation: Validation,
     ttl: Duration,
     /// Where the ring is reloaded from, when it comes from the database.
@@ -157,12 +158,36 @@ impl JwtKeys {
         })
     }
 
-    /// Replaces the ring's keys (the first signs).
+    /// Replaces the ring's keys (the first signs), unless they are the ones it holds (a reload
+    /// that found nothing new changes nothing). Remembered tokens stay verified when their
+    /// key is still in the ring with the same retirement.
     pub(super) fn replace(&self, keys: Vec<Key>) -> anyhow::Result<()> {
         let ring = Ring::new(keys)?;
         let mut held = self.ring.write().expect("the key ring lock");
+        let same = |a: &Ring, b: &Ring| {
+            a.signing.0 == b.signing.0
+                && a.verifying.len() == b.verifying.len()
+                && a.verifying
+                    .iter()
+                    .zip(&b.verifying)
+                    .all(|(x, y)| x.0 == y.0 && x.2 == y.2)
+        };
+        if same(&held, &ring) {
+            return Ok(());
+        }
+        let kept: Vec<(String, Option<DateTime<Utc>>)> = ring
+            .verifying
+            .iter()
+            .filter(|(kid, _, until)| {
+                held.verifying
+                    .iter()
+                    .any(|(k, _, u)| k == kid && u == until)
+            })
+            .map(|(kid, _, until)| (kid.clone(), *until))
+            .collect();
         *held = ring;
-        self.verified.clear();
+        self.verified
+            .retain(|_, (_, _, kid)| kept.iter().any(|(k, _)| k == kid));
         Ok(())
     }
 
@@ -221,7 +246,7 @@ impl JwtKeys {
     /// already, and neither expired nor past its key's retirement since).
     pub fn check(&self, token: &str) -> Verified {
         let now = Utc::now();
-        if let Some((caller, until)) = self.verified.get(token)
+        if let Some((caller, until, _)) = self.verified.get(token)
             && now < until
         {
             return Verified::Caller(caller);
@@ -231,28 +256,32 @@ impl JwtKeys {
         };
         let ring = self.ring.read().expect("the key ring lock");
         let usable = |until: &Option<DateTime<Utc>>| until.is_none_or(|u| now < u);
-        let candidates: Vec<(&DecodingKey, &Option<DateTime<Utc>>)> = match &header.kid {
+        type Candidate<'a> = (&'a str, &'a DecodingKey, &'a Option<DateTime<Utc>>);
+        let candidates: Vec<Candidate> = match &header.kid {
             Some(kid) => match ring.verifying.iter().find(|(k, _, _)| k == kid) {
-                Some((_, key, until)) if usable(until) => vec![(key, until)],
+                Some((kid, key, until)) if usable(until) => vec![(kid, key, until)],
                 Some(_) => return Verified::Invalid,
-                None => return Verified::UnknownKey,
+                // Only a key id of the form this server makes may be one it has not loaded.
+                None if is_key_id(kid) => return Verified::UnknownKey,
+                None => return Verified::Invalid,
             },
             // Tokens issued before keys had ids: any key that still verifies.
             None => ring
                 .verifying
                 .iter()
                 .filter(|(_, _, until)| usable(until))
-                .map(|(_, key, until)| (key, until))
+                .map(|(kid, key, until)| (kid.as_str(), key, until))
                 .collect(),
         };
-        for (key, key_until) in candidates {
+        for (kid, key, key_until) in candidates {
             if let Ok(data) = decode::<Claims>(token, key, &self.validation) {
                 let Some(c) = caller(data.claims) else {
                     return Verified::Invalid;
                 };
                 // Under the ring's read lock: a replacement cannot clear the cache between.
                 let until = key_until.map_or(c.expires_at, |k| k.min(c.expires_at));
-                self.verified.insert(token.to_owned(), (c, until));
+                self.verified
+                    .insert(token.to_owned(), (c, until, kid.to_owned()));
                 return Verified::Caller(c);
             }
         }
@@ -268,6 +297,13 @@ impl JwtKeys {
     }
 }
 
+/// True for the key ids the ring's keys have: 16 hex digits (database keys) or `cfg-` and
+/// 12 (a configured secret).
+fn is_key_id(kid: &str) -> bool {
+    let hex = kid.strip_prefix("cfg-").unwrap_or(kid);
+    matches!(hex.len(), 12 | 16) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn caller(claims: Claims) -> Option<Caller> {
     Some(Caller {
         user_id: UserId(claims.sub),
@@ -278,94 +314,5 @@ fn caller(claims: Claims) -> Option<Caller> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_verifies_only_with_its_own_key() {
-        let keys = JwtKeys::from_secret(&[7; 32], Duration::from_secs(60));
-        let (t, _) = keys
-            .issue(UserId(Uuid::nil()), Role::Admin, Uuid::nil())
-            .unwrap();
-        assert_eq!(keys.verify(&t).unwrap().role, Role::Admin);
-        let other = JwtKeys::from_secret(&[8; 32], Duration::from_secs(60));
-        assert!(other.verify(&t).is_none());
-    }
-
-    #[test]
-    fn a_token_names_its_key_and_an_unknown_key_is_told_apart() {
-        let keys = JwtKeys::from_secret(&[7; 32], Duration::from_secs(60));
-        let (t, _) = keys
-            .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
-            .unwrap();
-        let kid = decode_header(&t).unwrap().kid.unwrap();
-        assert_eq!(kid, keys.signing_kid());
-        let other = JwtKeys::from_secret(&[8; 32], Duration::from_secs(60));
-        assert!(matches!(other.check(&t), Verified::UnknownKey));
-        assert!(matches!(other.check("not.a.token"), Verified::Invalid));
-    }
-
-    #[test]
-    fn a_retired_key_verifies_until_its_time_then_not() {
-        let key = |kid: &str, secret: u8, until: Option<DateTime<Utc>>| Key {
-            kid: kid.into(),
-            secret: vec![secret; 32],
-            verify_until: until,
-        };
-        let ttl = Duration::from_secs(60);
-        let old = JwtKeys::new(vec![key("old", 1, None)], [0; 32], ttl, None).unwrap();
-        let (t, _) = old
-            .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
-            .unwrap();
-        let later = Utc::now() + chrono::Duration::seconds(30);
-        let ring = JwtKeys::new(
-            vec![key("new", 2, None), key("old", 1, Some(later))],
-            [0; 32],
-            ttl,
-            None,
-        )
-        .unwrap();
-        assert!(ring.verify(&t).is_some());
-        assert_eq!(ring.verified.len(), 1);
-        assert_eq!(ring.signing_kid(), "new");
-        let past = Utc::now() - chrono::Duration::seconds(1);
-        ring.replace(vec![key("new", 2, None), key("old", 1, Some(past))])
-            .unwrap();
-        assert_eq!(
-            ring.verified.len(),
-            0,
-            "a new ring forgets what the old one verified"
-        );
-        assert!(matches!(ring.check(&t), Verified::Invalid));
-    }
-
-    #[test]
-    fn a_verified_token_is_remembered_only_until_its_key_retires() {
-        let soon = Utc::now() + chrono::Duration::milliseconds(600);
-        let key = Key {
-            kid: "k".into(),
-            secret: vec![3; 32],
-            verify_until: Some(soon),
-        };
-        let keys = JwtKeys::new(vec![key], [0; 32], Duration::from_secs(60), None).unwrap();
-        let (t, _) = keys
-            .issue(UserId(Uuid::nil()), Role::User, Uuid::nil())
-            .unwrap();
-        assert!(keys.verify(&t).is_some());
-        assert_eq!(keys.verified.len(), 1, "remembered");
-        assert!(keys.verify(&t).is_some(), "a second check, from the cache");
-        let mut forged = t.clone();
-        forged.push('x');
-        assert!(
-            keys.verify(&forged).is_none(),
-            "only the very token is remembered"
-        );
-        assert_eq!(
-            keys.verified.len(),
-            1,
-            "a token that fails is not remembered"
-        );
-        std::thread::sleep(Duration::from_millis(700));
-        assert!(matches!(keys.check(&t), Verified::Invalid));
-    }
-}
+#[path = "jwt_tests.rs"]
+mod tests;

@@ -1,8 +1,10 @@
-//! The authentication layer in front of every gRPC (and gRPC-Web) route: checks
-//! `authorization: Bearer <jwt>` on every RPC that is not explicitly public, and leaves the
-//! [`Caller`](super::Caller) in the request's extensions for the handlers.
+//! The authentication layer in front of every gRPC (and gRPC-Web) route, which the REST edge
+//! and its event streams call too: checks `authorization: Bearer <jwt>` on every RPC that is
+//! not explicitly public, then that the token's session is still open and its user active
+//! (with the role they have now), and leaves the [`Caller`](super::Caller) in the request's
+//! extensions for the handlers.
 
-use crate::auth::jwt::JwtKeys;
+use crate::auth::{grants::Grants, jwt::JwtKeys};
 use axum::{
     extract::{Request, State},
     middleware::Next,
@@ -61,24 +63,32 @@ pub fn bearer_in(headers: &http::HeaderMap, cookie: bool) -> Option<String> {
     None
 }
 
+/// What the layer checks tokens and sessions with.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// The keys that verify tokens.
+    pub keys: Arc<JwtKeys>,
+    /// The live state of sessions and users.
+    pub grants: Arc<Grants>,
+}
+
 /// The axum middleware: passes public RPCs through, authenticates the rest.
-pub async fn authenticate(
-    State(keys): State<Arc<JwtKeys>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     if is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let Some(token) = bearer(&req) else {
         return tonic::Status::unauthenticated("missing bearer token").into_http();
     };
-    match keys.authenticate(&token).await {
-        Some(caller) => {
+    let Some(caller) = gate.keys.authenticate(&token).await else {
+        return tonic::Status::unauthenticated("invalid or expired access token").into_http();
+    };
+    match gate.grants.check(caller).await {
+        Ok(caller) => {
             crate::telemetry::record_user(caller.user_id.0);
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        None => tonic::Status::unauthenticated("invalid or expired access token").into_http(),
+        Err(e) => tonic::Status::from(e).into_http(),
     }
 }

@@ -2,6 +2,7 @@
 //! that authenticates every non-public RPC, and the [`Caller`] it leaves in the request.
 
 pub mod cookie;
+pub mod grants;
 pub mod jwt;
 pub mod key_file;
 pub mod keyring;
@@ -20,7 +21,7 @@ use uuid::Uuid;
 pub struct Caller {
     /// The signed-in user.
     pub user_id: UserId,
-    /// Their role when the token was issued.
+    /// Their role now (the authentication layer reads it from the live user, not the token).
     pub role: Role,
     /// The session (refresh-token family) the token belongs to.
     pub session: Uuid,

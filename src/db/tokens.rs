@@ -2,8 +2,8 @@
 //! SHA-256 hashes.
 
 use crate::{
-    db::schema::{password_reset_tokens, refresh_tokens},
-    domain::UserId,
+    db::schema::{password_reset_tokens, refresh_tokens, roles, users},
+    domain::{Role, UserId},
     error::Result,
 };
 use chrono::{DateTime, Utc};
@@ -93,6 +93,38 @@ pub async fn revoke_family(conn: &mut AsyncPgConnection, family: Uuid) -> Result
     .execute(conn)
     .await
     .map_err(Into::into)
+}
+
+/// The role of `user` while their session `family` is open (none of its tokens revoked) and
+/// they are neither disabled nor deleted; None otherwise (also for a family that is not
+/// theirs, or unknown). One query: what every authenticated call checks (cached).
+pub async fn live_grant(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    family: Uuid,
+) -> Result<Option<Role>> {
+    let theirs = diesel::dsl::exists(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family))
+            .filter(refresh_tokens::user_id.eq(user.0)),
+    );
+    let revoked = diesel::dsl::exists(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family))
+            .filter(refresh_tokens::revoked_at.is_not_null()),
+    );
+    let role: Option<String> = users::table
+        .inner_join(roles::table)
+        .filter(users::id.eq(user.0))
+        .filter(users::disabled_at.is_null())
+        .filter(users::deleted_at.is_null())
+        .filter(theirs)
+        .filter(diesel::dsl::not(revoked))
+        .select(roles::name)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(role.as_deref().and_then(Role::from_name))
 }
 
 /// Revokes every session of a user, optionally sparing one family (the caller's own).

@@ -14,7 +14,11 @@ pub mod tasks;
 pub mod users;
 pub mod web_body;
 
-use crate::{auth::layer::authenticate, pb, service::State};
+use crate::{
+    auth::layer::{Gate, authenticate},
+    pb,
+    service::State,
+};
 use axum::middleware::from_fn_with_state;
 use http::Method;
 use tonic::service::Routes;
@@ -99,7 +103,13 @@ pub fn router(
         // Inside authentication: per-user limits know the caller.
         .layer(from_fn_with_state(rpc_timeout, deadline::bound))
         .layer(from_fn_with_state(limits, crate::ratelimit::limit))
-        .layer(from_fn_with_state(state.jwt.clone(), authenticate))
+        .layer(from_fn_with_state(
+            Gate {
+                keys: state.jwt.clone(),
+                grants: state.grants.clone(),
+            },
+            authenticate,
+        ))
         // Every call counted, refused ones included, as native gRPC (trailers, not frames).
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(tonic_web::GrpcWebLayer::new())

@@ -264,12 +264,24 @@ impl Broker {
         }
     }
 
-    /// Ends the open streams of `user`'s `sessions` on every instance.
+    /// Ends the open streams of `user`'s `sessions` on every instance, and tells the
+    /// watcher of this instance at once (before Redis echoes it back).
     pub fn revoke(&self, user: Uuid, sessions: Revoked) {
+        if self.redis.is_some()
+            && let Some(w) = self.inboxes.watcher()
+        {
+            w.revoked(user, sessions);
+        }
         self.publish(Published::Revoked {
             user_id: user,
             sessions,
         });
+    }
+
+    /// Tells `watcher` of every revocation this instance learns of, its own and (with Redis)
+    /// every other instance's.
+    pub fn watch_grants(&self, watcher: Arc<dyn super::inboxes::GrantWatcher>) {
+        self.inboxes.watch(watcher);
     }
 
     /// An inbox for a stream of `user`: what is published for them from now on.

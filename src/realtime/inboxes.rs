@@ -4,11 +4,11 @@
 //! inbox is bounded: one that overflows drops the event and tells its session it lagged, and
 //! the session re-reads the log, as it does after any gap.
 
-use super::Published;
+use super::{Published, Revoked};
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -23,6 +23,19 @@ pub const CAPACITY: usize = 4096;
 pub struct Inboxes {
     users: Mutex<HashMap<Uuid, Vec<Slot>>>,
     next_id: AtomicU64,
+    watcher: OnceLock<Arc<dyn GrantWatcher>>,
+}
+
+/// What keeps a cache of session and user state true (the authentication layer's): told at
+/// once of every revocation this instance learns of, and of whether it may have missed some.
+pub trait GrantWatcher: Send + Sync + std::fmt::Debug {
+    /// `sessions` of `user` were revoked.
+    fn revoked(&self, user: Uuid, sessions: Revoked);
+    /// Revocations arrive from every instance from now on (Redis subscribed): whatever was
+    /// cached before may have missed some, so it is forgotten.
+    fn linked(&self);
+    /// Revocations of other instances may not arrive (the Redis subscription is lost).
+    fn unlinked(&self);
 }
 
 /// The sending end of one stream's inbox.
@@ -46,6 +59,16 @@ impl Slot {
 impl Inboxes {
     fn users(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<Slot>>> {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the watcher told of revocations (once; later calls are ignored).
+    pub fn watch(&self, watcher: Arc<dyn GrantWatcher>) {
+        let _ = self.watcher.set(watcher);
+    }
+
+    /// The watcher, if one is set.
+    pub(super) fn watcher(&self) -> Option<&Arc<dyn GrantWatcher>> {
+        self.watcher.get()
     }
 
     /// True when no stream is open here: nobody would read an event.
@@ -76,6 +99,11 @@ impl Inboxes {
     /// revoked user's streams, or every stream (presence, which sessions filter by
     /// contacts, and rewinds).
     pub fn dispatch(&self, item: Published) {
+        match (&item, self.watcher()) {
+            (Published::Revoked { user_id, sessions }, Some(w)) => w.revoked(*user_id, *sessions),
+            (Published::Rewind, Some(w)) => w.linked(),
+            _ => {}
+        }
         let item = Arc::new(item);
         let users = self.users();
         let recipients = match &*item {

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 const QUEUE: usize = 65_536;
 /// The most events published in one pipeline.
 const BATCH: usize = 256;
+/// How a [`Published::Revoked`] begins in its JSON form (serde's externally tagged enum).
+const REVOKED_PREFIX: &[u8] = br#"{"Revoked""#;
 /// The longest wait between attempts to publish one event.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
@@ -131,6 +133,10 @@ async fn subscribe_forever(
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "redis subscription lost"),
         }
+        // Other instances' revocations do not arrive until the subscription is back.
+        if let Some(w) = local.watcher() {
+            w.unlinked();
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
@@ -158,14 +164,15 @@ async fn subscribe_once(
             () = stop.cancelled() => return Ok(()),
             msg = messages.next() => {
                 let msg = msg.context("redis closed the subscription")?;
+                let payload = msg.get_payload_bytes();
                 // No stream open here (an instance that only serves requests): nobody
-                // would read the event, so it is not even parsed.
-                if local.is_empty() {
+                // would read the event, so it is not even parsed, unless it is a revocation
+                // (the authentication layer's cache must hear of it).
+                if local.is_empty() && !payload.starts_with(REVOKED_PREFIX) {
                     metrics::counter!("epop_broker_received_total", "kind" => "unread").increment(1);
                     continue;
                 }
-                let payload: Vec<u8> = msg.get_payload()?;
-                match serde_json::from_slice::<Published>(&payload) {
+                match serde_json::from_slice::<Published>(payload) {
                     Ok(item) => {
                         received(&item);
                         local.dispatch(item);
@@ -186,5 +193,32 @@ fn received(item: &Published) {
             .to_std()
             .unwrap_or_default();
         metrics::histogram!("epop_broker_lag_seconds").record(lag.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_is_told_apart_by_its_first_bytes_only() {
+        let revoked = Published::Revoked {
+            user_id: uuid::Uuid::nil(),
+            sessions: crate::realtime::Revoked::All,
+        };
+        assert!(
+            serde_json::to_vec(&revoked)
+                .unwrap()
+                .starts_with(REVOKED_PREFIX)
+        );
+        let presence = Published::Presence {
+            user_id: uuid::Uuid::nil(),
+            online: true,
+        };
+        assert!(
+            !serde_json::to_vec(&presence)
+                .unwrap()
+                .starts_with(REVOKED_PREFIX)
+        );
     }
 }

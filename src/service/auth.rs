@@ -63,15 +63,15 @@ pub async fn login(
     client: Option<IpAddr>,
 ) -> Result<Session> {
     if let Some(ip) = client
-        && let Some(wait) = state.lockout.locked(email.as_str(), ip).await
+        && let Some((wait, scope)) = state.lockout.locked(email.as_str(), ip).await
     {
-        crate::metrics::rate_limited("lockout");
+        crate::metrics::rate_limited(scope.metric());
         let entry = NewAuditEntry::new(Action::SignInLockedOut, None)
             .from_ip(client)
-            .with(json!({ "email": email.as_str() }));
+            .with(json!({ "email": email.as_str(), "limit": scope.metric() }));
         audit::record(state, entry).await;
         return Err(Error::RetryLater(
-            "too many failed sign-ins to this account from this address".into(),
+            format!("{}: try again later", scope.reason()),
             wait,
         ));
     }

@@ -24,6 +24,8 @@ pub struct State {
     pub pool: Pool,
     /// Access-token keys.
     pub jwt: Arc<JwtKeys>,
+    /// The live state of sessions and users, behind every authenticated call.
+    pub grants: Arc<crate::auth::grants::Grants>,
     /// The password hasher.
     pub hasher: Hasher,
     /// Lifetime of refresh tokens.

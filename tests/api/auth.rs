@@ -191,11 +191,16 @@ async fn refresh_and_logout_read_the_cookie_when_the_body_has_no_token() {
         .logout(with_cookie(pb::LogoutRequest::default(), &new))
         .await
         .unwrap();
+    let cleared = cookie_values(out.metadata());
     assert!(
-        cookie_values(out.metadata())
+        cleared
             .iter()
-            .all(|c| c.starts_with("epop_refresh=;") && c.contains("Max-Age=0"))
+            .all(|c| c.contains("=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
     );
+    for name in ["epop_refresh=;", "epop_events=;"] {
+        assert!(cleared.iter().any(|c| c.starts_with(name)), "{cleared:?}");
+    }
     let after = auth
         .refresh(with_cookie(pb::RefreshRequest::default(), &new))
         .await

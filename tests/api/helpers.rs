@@ -122,6 +122,8 @@ fn init_logs() {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when on a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     /// Its data directory (JWT key, mail).
     pub data_dir: PathBuf,
     /// Its database's name.
@@ -253,10 +255,12 @@ impl TestApp {
         let data_dir = cfg.store.data_dir.clone();
         let app = App::build(cfg).await.expect("the server builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let stop = app.stop_token();
         let handle = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
+            metrics_addr,
             data_dir,
             db_name,
             _dir: None,

@@ -6,7 +6,7 @@ use epop::pb;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn rest_login(app: &TestApp, http: &Client) -> (String, reqwest::Response) {
+pub(crate) async fn rest_login(app: &TestApp, http: &Client) -> (String, reqwest::Response) {
     let r = http
         .post(format!("{}/api/auth/login", app.url()))
         .json(&json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }))
@@ -24,7 +24,7 @@ async fn rest_login(app: &TestApp, http: &Client) -> (String, reqwest::Response)
     )
 }
 
-fn refresh_cookie(r: &reqwest::Response) -> String {
+pub(crate) fn refresh_cookie(r: &reqwest::Response) -> String {
     r.headers()
         .get_all("set-cookie")
         .iter()
@@ -400,6 +400,7 @@ async fn refresh_and_logout_use_the_http_only_cookie() {
     let refreshed = http
         .post(url("/api/auth/refresh"))
         .header("cookie", &cookie)
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
@@ -416,6 +417,7 @@ async fn refresh_and_logout_use_the_http_only_cookie() {
     let out = http
         .post(url("/api/auth/logout"))
         .header("cookie", &new_cookie)
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
@@ -429,6 +431,7 @@ async fn refresh_and_logout_use_the_http_only_cookie() {
     let after = http
         .post(url("/api/auth/refresh"))
         .header("cookie", &new_cookie)
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();

@@ -1,12 +1,12 @@
 //! Access that ends with its grant: event streams end when their token expires or their
 //! session or user is revoked (also on another instance), a deleted user leaves every
-//! conversation, and admin rights are checked against the database on every admin call.
+//! conversation, and admin rights come from the database on every call of every service.
 
 use crate::{
     events::{ann_and_bob_in_a_group, client, group, next, open, redis_url, send},
     helpers::*,
 };
-use epop::pb::{self, event::Kind};
+use epop::pb::{self, event::Kind, project_service_client::ProjectServiceClient};
 use std::time::Duration;
 use tonic::{Code, Streaming};
 
@@ -179,9 +179,24 @@ async fn a_deleted_user_leaves_every_conversation_and_their_stream_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_demoted_or_disabled_admin_loses_admin_rights_at_once() {
+async fn a_demoted_or_disabled_admin_loses_admin_rights_at_once_on_every_service() {
     let app = TestApp::spawn().await;
     let root = app.admin_token().await;
+    // Another user's project, which an admin may read and delete.
+    let (_, olga) = user(&app, "olga").await;
+    let mut projects = ProjectServiceClient::new(app.channel().await);
+    let new = pb::CreateProjectRequest {
+        name: "Olga's".into(),
+        description: String::new(),
+    };
+    let project = projects
+        .create_project(authed(new, &olga))
+        .await
+        .unwrap()
+        .into_inner();
+    let get = pb::GetProjectRequest {
+        id: project.id.clone(),
+    };
     for change in ["demote", "disable"] {
         let email = format!("{change}@example.com");
         let other = app
@@ -198,6 +213,10 @@ async fn a_demoted_or_disabled_admin_loses_admin_rights_at_once() {
             }
         };
         list(token.clone()).await.expect("an admin lists users");
+        projects
+            .get_project(authed(get.clone(), &token))
+            .await
+            .expect("an admin reads any project");
         let update = match change {
             "demote" => pb::UpdateUserRequest {
                 id: other.id.clone(),
@@ -211,10 +230,37 @@ async fn a_demoted_or_disabled_admin_loses_admin_rights_at_once() {
             },
         };
         admin_update(&app, &root, update).await;
-        // The token still says ADMIN and has not expired; the database decides.
-        let denied = list(token).await.unwrap_err();
-        assert_eq!(denied.code(), Code::PermissionDenied, "{change}");
+        // The token still says ADMIN and has not expired; the database decides (its session
+        // was revoked with the change, so the authentication layer refuses it first).
+        let denied = list(token.clone()).await.unwrap_err();
+        assert_eq!(denied.code(), Code::Unauthenticated, "{change}");
+        // Outside AdminService too: no reading, listing or deleting others' projects.
+        let denied = projects
+            .get_project(authed(get.clone(), &token))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::Unauthenticated, "{change}");
+        let all = pb::ListProjectsRequest::default();
+        let denied = projects.list_projects(authed(all, &token)).await;
+        assert_eq!(
+            denied.unwrap_err().code(),
+            Code::Unauthenticated,
+            "{change}"
+        );
+        let delete = pb::DeleteProjectRequest {
+            id: project.id.clone(),
+        };
+        let denied = projects.delete_project(authed(delete, &token)).await;
+        assert_eq!(
+            denied.unwrap_err().code(),
+            Code::Unauthenticated,
+            "{change}"
+        );
     }
+    projects
+        .get_project(authed(get, &olga))
+        .await
+        .expect("the project is still there");
 }
 
 #[tokio::test(flavor = "multi_thread")]

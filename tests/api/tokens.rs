@@ -10,10 +10,17 @@ async fn signing_key(app: &TestApp) -> EncodingKey {
     EncodingKey::from_secret(&signing_secret(&app.db_name, None).await)
 }
 
-fn claims(sub: &str, exp_offset: i64) -> serde_json::Value {
+/// The claims of `token` (unchecked).
+fn claims_of(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Claims of `sub` in session `sid` (a real one, or the token is refused for it).
+fn claims(sub: &str, sid: &serde_json::Value, exp_offset: i64) -> serde_json::Value {
     let now = chrono::Utc::now().timestamp();
     serde_json::json!({
-        "sub": sub, "role": "ADMIN", "sid": uuid::Uuid::new_v4(), "iss": "epop",
+        "sub": sub, "role": "USER", "sid": sid, "iss": "epop",
         "iat": now, "exp": now + exp_offset,
     })
 }
@@ -25,25 +32,49 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
         .create_user("eve@example.com", "eve-password-1", pb::Role::User)
         .await;
     let key = signing_key(&app).await;
+    let own = app
+        .login("eve@example.com", "eve-password-1")
+        .await
+        .access_token;
+    let sid = &claims_of(&own)["sid"];
 
     // Control: a token signed here with the server's key works, so the rejections below
     // are about the token, not about how the test makes it.
-    let good =
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user.id, 60), &key).unwrap();
+    let good = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&user.id, sid, 60),
+        &key,
+    )
+    .unwrap();
     assert_eq!(app.get_me(&good).await.unwrap().id, user.id);
 
-    let expired =
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user.id, -5), &key).unwrap();
+    // Signed with the right key, but naming a session that does not exist, or another role.
+    for (claim, value) in [
+        ("sid", uuid::Uuid::new_v4().to_string()),
+        ("role", "ADMIN".into()),
+    ] {
+        let mut c = claims(&user.id, sid, 60);
+        c[claim] = value.into();
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &key).unwrap();
+        assert_eq!(
+            app.get_me(&t).await.unwrap_err().code(),
+            Code::Unauthenticated,
+            "{claim}"
+        );
+    }
+
+    let expired = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&user.id, sid, -5),
+        &key,
+    )
+    .unwrap();
     assert_eq!(
         app.get_me(&expired).await.unwrap_err().code(),
         Code::Unauthenticated
     );
 
     // Eve promotes herself by editing the payload of her own token.
-    let own = app
-        .login("eve@example.com", "eve-password-1")
-        .await
-        .access_token;
     let parts: Vec<&str> = own.split('.').collect();
     let mut payload: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -64,7 +95,7 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
 
     let wrong_key = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        &claims(&user.id, 60),
+        &claims(&user.id, sid, 60),
         &EncodingKey::from_secret(&[1; 64]),
     )
     .unwrap();
@@ -141,9 +172,9 @@ async fn a_deleted_user_is_refused_by_refresh_at_once() {
         .await
         .unwrap_err();
     assert_eq!(refresh.code(), Code::Unauthenticated);
-    // Its profile is gone even for a still-valid access token.
+    // A still-valid access token of the deleted user is refused too.
     assert_eq!(
         app.get_me(&session.access_token).await.unwrap_err().code(),
-        Code::NotFound
+        Code::Unauthenticated
     );
 }

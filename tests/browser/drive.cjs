@@ -2,16 +2,10 @@
 // page's console lines on stdout until stdin closes. Usage: node drive.cjs <page url>.
 // NODE_PATH must reach playwright-core; CHROMIUM may name the browser (default
 // /usr/bin/chromium).
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.cjs");
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  const browser = await launch();
   const page = await browser.newPage();
   page.on("console", (m) => console.log(m.text()));
   page.on("pageerror", (e) => console.log("pageerror " + e.message));

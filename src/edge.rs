@@ -1,0 +1,120 @@
+//! The one router in front of everything on the public port: gRPC and gRPC-Web go to the
+//! gRPC router, the rest to the plain HTTP routes (probes, local file URLs) and the REST
+//! edge; every answer gets the security headers and a request id, and the cookie routes
+//! refuse other sites' requests (`csrf`).
+
+use crate::{db, service};
+use axum::{Router, extract::Request, response::Response};
+use std::sync::{Arc, atomic::AtomicBool};
+use tower::ServiceExt;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
+
+/// What the router is made of besides the gRPC router and the REST edge.
+pub struct Options<'a> {
+    /// Whether this server takes calls (`/readyz`).
+    pub ready: Arc<AtomicBool>,
+    /// The file storage (its local URLs, when it serves them).
+    pub files: &'a service::files::Files,
+    /// `EPOP_CORS_ORIGINS`.
+    pub cors_origins: &'a [String],
+    /// The origins whose pages may use the cookie routes.
+    pub cookie_origins: crate::csrf::Origins,
+    /// Sampled for `/metrics`.
+    pub pool: db::Pool,
+    /// Send Strict-Transport-Security.
+    pub hsts: bool,
+    /// Serve `/metrics` here (not on a listener of its own).
+    pub public_metrics: bool,
+}
+
+/// Routes gRPC and gRPC-Web (and their CORS preflights) to the gRPC router; everything else
+/// to the plain HTTP routes (with the local file URLs) and the REST edge.
+pub fn router(grpc: Router, rest: crate::rest::Rest, o: Options) -> anyhow::Result<Router> {
+    let Options {
+        ready,
+        files,
+        cors_origins,
+        cookie_origins,
+        pool,
+        hsts,
+        public_metrics,
+    } = o;
+    let mut http = Router::new();
+    if let Some(routes) = files.storage.routes() {
+        // Browsers on the allowed origins upload and download with fetch.
+        http = http.merge(routes.layer(crate::cors::layer(
+            crate::cors::origins(cors_origins)?,
+            vec![http::Method::GET, http::Method::PUT],
+            &["content-type"],
+            &["content-disposition", "content-length"],
+        )));
+    }
+    let http = http
+        .merge(crate::probes::routes(ready, pool, public_metrics))
+        // REST under /api/, and JSON 404s for everything else.
+        .merge(rest.router());
+    let dispatch = move |req: Request| {
+        let target = if is_grpc(&req) {
+            grpc.clone()
+        } else {
+            http.clone()
+        };
+        async move {
+            match target.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        }
+    };
+    let security = [
+        // Every answer is private to its caller (tokens, messages): no cache keeps one.
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    // HSTS only where browsers reach this server over TLS (here, or through a proxy that
+    // ends it): on plain HTTP it is ignored at best.
+    let hsts = hsts.then_some((
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ));
+    let mut router =
+        Router::new().fallback(|req: Request| async move { dispatch(req).await as Response });
+    for (name, value) in security.into_iter().chain(hsts) {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        ));
+    }
+    Ok(router
+        .layer(axum::middleware::from_fn_with_state(
+            cookie_origins,
+            crate::csrf::guard,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
+}
+
+fn is_grpc(req: &Request) -> bool {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let preflight = req.method() == http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && !crate::rest::is_rest_path(req.uri().path());
+    content_type.starts_with("application/grpc") || preflight
+}
