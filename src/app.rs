@@ -130,16 +130,18 @@ impl App {
             &jwt.derive("stream cursors"),
         ));
         let files = Arc::new(crate::parts::files(&config, listener.local_addr()?, &jwt)?);
+        let outage = db::outage::Outage::new(pool.clone());
         let sends = match config.send_batch_max {
             0 | 1 => None,
-            max => Some(SendQueue::start(url, broker.clone(), max).await?),
+            max => Some(SendQueue::start(url, broker.clone(), outage.clone(), max).await?),
         };
         let reads = match config.read_batch_max {
             0 | 1 => None,
-            max => Some(ReadQueue::start(url, broker.clone(), max).await?),
+            max => Some(ReadQueue::start(url, broker.clone(), outage.clone(), max).await?),
         };
         let grants = Arc::new(crate::auth::grants::Grants::new(
             pool.clone(),
+            outage,
             config.session_cache_ttl,
             config.session_cache_fallback_ttl,
         ));

@@ -92,6 +92,18 @@ impl Error {
 
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error as E};
+        // The connection, not the query, failed (it closed, its backend was terminated):
+        // the client may retry.
+        let lost = match &e {
+            E::DatabaseError(Kind::UnableToSendCommand | Kind::ClosedConnection, _) => true,
+            E::DatabaseError(_, info) => info.message().starts_with("terminating connection"),
+            _ => false,
+        };
+        if lost {
+            tracing::warn!(error = %e, "database connection lost");
+            return Self::Unavailable("database unavailable, try again".into());
+        }
         Self::Internal(anyhow::Error::new(e).context("database query failed"))
     }
 }

@@ -5,10 +5,12 @@
 //! instances' through Redis) forgets the sessions it names, so a revoked token is refused on
 //! every instance within the Redis round trip. While revocations of other instances cannot
 //! arrive (no Redis, or the subscription lost), an entry is trusted for `fallback` only.
+//! While the database cannot be asked, the last known state decides (a session never seen
+//! is refused with UNAVAILABLE at once).
 
 use super::Caller;
 use crate::{
-    db::{self, Pool},
+    db::{self, Pool, outage::Outage},
     domain::Role,
     error::{Error, Result},
     realtime::{Revoked, inboxes::GrantWatcher},
@@ -16,7 +18,7 @@ use crate::{
 use std::{
     collections::HashMap,
     sync::{
-        RwLock,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -25,6 +27,8 @@ use uuid::Uuid;
 
 /// The most sessions remembered (about 64 bytes each).
 const MAX_ENTRIES: usize = 65_536;
+/// The longest a lookup waits for a database connection.
+const LOOKUP_WAIT: Duration = Duration::from_secs(1);
 
 /// What the database said about a session, and when.
 #[derive(Debug, Clone, Copy)]
@@ -48,12 +52,14 @@ pub struct Grants {
     /// read (it may predate the revocation).
     epoch: AtomicU64,
     entries: RwLock<HashMap<Uuid, Entry>>,
+    /// Whether the database is out of reach.
+    outage: Arc<Outage>,
 }
 
 impl Grants {
     /// Grants looked up on `pool`, trusted for `linked_for` while Redis carries every
     /// instance's revocations, else for `fallback`.
-    pub fn new(pool: Pool, linked_for: Duration, fallback: Duration) -> Self {
+    pub fn new(pool: Pool, outage: Arc<Outage>, linked_for: Duration, fallback: Duration) -> Self {
         Self {
             pool,
             linked_for,
@@ -61,6 +67,7 @@ impl Grants {
             linked: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             entries: RwLock::new(HashMap::new()),
+            outage,
         }
     }
 
@@ -75,16 +82,29 @@ impl Grants {
     /// `caller` (from a verified token) with the role their user has now, or UNAUTHENTICATED
     /// when the session is revoked or the user disabled, deleted or given another role.
     pub async fn check(&self, caller: Caller) -> Result<Caller> {
-        let cached = {
+        let known = {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
             entries
                 .get(&caller.session)
-                .filter(|e| e.user == caller.user_id.0 && e.at.elapsed() < self.ttl())
+                .filter(|e| e.user == caller.user_id.0)
                 .copied()
         };
-        let role = match cached {
-            Some(e) => e.role,
-            None => self.look_up(caller).await?,
+        let role = match known {
+            Some(e) if e.at.elapsed() < self.ttl() => e.role,
+            _ => match self.look_up(caller).await {
+                Ok(role) => role,
+                // The database cannot be asked now: what was last known decides (every
+                // revocation is a write to it, and those this instance hears of are applied
+                // at once); a session never seen is not let in.
+                Err(Error::Unavailable(why)) => match known {
+                    Some(e) => {
+                        metrics::counter!("epop_session_checks_stale_total").increment(1);
+                        e.role
+                    }
+                    None => return Err(Error::Unavailable(why)),
+                },
+                Err(e) => return Err(e),
+            },
         };
         match role {
             Some(role) if role == caller.role => Ok(Caller { role, ..caller }),
@@ -97,11 +117,26 @@ impl Grants {
         }
     }
 
+    /// The session's state in the database, unless it is out of reach or cannot be asked
+    /// within [`LOOKUP_WAIT`] (then UNAVAILABLE).
     async fn look_up(&self, caller: Caller) -> Result<Option<Role>> {
+        let unreachable = || Error::Unavailable("database unavailable, try again".into());
+        if self.outage.is_down() {
+            return Err(unreachable());
+        }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let role = {
-            let mut conn = self.pool.get().await?;
-            db::tokens::live_grant(&mut conn, caller.user_id, caller.session).await?
+        let read = async {
+            let mut conn = tokio::time::timeout(LOOKUP_WAIT, self.pool.get())
+                .await
+                .map_err(|_| unreachable())??;
+            db::tokens::live_grant(&mut conn, caller.user_id, caller.session).await
+        };
+        let role = match read.await {
+            Err(Error::Unavailable(why)) => {
+                self.outage.trip(&why);
+                return Err(Error::Unavailable(why));
+            }
+            other => other?,
         };
         metrics::counter!("epop_session_checks_total").increment(1);
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());

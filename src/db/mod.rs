@@ -12,6 +12,7 @@ pub mod files;
 pub mod jobs;
 pub mod keys;
 pub mod messages;
+pub mod outage;
 pub mod prepared;
 pub mod projects;
 pub mod read_batch;
@@ -40,8 +41,11 @@ const MIGRATION_LOCK: i64 = 0x6570_6f70;
 
 /// The connection pool.
 pub type Pool = bb8::Pool<AsyncPgConnection>;
+/// A connection taken from the pool.
+pub type PooledConnection<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
 
-/// Opens a pool of at most `size` connections to `url` (over TLS as its `sslmode` says).
+/// Opens a pool of at most `size` connections to `url` (over TLS as its `sslmode` says),
+/// each checked as it is handed out.
 pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
     let target = tls::Target::parse(url)?;
     let mut config = ManagerConfig::default();
@@ -50,10 +54,13 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
         async move { target.establish().await }.boxed()
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    // A connection is checked (a trivial query) when it is handed out: a backend that was
+    // terminated (a failover, `pg_terminate_backend`, a proxy's idle timeout) is replaced
+    // there, and never fails a caller's query.
     bb8::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(5))
-        .test_on_check_out(false)
+        .test_on_check_out(true)
         .build(manager)
         .await
         .context("cannot create the database pool")

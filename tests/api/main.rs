@@ -8,6 +8,7 @@ mod browser;
 mod browsers;
 mod conversations;
 mod cross_site;
+mod db_faults;
 mod deadlines;
 mod drain;
 mod embedded;
