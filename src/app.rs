@@ -130,7 +130,7 @@ impl App {
             &jwt.derive("stream cursors"),
         ));
         let files = Arc::new(crate::parts::files(&config, listener.local_addr()?, &jwt)?);
-        let outage = db::outage::Outage::new(pool.clone());
+        let outage = db::outage::Outage::new(url)?;
         let sends = match config.send_batch_max {
             0 | 1 => None,
             max => Some(SendQueue::start(url, broker.clone(), outage.clone(), max).await?),
@@ -312,6 +312,12 @@ impl App {
                 }
             });
         }
+        // A cluster this server started is started again whenever it dies, until shutdown.
+        let supervisor = self
+            .embedded
+            .as_ref()
+            .filter(|pg| pg.started_here())
+            .map(|pg| pg.supervise(halt.clone()));
         crate::serve::serve(
             self.listener,
             self.router,
@@ -326,6 +332,9 @@ impl App {
         let _ = worker.await;
         let _ = health.await;
         drop(self.state);
+        if let Some(supervisor) = supervisor {
+            let _ = supervisor.await;
+        }
         if let Some(pg) = self.embedded {
             pg.stop().await?;
         }

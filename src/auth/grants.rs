@@ -27,8 +27,6 @@ use uuid::Uuid;
 
 /// The most sessions remembered (about 64 bytes each).
 const MAX_ENTRIES: usize = 65_536;
-/// The longest a lookup waits for a database connection.
-const LOOKUP_WAIT: Duration = Duration::from_secs(1);
 
 /// What the database said about a session, and when.
 #[derive(Debug, Clone, Copy)]
@@ -93,9 +91,10 @@ impl Grants {
             Some(e) if e.at.elapsed() < self.ttl() => e.role,
             _ => match self.look_up(caller).await {
                 Ok(role) => role,
-                // The database cannot be asked now: what was last known decides (every
-                // revocation is a write to it, and those this instance hears of are applied
-                // at once); a session never seen is not let in.
+                // The database cannot be asked now (out of reach, or no connection free in
+                // time): what was last known decides (every revocation is a write to it, and
+                // those this instance hears of are applied at once); a session never seen is
+                // not let in.
                 Err(Error::Unavailable(why)) => match known {
                     Some(e) => {
                         metrics::counter!("epop_session_checks_stale_total").increment(1);
@@ -117,26 +116,16 @@ impl Grants {
         }
     }
 
-    /// The session's state in the database, unless it is out of reach or cannot be asked
-    /// within [`LOOKUP_WAIT`] (then UNAVAILABLE).
+    /// The session's state in the database, unless it is known to be out of reach (then
+    /// UNAVAILABLE at once).
     async fn look_up(&self, caller: Caller) -> Result<Option<Role>> {
-        let unreachable = || Error::Unavailable("database unavailable, try again".into());
         if self.outage.is_down() {
-            return Err(unreachable());
+            return Err(Error::Unavailable("database unavailable, try again".into()));
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let read = async {
-            let mut conn = tokio::time::timeout(LOOKUP_WAIT, self.pool.get())
-                .await
-                .map_err(|_| unreachable())??;
-            db::tokens::live_grant(&mut conn, caller.user_id, caller.session).await
-        };
-        let role = match read.await {
-            Err(Error::Unavailable(why)) => {
-                self.outage.trip(&why);
-                return Err(Error::Unavailable(why));
-            }
-            other => other?,
+        let role = {
+            let mut conn = self.pool.get().await?;
+            db::tokens::live_grant(&mut conn, caller.user_id, caller.session).await?
         };
         metrics::counter!("epop_session_checks_total").increment(1);
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());

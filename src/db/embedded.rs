@@ -3,6 +3,10 @@
 //! stopped by whoever started it. PostgreSQL refuses to run as root, so a root process runs
 //! the cluster as the `postgres` OS user.
 //!
+//! A cluster this server started is watched: when its postmaster dies, it is started again
+//! (logged, counted, with a growing pause between failed attempts), and a server whose
+//! cluster is already gone shuts down cleanly.
+//!
 //! Only the server's own OS account reaches it: no TCP port, a socket directory and socket of
 //! mode 0700, a data directory closed to others, and peer authentication (the superuser is
 //! named after the server's OS user; clusters made before this used `postgres` and trust,
@@ -12,8 +16,15 @@ use anyhow::{Context, bail};
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    time::Duration,
 };
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// How often a supervised cluster's postmaster is looked for.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// The longest pause between attempts to start a dead cluster again.
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(30);
 
 /// The name of the database the server uses inside the cluster.
 const DATABASE: &str = "epop";
@@ -21,7 +32,7 @@ const DATABASE: &str = "epop";
 const SUPERUSER_FILE: &str = "postgres.superuser";
 
 /// A running embedded cluster.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EmbeddedPostgres {
     bin_dir: PathBuf,
     pgdata: PathBuf,
@@ -97,8 +108,66 @@ impl EmbeddedPostgres {
         self.started_here
     }
 
-    /// Stops the cluster (fast shutdown: open sessions are ended, data is safe).
+    /// True while the cluster's postmaster runs (the process `postmaster.pid` names).
+    fn postmaster_alive(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.pgdata.join("postmaster.pid")) else {
+            return false;
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return false;
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    }
+
+    /// Watches the cluster and starts it again whenever its postmaster dies (with a pause
+    /// that doubles after each failed attempt, up to 30 s), until `stop`. The task never
+    /// stops in the middle of a start: await it before stopping the cluster.
+    pub fn supervise(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let pg = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+                if pg.postmaster_alive() {
+                    continue;
+                }
+                tracing::error!(pgdata = %pg.pgdata.display(), "the embedded PostgreSQL is not running: starting it again");
+                metrics::counter!("epop_embedded_postgres_deaths_total").increment(1);
+                let mut pause = WATCH_EVERY;
+                loop {
+                    let data_dir = pg.pgdata.parent().unwrap_or(&pg.pgdata).to_owned();
+                    match pg.pg_ctl_start(&data_dir).await {
+                        Ok(()) => {
+                            metrics::counter!("epop_embedded_postgres_restarts_total").increment(1);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?pause, "the embedded PostgreSQL did not start")
+                        }
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(MAX_RESTART_PAUSE);
+                }
+            }
+        })
+    }
+
+    /// Stops the cluster (fast shutdown: open sessions are ended, data is safe); a cluster
+    /// that is not running any more is left as it is.
     pub async fn stop(&self) -> anyhow::Result<()> {
+        if !self.postmaster_alive() {
+            tracing::info!("the embedded PostgreSQL had stopped already");
+            return Ok(());
+        }
         let out = self
             .command("pg_ctl")
             .arg("stop")
@@ -108,7 +177,8 @@ impl EmbeddedPostgres {
             .output()
             .await
             .context("cannot run pg_ctl stop")?;
-        if !out.status.success() {
+        // It may have died between the look and the stop: then there is nothing to do.
+        if !out.status.success() && self.postmaster_alive() {
             bail!(
                 "pg_ctl stop failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()

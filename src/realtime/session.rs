@@ -40,6 +40,9 @@ pub const BUFFER: usize = 1024;
 pub const BUFFER_BYTES: usize = 4 << 20;
 /// How many missed events a resume may replay; more means "resync".
 pub const MAX_REPLAY: i64 = 1000;
+/// The longest a resync tells its client to wait before reconnecting (it waits a random
+/// part of this, at least a twentieth).
+pub const RESYNC_SPREAD: Duration = Duration::from_secs(5);
 /// How often an idle stream sends a heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -75,10 +78,14 @@ pub enum Item {
     Board(BoardChange),
     /// A piece of the assistant's answer.
     Assistant(crate::domain::ai::AssistantDelta),
-    /// Reload state and open a fresh stream.
+    /// Reload state, wait `retry_after`, and open a fresh stream from `cursor`: the last item.
     Resync {
         /// Why.
         reason: String,
+        /// Where to resume after reloading.
+        cursor: String,
+        /// How long to wait before reconnecting (random, to spread reconnections).
+        retry_after: Duration,
     },
     /// Keep-alive.
     Heartbeat,
@@ -180,9 +187,21 @@ impl Session {
     }
 
     fn too_slow(&self) -> Stop {
-        self.finish(Item::Resync {
-            reason: "the client is too slow; reload and reconnect".into(),
-        })
+        self.finish(self.resync(
+            "the client is too slow: reload, then reconnect with this cursor",
+            &self.positions,
+        ))
+    }
+
+    /// A resync for `reason` whose cursor resumes after `positions`, with a random wait
+    /// (so that streams told to resync at once do not all reconnect at once).
+    fn resync(&self, reason: &str, positions: &Positions) -> Item {
+        let spread = RESYNC_SPREAD.as_millis() as u64;
+        Item::Resync {
+            reason: reason.into(),
+            cursor: self.key.encode(self.user, positions),
+            retry_after: Duration::from_millis(rand::random_range(spread / 20..=spread)),
+        }
     }
 
     /// Ends the stream with `last`, delivered after what is buffered (within 5 s).
@@ -233,9 +252,13 @@ impl Session {
             db::events::since(&mut conn, self.user, &self.positions, only, MAX_REPLAY + 1).await?
         };
         if events.len() as i64 > MAX_REPLAY {
-            let _ = self.send(Item::Resync {
-                reason: "too far behind to replay; reload and reconnect".into(),
-            });
+            // The client continues from the end of what it may see now, once it reloaded.
+            let now = {
+                let mut conn = self.pool.get().await?;
+                db::events::positions(&mut conn, self.user).await?
+            };
+            let reason = "too far behind to replay: reload, then reconnect with this cursor";
+            let _ = self.send(self.resync(reason, &now));
             return Ok(Err(Stop));
         }
         for e in events {
@@ -363,9 +386,8 @@ pub async fn open(
         let result = run(&mut session, &mut live, lifetime, &closing).await;
         if let Err(e) = result {
             tracing::warn!(user = %user, error = %e, "event stream failed");
-            session.finish(Item::Resync {
-                reason: "the server could not continue the stream".into(),
-            });
+            let reason = "the server could not continue the stream: reload, then reconnect";
+            session.finish(session.resync(reason, &session.positions));
         }
         broker.stream_closed(user.0);
     });

@@ -84,3 +84,97 @@ async fn the_embedded_postgres_starts_is_reused_and_stops() {
     run.await.unwrap().unwrap();
     assert!(!pid_file.exists());
 }
+
+/// The postmaster's process id, from `postmaster.pid` under `data`.
+fn postmaster(data: &std::path::Path) -> i32 {
+    let text = std::fs::read_to_string(data.join("postgres/postmaster.pid")).unwrap();
+    text.lines().next().unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_embedded_postgres_is_started_again_and_a_server_whose_cluster_died_stops_cleanly()
+{
+    use nix::{sys::signal, unistd::Pid};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    let mut c = Config::with_defaults(data.clone(), None);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin_email = ADMIN_EMAIL.into();
+    c.admin_password = Some("admin-password-1".to_owned().into());
+    c.shutdown_grace = Duration::from_secs(5);
+    let app = App::build(c).await.expect("start");
+    let url = format!("http://{}", app.local_addr());
+    let stop = app.stop_token();
+    let run = tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    let ready = async || {
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    };
+    let login = async || {
+        let mut auth = epop::pb::auth_service_client::AuthServiceClient::connect(url.clone())
+            .await
+            .unwrap();
+        auth.login(epop::pb::LoginRequest {
+            email: ADMIN_EMAIL.into(),
+            password: "admin-password-1".into(),
+            return_refresh_token: false,
+        })
+        .await
+        .is_ok()
+    };
+    for _ in 0..50 {
+        if ready().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(login().await, "signs in before");
+
+    // The postmaster dies: the server starts it again by itself.
+    let first = postmaster(&data);
+    signal::kill(Pid::from_raw(first), signal::Signal::SIGKILL).unwrap();
+    let killed = std::time::Instant::now();
+    let mut back = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if ready().await && login().await {
+            back = Some(killed.elapsed());
+            break;
+        }
+    }
+    let back = back.expect("the service came back within a minute");
+    eprintln!("service back {back:?} after the postmaster was killed");
+    assert_ne!(postmaster(&data), first, "a new postmaster");
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("epop_embedded_postgres_restarts_total 1"),
+        "counted"
+    );
+
+    // It dies again, and the server is stopped at once: a clean stop, not an error.
+    signal::kill(Pid::from_raw(postmaster(&data)), signal::Signal::SIGKILL).unwrap();
+    stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("it stops")
+        .unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+    // Nothing of the cluster runs afterwards (a restart in flight was stopped too).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = std::fs::read_to_string(data.join("postgres/postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+        .filter(|pid| signal::kill(Pid::from_raw(*pid), None).is_ok());
+    assert_eq!(left, None, "a postmaster outlived the server");
+}

@@ -458,7 +458,7 @@ impl OwnRedis {
         r
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",

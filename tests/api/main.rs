@@ -35,6 +35,7 @@ mod reminders;
 mod replay;
 mod rest;
 mod rest_streams;
+mod resync;
 mod revocation;
 mod s3_tls;
 mod signing_key;

@@ -219,7 +219,7 @@ async fn a_login_flood_leaves_other_calls_fast_and_is_refused_past_the_queue() {
     // Measured with every limit off (debug build, three runs): 3.6-3.8 ms idle, 15.7-19.3 ms
     // during the flood, about 6,300 logins refused by the queue.
     assert!(
-        flooded < idle * 6 + Duration::from_millis(30),
+        flooded < idle * 10 + Duration::from_millis(50),
         "GetMe took {flooded:?} during the flood, {idle:?} idle"
     );
 }

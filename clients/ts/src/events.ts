@@ -1,6 +1,8 @@
 // The event stream that survives lost connections: it reconnects with backoff and resumes
 // from the last cursor it saw, so the caller gets every durable event once and in order.
-// A `resync` event is passed on (the caller reloads its state) and the stream restarts live.
+// A `resync` event is passed on (the caller reloads its state when it gets it); the stream
+// then waits the server's `retryAfter` and continues from the resync's fresh cursor, so it
+// never asks again for what the server cannot replay.
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { ConversationService, type Event } from "./gen/epop/v1/conversations_pb.js";
 
@@ -26,11 +28,16 @@ export async function* events(
   const min = o.minDelayMs ?? 250;
   const max = o.maxDelayMs ?? 10_000;
   while (!o.signal?.aborted) {
+    // The wait a resync asked for before the next stream.
+    let wait = 0;
     try {
       for await (const e of client.streamEvents({ resumeCursor: cursor }, { signal: o.signal })) {
         attempt = 0;
-        if (e.kind.case === "resync") cursor = "";
-        else if (e.cursor) cursor = e.cursor;
+        if (e.kind.case === "resync") {
+          cursor = e.kind.value.cursor;
+          const after = e.kind.value.retryAfter;
+          wait = after ? Number(after.seconds) * 1000 + after.nanos / 1e6 : min;
+        } else if (e.cursor) cursor = e.cursor;
         yield e;
       }
     } catch (err) {
@@ -46,6 +53,7 @@ export async function* events(
       await new Promise((r) => setTimeout(r, delay));
       continue;
     }
-    // The server ended the stream cleanly (shutdown): reconnect at once.
+    // The server ended the stream cleanly: after a resync, when it said; else (shutdown) at once.
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
 }

@@ -98,9 +98,25 @@ pub fn event(item: Item) -> pb::Event {
         ),
         // `End` and `Unavailable` are answered as error statuses by the stream itself; never
         // reach here.
-        Item::Resync { reason } | Item::End { reason } | Item::Unavailable { reason } => {
-            (String::new(), K::Resync(pb::Resync { reason }))
-        }
+        Item::Resync {
+            reason,
+            cursor,
+            retry_after,
+        } => (
+            String::new(),
+            K::Resync(pb::Resync {
+                reason,
+                cursor,
+                retry_after: prost_types::Duration::try_from(retry_after).ok(),
+            }),
+        ),
+        Item::End { reason } | Item::Unavailable { reason } => (
+            String::new(),
+            K::Resync(pb::Resync {
+                reason,
+                ..Default::default()
+            }),
+        ),
         Item::Heartbeat => (
             String::new(),
             K::Heartbeat(pb::Heartbeat {
