@@ -32,7 +32,9 @@ pub enum Piece {
     },
 }
 
-/// Why an answer failed.
+/// Why an answer failed. What callers are told (`Display`) is generic: the detail (an
+/// upstream message, a URL with the provider's address or key) is only for the log, through
+/// [`AiError::detail`].
 #[derive(Debug, thiserror::Error)]
 pub enum AiError {
     /// The provider is rate limiting (HTTP 429).
@@ -42,11 +44,42 @@ pub enum AiError {
     #[error("the AI provider did not answer in time")]
     Timeout,
     /// The provider failed or the connection broke (5xx, network).
-    #[error("the AI provider is unavailable: {0}")]
+    #[error("the AI provider is unavailable; retry shortly")]
     Unavailable(String),
     /// The server's own configuration is wrong (401/403 from the provider, unknown model).
-    #[error("the AI provider refused the server's request: {0}")]
+    #[error("the AI provider refused the server's request")]
     Misconfigured(String),
+}
+
+impl AiError {
+    /// What went wrong, for the log (never for callers), with anything that looks like a
+    /// secret in a URL's query or user info taken out.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Unavailable(d) | Self::Misconfigured(d) => redact(d),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `text` with the query strings and user info of the URLs in it replaced by `...`.
+fn redact(text: &str) -> String {
+    text.split(' ')
+        .map(
+            |word| match url::Url::parse(word.trim_matches(|c| c == '(' || c == ')')) {
+                Ok(mut u) if u.has_host() => {
+                    let _ = u.set_username("");
+                    let _ = u.set_password(None);
+                    if u.query().is_some() {
+                        u.set_query(Some("..."));
+                    }
+                    u.to_string()
+                }
+                _ => word.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl From<OpenAIError> for AiError {
@@ -206,7 +239,9 @@ fn pieces(
                     let mut text = String::new();
                     for c in chunk.choices {
                         if let Some(t) = c.delta.content {
-                            text.push_str(&t);
+                            // NUL cannot be stored (nor is it text): taken out, as from
+                            // anything a user sends.
+                            text.extend(t.chars().filter(|c| *c != '\0'));
                         }
                         if let Some(r) = c.finish_reason {
                             s.reason = Some(reason_name(r).into());

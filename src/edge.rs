@@ -111,10 +111,14 @@ fn is_grpc(req: &Request) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // Preflights of gRPC-Web calls; those of the REST edge and of the local file URLs (a
+    // browser's PUT of an upload) get the CORS rules of their own routes.
+    let path = req.uri().path();
     let preflight = req.method() == http::Method::OPTIONS
         && req
             .headers()
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        && !crate::rest::is_rest_path(req.uri().path());
+        && !crate::rest::is_rest_path(path)
+        && !path.starts_with(crate::storage::LOCAL_FILES_PREFIX);
     content_type.starts_with("application/grpc") || preflight
 }

@@ -121,6 +121,18 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+impl crate::domain::PageKey for Cursor {
+    fn in_range(&self) -> bool {
+        use crate::domain::year_in_range;
+        use chrono::Datelike;
+        match &self.value {
+            CursorValue::Time(t) => year_in_range(t.year()),
+            CursorValue::Date(d) => year_in_range(d.year()),
+            CursorValue::Text(_) | CursorValue::Rank(_) => true,
+        }
+    }
+}
+
 /// A sort value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CursorValue {

@@ -14,7 +14,7 @@ pub mod users;
 mod values;
 
 pub use ids::{DivisionId, UserId, parse_uuid};
-pub use paging::{Page, PageSize, PageToken};
+pub use paging::{Page, PageKey, PageSize, PageToken, year_in_range};
 pub use projects::{Description, ProjectId, ProjectName, ProjectRole};
 pub use rich_text::RichText;
 pub use tasks::{TaskId, TaskStatus, TaskTitle, parse_date};

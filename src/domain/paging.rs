@@ -2,7 +2,38 @@
 
 use crate::error::{Error, Result};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+/// True for a year the database stores and every client can show: 1 to 9999. (PostgreSQL
+/// takes a wider range, chrono a different one; a value outside either is a client error,
+/// never a 500.)
+pub fn year_in_range(year: i32) -> bool {
+    (1..=9999).contains(&year)
+}
+
+/// The key a page token carries, checked once decoded: a hand-made token must not carry a
+/// value the database cannot take.
+pub trait PageKey: Serialize + DeserializeOwned {
+    /// True when every value of the key is one the database takes.
+    fn in_range(&self) -> bool {
+        true
+    }
+}
+
+impl PageKey for i64 {}
+impl PageKey for (String, Uuid) {}
+impl PageKey for (DateTime<Utc>, Uuid) {
+    fn in_range(&self) -> bool {
+        year_in_range(self.0.year())
+    }
+}
+impl PageKey for (DateTime<Utc>, i64) {
+    fn in_range(&self) -> bool {
+        year_in_range(self.0.year())
+    }
+}
 
 /// A page size within bounds: 0 means the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +58,7 @@ impl PageSize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken<K>(pub Option<K>);
 
-impl<K: Serialize + DeserializeOwned> PageToken<K> {
+impl<K: PageKey> PageToken<K> {
     /// Decodes `page_token` (empty means the first page).
     pub fn parse(raw: &str) -> Result<Self> {
         if raw.is_empty() {
@@ -43,11 +74,17 @@ impl<K: Serialize + DeserializeOwned> PageToken<K> {
                 "is not a token from a previous page",
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(|k| Self(Some(k)))
-            .map_err(|_| Error::invalid("page_token", "is not a token from a previous page"))
+        match serde_json::from_slice::<K>(&bytes) {
+            Ok(k) if k.in_range() => Ok(Self(Some(k))),
+            _ => Err(Error::invalid(
+                "page_token",
+                "is not a token from a previous page",
+            )),
+        }
     }
+}
 
+impl<K: Serialize> PageToken<K> {
     /// Encodes a key as a token.
     pub fn encode(key: &K) -> String {
         // Serialising plain keys (strings, uuids, numbers) cannot fail.
@@ -88,6 +125,8 @@ impl<T> Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl PageKey for (String, i32) {}
 
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {

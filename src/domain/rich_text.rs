@@ -117,6 +117,43 @@ impl RichText {
     }
 }
 
+/// Checks the attributes of a node or mark of type `kind` against what that type may carry
+/// (what TipTap's own extensions write); anything else is refused, so that no attribute
+/// (a `class`, a spoofed id) reaches other clients unchecked.
+fn check_attrs(
+    kind: &str,
+    attrs: &serde_json::Map<String, Value>,
+) -> std::result::Result<(), String> {
+    let text =
+        |v: &Value, max: usize| v.is_null() || v.as_str().is_some_and(|s| s.chars().count() <= max);
+    let int = |v: &Value, range: std::ops::RangeInclusive<i64>| {
+        v.as_i64().is_some_and(|n| range.contains(&n))
+    };
+    for (name, value) in attrs {
+        let ok = match (kind, name.as_str()) {
+            ("heading", "level") => int(value, 1..=6),
+            ("orderedList", "start") => int(value, 1..=1_000_000),
+            ("codeBlock", "language") => text(value, 64),
+            // The id of the user mentioned (whether they are a member is the sender's
+            // business: a mention of someone else is only text to the others).
+            ("mention", "id") => value
+                .as_str()
+                .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+            ("mention", "label") => text(value, 200),
+            ("link", "href") => value.is_string(),
+            ("link", "target") => value.is_null() || value.as_str() == Some("_blank"),
+            ("link", "rel") => text(value, 100),
+            // TipTap writes `class: null` on links: allowed only empty.
+            ("link", "class") => value.is_null(),
+            _ => return Err(format!("cannot carry the attribute `{name}`")),
+        };
+        if !ok {
+            return Err(format!("has an invalid `{name}`"));
+        }
+    }
+    Ok(())
+}
+
 fn holds_nul(v: &Value) -> bool {
     match v {
         Value::String(s) => s.contains('\0'),
@@ -155,10 +192,11 @@ fn walk(
             return Err(bad(format!("unknown node property `{key}`")));
         }
     }
-    if let Some(attrs) = obj.get("attrs")
-        && !attrs.is_object()
-    {
-        return Err(bad("attrs must be an object".into()));
+    if let Some(attrs) = obj.get("attrs") {
+        let attrs = attrs
+            .as_object()
+            .ok_or_else(|| bad("attrs must be an object".into()))?;
+        check_attrs(kind, attrs).map_err(|why| bad(format!("`{kind}` {why}")))?;
     }
     match kind {
         "text" => {
@@ -191,6 +229,12 @@ fn walk(
             let t = m.get("type").and_then(Value::as_str).unwrap_or_default();
             if !MARKS.contains(&t) {
                 return Err(bad(format!("mark type `{t}` is not allowed")));
+            }
+            if let Some(attrs) = m.get("attrs") {
+                let attrs = attrs
+                    .as_object()
+                    .ok_or_else(|| bad("attrs must be an object".into()))?;
+                check_attrs(t, attrs).map_err(|why| bad(format!("mark `{t}` {why}")))?;
             }
             if t == "link" {
                 let href = m
@@ -234,11 +278,22 @@ mod tests {
     fn a_document_yields_its_plain_text() {
         let doc = json!({"type":"doc","content":[
             {"type":"paragraph","content":[{"type":"text","text":"Hello "},{"type":"text","text":"world","marks":[{"type":"bold"}]}]},
-            {"type":"paragraph","content":[{"type":"mention","attrs":{"id":"u1","label":"ada"}}]}]});
+            {"type":"paragraph","content":[{"type":"mention","attrs":{"id":"0b4f8cf2-5a44-4a39-9a1e-4c0a51c2b0f1","label":"ada"}}]}]});
         assert_eq!(
             RichText::parse("content", doc).unwrap().text,
             "Hello world\n@ada"
         );
+    }
+
+    #[test]
+    fn what_tiptap_writes_is_accepted() {
+        let doc = json!({"type":"doc","content":[
+            {"type":"heading","attrs":{"level":2},"content":[{"type":"text","text":"Title"}]},
+            {"type":"orderedList","attrs":{"start":1},"content":[{"type":"listItem","content":[
+                {"type":"paragraph","content":[{"type":"text","text":"one","marks":[{"type":"link",
+                  "attrs":{"href":"https://a.example","target":"_blank","rel":"noopener noreferrer nofollow","class":null}}]}]}]}]},
+            {"type":"codeBlock","attrs":{"language":null},"content":[{"type":"text","text":"x"}]}]});
+        assert!(RichText::parse("content", doc).is_ok());
     }
 
     #[test]
@@ -250,6 +305,12 @@ mod tests {
             json!({"type":"doc","content":[]}),
             para("a\u{0}b"),
             para(&"x".repeat(MAX_TEXT_CHARS + 1)),
+            // Attributes a type does not carry, or bad values of those it does.
+            json!({"type":"doc","content":[{"type":"paragraph","attrs":{"class":"x"},"content":[{"type":"text","text":"x"}]}]}),
+            json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"text","text":"x","marks":[{"type":"link","attrs":{"href":"https://a.example","class":"spoof"}}]}]}]}),
+            json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"text","text":"x","marks":[{"type":"bold","attrs":{"style":"x"}}]}]}]}),
+            json!({"type":"doc","content":[{"type":"paragraph","content":[{"type":"mention","attrs":{"id":"not-a-user","label":"ada"}}]}]}),
+            json!({"type":"doc","content":[{"type":"heading","attrs":{"level":9},"content":[{"type":"text","text":"x"}]}]}),
         ] {
             assert!(RichText::parse("content", bad.clone()).is_err(), "{bad}");
         }

@@ -5,7 +5,7 @@ use crate::{
     domain::{Description, ProjectId, SearchText, UserId},
     error::{Error, Result},
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -98,9 +98,14 @@ pub fn parse_date(field: &str, raw: &str) -> Result<Option<NaiveDate>> {
     if raw.is_empty() {
         return Ok(None);
     }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map(Some)
-        .map_err(|_| Error::invalid(field, "must be a date as YYYY-MM-DD"))
+    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(d) if crate::domain::year_in_range(d.year()) => Ok(Some(d)),
+        Ok(_) => Err(Error::invalid(
+            field,
+            "must be a date from 0001-01-01 to 9999-12-31",
+        )),
+        Err(_) => Err(Error::invalid(field, "must be a date as YYYY-MM-DD")),
+    }
 }
 
 /// A task.
@@ -214,6 +219,9 @@ mod tests {
         );
         assert!(parse_date("due_date", "2026-13-01").is_err());
         assert!(parse_date("due_date", "tomorrow").is_err());
+        assert!(parse_date("due_date", "-5000-01-01").is_err());
+        assert!(parse_date("due_date", "0000-12-31").is_err());
+        assert!(parse_date("due_date", "9999-12-31").is_ok());
     }
 
     #[test]

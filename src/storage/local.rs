@@ -171,7 +171,10 @@ fn storage_failed(e: impl std::fmt::Display) -> Refusal {
 /// `PUT` and `GET` of `/files/...`: the URLs [`UrlSigner`] hands out.
 pub fn routes(signer: UrlSigner) -> Router {
     Router::new()
-        .route("/files/{*rest}", get(download).put(upload))
+        .route(
+            &format!("{}{{*rest}}", super::LOCAL_FILES_PREFIX),
+            get(download).put(upload),
+        )
         .with_state(signer)
 }
 

@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 use std::{sync::Arc, time::Duration};
 
+/// Where the server itself serves the local backend's upload and download URLs.
+pub const LOCAL_FILES_PREFIX: &str = "/files/";
+
 pub use s3::S3Settings;
 
 /// A presigned request for a client to make.

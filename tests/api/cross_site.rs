@@ -187,3 +187,70 @@ async fn metrics_can_have_a_listener_of_their_own() {
         .unwrap();
     assert_eq!(health.status(), 200, "the probes stay public");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_a_listed_origin_uploads_to_the_local_backend() {
+    let (page, origin) = {
+        let site = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                axum::response::Html("<!doctype html><title>p</title>")
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://localhost:{}", l.local_addr().unwrap().port());
+        (
+            tokio::spawn(async move { axum::serve(l, site).await }),
+            origin,
+        )
+    };
+    let app = TestApp::spawn_with(|c| c.cors_origins = vec![origin.clone()]).await;
+    let (_, ann) = user(&app, "ann").await;
+    let text = "total=100 EUR";
+    let p = crate::files::presign(&app, &ann, "bill.txt", "text/plain", text.as_bytes()).await;
+    // The preflight a browser sends first: answered by the file routes' CORS rules.
+    let r = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, &p.upload_url)
+        .header("origin", &origin)
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    let allowed = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(allowed.contains("PUT"), "{allowed}");
+    // And a real browser on that origin.
+    let modules = std::env::var("EPOP_BROWSER_NODE_PATH").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/epop/browser/node_modules",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let out = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/upload.cjs"
+        ))
+        .args([&origin, &p.upload_url, "text/plain", text])
+        .env("NODE_PATH", modules)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node is installed");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.lines().any(|l| l == "put 200"), "{said}");
+    // The bytes arrived whole: the upload attaches to a message.
+    let (bob_id, _) = user(&app, "bob").await;
+    let g = crate::events::group(&app, &ann, &[&bob_id]).await;
+    let mut send = crate::events::send(&g, "the bill");
+    send.attachment_ids = vec![p.file.unwrap().id];
+    crate::events::client(&app)
+        .await
+        .send_message(authed(send, &ann))
+        .await
+        .expect("the uploaded file attaches");
+    page.abort();
+}

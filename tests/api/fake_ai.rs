@@ -1,7 +1,8 @@
 //! A fake OpenAI-compatible chat-completions server for the AI tests: it streams SSE chunks
 //! with delays, as a real provider does, and does what the last user message asks:
 //! `tokens=N` (5), `every=MS` (20), `status=CODE` (fail before streaming), `break` (cut the
-//! connection after two tokens), `hang` (one token, then silence). It records every request
+//! connection after two tokens), `hang` (one token, then silence), `nul` (a NUL character in
+//! every token: `t1\0x `). It records every request
 //! body and how many answers were dropped by their client before they finished.
 
 use axum::{
@@ -101,6 +102,7 @@ async fn completions(seen: Arc<Seen>, headers: HeaderMap, Json(body): Json<Value
     let every = Duration::from_millis(directive(&body, "every").map_or(20, |t| t.parse().unwrap()));
     let cut = directive(&body, "break").is_some();
     let hang = directive(&body, "hang").is_some();
+    let nul = directive(&body, "nul").is_some();
     let prompt_chars: usize = body["messages"]
         .as_array()
         .map(|m| {
@@ -113,7 +115,8 @@ async fn completions(seen: Arc<Seen>, headers: HeaderMap, Json(body): Json<Value
         let mut guard = Guard { seen, finished: false };
         for i in 1..=n {
             tokio::time::sleep(every).await;
-            yield Ok::<_, std::io::Error>(chunk(json!({"content": format!("t{i} ")}), Value::Null));
+            let text = if nul { format!("t{i}\u{0}x ") } else { format!("t{i} ") };
+            yield Ok::<_, std::io::Error>(chunk(json!({"content": text}), Value::Null));
             if hang {
                 std::future::pending::<()>().await;
             }

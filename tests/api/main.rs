@@ -20,6 +20,7 @@ mod group_commit;
 mod guessing;
 mod helpers;
 mod history;
+mod input_defects;
 mod jobs;
 mod limits;
 mod nul;

@@ -55,7 +55,7 @@ async fn a_nul_in_any_stored_field_is_a_400_naming_the_field_over_rest_and_grpc(
     let key_doc = doc_with(json!({"type":"paragraph","attrs":{nul: 1},
         "content":[{"type":"text","text":"hi"}]}));
     let mention_doc = doc_with(json!({"type":"paragraph","content":[
-        {"type":"mention","attrs":{"id":"x","label":nul}}]}));
+        {"type":"mention","attrs":{"id":"0b4f8cf2-5a44-4a39-9a1e-4c0a51c2b0f1","label":nul}}]}));
     let cases: Vec<(Method, String, Value, &str)> = vec![
         (
             Method::POST,

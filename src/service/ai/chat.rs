@@ -129,7 +129,17 @@ pub async fn chat(
     let state = state.clone();
     let user = caller.user_id.0;
     let timeout = ai.answer_timeout;
-    let upstream = provider.stream(model.clone(), prompt);
+    let end = tokio::time::Instant::now() + timeout;
+    let mut upstream = provider.stream(model.clone(), prompt);
+    // The first piece decides the call's status: a provider that fails before it answered
+    // anything fails the call (over REST an HTTP error, not a 200 with the error inside).
+    let first = tokio::time::timeout_at(end, upstream.next())
+        .await
+        .map_err(|_| super::too_long(timeout))?;
+    if let Some(Err(e)) = first {
+        return Err(answer_error(e));
+    }
+    let upstream = futures::stream::iter(first).chain(upstream);
     let answer_model = model.clone();
     let chunk = move |delta: String, finish| ChatChunk {
         delta,
@@ -140,7 +150,6 @@ pub async fn chat(
     let answer = async_stream::try_stream! {
         let _slot = slot;
         let mut upstream = upstream;
-        let end = tokio::time::Instant::now() + timeout;
         let mut text = String::new();
         loop {
             let piece = tokio::time::timeout_at(end, upstream.next())

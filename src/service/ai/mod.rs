@@ -57,15 +57,17 @@ impl Assistant {
     }
 }
 
-/// The error a failed answer gives its caller.
+/// The error a failed answer gives its caller: generic, with the request id (in every
+/// answer's `x-request-id`) to find the detail, which goes to the log.
 pub fn answer_error(e: AiError) -> Error {
+    tracing::warn!(error = %e.detail(), "the AI provider failed");
     match e {
         AiError::RateLimited => Error::ResourceExhausted(e.to_string()),
         AiError::Timeout => Error::DeadlineExceeded(e.to_string()),
         AiError::Unavailable(_) => Error::Unavailable(e.to_string()),
         AiError::Misconfigured(_) => {
             // The server's own configuration: logged, and never blamed on the caller.
-            Error::Internal(anyhow::anyhow!("check EPOP_AI_*: {e}"))
+            Error::Internal(anyhow::anyhow!("check EPOP_AI_*: {}", e.detail()))
         }
     }
 }

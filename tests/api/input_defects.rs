@@ -1,0 +1,233 @@
+//! Defects of the second review on input and the assistant: values out of the database's
+//! range are 400s naming their field (never 500s), a provider's failure before its first
+//! token is the call's status (REST too), its address and key never reach a caller, and NUL
+//! characters in its output are taken out.
+
+use crate::{fake_ai::FakeAi, helpers::*, tasks::project};
+use base64::Engine;
+use epop::pb;
+use serde_json::{Value, json};
+
+/// The status and body of a REST call with `token`.
+async fn rest(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rq = reqwest::Client::new()
+        .request(method, format!("{}{path}", app.url()))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        rq = rq.json(&b);
+    }
+    let r = rq.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The fields a `google.rpc.Status` JSON names as violated.
+fn fields(body: &Value) -> Vec<String> {
+    body["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["fieldViolations"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v["field"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dates_and_page_tokens_out_of_range_are_400s_naming_their_field() {
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| fake.configure(c)).await;
+    let (_, ann) = user(&app, "ann").await;
+    let p = project(&app, &ann, &[]).await;
+    let get = reqwest::Method::GET;
+    for date in ["-5000-01-01", "0000-06-01", "+10000-01-01"] {
+        let task = json!({ "projectId": p, "title": "t", "dueDate": date });
+        let (status, body) =
+            rest(&app, &ann, reqwest::Method::POST, "/api/tasks", Some(task)).await;
+        assert_eq!(
+            (status, fields(&body)),
+            (400, vec!["due_date".to_owned()]),
+            "{date}: {body}"
+        );
+        let list = format!("/api/tasks?projectId={p}&dueBefore={date}");
+        let (status, body) = rest(&app, &ann, get.clone(), &list, None).await;
+        assert_eq!(
+            (status, fields(&body)),
+            (400, vec!["due_before".to_owned()]),
+            "{date}: {body}"
+        );
+    }
+    // Hand-made page tokens holding a time of year -200000 (and 20000).
+    for year in ["-200000", "+020000"] {
+        let key = json!([format!("{year}-01-01T00:00:00Z"), uuid::Uuid::nil()]);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string());
+        for path in ["/api/conversations", "/api/ai/chats"] {
+            let (status, body) = rest(
+                &app,
+                &ann,
+                get.clone(),
+                &format!("{path}?pageToken={token}"),
+                None,
+            )
+            .await;
+            assert_eq!(
+                (status, fields(&body)),
+                (400, vec!["page_token".to_owned()]),
+                "{path} {year}: {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_failure_before_the_first_token_is_the_calls_status_over_rest() {
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| fake.configure(c)).await;
+    let (_, ann) = user(&app, "ann").await;
+    for (question, status) in [("status=503", 503), ("status=429", 429)] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/ai/chat", app.url()))
+            .bearer_auth(&ann)
+            .header("accept", "text/event-stream")
+            .json(&json!({ "messages": [{ "role": "CHAT_ROLE_USER", "content": question }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{question}");
+    }
+    // A good answer still streams (200, then its tokens).
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/ai/chat", app.url()))
+        .bearer_auth(&ann)
+        .header("accept", "text/event-stream")
+        .json(&json!({ "messages": [{ "role": "CHAT_ROLE_USER", "content": "tokens=3" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("t3"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_providers_address_and_key_never_reach_a_caller() {
+    // A provider that cannot be reached, named with its key in the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let base = format!("http://127.0.0.1:{port}/v1?api-key=very-secret-key");
+    let app = TestApp::spawn_with(|c| {
+        c.ai.ai_base_url = Some(base.clone());
+        c.ai.ai_model = "fake-model".into();
+    })
+    .await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let leaks = |text: &str| {
+        [
+            "127.0.0.1",
+            &port.to_string(),
+            "very-secret-key",
+            "api-key",
+            "error sending",
+        ]
+        .into_iter()
+        .filter(|s| text.contains(s))
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    };
+    let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
+    let asked = ai
+        .chat(authed(
+            pb::ChatRequest {
+                messages: vec![pb::ChatMessage {
+                    role: pb::ChatRole::User.into(),
+                    content: "hello".into(),
+                }],
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await;
+    // The call's status, or the stream's when the call itself was answered.
+    let e = match asked {
+        Err(e) => e,
+        Ok(r) => {
+            let mut s = r.into_inner();
+            loop {
+                match s.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("an answer from an unreachable provider"),
+                    Err(e) => break e,
+                }
+            }
+        }
+    };
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(leaks(e.message()).is_empty(), "{e:?}");
+    // In a conversation, what every member receives.
+    let g = crate::events::group(&app, &ann, &[&bob_id]).await;
+    let mut stream = crate::events::open(&app, &bob, "").await;
+    ai.ask_assistant(authed(
+        pb::AskAssistantRequest {
+            conversation_id: g.clone(),
+            question: "hello".into(),
+        },
+        &ann,
+    ))
+    .await
+    .unwrap();
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let e = crate::events::next(&mut stream).await;
+            if let Some(pb::event::Kind::AssistantDelta(d)) = e.kind
+                && d.done
+            {
+                return d.error;
+            }
+        }
+    })
+    .await
+    .expect("the answer ends");
+    assert!(!error.is_empty());
+    assert!(leaks(&error).is_empty(), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_characters_from_the_provider_are_taken_out() {
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| fake.configure(c)).await;
+    let (_, ann) = user(&app, "ann").await;
+    let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
+    let mut stream = ai
+        .chat(authed(
+            pb::ChatRequest {
+                messages: vec![pb::ChatMessage {
+                    role: pb::ChatRole::User.into(),
+                    content: "nul tokens=3".into(),
+                }],
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .expect("the answer is not refused")
+        .into_inner();
+    let (mut text, mut chat_id) = (String::new(), String::new());
+    while let Some(c) = stream.message().await.expect("the answer completes") {
+        text.push_str(&c.delta);
+        chat_id = c.chat_id;
+    }
+    assert_eq!(text, "t1x t2x t3x ");
+    let chat = ai
+        .get_chat(authed(pb::GetChatRequest { id: chat_id }, &ann))
+        .await
+        .expect("the saved chat reads back")
+        .into_inner();
+    let answer = &chat.turns.last().unwrap().content;
+    assert_eq!(answer, "t1x t2x t3x ");
+}
