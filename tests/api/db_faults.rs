@@ -5,7 +5,7 @@
 //! caller gave up; terminated backends fail no call and leave readiness alone.
 
 use crate::{
-    events::{client, group, send},
+    events::{ann_and_bob_in_a_group, client, send},
     helpers::*,
 };
 use std::{
@@ -150,9 +150,7 @@ async fn a_lost_commit_answer_never_stores_a_keyless_send_twice_nor_loses_an_ack
     let cutter = PgProxy::start().await;
     let app = cutter.app().await;
     let db_name = app.db_name.clone();
-    let (_, ann) = user(&app, "ann").await;
-    let (bob_id, _) = user(&app, "bob").await;
-    let g = group(&app, &ann, &[&bob_id]).await;
+    let (ann, _, g) = ann_and_bob_in_a_group(&app).await;
 
     // Ten COMMIT answers lost while eight clients send keyless messages.
     cutter.cuts_left.store(10, Ordering::SeqCst);
@@ -240,14 +238,21 @@ async fn timed_send(
     (code, t.elapsed())
 }
 
+/// `n` sends at once whose callers give up after 300 ms (texts `gave-up-<i>`): their outcomes.
+async fn gave_up(app: &TestApp, token: &str, g: &str, n: usize) -> Vec<(Code, Duration)> {
+    let sends = (0..n).map(|i| {
+        let text = format!("gave-up-{i}");
+        async move { timed_send(app, token, g, &text, Duration::from_millis(300)).await }
+    });
+    futures::future::join_all(sends).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn while_the_database_is_down_sends_fail_at_once_and_none_is_written_after_its_caller_gave_up()
  {
     let proxy = PgProxy::start().await;
     let app = proxy.app().await;
-    let (_, ann) = user(&app, "ann").await;
-    let (bob_id, _) = user(&app, "bob").await;
-    let g = group(&app, &ann, &[&bob_id]).await;
+    let (ann, _, g) = ann_and_bob_in_a_group(&app).await;
     timed_send(&app, &ann, &g, "before", Duration::from_secs(5)).await;
 
     proxy.set_down(true);
@@ -259,20 +264,7 @@ async fn while_the_database_is_down_sends_fail_at_once_and_none_is_written_after
             .push(timed_send(&app, &ann, &g, &format!("down-{i}"), Duration::from_secs(5)).await);
     }
     // Callers that give up after 300 ms, many at once.
-    let impatient = futures::future::join_all((0..16).map(|i| {
-        let (app, ann, g) = (&app, &ann, &g);
-        async move {
-            timed_send(
-                app,
-                ann,
-                g,
-                &format!("gave-up-{i}"),
-                Duration::from_millis(300),
-            )
-            .await
-        }
-    }))
-    .await;
+    let impatient = gave_up(&app, &ann, &g, 16).await;
     proxy.set_down(false);
     eprintln!("while down: {answers:?}; impatient: {impatient:?}");
     for (i, (code, took)) in answers.iter().enumerate() {
@@ -316,9 +308,7 @@ async fn while_the_database_is_down_sends_fail_at_once_and_none_is_written_after
 #[tokio::test(flavor = "multi_thread")]
 async fn terminated_backends_fail_no_call_and_readiness_stays_up() {
     let app = TestApp::spawn_with(|c| c.write_rate_limit = "off".parse().unwrap()).await;
-    let (_, ann) = user(&app, "ann").await;
-    let (bob_id, _) = user(&app, "bob").await;
-    let g = group(&app, &ann, &[&bob_id]).await;
+    let (ann, _, g) = ann_and_bob_in_a_group(&app).await;
     // Every pooled connection in use once, and the writer's.
     let gets = (0..16).map(|_| app.get_me(&ann));
     for r in futures::future::join_all(gets).await {
@@ -368,9 +358,7 @@ async fn terminated_backends_fail_no_call_and_readiness_stays_up() {
 async fn a_send_whose_caller_gave_up_while_it_waited_is_never_written() {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
     let app = TestApp::spawn_with(|c| c.write_rate_limit = "off".parse().unwrap()).await;
-    let (_, ann) = user(&app, "ann").await;
-    let (bob_id, _) = user(&app, "bob").await;
-    let g = group(&app, &ann, &[&bob_id]).await;
+    let (ann, _, g) = ann_and_bob_in_a_group(&app).await;
     // The conversation's row locked by a transaction of the test's own: the writer's next
     // batch waits for it, and the sends after it wait in the queue.
     let mut lock = diesel_async::AsyncPgConnection::establish(&database_url(&app.db_name))
@@ -398,20 +386,7 @@ async fn a_send_whose_caller_gave_up_while_it_waited_is_never_written() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let impatient = futures::future::join_all((0..8).map(|i| {
-        let (app, ann, g) = (&app, &ann, &g);
-        async move {
-            timed_send(
-                app,
-                ann,
-                g,
-                &format!("gave-up-{i}"),
-                Duration::from_millis(300),
-            )
-            .await
-        }
-    }))
-    .await;
+    let impatient = gave_up(&app, &ann, &g, 8).await;
     for (code, _) in &impatient {
         assert!(
             matches!(code, Code::DeadlineExceeded | Code::Cancelled),

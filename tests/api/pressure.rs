@@ -48,6 +48,22 @@ async fn drain(
     }
 }
 
+/// Logs 1,001 events in conversation `g` of database `db` (read receipts, written directly
+/// to be quick): more than a resume may replay.
+pub(crate) async fn past_the_replay_limit(db: &str, g: &str) {
+    db_sql(
+        db,
+        &format!(
+            "WITH c AS (UPDATE conversations SET last_event_seq = last_event_seq + 1001 \
+               WHERE id = '{g}' RETURNING last_event_seq) \
+             INSERT INTO conversation_events (conversation_id, seq, body) \
+             SELECT '{g}', s, jsonb_build_object('kind', 'read_receipt', 'user_id', '{g}', 'seq', 0) \
+             FROM c, generate_series(c.last_event_seq - 1000, c.last_event_seq) AS s"
+        ),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
     let app = TestApp::spawn().await;
@@ -60,18 +76,8 @@ async fn a_client_more_than_a_thousand_events_behind_is_told_to_resync() {
         .unwrap();
     let cursor = next(&mut stream).await.cursor;
     drop(stream);
-    // 1,001 more events in the log (read receipts, written directly to be quick).
-    db_sql(
-        &app.db_name,
-        &format!(
-            "WITH c AS (UPDATE conversations SET last_event_seq = last_event_seq + 1001 \
-               WHERE id = '{g}' RETURNING last_event_seq) \
-             INSERT INTO conversation_events (conversation_id, seq, body) \
-             SELECT '{g}', s, jsonb_build_object('kind', 'read_receipt', 'user_id', '{g}', 'seq', 0) \
-             FROM c, generate_series(c.last_event_seq - 1000, c.last_event_seq) AS s"
-        ),
-    )
-    .await;
+    // 1,001 more events in the log.
+    past_the_replay_limit(&app.db_name, &g).await;
     let mut resumed = open(&app, &bob, &cursor).await;
     assert!(
         matches!(next(&mut resumed).await.kind, Some(Kind::Resync(_))),

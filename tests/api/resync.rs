@@ -55,17 +55,7 @@ async fn after_an_outage_past_the_replay_limit_each_stream_gets_a_fresh_cursor_a
 
     // Redis goes away, and 1,001 events are logged meanwhile (written directly, to be quick).
     redis.kill();
-    db_sql(
-        &app.db_name,
-        &format!(
-            "WITH c AS (UPDATE conversations SET last_event_seq = last_event_seq + 1001 \
-               WHERE id = '{g}' RETURNING last_event_seq) \
-             INSERT INTO conversation_events (conversation_id, seq, body) \
-             SELECT '{g}', s, jsonb_build_object('kind', 'read_receipt', 'user_id', '{g}', 'seq', 0) \
-             FROM c, generate_series(c.last_event_seq - 1000, c.last_event_seq) AS s"
-        ),
-    )
-    .await;
+    crate::pressure::past_the_replay_limit(&app.db_name, &g).await;
     redis.restart();
 
     // Back, the instance re-reads the log for every stream: too much to replay.
