@@ -3,7 +3,7 @@
 
 use crate::{
     db::schema::{ai_chat_turns, ai_chats, ai_usage, conversations},
-    domain::ai::{Chat, ChatRole, DailyUsage, SavedTurn, Usage},
+    domain::ai::{Chat, ChatRole, Counted, DailyUsage, SavedTurn, Usage},
     error::Result,
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -173,7 +173,13 @@ pub async fn list_chats(
 }
 
 /// Adds one answer's usage to `user`'s count of today (UTC).
-pub async fn add_usage(conn: &mut AsyncPgConnection, user: Uuid, usage: Usage) -> Result<()> {
+pub async fn add_usage(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    usage: Usage,
+    counted: Counted,
+) -> Result<()> {
+    let cut_off = i64::from(matches!(counted, Counted::CutOff { .. }));
     diesel::insert_into(ai_usage::table)
         .values((
             ai_usage::user_id.eq(user),
@@ -181,6 +187,8 @@ pub async fn add_usage(conn: &mut AsyncPgConnection, user: Uuid, usage: Usage) -
             ai_usage::requests.eq(1),
             ai_usage::prompt_tokens.eq(usage.prompt_tokens),
             ai_usage::completion_tokens.eq(usage.completion_tokens),
+            ai_usage::cut_off.eq(cut_off),
+            ai_usage::estimated_completion_tokens.eq(counted.estimated_tokens()),
         ))
         .on_conflict((ai_usage::user_id, ai_usage::day))
         .do_update()
@@ -189,6 +197,9 @@ pub async fn add_usage(conn: &mut AsyncPgConnection, user: Uuid, usage: Usage) -
             ai_usage::prompt_tokens.eq(ai_usage::prompt_tokens + excluded(ai_usage::prompt_tokens)),
             ai_usage::completion_tokens
                 .eq(ai_usage::completion_tokens + excluded(ai_usage::completion_tokens)),
+            ai_usage::cut_off.eq(ai_usage::cut_off + excluded(ai_usage::cut_off)),
+            ai_usage::estimated_completion_tokens.eq(ai_usage::estimated_completion_tokens
+                + excluded(ai_usage::estimated_completion_tokens)),
         ))
         .execute(conn)
         .await?;
@@ -209,7 +220,8 @@ pub async fn usage(
     if let Some(u) = user {
         q = q.filter(ai_usage::user_id.eq(u));
     }
-    let rows: Vec<(Uuid, NaiveDate, i64, i64, i64)> = q
+    type Row = (Uuid, NaiveDate, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = q
         .order((ai_usage::day.desc(), ai_usage::user_id))
         .limit(limit)
         .select((
@@ -218,20 +230,26 @@ pub async fn usage(
             ai_usage::requests,
             ai_usage::prompt_tokens,
             ai_usage::completion_tokens,
+            ai_usage::cut_off,
+            ai_usage::estimated_completion_tokens,
         ))
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(user_id, day, requests, p, c)| DailyUsage {
-            user_id,
-            day,
-            requests,
-            usage: Usage {
-                prompt_tokens: p,
-                completion_tokens: c,
+        .map(
+            |(user_id, day, requests, p, c, cut_off, estimated)| DailyUsage {
+                user_id,
+                day,
+                requests,
+                usage: Usage {
+                    prompt_tokens: p,
+                    completion_tokens: c,
+                },
+                cut_off,
+                estimated_completion_tokens: estimated,
             },
-        })
+        )
         .collect())
 }
 

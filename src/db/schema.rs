@@ -32,6 +32,8 @@ diesel::table! {
         requests -> Int8,
         prompt_tokens -> Int8,
         completion_tokens -> Int8,
+        cut_off -> Int8,
+        estimated_completion_tokens -> Int8,
     }
 }
 

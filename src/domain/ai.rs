@@ -140,8 +140,36 @@ pub struct DailyUsage {
     pub day: NaiveDate,
     /// Answers requested.
     pub requests: i64,
-    /// Tokens counted.
+    /// Tokens counted (as the provider reported them).
     pub usage: Usage,
+    /// Answers that did not finish (cancelled, failed, timed out).
+    pub cut_off: i64,
+    /// Answer tokens of those, estimated from their text where the provider gave no count.
+    pub estimated_completion_tokens: i64,
+}
+
+/// What an answer used, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Counted {
+    /// It finished: the provider's count (zero when it gave none).
+    #[default]
+    Finished,
+    /// It did not finish, after streaming this many characters: its tokens are estimated.
+    CutOff {
+        /// The characters streamed before it stopped.
+        chars: usize,
+    },
+}
+
+impl Counted {
+    /// The tokens of `chars` characters of answer, estimated (about four characters a token,
+    /// rounded up).
+    pub fn estimated_tokens(self) -> i64 {
+        match self {
+            Counted::Finished => 0,
+            Counted::CutOff { chars } => i64::try_from(chars.div_ceil(4)).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 /// A piece of the assistant's answer in a conversation (ephemeral; the final answer is a

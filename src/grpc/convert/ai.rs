@@ -76,5 +76,7 @@ pub fn daily_usage(u: DailyUsage) -> pb::AiUsage {
         requests: u.requests,
         prompt_tokens: u.usage.prompt_tokens,
         completion_tokens: u.usage.completion_tokens,
+        cut_off: u.cut_off,
+        estimated_completion_tokens: u.estimated_completion_tokens,
     }
 }

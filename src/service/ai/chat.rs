@@ -8,7 +8,7 @@ use crate::{
     db,
     domain::{
         Page, PageSize, PageToken,
-        ai::{Chat, ChatRole, SavedTurn, Turn, Usage, title_of},
+        ai::{Chat, ChatRole, Counted, SavedTurn, Turn, Usage, title_of},
     },
     error::{Error, Result},
     service::State,
@@ -137,6 +137,8 @@ pub async fn chat(
         .await
         .map_err(|_| super::too_long(timeout))?;
     if let Some(Err(e)) = first {
+        let counted = Counted::CutOff { chars: 0 };
+        record_usage(&state, user, Usage::default(), counted).await;
         return Err(answer_error(e));
     }
     let upstream = futures::stream::iter(first).chain(upstream);
@@ -151,6 +153,9 @@ pub async fn chat(
         let _slot = slot;
         let mut upstream = upstream;
         let mut text = String::new();
+        // Counts the answer as cut off unless it finishes: when it fails, times out, or its
+        // client goes away (which drops this stream, and the guard with it).
+        let mut unfinished = CutOff { state: state.clone(), user, chars: 0, finished: false };
         loop {
             let piece = tokio::time::timeout_at(end, upstream.next())
                 .await
@@ -160,9 +165,11 @@ pub async fn chat(
                 Some(Err(e)) => Err(answer_error(e))?,
                 Some(Ok(Piece::Delta(d))) => {
                     text.push_str(&d);
+                    unfinished.chars += d.chars().count();
                     yield chunk(d, None);
                 }
                 Some(Ok(Piece::Finish { reason, usage })) => {
+                    unfinished.finished = true;
                     save_answer(&state, user, chat_id, &answer_model, &text, &reason, usage).await?;
                     yield chunk(String::new(), Some((reason, usage)));
                     break;
@@ -171,6 +178,30 @@ pub async fn chat(
         }
     };
     Ok(answer.boxed())
+}
+
+/// An answer being streamed: dropped before it finished, it records the request as cut off
+/// with the tokens of what it streamed, estimated.
+struct CutOff {
+    state: State,
+    user: Uuid,
+    chars: usize,
+    finished: bool,
+}
+
+impl Drop for CutOff {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (state, user) = (self.state.clone(), self.user);
+        let counted = Counted::CutOff { chars: self.chars };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                record_usage(&state, user, Usage::default(), counted).await;
+            });
+        }
+    }
 }
 
 /// Saves an answer in its chat and counts its usage.
@@ -194,7 +225,7 @@ async fn save_answer(
     let mut conn = state.pool.get().await?;
     db::ai::append(&mut conn, chat, &[turn], model).await?;
     drop(conn);
-    record_usage(state, user, usage.unwrap_or_default()).await;
+    record_usage(state, user, usage.unwrap_or_default(), Counted::Finished).await;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::{
     db,
     domain::{
         RichText,
-        ai::{AssistantDelta, ChatRole, Turn},
+        ai::{AssistantDelta, ChatRole, Counted, Turn, Usage},
         conversations::ConversationId,
     },
     error::{Error, Result},
@@ -88,7 +88,9 @@ pub async fn ask(
         }
     };
     let answer = Answer {
-        recipients,
+        recipients: tokio::sync::Mutex::new((recipients, tokio::time::Instant::now())),
+        streamed: Default::default(),
+        counted: Default::default(),
         state: state.clone(),
         conversation: id,
         asked_by: caller.user_id.0,
@@ -122,10 +124,18 @@ struct Answer {
     conversation: ConversationId,
     asked_by: Uuid,
     reply_id: Uuid,
-    /// The members when the question was asked.
-    recipients: Recipients,
+    /// The members, and when they were read: re-read as the answer goes on, so that a
+    /// member who left stops receiving it (and one who joined starts).
+    recipients: tokio::sync::Mutex<(Recipients, tokio::time::Instant)>,
+    /// The characters streamed so far (for the usage of an answer that does not finish).
+    streamed: std::sync::atomic::AtomicUsize,
+    /// Its usage was recorded (the provider finished).
+    counted: std::sync::atomic::AtomicBool,
     _slot: Slot,
 }
+
+/// How long the members read for an answer are used before they are read again.
+const MEMBERS_FOR: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Answer {
     fn delta(&self, delta: String, done: bool) -> AssistantDelta {
@@ -140,11 +150,22 @@ impl Answer {
         }
     }
 
-    fn publish(&self, delta: AssistantDelta) {
-        self.state.broker.publish(Published::Assistant {
-            delta,
-            recipients: self.recipients.clone(),
-        });
+    /// Publishes `delta` to the members of now (read again when older than
+    /// [`MEMBERS_FOR`]; if that fails, the last ones read).
+    async fn publish(&self, delta: AssistantDelta) {
+        let recipients = {
+            let mut known = self.recipients.lock().await;
+            if known.1.elapsed() >= MEMBERS_FOR {
+                match members(&self.state, self.conversation).await {
+                    Ok(now) => *known = (now, tokio::time::Instant::now()),
+                    Err(e) => tracing::warn!(error = %e, "the members were not read again"),
+                }
+            }
+            known.0.clone()
+        };
+        self.state
+            .broker
+            .publish(Published::Assistant { delta, recipients });
     }
 
     async fn run(self, provider: Provider, model: String, prompt: Vec<Turn>) {
@@ -154,13 +175,18 @@ impl Answer {
             Ok(message) => last.message_id = Some(message),
             Err(e) => {
                 tracing::warn!(error = %e, "the assistant's answer failed");
+                if !self.counted.load(std::sync::atomic::Ordering::Relaxed) {
+                    let chars = self.streamed.load(std::sync::atomic::Ordering::Relaxed);
+                    let counted = Counted::CutOff { chars };
+                    record_usage(&self.state, self.asked_by, Usage::default(), counted).await;
+                }
                 last.error = Some(match e {
                     Error::Internal(_) => "the assistant is misconfigured".into(),
                     e => e.to_string(),
                 });
             }
         }
-        self.publish(last);
+        self.publish(last).await;
         release(&self.state, self.conversation).await;
     }
 
@@ -179,12 +205,17 @@ impl Answer {
                 Some(Err(e)) => return Err(answer_error(e)),
                 Some(Ok(Piece::Delta(d))) => {
                     text.push_str(&d);
-                    self.publish(self.delta(d, false));
+                    self.streamed
+                        .fetch_add(d.chars().count(), std::sync::atomic::Ordering::Relaxed);
+                    self.publish(self.delta(d, false)).await;
                 }
                 Some(Ok(Piece::Finish { usage, .. })) => break usage,
             }
         };
-        record_usage(&self.state, self.asked_by, usage.unwrap_or_default()).await;
+        let usage = usage.unwrap_or_default();
+        record_usage(&self.state, self.asked_by, usage, Counted::Finished).await;
+        self.counted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let content = RichText::from_plain(&text)
             .ok_or_else(|| Error::Unavailable("the assistant gave an empty answer".into()))?;
         let key = format!("assistant:{}", self.reply_id);

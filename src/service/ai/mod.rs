@@ -17,7 +17,7 @@ use crate::{
     db,
     domain::{
         PageSize,
-        ai::{ChatRole, DailyUsage, Turn, Usage},
+        ai::{ChatRole, Counted, DailyUsage, Turn, Usage},
         conversations::{ConversationId, Window},
         projects::ProjectId,
         tasks::{Filter, Sort, SortKey, TaskStatus},
@@ -186,16 +186,23 @@ fn fit(turns: Vec<Turn>, budget: usize) -> Result<Vec<Turn>> {
     Ok(kept)
 }
 
-/// Records an answer's usage (best effort: a failure is logged, the answer stands).
-async fn record_usage(state: &State, user: Uuid, usage: Usage) {
+/// Records an answer's usage (best effort: a failure is logged, the answer stands): a
+/// finished one's as the provider counted it, one that did not finish as cut off with its
+/// tokens estimated.
+async fn record_usage(state: &State, user: Uuid, usage: Usage, counted: Counted) {
     let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
     metrics::counter!("epop_ai_tokens_total", "kind" => "prompt")
         .increment(tokens(usage.prompt_tokens));
     metrics::counter!("epop_ai_tokens_total", "kind" => "completion")
         .increment(tokens(usage.completion_tokens));
+    if let Counted::CutOff { .. } = counted {
+        metrics::counter!("epop_ai_answers_cut_off_total").increment(1);
+        metrics::counter!("epop_ai_tokens_total", "kind" => "completion_estimated")
+            .increment(tokens(counted.estimated_tokens()));
+    }
     let result = async {
         let mut conn = state.pool.get().await?;
-        db::ai::add_usage(&mut conn, user, usage).await
+        db::ai::add_usage(&mut conn, user, usage, counted).await
     }
     .await;
     if let Err(e) = result {

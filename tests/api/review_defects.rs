@@ -231,3 +231,133 @@ async fn nul_characters_from_the_provider_are_taken_out() {
     let answer = &chat.turns.last().unwrap().content;
     assert_eq!(answer, "t1x t2x t3x ");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_who_leaves_stops_receiving_the_assistants_answer() {
+    use crate::events::{ann_and_bob_in_a_group, client, next, open};
+    use epop::pb::event::Kind;
+    use std::time::{Duration, Instant};
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| fake.configure(c)).await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
+    let mut bobs = open(&app, &bob, "").await;
+    let mut anns = open(&app, &ann, "").await;
+    let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
+    ai.ask_assistant(authed(
+        pb::AskAssistantRequest {
+            conversation_id: g.clone(),
+            question: "tokens=30 every=100".into(),
+        },
+        &ann,
+    ))
+    .await
+    .unwrap();
+    // Bob gets the answer's first pieces, then leaves.
+    loop {
+        if let Some(Kind::AssistantDelta(_)) = next(&mut bobs).await.kind {
+            break;
+        }
+    }
+    client(&app)
+        .await
+        .leave_conversation(authed(
+            pb::LeaveConversationRequest {
+                conversation_id: g.clone(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap();
+    let left = Instant::now();
+    // Ann reads the answer to its end (3 s); Bob's stream, meanwhile, gets no piece of it
+    // later than the members' re-read (250 ms) after he left.
+    let bob_reads = tokio::spawn(async move {
+        let mut last_piece = None;
+        while let Ok(Ok(Some(e))) =
+            tokio::time::timeout(Duration::from_secs(5), bobs.message()).await
+        {
+            if let Some(Kind::AssistantDelta(_)) = e.kind {
+                last_piece = Some(left.elapsed());
+            }
+        }
+        last_piece
+    });
+    loop {
+        if let Some(Kind::AssistantDelta(d)) = next(&mut anns).await.kind
+            && d.done
+        {
+            assert!(d.error.is_empty(), "{}", d.error);
+            break;
+        }
+    }
+    let last = bob_reads.await.unwrap();
+    assert!(
+        last.is_none_or(|t| t < Duration::from_millis(600)),
+        "Bob still got the answer {last:?} after he left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_cut_off_by_their_client_are_counted_with_estimated_tokens() {
+    use std::time::Duration;
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| fake.configure(c)).await;
+    let (ann_id, ann) = user(&app, "ann").await;
+    let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
+    // Three answers of 40 tokens, each dropped by its client after 35.
+    for _ in 0..3 {
+        let mut s = ai
+            .chat(authed(
+                pb::ChatRequest {
+                    messages: vec![pb::ChatMessage {
+                        role: pb::ChatRole::User.into(),
+                        content: "tokens=40 every=10".into(),
+                    }],
+                    ..Default::default()
+                },
+                &ann,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        for _ in 0..35 {
+            s.message().await.unwrap().unwrap();
+        }
+    }
+    let admin = app.admin_token().await;
+    let usage = async || {
+        app.admin()
+            .await
+            .list_ai_usage(authed(
+                pb::ListAiUsageRequest {
+                    user_id: ann_id.clone(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .usage
+    };
+    // Recorded when each stream is dropped: wait for the third.
+    let mut rows = usage().await;
+    for _ in 0..50 {
+        if rows.first().is_some_and(|r| r.cut_off == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rows = usage().await;
+    }
+    let r = &rows[0];
+    assert_eq!(
+        (r.requests, r.cut_off, r.completion_tokens),
+        (3, 3, 0),
+        "{r:?}"
+    );
+    // 35 pieces of "tN " (3-4 characters) each, about a token each.
+    assert!(
+        (3 * 25..=3 * 40).contains(&r.estimated_completion_tokens),
+        "{r:?}"
+    );
+}
