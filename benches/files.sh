@@ -39,7 +39,7 @@ nginx_port=18192
 start_epop() {
   DATABASE_URL="$db_url" EPOP_LISTEN=127.0.0.1:$1 EPOP_DATA_DIR="$work/data-$1" \
     EPOP_ADMIN_PASSWORD=bench-admin-password EPOP_FILES_MAX_BYTES=$(((SIZE_MIB + 1) << 20)) \
-    EPOP_JWT_SECRET=bench-signing-key-of-at-least-32-bytes EPOP_FILES_FSYNC=$2 EPOP_WRITE_RATE_LIMIT=off "$target/release/epop" >"$work/epop-$1.log" 2>&1 &
+    EPOP_JWT_SECRET=bench-signing-key-of-at-least-32-bytes EPOP_FILES_FSYNC=$2 EPOP_WRITE_RATE_LIMIT=off EPOP_FILES_MAX_PENDING=0 EPOP_FILES_MAX_PENDING_BYTES=0 "$target/release/epop" >"$work/epop-$1.log" 2>&1 &
   pids+=("$!")
 }
 start_epop "$port" true

@@ -328,6 +328,18 @@ pub struct FilesArgs {
     #[arg(long, env = "EPOP_FILES_UPLOAD_URL_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub files_upload_url_ttl: Duration,
 
+    /// Uploads a user may have reserved and not attached yet (0: no limit).
+    #[arg(long, env = "EPOP_FILES_MAX_PENDING", default_value_t = 100)]
+    pub files_max_pending: i64,
+
+    /// Bytes a user may have reserved and not attached yet (0: no limit).
+    #[arg(long, env = "EPOP_FILES_MAX_PENDING_BYTES", default_value_t = 1 << 30)]
+    pub files_max_pending_bytes: i64,
+
+    /// Bytes of files a user may store, attached and pending together (0: no quota).
+    #[arg(long, env = "EPOP_FILES_QUOTA_BYTES", default_value_t = 0)]
+    pub files_quota_bytes: i64,
+
     /// How long a download URL works.
     #[arg(long, env = "EPOP_FILES_DOWNLOAD_URL_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub files_download_url_ttl: Duration,

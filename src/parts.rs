@@ -61,6 +61,11 @@ pub fn files(
         pending_ttl: f.files_pending_ttl,
         upload_ttl: f.files_upload_url_ttl,
         download_ttl: f.files_download_url_ttl,
+        quota: service::files::Quota {
+            pending: f.files_max_pending,
+            pending_bytes: f.files_max_pending_bytes,
+            stored_bytes: f.files_quota_bytes,
+        },
     })
 }
 

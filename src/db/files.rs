@@ -68,6 +68,39 @@ pub struct NewFile<'a> {
     pub checksum_sha256: Option<&'a str>,
 }
 
+/// What a user holds: (pending uploads, their bytes, bytes of every file not being deleted),
+/// after locking the user's row so that two reservations at once count each other.
+pub async fn holdings(conn: &mut AsyncPgConnection, user: UserId) -> Result<(i64, i64, i64)> {
+    use crate::db::schema::users;
+    use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = BigInt)]
+        pending: i64,
+        #[diesel(sql_type = BigInt)]
+        pending_bytes: i64,
+        #[diesel(sql_type = BigInt)]
+        stored: i64,
+    }
+    users::table
+        .find(user.0)
+        .select(users::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    let held: Held = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
+                coalesce(sum(size) FILTER (WHERE state = 'pending'), 0)::bigint AS pending_bytes, \
+                coalesce(sum(size) FILTER (WHERE state <> 'deleting'), 0)::bigint AS stored \
+         FROM attachments WHERE uploader_id = $1",
+    )
+    .bind::<SqlUuid, _>(user.0)
+    .get_result(conn)
+    .await?;
+    Ok((held.pending, held.pending_bytes, held.stored))
+}
+
 /// Reserves a pending upload.
 pub async fn insert_pending(conn: &mut AsyncPgConnection, new: NewFile<'_>) -> Result<File> {
     diesel::insert_into(attachments::table)

@@ -34,6 +34,49 @@ pub struct Files {
     pub upload_ttl: Duration,
     /// How long download URLs work.
     pub download_ttl: Duration,
+    /// What one user may hold (0: no limit each).
+    pub quota: Quota,
+}
+
+/// What one user may hold; 0 means no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quota {
+    /// Uploads reserved and not attached yet.
+    pub pending: i64,
+    /// Their bytes.
+    pub pending_bytes: i64,
+    /// Bytes of all their files, attached and pending.
+    pub stored_bytes: i64,
+}
+
+impl Quota {
+    /// Why reserving `size` more bytes is refused for someone holding `held` (pending,
+    /// pending bytes, stored bytes), if it is.
+    fn refusal(&self, held: (i64, i64, i64), size: i64) -> Option<(&'static str, String)> {
+        let over = |limit: i64, now: i64, more: i64| limit > 0 && now + more > limit;
+        if over(self.pending, held.0, 1) {
+            let why = format!(
+                "too many pending uploads: at most {} (attach them or let them expire)",
+                self.pending
+            );
+            return Some(("pending_uploads", why));
+        }
+        if over(self.pending_bytes, held.1, size) {
+            let why = format!(
+                "pending uploads would exceed {} bytes (attach them or let them expire)",
+                self.pending_bytes
+            );
+            return Some(("pending_bytes", why));
+        }
+        if over(self.stored_bytes, held.2, size) {
+            let why = format!(
+                "the storage quota of {} bytes would be exceeded",
+                self.stored_bytes
+            );
+            return Some(("stored_bytes", why));
+        }
+        None
+    }
 }
 
 fn unavailable(e: StorageError) -> Error {
@@ -64,6 +107,11 @@ pub async fn presign_upload(
     let mut conn = state.pool.get().await?;
     let file = conn
         .transaction::<_, Error, _>(async |conn| {
+            let held = db::files::holdings(conn, caller.user_id).await?;
+            if let Some((quota, why)) = files.quota.refusal(held, upload.size) {
+                metrics::counter!("epop_files_quota_refusals_total", "quota" => quota).increment(1);
+                return Err(Error::ResourceExhausted(why));
+            }
             let new = db::files::NewFile {
                 uploader: caller.user_id,
                 key: &key,

@@ -361,3 +361,75 @@ async fn answers_cut_off_by_their_client_are_counted_with_estimated_tokens() {
         "{r:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reservations_and_stored_bytes_are_bounded_per_user() {
+    use crate::files::{files, upload};
+    let app = TestApp::spawn_with(|c| {
+        c.files.files_max_pending = 3;
+        c.files.files_max_pending_bytes = 1000;
+        c.files.files_quota_bytes = 1500;
+        c.write_rate_limit = "off".parse().unwrap();
+    })
+    .await;
+    let (_, ann) = user(&app, "ann").await;
+    let (_, bob) = user(&app, "bob").await;
+    let reserve = |token: &str, size: i64| {
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            files(app)
+                .await
+                .presign_upload(authed(
+                    pb::PresignUploadRequest {
+                        file_name: "f.bin".into(),
+                        content_type: "application/octet-stream".into(),
+                        size,
+                        checksum_sha256: String::new(),
+                    },
+                    &token,
+                ))
+                .await
+        }
+    };
+    // Three pending reservations, then a fourth is refused, naming the limit.
+    for _ in 0..3 {
+        reserve(&ann, 10).await.expect("within the limits");
+    }
+    let e = reserve(&ann, 10).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(e.message().contains("pending uploads"), "{e:?}");
+    // Another user has limits of their own; bytes pending are bounded too.
+    reserve(&bob, 900)
+        .await
+        .expect("900 of 1,000 pending bytes");
+    let e = reserve(&bob, 200).await.unwrap_err();
+    assert!(e.message().contains("exceed 1000 bytes"), "{e:?}");
+    // Stored bytes: attached files count against the quota (1,500 here).
+    let (_, carol) = user(&app, "carol").await;
+    let data = vec![7u8; 800];
+    let id = upload(&app, &carol, "a.bin", &data).await;
+    let (dave_id, _) = user(&app, "dave").await;
+    let g = crate::events::group(&app, &carol, &[&dave_id]).await;
+    let mut send = crate::events::send(&g, "a file");
+    send.attachment_ids = vec![id];
+    crate::events::client(&app)
+        .await
+        .send_message(authed(send, &carol))
+        .await
+        .unwrap();
+    let e = reserve(&carol, 800).await.unwrap_err();
+    assert!(e.message().contains("storage quota of 1500 bytes"), "{e:?}");
+    reserve(&carol, 600).await.expect("within the quota");
+    // Over REST: 429.
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/files/presign-upload?fileName=x.bin&contentType=application/octet-stream&size=500",
+            app.url()
+        ))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
