@@ -58,8 +58,28 @@ pub async fn create_chat(
         .map_err(Into::into)
 }
 
-/// The chat `id` of `user` with its turns; `None` for anyone else's.
-pub async fn chat_of(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Result<Option<Chat>> {
+/// Which turns of a chat to load.
+#[derive(Debug, Clone, Copy)]
+pub enum Turns {
+    /// The newest `n` (what a prompt needs), oldest first.
+    Newest(i64),
+    /// A page of at most `limit`, oldest first, after the turn `after` (its id).
+    After {
+        /// The last turn id of the previous page.
+        after: Option<i64>,
+        /// The page's size.
+        limit: i64,
+    },
+}
+
+/// The chat `id` of `user` with the `which` turns (and each turn's id); `None` for anyone
+/// else's.
+pub async fn chat_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    id: Uuid,
+    which: Turns,
+) -> Result<Option<(Chat, Vec<i64>)>> {
     let Some(row) = ai_chats::table
         .find(id)
         .filter(ai_chats::user_id.eq(user))
@@ -72,6 +92,7 @@ pub async fn chat_of(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Resu
     };
     let mut c = chat(row);
     type TurnRow = (
+        i64,
         String,
         String,
         Option<String>,
@@ -80,10 +101,10 @@ pub async fn chat_of(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Resu
         Option<i64>,
         DateTime<Utc>,
     );
-    let turns: Vec<TurnRow> = ai_chat_turns::table
+    let q = ai_chat_turns::table
         .filter(ai_chat_turns::chat_id.eq(id))
-        .order(ai_chat_turns::id)
         .select((
+            ai_chat_turns::id,
             ai_chat_turns::role,
             ai_chat_turns::content,
             ai_chat_turns::model,
@@ -92,12 +113,28 @@ pub async fn chat_of(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Resu
             ai_chat_turns::completion_tokens,
             ai_chat_turns::created_at,
         ))
-        .load(conn)
-        .await?;
+        .into_boxed();
+    let mut turns: Vec<TurnRow> = match which {
+        Turns::Newest(n) => {
+            q.order(ai_chat_turns::id.desc())
+                .limit(n)
+                .load(conn)
+                .await?
+        }
+        Turns::After { after, limit } => {
+            q.filter(ai_chat_turns::id.gt(after.unwrap_or(0)))
+                .order(ai_chat_turns::id)
+                .limit(limit)
+                .load(conn)
+                .await?
+        }
+    };
+    turns.sort_by_key(|t| t.0);
+    let ids = turns.iter().map(|t| t.0).collect();
     c.turns = turns
         .into_iter()
         .map(
-            |(role, content, model, finish_reason, p, q, created_at)| SavedTurn {
+            |(_, role, content, model, finish_reason, p, q, created_at)| SavedTurn {
                 role: ChatRole::from_stored(&role),
                 content,
                 model,
@@ -110,7 +147,21 @@ pub async fn chat_of(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Resu
             },
         )
         .collect();
-    Ok(Some(c))
+    Ok(Some((c, ids)))
+}
+
+/// How many turns chat `id` holds, and how many characters.
+pub async fn chat_size(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(i64, i64)> {
+    use diesel::dsl::{count_star, sql};
+    ai_chat_turns::table
+        .filter(ai_chat_turns::chat_id.eq(id))
+        .select((
+            count_star(),
+            sql::<diesel::sql_types::BigInt>("coalesce(sum(char_length(content)), 0)::bigint"),
+        ))
+        .first(conn)
+        .await
+        .map_err(Into::into)
 }
 
 /// Appends turns to a chat and marks it active (with the model of its latest answer).

@@ -15,6 +15,12 @@ pub const MAX_TURN_CHARS: usize = 32_000;
 pub const MAX_QUESTION_CHARS: usize = 4_000;
 /// The most turns one request sends.
 pub const MAX_TURNS: usize = 50;
+/// The most turns a saved chat holds (then the caller starts a new one).
+pub const MAX_CHAT_TURNS: i64 = 500;
+/// The most characters a saved chat holds, all turns together (an answer may pass it once).
+pub const MAX_CHAT_CHARS: i64 = 1_000_000;
+/// The newest turns of a saved chat read for a prompt (which keeps what fits of them).
+pub const PROMPT_TURNS: i64 = 100;
 
 /// Who wrote a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

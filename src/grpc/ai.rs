@@ -102,9 +102,15 @@ impl AiService for AiApi {
         request: Request<pb::GetChatRequest>,
     ) -> Result<Response<pb::AiChat>, Status> {
         let caller = Caller::of(&request)?;
-        let id = parse_uuid("id", &request.get_ref().id)?;
-        let chat = service::ai::get_chat(&self.state, &caller, id).await?;
-        Ok(Response::new(convert::chat(chat)))
+        let r = request.into_inner();
+        let id = parse_uuid("id", &r.id)?;
+        let size = PageSize::parse(r.page_size, 100, 500)?;
+        let token = PageToken::parse(&r.page_token)?;
+        let (chat, next) = service::ai::get_chat(&self.state, &caller, id, size, token).await?;
+        Ok(Response::new(pb::AiChat {
+            next_page_token: next,
+            ..convert::chat(chat)
+        }))
     }
 
     async fn ask_assistant(

@@ -108,6 +108,7 @@ async fn tokens_arrive_as_the_provider_sends_them_and_the_chat_is_saved() {
         .get_chat(authed(
             pb::GetChatRequest {
                 id: first.chat_id.clone(),
+                ..Default::default()
             },
             &ann,
         ))
@@ -138,7 +139,13 @@ async fn tokens_arrive_as_the_provider_sends_them_and_the_chat_is_saved() {
     assert_eq!(sent[1], ("assistant".into(), "t1 t2 t3 t4 t5 ".into()));
     for id in [first.chat_id.clone(), uuid::Uuid::new_v4().to_string()] {
         let e = c
-            .get_chat(authed(pb::GetChatRequest { id: id.clone() }, &bob))
+            .get_chat(authed(
+                pb::GetChatRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                },
+                &bob,
+            ))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);

@@ -224,7 +224,13 @@ async fn nul_characters_from_the_provider_are_taken_out() {
     }
     assert_eq!(text, "t1x t2x t3x ");
     let chat = ai
-        .get_chat(authed(pb::GetChatRequest { id: chat_id }, &ann))
+        .get_chat(authed(
+            pb::GetChatRequest {
+                id: chat_id,
+                ..Default::default()
+            },
+            &ann,
+        ))
         .await
         .expect("the saved chat reads back")
         .into_inner();
@@ -432,4 +438,112 @@ async fn reservations_and_stored_bytes_are_bounded_per_user() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_chat_stores_each_turn_once_stays_bounded_and_reads_back_in_pages() {
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| {
+        fake.configure(c);
+        c.ai.ai_requests_per_minute = 1000;
+    })
+    .await;
+    let (_, ann) = user(&app, "ann").await;
+    let mut ai = pb::ai_service_client::AiServiceClient::new(app.channel().await);
+    // Each call sends the whole conversation so far (as chat front ends do), 50 turns of
+    // 32,000 characters at most; the history is the saved chat's.
+    let long = "x".repeat(32_000);
+    let history = |question: &str| {
+        let mut m: Vec<pb::ChatMessage> = (0..49)
+            .map(|i| pb::ChatMessage {
+                role: if i % 2 == 0 {
+                    pb::ChatRole::User
+                } else {
+                    pb::ChatRole::Assistant
+                }
+                .into(),
+                content: long.clone(),
+            })
+            .collect();
+        m.push(pb::ChatMessage {
+            role: pb::ChatRole::User.into(),
+            content: question.into(),
+        });
+        m
+    };
+    let mut chat_id = String::new();
+    for i in 0..12 {
+        let mut s = ai
+            .chat(authed(
+                pb::ChatRequest {
+                    messages: if i == 0 {
+                        vec![pb::ChatMessage {
+                            role: pb::ChatRole::User.into(),
+                            content: "tokens=2 first".into(),
+                        }]
+                    } else {
+                        history(&format!("tokens=2 question {i}"))
+                    },
+                    chat_id: chat_id.clone(),
+                    ..Default::default()
+                },
+                &ann,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(c) = s.message().await.unwrap() {
+            chat_id = c.chat_id;
+        }
+    }
+    // 12 questions and 12 answers, stored once each, read back 10 at a time.
+    let (mut turns, mut token, mut pages) = (vec![], String::new(), 0);
+    loop {
+        let page = ai
+            .get_chat(authed(
+                pb::GetChatRequest {
+                    id: chat_id.clone(),
+                    page_size: 10,
+                    page_token: token,
+                },
+                &ann,
+            ))
+            .await
+            .expect("GetChat works however long the chat")
+            .into_inner();
+        pages += 1;
+        turns.extend(page.turns);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!((turns.len(), pages), (24, 3));
+    assert_eq!(turns[22].content, "tokens=2 question 11");
+    assert!(
+        turns.iter().all(|t| t.content.len() < 1000),
+        "no history stored again"
+    );
+    // A chat near its bound (500 turns) takes no more: start a new one.
+    db_sql(
+        &app.db_name,
+        &format!(
+            "INSERT INTO ai_chat_turns (chat_id, role, content) \
+             SELECT '{chat_id}', 'user', 'filler' FROM generate_series(1, 475)"
+        ),
+    )
+    .await;
+    let full = ai
+        .chat(authed(
+            pb::ChatRequest {
+                messages: history("tokens=2 one more"),
+                chat_id: chat_id.clone(),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), tonic::Code::FailedPrecondition, "{full:?}");
+    assert!(full.message().contains("start a new one"), "{full:?}");
 }

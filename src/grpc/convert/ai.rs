@@ -65,6 +65,7 @@ pub fn chat(c: Chat) -> pb::AiChat {
         create_time: Some(timestamp(c.created_at)),
         update_time: Some(timestamp(c.updated_at)),
         turns: c.turns.into_iter().map(turn).collect(),
+        next_page_token: String::new(),
     }
 }
 

@@ -5,10 +5,13 @@ use super::{Context, answer_error, context_turn, fit, record_usage};
 use crate::{
     ai::Piece,
     auth::Caller,
-    db,
+    db::{self, ai::Turns},
     domain::{
         Page, PageSize, PageToken,
-        ai::{Chat, ChatRole, Counted, SavedTurn, Turn, Usage, title_of},
+        ai::{
+            Chat, ChatRole, Counted, MAX_CHAT_CHARS, MAX_CHAT_TURNS, PROMPT_TURNS, SavedTurn, Turn,
+            Usage, title_of,
+        },
     },
     error::{Error, Result},
     service::State,
@@ -69,16 +72,33 @@ pub async fn chat(
         }
     }
     let slot = ai.limits.admit(caller.user_id.0)?;
+    // A saved chat is the history: of the request's turns only the last (the question) is
+    // new, and it is stored once. Only the newest turns are read; the prompt keeps what fits.
     let mut conn = state.pool.get().await?;
     let saved = match input.chat_id {
-        Some(id) => Some(
-            db::ai::chat_of(&mut conn, caller.user_id.0, id)
-                .await?
-                .ok_or(Error::NotFound("chat"))?,
-        ),
+        Some(id) => {
+            let (chat, _) =
+                db::ai::chat_of(&mut conn, caller.user_id.0, id, Turns::Newest(PROMPT_TURNS))
+                    .await?
+                    .ok_or(Error::NotFound("chat"))?;
+            Some((chat, db::ai::chat_size(&mut conn, id).await?))
+        }
         None => None,
     };
     drop(conn);
+    let new: &[Turn] = match &saved {
+        Some(_) => &input.turns[input.turns.len() - 1..],
+        None => &input.turns,
+    };
+    let (held_turns, held_chars) = saved.as_ref().map_or((0, 0), |(_, size)| *size);
+    let new_chars: i64 = new.iter().map(|t| t.content.chars().count() as i64).sum();
+    if held_turns + new.len() as i64 + 1 > MAX_CHAT_TURNS || held_chars + new_chars > MAX_CHAT_CHARS
+    {
+        return Err(Error::FailedPrecondition(format!(
+            "the chat is full (at most {MAX_CHAT_TURNS} turns and {MAX_CHAT_CHARS} characters): start a new one"
+        )));
+    }
+    let saved = saved.map(|(chat, _)| chat);
     let mut turns: Vec<Turn> = saved
         .iter()
         .flat_map(|c| &c.turns)
@@ -87,7 +107,7 @@ pub async fn chat(
             content: t.content.clone(),
         })
         .collect();
-    turns.extend(input.turns.iter().cloned());
+    turns.extend(new.iter().cloned());
     let mut prompt = fit(turns, ai.max_prompt_chars)?;
     let used: usize = prompt.iter().map(|t| t.content.chars().count()).sum();
     if let Some(context) = input.context {
@@ -97,8 +117,7 @@ pub async fn chat(
         }
     }
     let question = &input.turns[input.turns.len() - 1].content;
-    let new_turns: Vec<SavedTurn> = input
-        .turns
+    let new_turns: Vec<SavedTurn> = new
         .iter()
         .map(|t| SavedTurn {
             role: t.role,
@@ -229,12 +248,31 @@ async fn save_answer(
     Ok(())
 }
 
-/// One of the caller's chats with its turns.
-pub async fn get_chat(state: &State, caller: &Caller, id: Uuid) -> Result<Chat> {
+/// One of the caller's chats with a page of its turns (oldest first), and the token of the
+/// next page (empty after the last).
+pub async fn get_chat(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+    size: PageSize,
+    token: PageToken<i64>,
+) -> Result<(Chat, String)> {
     let mut conn = state.pool.get().await?;
-    db::ai::chat_of(&mut conn, caller.user_id.0, id)
+    let page = Turns::After {
+        after: token.0,
+        limit: size.0 + 1,
+    };
+    let (mut chat, ids) = db::ai::chat_of(&mut conn, caller.user_id.0, id, page)
         .await?
-        .ok_or(Error::NotFound("chat"))
+        .ok_or(Error::NotFound("chat"))?;
+    let more = chat.turns.len() as i64 > size.0;
+    let next = if more {
+        chat.turns.truncate(size.0 as usize);
+        PageToken::<i64>::encode(&ids[size.0 as usize - 1])
+    } else {
+        String::new()
+    };
+    Ok((chat, next))
 }
 
 /// A page of the caller's chats, most recently active first.
