@@ -154,6 +154,36 @@ fn check_attrs(
     Ok(())
 }
 
+impl RichText {
+    /// The users the document mentions (their ids, checked as UUIDs when it was parsed).
+    pub fn mentions(&self) -> Vec<crate::domain::UserId> {
+        fn walk(node: &Value, out: &mut Vec<crate::domain::UserId>) {
+            if node.get("type").and_then(Value::as_str) == Some("mention")
+                && let Some(id) = node
+                    .get("attrs")
+                    .and_then(|a| a.get("id"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            {
+                out.push(crate::domain::UserId(id));
+            }
+            for c in node
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(c, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.doc, &mut out);
+        out.sort_unstable_by_key(|u| u.0);
+        out.dedup();
+        out
+    }
+}
+
 fn holds_nul(v: &Value) -> bool {
     match v {
         Value::String(s) => s.contains('\0'),

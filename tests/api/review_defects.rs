@@ -547,3 +547,47 @@ async fn a_saved_chat_stores_each_turn_once_stays_bounded_and_reads_back_in_page
     assert_eq!(full.code(), tonic::Code::FailedPrecondition, "{full:?}");
     assert!(full.message().contains("start a new one"), "{full:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mention_must_name_a_member_on_send_and_on_edit() {
+    use crate::events::{ann_and_bob_in_a_group, client};
+    let app = TestApp::spawn().await;
+    let (ann, bob, g) = ann_and_bob_in_a_group(&app).await;
+    let bob_id = my_id(&app, &bob).await;
+    let (carol_id, _) = user(&app, "carol").await;
+    let mention = |who: &str| -> pb::SendMessageRequest {
+        let doc = json!({"type":"doc","content":[{"type":"paragraph","content":[
+            {"type":"text","text":"hi "},
+            {"type":"mention","attrs":{"id": who, "label": "someone"}}]}]});
+        pb::SendMessageRequest {
+            content: Some(epop::grpc::convert::json_to_struct(&doc)),
+            ..crate::events::send(&g, "x")
+        }
+    };
+    let mut c = client(&app).await;
+    let sent = c
+        .send_message(authed(mention(&bob_id), &ann))
+        .await
+        .expect("a member may be mentioned")
+        .into_inner();
+    let e = c
+        .send_message(authed(mention(&carol_id), &ann))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert_eq!(violations(&e), ["content"]);
+    // Editing a message to mention an outsider is refused the same way.
+    let edit = pb::UpdateMessageRequest {
+        conversation_id: g.clone(),
+        message_id: sent.id.clone(),
+        content: mention(&carol_id).content,
+    };
+    let e = c.update_message(authed(edit, &ann)).await.unwrap_err();
+    assert_eq!(violations(&e), ["content"]);
+    let outsiders = db_count(
+        &app.db_name,
+        &format!("SELECT count(*) AS n FROM messages WHERE content::text LIKE '%{carol_id}%'"),
+    )
+    .await;
+    assert_eq!(outsiders, 0);
+}

@@ -67,6 +67,10 @@ pub async fn send(
     if attachments.is_empty()
         && let Some(queue) = &state.sends
     {
+        if !content.mentions().is_empty() {
+            let mut conn = state.pool.get().await?;
+            mentioned_members(&mut conn, id, &content).await?;
+        }
         return send_batched(state, queue, caller, id, content, key).await;
     }
     let mut conn = state.pool.get().await?;
@@ -92,6 +96,7 @@ pub async fn send(
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
+            mentioned_members(conn, id, &content).await?;
             let new = db::sends::NewMessage {
                 conversation: id,
                 sender: caller.user_id,
@@ -267,6 +272,7 @@ pub async fn edit(
         if m.deleted_at.is_some() {
             return Err(Error::FailedPrecondition("the message was deleted".into()));
         }
+        mentioned_members(conn, id, &content).await?;
         let m = db::messages::edit(conn, message, &content).await?;
         let attachments = db::files::of_messages(conn, &[m.id])
             .await?
@@ -289,6 +295,27 @@ pub async fn edit(
         publish(state, [event]);
         m
     })
+}
+
+/// Fails with INVALID_ARGUMENT `content` unless everyone `content` mentions is a member of
+/// conversation `id` (a mention names a user the members can see).
+async fn mentioned_members(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    content: &RichText,
+) -> Result<()> {
+    let mentioned = content.mentions();
+    if mentioned.is_empty() {
+        return Ok(());
+    }
+    let found = db::conversations::existing_members(conn, id, &mentioned).await?;
+    if found.len() < mentioned.len() {
+        return Err(Error::invalid(
+            "content",
+            "mentions someone who is not a member of this conversation",
+        ));
+    }
+    Ok(())
 }
 
 /// Deletes a message (its sender, or a system admin), leaving a tombstone.
