@@ -202,10 +202,9 @@ impl Lockout {
         let keys = self.keys(email, ip);
         {
             let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
-            let longest = [self.limits.account_address, self.limits.address]
+            let longest = Scope::ALL
+                .map(|scope| self.limits.rate(scope).period)
                 .into_iter()
-                .chain([self.limits.account])
-                .map(|r| r.period)
                 .max()
                 .unwrap_or_default();
             if map.len() >= 100_000 {

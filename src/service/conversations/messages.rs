@@ -67,9 +67,11 @@ pub async fn send(
     if attachments.is_empty()
         && let Some(queue) = &state.sends
     {
-        if !content.mentions().is_empty() {
+        // Only a send that mentions someone costs a query before its batch.
+        let mentioned = content.mentions();
+        if !mentioned.is_empty() {
             let mut conn = state.pool.get().await?;
-            mentioned_members(&mut conn, id, &content).await?;
+            members_only(&mut conn, id, &mentioned).await?;
         }
         return send_batched(state, queue, caller, id, content, key).await;
     }
@@ -96,7 +98,7 @@ pub async fn send(
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
-            mentioned_members(conn, id, &content).await?;
+            members_only(conn, id, &content.mentions()).await?;
             let new = db::sends::NewMessage {
                 conversation: id,
                 sender: caller.user_id,
@@ -272,7 +274,7 @@ pub async fn edit(
         if m.deleted_at.is_some() {
             return Err(Error::FailedPrecondition("the message was deleted".into()));
         }
-        mentioned_members(conn, id, &content).await?;
+        members_only(conn, id, &content.mentions()).await?;
         let m = db::messages::edit(conn, message, &content).await?;
         let attachments = db::files::of_messages(conn, &[m.id])
             .await?
@@ -297,18 +299,17 @@ pub async fn edit(
     })
 }
 
-/// Fails with INVALID_ARGUMENT `content` unless everyone `content` mentions is a member of
-/// conversation `id` (a mention names a user the members can see).
-async fn mentioned_members(
+/// Fails with INVALID_ARGUMENT `content` unless every one of `mentioned` (the users a
+/// message mentions) is a member of conversation `id`.
+async fn members_only(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    content: &RichText,
+    mentioned: &[crate::domain::UserId],
 ) -> Result<()> {
-    let mentioned = content.mentions();
     if mentioned.is_empty() {
         return Ok(());
     }
-    let found = db::conversations::existing_members(conn, id, &mentioned).await?;
+    let found = db::conversations::existing_members(conn, id, mentioned).await?;
     if found.len() < mentioned.len() {
         return Err(Error::invalid(
             "content",
