@@ -52,8 +52,8 @@ impl App {
         let data_dir = &config.store.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-        let (url, embedded) = db::resolve(config.store.database_url.as_ref(), data_dir).await?;
-        let built = Self::build_on(config, &url).await;
+        let (urls, embedded) = db::resolve(&config.store).await?;
+        let built = Self::build_on(config, &urls).await;
         match (built, embedded) {
             (Ok(mut app), embedded) => {
                 app.embedded = embedded;
@@ -69,11 +69,12 @@ impl App {
         }
     }
 
-    async fn build_on(config: Config, url: &str) -> anyhow::Result<Self> {
+    async fn build_on(config: Config, urls: &db::roles::Urls) -> anyhow::Result<Self> {
         let data_dir = &config.store.data_dir;
         // The recorder from the start, so nothing before the first scrape is lost.
         crate::metrics::handle();
-        db::migrate(url).await?;
+        db::migrate(urls).await?;
+        let url = urls.serve.as_str();
         let pool = db::connect(url, config.store.db_pool_size).await?;
         let jwt = Arc::new(
             JwtKeys::open(
@@ -193,18 +194,27 @@ impl App {
             config.ipv6_prefix,
         ));
         limits.spawn_cleanup(halt.clone());
+        let intake =
+            crate::intake::Intake::new(config.request_buffer_bytes, config.body_read_timeout);
         let grpc_router = grpc::router(
             &state,
             limits,
             health_service,
             &config.cors_origins,
-            config.max_message_bytes,
+            grpc::web_body::Bodies {
+                intake: intake.clone(),
+                max_message: config.max_message_bytes,
+            },
             config.rpc_timeout,
         )?;
         let rest = crate::rest::Rest::new(
             crate::pb::FILE_DESCRIPTOR_SET,
             grpc_router.clone(),
             &config.cors_origins,
+            crate::rest::Admission {
+                gate: Some(state.gate()),
+                bodies: intake,
+            },
         )?;
         let options = crate::edge::Options {
             ready: ready.clone(),
@@ -235,6 +245,8 @@ impl App {
                 max_connections: config.max_connections.max(1),
                 http2_max_streams: config.http2_max_streams.max(1),
                 idle_timeout: config.idle_timeout,
+                body_read_timeout: config.body_read_timeout,
+                upload_read_timeout: config.upload_read_timeout,
             },
             tls,
             metrics,
@@ -369,6 +381,10 @@ fn job_handlers(deps: service::JobDeps) -> Handler {
                 Job::DeleteMessageFiles { message_id } => {
                     files::delete_message_files(&deps, message_id).await
                 }
+                Job::SweepUpload {
+                    file_id,
+                    staging_key,
+                } => files::sweep_upload(&deps, file_id, &staging_key).await,
             }
         })
     })

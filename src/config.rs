@@ -1,6 +1,10 @@
 //! Typed settings, from command-line flags and environment variables (flags win). Every
 //! setting has an embedded default, so `epop` runs with nothing configured.
 
+mod files;
+
+pub use files::FilesArgs;
+
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -20,6 +24,12 @@ pub struct StoreArgs {
     /// PostgreSQL URL. When unset, a private cluster under the data directory is used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
+
+    /// PostgreSQL URL of the schema's owner, to apply migrations with; the server then serves
+    /// as `DATABASE_URL`'s role and grants it reading and writing rows, nothing more. When
+    /// unset, `DATABASE_URL`'s role does both. (The embedded cluster has both roles.)
+    #[arg(long, env = "EPOP_MIGRATION_DATABASE_URL", hide_env_values = true)]
+    pub migration_database_url: Option<SecretString>,
 
     /// Directory for the embedded database, the JWT key and outgoing email files.
     #[arg(long, env = "EPOP_DATA_DIR", default_value = "./data")]
@@ -244,6 +254,21 @@ pub struct ServeArgs {
     #[arg(long, env = "EPOP_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// How long a client may take to send a request's body (after its headers); then the
+    /// request is refused (HTTP/1: the connection is closed).
+    #[arg(long, env = "EPOP_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// The same for an upload to the local file URLs (large bodies streamed to disk).
+    #[arg(long, env = "EPOP_UPLOAD_READ_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub upload_read_timeout: Duration,
+
+    /// The most bytes buffered for requests in flight, all callers together (an eighth more
+    /// for public calls such as sign-in); a request that does not fit waits for room within
+    /// its body's deadline, then is refused with UNAVAILABLE (503).
+    #[arg(long, env = "EPOP_REQUEST_BUFFER_BYTES", default_value_t = 256 << 20)]
+    pub request_buffer_bytes: usize,
+
     /// The largest gRPC message the server sends or accepts, in bytes.
     #[arg(long, env = "EPOP_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
@@ -302,92 +327,6 @@ pub struct AiArgs {
     /// How many recent messages of a conversation go into the prompt as context.
     #[arg(long, env = "EPOP_AI_CONTEXT_MESSAGES", default_value_t = 50)]
     pub ai_context_messages: i64,
-}
-
-/// Settings of file uploads and downloads, and of the S3/MinIO bucket when there is one.
-#[derive(Debug, Clone, Args)]
-pub struct FilesArgs {
-    /// The largest file accepted, in bytes (25 MiB).
-    #[arg(long, env = "EPOP_FILES_MAX_BYTES", default_value_t = 25 << 20)]
-    pub files_max_bytes: u64,
-
-    /// MIME types accepted (comma-separated; `image/*` patterns allowed); empty accepts any.
-    #[arg(long, env = "EPOP_FILES_ALLOWED_TYPES", value_delimiter = ',')]
-    pub files_allowed_types: Vec<String>,
-
-    /// MIME types stored and served as `application/octet-stream` because browsers would run
-    /// them (any `+xml` type is too); comma-separated, replacing the default list.
-    #[arg(long, env = "EPOP_FILES_INERT_TYPES", value_delimiter = ',')]
-    pub files_inert_types: Option<Vec<String>>,
-
-    /// How long an upload may stay unattached before it is deleted.
-    #[arg(long, env = "EPOP_FILES_PENDING_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub files_pending_ttl: Duration,
-
-    /// How long an upload URL works.
-    #[arg(long, env = "EPOP_FILES_UPLOAD_URL_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub files_upload_url_ttl: Duration,
-
-    /// Uploads a user may have reserved and not attached yet (0: no limit).
-    #[arg(long, env = "EPOP_FILES_MAX_PENDING", default_value_t = 100)]
-    pub files_max_pending: i64,
-
-    /// Bytes a user may have reserved and not attached yet (0: no limit).
-    #[arg(long, env = "EPOP_FILES_MAX_PENDING_BYTES", default_value_t = 1 << 30)]
-    pub files_max_pending_bytes: i64,
-
-    /// Bytes of files a user may store, attached and pending together (0: no quota).
-    #[arg(long, env = "EPOP_FILES_QUOTA_BYTES", default_value_t = 0)]
-    pub files_quota_bytes: i64,
-
-    /// How long a download URL works.
-    #[arg(long, env = "EPOP_FILES_DOWNLOAD_URL_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub files_download_url_ttl: Duration,
-
-    /// Without S3: the base URL clients reach this server at, for the file URLs it serves
-    /// (e.g. `https://chat.example.com`); unset means `http://<listen address>`.
-    #[arg(long, env = "EPOP_FILES_URL")]
-    pub files_url: Option<String>,
-
-    /// Without S3: acknowledge an upload only once it is on disk (fsync of the file and its
-    /// directory), as S3 does; `false` trades that for speed.
-    #[arg(long, env = "EPOP_FILES_FSYNC", default_value_t = true, action = clap::ArgAction::Set)]
-    pub files_fsync: bool,
-
-    /// The S3/MinIO bucket; unset keeps files under `<data-dir>/files`, served by this server.
-    #[arg(long, env = "EPOP_S3_BUCKET")]
-    pub s3_bucket: Option<String>,
-
-    /// The S3 endpoint the server calls (e.g. `http://127.0.0.1:9000` for MinIO); AWS's
-    /// regional endpoint when unset.
-    #[arg(long, env = "EPOP_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-
-    /// The S3 endpoint in URLs handed to clients, when they reach it by another name.
-    #[arg(long, env = "EPOP_S3_PUBLIC_ENDPOINT")]
-    pub s3_public_endpoint: Option<String>,
-
-    /// The S3 region.
-    #[arg(long, env = "EPOP_S3_REGION", default_value = "us-east-1")]
-    pub s3_region: String,
-
-    /// The S3 access key id.
-    #[arg(long, env = "EPOP_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-
-    /// The S3 secret access key.
-    #[arg(long, env = "EPOP_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<SecretString>,
-
-    /// Path-style bucket URLs (MinIO) instead of virtual hosts (AWS); by default path style
-    /// when an endpoint is set.
-    #[arg(long, env = "EPOP_S3_PATH_STYLE")]
-    pub s3_path_style: Option<bool>,
-
-    /// PEM root certificates to trust for an `https://` S3 endpoint with a private CA (a
-    /// MinIO of your own), besides the system's.
-    #[arg(long, env = "EPOP_S3_CA_FILE")]
-    pub s3_ca_file: Option<PathBuf>,
 }
 
 impl FilesArgs {

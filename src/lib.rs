@@ -6,6 +6,7 @@
 //! - [`ai`]: the OpenAI-compatible AI provider (async-openai), streamed piece by piece.
 //! - [`app`]: builds the server from a [`config::Config`], binds, runs until stopped.
 //! - [`serve`]: the accept loop and its transport limits.
+//! - [`intake`]: request bodies: read deadlines and the budget of buffered bytes.
 //! - [`edge`]: the router in front of everything: protocol dispatch, security headers.
 //! - [`config`]: typed settings from flags and environment variables.
 //! - [`cors`]: the one origin allow-list of gRPC-Web and the REST edge.
@@ -39,6 +40,7 @@ pub mod domain;
 pub mod edge;
 pub mod error;
 pub mod grpc;
+pub mod intake;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;

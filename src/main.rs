@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(store)) => {
             telemetry::init(LogFormat::Text);
-            with_database(&store, async |url| db::migrate(url).await).await
+            with_database(&store, async |urls| db::migrate(urls).await).await
         }
         Some(Command::Keys(command)) => {
             telemetry::init(LogFormat::Text);
@@ -94,9 +94,9 @@ async fn main() -> anyhow::Result<()> {
             store,
         })) => {
             telemetry::init(LogFormat::Text);
-            with_database(&store, async |url| {
-                db::migrate(url).await?;
-                let pool = db::connect(url, 2).await?;
+            with_database(&store, async |urls| {
+                db::migrate(urls).await?;
+                let pool = db::connect(&urls.serve, 2).await?;
                 let email = Email::parse("--email", &email)?;
                 let name = display_name.unwrap_or_else(|| email.local_part().to_owned());
                 let generated = password.is_none().then(accounts::generate_password);
@@ -136,9 +136,9 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
              and ignore the database's keys"
         );
     }
-    with_database(store, async |url| {
-        db::migrate(url).await?;
-        let pool = db::connect(url, 2).await?;
+    with_database(store, async |urls| {
+        db::migrate(urls).await?;
+        let pool = db::connect(&urls.serve, 2).await?;
         match command {
             KeysCommand::Rotate(_) => {
                 let (kid, retired) = keyring::rotate(&pool).await?;
@@ -166,11 +166,11 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
 /// this command started it).
 async fn with_database(
     store: &StoreArgs,
-    f: impl AsyncFnOnce(&str) -> anyhow::Result<()>,
+    f: impl AsyncFnOnce(&db::roles::Urls) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&store.data_dir)?;
-    let (url, embedded) = db::resolve(store.database_url.as_ref(), &store.data_dir).await?;
-    let result = f(&url).await;
+    let (urls, embedded) = db::resolve(store).await?;
+    let result = f(&urls).await;
     if let Some(pg) = embedded.filter(|pg| pg.started_here()) {
         pg.stop().await?;
     }

@@ -165,6 +165,19 @@ pub async fn track(req: Request, next: Next) -> Response {
     })
 }
 
+/// Counts a call the REST edge refused before calling the RPC at `path` (its caller was not
+/// authenticated), as [`track`] counts those the gRPC routes refuse.
+pub fn refused(path: &str, protocol: Protocol, code: tonic::Code) {
+    let method = known_methods().get(path).copied().unwrap_or("unknown");
+    Call {
+        method,
+        protocol,
+        start: Instant::now(),
+        span: tracing::Span::current(),
+    }
+    .finish(code);
+}
+
 fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
     headers
         .get("grpc-status")

@@ -2,8 +2,9 @@
 //! reading HTTP/1 request headers (slowloris), HTTP/2 keepalive pings (dead peers are
 //! dropped), closing connections without a call in flight for the idle timeout, a cap on open
 //! connections (past it, new ones wait in the kernel's backlog), graceful shutdown (stop
-//! accepting, let open connections finish their calls), and TLS when configured (the
-//! handshake runs in the connection's task, bounded by the header timeout).
+//! accepting, let open connections finish their calls), a read deadline on every request
+//! body (`intake::Timed`), and TLS when configured (the handshake runs in the connection's
+//! task, bounded by the header timeout).
 
 mod idle;
 
@@ -38,6 +39,10 @@ pub struct Limits {
     pub http2_max_streams: u32,
     /// How long a connection may stay open without a call in flight.
     pub idle_timeout: Duration,
+    /// How long a request's body may take to arrive.
+    pub body_read_timeout: Duration,
+    /// The same for an upload to the local file URLs.
+    pub upload_read_timeout: Duration,
 }
 
 /// Serves `router` on `listener` until `stop`; then stops accepting, lets open connections
@@ -150,8 +155,18 @@ impl Connection {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let calls = idle::Calls::new();
         let (router, peer, counted) = (self.router, self.peer, calls.clone());
+        let limits = self.limits;
         let service = tower::service_fn(move |req: http::Request<Incoming>| {
-            let mut req = req.map(Body::new);
+            let deadline = if req
+                .uri()
+                .path()
+                .starts_with(crate::storage::LOCAL_FILES_PREFIX)
+            {
+                limits.upload_read_timeout
+            } else {
+                limits.body_read_timeout
+            };
+            let mut req = req.map(|b| Body::new(crate::intake::Timed::new(b, deadline)));
             req.extensions_mut()
                 .insert(crate::ratelimit::ClientAddr(peer));
             let guard = counted.start();

@@ -4,13 +4,14 @@
 //! (with the role they have now), and leaves the [`Caller`](super::Caller) in the request's
 //! extensions for the handlers.
 
-use crate::auth::{grants::Grants, jwt::JwtKeys};
+use crate::auth::{Caller, grants::Grants, jwt::JwtKeys};
 use axum::{
     extract::{Request, State},
     middleware::Next,
     response::Response,
 };
 use std::sync::Arc;
+use tonic::Status;
 
 /// The services callable without a token (every RPC of each), by their generated names.
 const PUBLIC: [&str; 4] = [
@@ -39,13 +40,9 @@ fn takes_events_cookie(path: &str) -> bool {
         })
 }
 
-/// The access token of a request: `Authorization: Bearer <token>` (the scheme name is
-/// case-insensitive, RFC 9110), or for the event stream, the `epop_events` cookie.
-pub fn bearer<B>(req: &http::Request<B>) -> Option<String> {
-    bearer_in(req.headers(), takes_events_cookie(req.uri().path()))
-}
-
-/// The bearer token in `headers` (or, when `cookie` says so, the `epop_events` cookie).
+/// The access token in `headers`: `Authorization: Bearer <token>` (the scheme name is
+/// case-insensitive, RFC 9110), or when `cookie` says so (the event stream), the
+/// `epop_events` cookie.
 pub fn bearer_in(headers: &http::HeaderMap, cookie: bool) -> Option<String> {
     let header = headers
         .get(http::header::AUTHORIZATION)
@@ -72,23 +69,54 @@ pub struct Gate {
     pub grants: Arc<Grants>,
 }
 
-/// The axum middleware: passes public RPCs through, authenticates the rest.
+impl Gate {
+    /// The caller of the RPC at `path` (`/<service>/<method>`) from its request headers alone,
+    /// before anything of its body is read.
+    pub async fn admit(&self, headers: &http::HeaderMap, path: &str) -> Result<Caller, Status> {
+        let Some(token) = bearer_in(headers, takes_events_cookie(path)) else {
+            return Err(Status::unauthenticated("missing bearer token"));
+        };
+        let Some(caller) = self.keys.authenticate(&token).await else {
+            return Err(Status::unauthenticated("invalid or expired access token"));
+        };
+        let caller = self.grants.check(caller).await.map_err(Status::from)?;
+        crate::telemetry::record_user(caller.user_id.0);
+        Ok(caller)
+    }
+}
+
+/// The axum middleware: passes public RPCs (and calls the REST edge already authenticated)
+/// through, authenticates the rest from their headers; a refused call's body is not read
+/// past [`intake::STRANGER_DRAIN`](crate::intake::STRANGER_DRAIN).
 pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
-    if is_public(req.uri().path()) {
+    if is_public(req.uri().path()) || req.extensions().get::<Caller>().is_some() {
         return next.run(req).await;
     }
-    let Some(token) = bearer(&req) else {
-        return tonic::Status::unauthenticated("missing bearer token").into_http();
-    };
-    let Some(caller) = gate.keys.authenticate(&token).await else {
-        return tonic::Status::unauthenticated("invalid or expired access token").into_http();
-    };
-    match gate.grants.check(caller).await {
+    match gate.admit(req.headers(), req.uri().path()).await {
         Ok(caller) => {
-            crate::telemetry::record_user(caller.user_id.0);
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => tonic::Status::from(e).into_http(),
+        Err(status) => refuse(req, status.into_http()).await,
     }
+}
+
+/// Answers a request refused from its headers with `response`. Over HTTP/1 the client may
+/// still be writing its body and would see a reset instead of the answer: a little of the
+/// body is drained first, and past that the connection is closed with the answer.
+pub async fn refuse(req: Request, mut response: Response) -> Response {
+    let http1 = matches!(
+        req.version(),
+        http::Version::HTTP_10 | http::Version::HTTP_11
+    );
+    if http1 {
+        use crate::intake::{STRANGER_DRAIN, STRANGER_DRAIN_TIME, drain};
+        if !drain(&mut req.into_body(), STRANGER_DRAIN, STRANGER_DRAIN_TIME).await {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+    }
+    response
 }

@@ -30,10 +30,50 @@ struct FileRow {
     created_at: DateTime<Utc>,
     state: String,
     checksum_sha256: Option<String>,
+    staging_key: Option<String>,
+}
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objects {
+    /// The object members download once attached (before: the place of the file, see
+    /// `Storage::new_key`; for files reserved by earlier versions: the uploaded object).
+    pub key: String,
+    /// Where the upload URL writes; none for files reserved by earlier versions.
+    pub staging: Option<String>,
+}
+
+impl Objects {
+    /// The prefix under which all of the file's objects live.
+    pub fn dir(&self) -> &str {
+        match &self.staging {
+            Some(s) => s.rsplit_once('/').map_or(s.as_str(), |(dir, _)| dir),
+            None => &self.key,
+        }
+    }
+
+    /// The object that holds the bytes of a file in `state`.
+    pub fn current(&self, state: FileState) -> &str {
+        match (&self.staging, state) {
+            (Some(s), FileState::Pending) => s,
+            _ => &self.key,
+        }
+    }
+}
+
+/// An upload checked and copied to the key it is attached under.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// The file (its checksum: that of the sealed bytes).
+    pub file: File,
+    /// The object that holds those bytes, which nothing can write.
+    pub key: String,
+    /// The object the upload URL wrote (none for files reserved by earlier versions).
+    pub staging: Option<String>,
 }
 
 impl FileRow {
-    fn split(self) -> (File, String) {
+    fn split(self) -> (File, Objects) {
         let file = File {
             id: self.id,
             file_name: self.file_name,
@@ -45,7 +85,11 @@ impl FileRow {
             checksum_sha256: self.checksum_sha256,
             created_at: self.created_at,
         };
-        (file, self.key)
+        let objects = Objects {
+            key: self.key,
+            staging: self.staging_key,
+        };
+        (file, objects)
     }
 }
 
@@ -54,8 +98,10 @@ impl FileRow {
 pub struct NewFile<'a> {
     /// Who uploads it.
     pub uploader: UserId,
-    /// Its object key.
+    /// Its place (`Storage::new_key`).
     pub key: &'a str,
+    /// Where its upload URL writes.
+    pub staging_key: &'a str,
     /// Its bucket.
     pub bucket: &'a str,
     /// Its name.
@@ -107,6 +153,7 @@ pub async fn insert_pending(conn: &mut AsyncPgConnection, new: NewFile<'_>) -> R
         .values((
             attachments::uploader_id.eq(new.uploader.0),
             attachments::key.eq(new.key),
+            attachments::staging_key.eq(new.staging_key),
             attachments::bucket.eq(new.bucket),
             attachments::file_name.eq(new.file_name),
             attachments::content_type.eq(new.content_type),
@@ -121,8 +168,9 @@ pub async fn insert_pending(conn: &mut AsyncPgConnection, new: NewFile<'_>) -> R
         .map_err(Into::into)
 }
 
-/// The file `id` with its object key, when `user` may see it: their own pending upload, or a
-/// file attached to a message (not deleted) of a conversation they are a member of.
+/// The file `id` with the object that holds its bytes, when `user` may see it: their own
+/// pending upload, or a file attached to a message (not deleted) of a conversation they are a
+/// member of.
 pub async fn visible(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -151,16 +199,22 @@ pub async fn visible(
         .first(conn)
         .await
         .optional()
-        .map(|r| r.map(FileRow::split))
+        .map(|r| {
+            r.map(|r| {
+                let (file, objects) = r.split();
+                let key = objects.current(file.state).to_owned();
+                (file, key)
+            })
+        })
         .map_err(Into::into)
 }
 
-/// Of `ids`, the pending uploads of `uploader`, with their object keys.
+/// Of `ids`, the pending uploads of `uploader`, with their objects.
 pub async fn pending_of(
     conn: &mut AsyncPgConnection,
     uploader: UserId,
     ids: &[Uuid],
-) -> Result<Vec<(File, String)>> {
+) -> Result<Vec<(File, Objects)>> {
     attachments::table
         .filter(attachments::id.eq_any(ids))
         .filter(attachments::uploader_id.eq(uploader.0))
@@ -172,47 +226,39 @@ pub async fn pending_of(
         .map_err(Into::into)
 }
 
-/// Attaches pending uploads of `sender` to a message, in the order given; INVALID_ARGUMENT
-/// on `attachment_ids` when any is no longer such an upload (attached or expired meanwhile).
+/// Attaches pending uploads of `sender` to a message, in the order given, each with its
+/// sealed object and checksum; INVALID_ARGUMENT on `attachment_ids` when any is no longer
+/// such an upload (attached or expired meanwhile).
 pub async fn attach(
     conn: &mut AsyncPgConnection,
     message: Uuid,
     sender: UserId,
-    ids: &[Uuid],
-) -> Result<Vec<File>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    sealed: &[Sealed],
+) -> Result<()> {
+    for s in sealed {
+        let id = s.file.id;
+        let updated = diesel::update(
+            attachments::table
+                .find(id)
+                .filter(attachments::uploader_id.eq(sender.0))
+                .filter(attachments::state.eq(FileState::Pending.as_str())),
+        )
+        .set((
+            attachments::message_id.eq(message),
+            attachments::state.eq(FileState::Attached.as_str()),
+            attachments::key.eq(&s.key),
+            attachments::checksum_sha256.eq(&s.file.checksum_sha256),
+        ))
+        .execute(conn)
+        .await?;
+        if updated == 0 {
+            return Err(Error::invalid(
+                "attachment_ids",
+                format!("{id} is no longer an upload of yours waiting to be attached"),
+            ));
+        }
     }
-    let rows: Vec<FileRow> = diesel::update(
-        attachments::table
-            .filter(attachments::id.eq_any(ids))
-            .filter(attachments::uploader_id.eq(sender.0))
-            .filter(attachments::state.eq(FileState::Pending.as_str())),
-    )
-    .set((
-        attachments::message_id.eq(message),
-        attachments::state.eq(FileState::Attached.as_str()),
-    ))
-    .returning(FileRow::as_returning())
-    .get_results(conn)
-    .await?;
-    let mut by_id: HashMap<Uuid, File> = rows
-        .into_iter()
-        .map(|r| {
-            let f = r.split().0;
-            (f.id, f)
-        })
-        .collect();
-    ids.iter()
-        .map(|id| {
-            by_id.remove(id).ok_or_else(|| {
-                Error::invalid(
-                    "attachment_ids",
-                    format!("{id} is no longer an upload of yours waiting to be attached"),
-                )
-            })
-        })
-        .collect()
+    Ok(())
 }
 
 /// The files attached to each of `messages`, in attaching order.
@@ -250,33 +296,51 @@ pub async fn release_message(conn: &mut AsyncPgConnection, message: Uuid) -> Res
     .map_err(Into::into)
 }
 
-/// Marks an upload for deletion unless it was attached; its object key when it is (now or
+/// Marks an upload for deletion unless it was attached; its objects when it is (now or
 /// already) being deleted.
-pub async fn release_pending(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<String>> {
+pub async fn release_pending(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Objects>> {
     diesel::update(
         attachments::table
             .find(id)
             .filter(attachments::state.ne(FileState::Attached.as_str())),
     )
     .set(attachments::state.eq(FileState::Deleting.as_str()))
-    .returning(attachments::key)
-    .get_result(conn)
+    .returning((attachments::key, attachments::staging_key))
+    .get_result::<(String, Option<String>)>(conn)
     .await
     .optional()
+    .map(|found| found.map(|(key, staging)| Objects { key, staging }))
     .map_err(Into::into)
 }
 
-/// The files of `message` being deleted: ids and object keys.
+/// The state of file `id`, if it still has a row.
+pub async fn state_of(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<FileState>> {
+    attachments::table
+        .find(id)
+        .select(attachments::state)
+        .get_result::<String>(conn)
+        .await
+        .optional()
+        .map(|s| s.as_deref().map(FileState::from_stored))
+        .map_err(Into::into)
+}
+
+/// The files of `message` being deleted: ids and objects.
 pub async fn deleting_of_message(
     conn: &mut AsyncPgConnection,
     message: Uuid,
-) -> Result<Vec<(Uuid, String)>> {
+) -> Result<Vec<(Uuid, Objects)>> {
     attachments::table
         .filter(attachments::message_id.eq(message))
         .filter(attachments::state.eq(FileState::Deleting.as_str()))
-        .select((attachments::id, attachments::key))
-        .load(conn)
+        .select((attachments::id, attachments::key, attachments::staging_key))
+        .load::<(Uuid, String, Option<String>)>(conn)
         .await
+        .map(|rows| {
+            rows.into_iter()
+                .map(|(id, key, staging)| (id, Objects { key, staging }))
+                .collect()
+        })
         .map_err(Into::into)
 }
 

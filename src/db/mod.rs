@@ -16,6 +16,7 @@ pub mod outage;
 pub mod prepared;
 pub mod projects;
 pub mod read_batch;
+pub mod roles;
 pub mod schema;
 pub mod send_batch;
 pub mod sends;
@@ -66,13 +67,14 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<Pool> {
         .context("cannot create the database pool")
 }
 
-/// Applies every pending migration. Needs the multi-threaded tokio runtime (the harness
+/// Applies every pending migration as the owner, then grants the serving role its rights
+/// when it is another role ([`roles`]). Needs the multi-threaded tokio runtime (the harness
 /// uses `block_in_place`).
 /// Instances starting at once on one database take turns, under an advisory lock held on a
 /// second connection (the harness owns its own).
-pub async fn migrate(url: &str) -> anyhow::Result<()> {
+pub async fn migrate(urls: &roles::Urls) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
-    let target = tls::Target::parse(url)?;
+    let target = tls::Target::parse(&urls.owner)?;
     let connect = async || {
         target
             .establish()
@@ -92,6 +94,16 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     for m in applied {
         tracing::info!(migration = %m, "applied migration");
     }
+    if urls.serve != urls.owner {
+        let mut serving = tls::Target::parse(&urls.serve)?
+            .establish()
+            .await
+            .context("cannot connect to the database as the serving role")?;
+        let role = roles::current_role(&mut serving).await?;
+        if role != roles::current_role(&mut lock).await? {
+            roles::grant_serving(&mut lock, &role).await?;
+        }
+    }
     Ok(())
 }
 
@@ -108,18 +120,23 @@ pub async fn ping(pool: &Pool) -> bool {
     )
 }
 
-/// The database to use: `database_url` when set, otherwise the embedded cluster under
-/// `data_dir` (started here, or found running). Returns the URL and the cluster, if any.
+/// The database to use: `DATABASE_URL` (with `EPOP_MIGRATION_DATABASE_URL` for migrations,
+/// when set) or else the embedded cluster under the data directory (started here, or found
+/// running), which has a serving role of its own. Returns the URLs and the cluster, if any.
 pub async fn resolve(
-    database_url: Option<&secrecy::SecretString>,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<(String, Option<embedded::EmbeddedPostgres>)> {
+    store: &crate::config::StoreArgs,
+) -> anyhow::Result<(roles::Urls, Option<embedded::EmbeddedPostgres>)> {
     use secrecy::ExposeSecret;
-    match database_url {
-        Some(url) => Ok((url.expose_secret().to_owned(), None)),
+    match &store.database_url {
+        Some(url) => {
+            let serve = url.expose_secret().to_owned();
+            let owner = store.migration_database_url.as_ref();
+            let owner = owner.map_or_else(|| serve.clone(), |u| u.expose_secret().to_owned());
+            Ok((roles::Urls { serve, owner }, None))
+        }
         None => {
-            let pg = embedded::EmbeddedPostgres::start(data_dir).await?;
-            Ok((pg.database_url(), Some(pg)))
+            let pg = embedded::EmbeddedPostgres::start(&store.data_dir).await?;
+            Ok((pg.urls(), Some(pg)))
         }
     }
 }

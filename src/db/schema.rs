@@ -50,6 +50,7 @@ diesel::table! {
         created_at -> Timestamptz,
         state -> Text,
         checksum_sha256 -> Nullable<Text>,
+        staging_key -> Nullable<Text>,
     }
 }
 

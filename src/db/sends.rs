@@ -43,8 +43,8 @@ pub struct NewMessage<'a> {
     pub content: &'a RichText,
     /// The sender's idempotency key, if any.
     pub key: Option<&'a str>,
-    /// The sender's pending uploads to attach (checked against the store), in order.
-    pub attachments: &'a [File],
+    /// The sender's pending uploads to attach (checked and sealed), in order.
+    pub attachments: &'a [crate::db::files::Sealed],
     /// When the conversation's digest job (if this send queues it) is due.
     pub digest_at: DateTime<Utc>,
     /// Sent by the system (the assistant), which is no member.
@@ -106,10 +106,10 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
     };
     let attached: Vec<File> = attachments
         .iter()
-        .map(|f| File {
+        .map(|s| File {
             message_id: Some(message.id),
             state: FileState::Attached,
-            ..f.clone()
+            ..s.file.clone()
         })
         .collect();
     let body = EventBody::MessageCreated {
@@ -172,9 +172,8 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         async { recipients.await.map_err(Error::from) },
         digest,
     )?;
-    let ids: Vec<Uuid> = attachments.iter().map(|f| f.id).collect();
     // Fails (rolling back) when an upload expired or was attached since it was checked.
-    crate::db::files::attach(conn, message.id, sender, &ids).await?;
+    crate::db::files::attach(conn, message.id, sender, attachments).await?;
     let event = Event {
         conversation_id: conversation,
         seq: event_seq,

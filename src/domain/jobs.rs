@@ -42,6 +42,14 @@ pub enum Job {
         /// The message.
         message_id: Uuid,
     },
+    /// Once an upload URL expired, delete what it wrote unless that is a pending upload
+    /// (attached files were copied; a deleted file's URL may have written it again).
+    SweepUpload {
+        /// The file.
+        file_id: Uuid,
+        /// The object its URL wrote.
+        staging_key: String,
+    },
 }
 
 /// Whom a reset email is for.
@@ -72,6 +80,8 @@ pub const MESSAGE_DIGEST: &str = "message_digest";
 pub const EXPIRE_UPLOAD: &str = "expire_upload";
 /// The stored name of [`Job::DeleteMessageFiles`].
 pub const DELETE_MESSAGE_FILES: &str = "delete_message_files";
+/// The stored name of [`Job::SweepUpload`].
+pub const SWEEP_UPLOAD: &str = "sweep_upload";
 
 impl Job {
     /// The name the job's kind is stored under.
@@ -83,6 +93,7 @@ impl Job {
             Job::MessageDigest { .. } => MESSAGE_DIGEST,
             Job::ExpireUpload { .. } => EXPIRE_UPLOAD,
             Job::DeleteMessageFiles { .. } => DELETE_MESSAGE_FILES,
+            Job::SweepUpload { .. } => SWEEP_UPLOAD,
         }
     }
 
@@ -107,6 +118,7 @@ impl Job {
             Job::MessageDigest { user_id } => format!("digest:{user_id}"),
             Job::ExpireUpload { file_id } => format!("upload:{file_id}"),
             Job::DeleteMessageFiles { message_id } => format!("message-files:{message_id}"),
+            Job::SweepUpload { file_id, .. } => format!("upload-url:{file_id}"),
         }
     }
 
@@ -157,6 +169,10 @@ mod tests {
             },
             Job::DeleteMessageFiles {
                 message_id: Uuid::nil(),
+            },
+            Job::SweepUpload {
+                file_id: Uuid::nil(),
+                staging_key: "files/00/x/upload".into(),
             },
         ];
         for job in jobs {

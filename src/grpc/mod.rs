@@ -14,11 +14,7 @@ pub mod tasks;
 pub mod users;
 pub mod web_body;
 
-use crate::{
-    auth::layer::{Gate, authenticate},
-    pb,
-    service::State,
-};
+use crate::{auth::layer::authenticate, pb, service::State};
 use axum::middleware::from_fn_with_state;
 use http::Method;
 use tonic::service::Routes;
@@ -44,9 +40,10 @@ pub fn router(
         impl tonic_health::pb::health_server::Health,
     >,
     cors_origins: &[String],
-    max_message: usize,
+    bodies: web_body::Bodies,
     rpc_timeout: std::time::Duration,
 ) -> anyhow::Result<axum::Router> {
+    let max_message = bodies.max_message;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -66,10 +63,11 @@ pub fn router(
         file_service_server::FileServiceServer, project_service_server::ProjectServiceServer,
         task_service_server::TaskServiceServer, user_service_server::UserServiceServer,
     };
-    let routes = Routes::new(limited!(
-        AuthServiceServer<_>,
-        auth::AuthApi::new(state.clone())
-    ))
+    // Sign-in and the other public calls take small messages only: strangers' bytes.
+    let routes = Routes::new(
+        limited!(AuthServiceServer<_>, auth::AuthApi::new(state.clone()))
+            .max_decoding_message_size(crate::intake::STRANGER_LIMIT),
+    )
     .add_service(limited!(
         UserServiceServer<_>,
         users::UserApi::new(state.clone())
@@ -103,21 +101,12 @@ pub fn router(
         // Inside authentication: per-user limits know the caller.
         .layer(from_fn_with_state(rpc_timeout, deadline::bound))
         .layer(from_fn_with_state(limits, crate::ratelimit::limit))
-        .layer(from_fn_with_state(
-            Gate {
-                keys: state.jwt.clone(),
-                grants: state.grants.clone(),
-            },
-            authenticate,
-        ))
+        // Bodies are read only once their caller is known.
+        .layer(from_fn_with_state(bodies, web_body::take))
+        .layer(from_fn_with_state(state.gate(), authenticate))
         // Every call counted, refused ones included, as native gRPC (trailers, not frames).
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(tonic_web::GrpcWebLayer::new())
-        // Outside authentication: even a call refused for its token is read first.
-        .layer(axum::middleware::from_fn_with_state(
-            max_message,
-            web_body::read_first,
-        ))
         .layer(cors(cors_origins)?)
         .layer(axum::middleware::from_fn(crate::metrics::tag_protocol)))
 }

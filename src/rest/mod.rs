@@ -41,9 +41,21 @@ pub const FORWARDED_HEADERS: [&str; 6] = [
     "x-forwarded-for",
 ];
 
+/// How the edge takes a request before calling the RPC: its caller is authenticated from the
+/// headers, then its body is read within the deadline and the budget of `bodies`.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Checks the caller (the same as the gRPC authentication layer); `None` for a router
+    /// that authenticates nothing (test doubles), whose callers are all taken as strangers.
+    pub gate: Option<crate::auth::layer::Gate>,
+    /// The budget and deadline of request bodies.
+    pub bodies: crate::intake::Intake,
+}
+
 /// The REST edge: routes, the OpenAPI document and the gRPC router to call.
 #[derive(Clone)]
 pub struct Rest {
+    admission: Arc<Admission>,
     routes: Arc<Routes>,
     openapi: Arc<serde_json::Value>,
     grpc: Router,
@@ -54,7 +66,12 @@ pub struct Rest {
 impl Rest {
     /// Builds the edge from the descriptor set, calling `grpc` for every RPC, answering
     /// browsers on `cors_origins` (preflights included).
-    pub fn new(descriptors: &[u8], grpc: Router, cors_origins: &[String]) -> anyhow::Result<Self> {
+    pub fn new(
+        descriptors: &[u8],
+        grpc: Router,
+        cors_origins: &[String],
+        admission: Admission,
+    ) -> anyhow::Result<Self> {
         let pool = DescriptorPool::decode(descriptors)?;
         let routes = Routes::from_pool(&pool)?;
         let openapi = openapi::document(&routes);
@@ -77,6 +94,7 @@ impl Rest {
             &["x-request-id", "www-authenticate", "retry-after"],
         );
         Ok(Self {
+            admission: Arc::new(admission),
             routes: Arc::new(routes),
             openapi: Arc::new(openapi),
             grpc,
@@ -153,15 +171,40 @@ async fn call(rest: Rest, req: Request) -> Response {
             );
         }
     };
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return status::plain_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::ResourceExhausted,
-                format!("the body exceeds {MAX_BODY} bytes"),
-            );
-        }
+    // The caller first, from the headers: a stranger's body is not read (beyond a little).
+    let grpc_path = route.grpc_path();
+    let gate = rest.admission.gate.as_ref();
+    let caller = match gate.filter(|_| !crate::auth::layer::is_public(&grpc_path)) {
+        None => None,
+        Some(gate) => match gate.admit(&parts.headers, &grpc_path).await {
+            Ok(caller) => Some(caller),
+            Err(s) => {
+                let protocol = if route.rpc.is_server_streaming() {
+                    crate::metrics::Protocol::Sse
+                } else {
+                    crate::metrics::Protocol::Rest
+                };
+                crate::metrics::refused(&grpc_path, protocol, s.code());
+                let req = Request::from_parts(parts, body);
+                return crate::auth::layer::refuse(req, status::error_response(&s)).await;
+            }
+        },
+    };
+    let limit = if caller.is_some() {
+        MAX_BODY
+    } else {
+        crate::intake::STRANGER_LIMIT
+    };
+    let mut body = body;
+    let taken = rest
+        .admission
+        .bodies
+        .collect(&parts.headers, &mut body, limit, caller.is_none())
+        .await;
+    // Held until the call is answered (or its stream started).
+    let (bytes, _held) = match taken {
+        Ok(got) => (got.bytes, got.held),
+        Err(refused) => return body_refused(refused, limit),
     };
     let mut message = match bind::request(&route, &vars, parts.uri.query(), &bytes) {
         Ok(m) => m,
@@ -174,12 +217,55 @@ async fn call(rest: Rest, req: Request) -> Response {
     {
         metadata.insert(crate::ratelimit::PEER_METADATA, v);
     }
+    let mut extensions = http::Extensions::new();
+    if let Some(caller) = caller {
+        extensions.insert(caller);
+    }
     if route.rpc.is_server_streaming() {
         stream::resume_from_last_event_id(&mut message, &parts.headers);
-        stream::respond(&rest.grpc, &route, message, metadata, &parts.headers).await
+        stream::respond(
+            &rest.grpc,
+            &route,
+            message,
+            metadata,
+            &parts.headers,
+            extensions,
+        )
+        .await
     } else {
-        unary(&rest.grpc, &route, message, metadata).await
+        unary(&rest.grpc, &route, message, metadata, extensions).await
     }
+}
+
+/// The answer to a body that was not taken. Its connection is closed (HTTP/1): the rest of
+/// the body is not read.
+fn body_refused(refused: crate::intake::Refused, limit: usize) -> Response {
+    use crate::intake::Refused;
+    let mut r = match refused {
+        Refused::TooLarge => status::plain_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            format!("the body exceeds {limit} bytes"),
+        ),
+        Refused::NotReceived => status::plain_error(
+            StatusCode::REQUEST_TIMEOUT,
+            Code::DeadlineExceeded,
+            String::from("the request body was not received in time"),
+        ),
+        Refused::Busy => {
+            let mut r = status::plain_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                String::from("the server is busy receiving other requests; retry"),
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// The request headers that travel to the RPC as metadata.
@@ -193,16 +279,16 @@ fn forwarded_metadata(headers: &HeaderMap) -> MetadataMap {
     MetadataMap::from_headers(forwarded)
 }
 
-/// A tonic request for `route` carrying `message` and `metadata`.
+/// A tonic request for `route` carrying `message`, `metadata` and `extensions` (the caller
+/// the edge authenticated).
 fn grpc_request(
     message: DynamicMessage,
     metadata: MetadataMap,
+    mut extensions: http::Extensions,
     protocol: crate::metrics::Protocol,
 ) -> tonic::Request<DynamicMessage> {
-    let mut request = tonic::Request::new(message);
-    *request.metadata_mut() = metadata;
-    request.extensions_mut().insert(protocol);
-    request
+    extensions.insert(protocol);
+    tonic::Request::from_parts(metadata, extensions, message)
 }
 
 /// What one call of `route` needs: a gRPC client over the in-process router (ready), the
@@ -229,6 +315,7 @@ async fn unary(
     route: &Route,
     message: DynamicMessage,
     metadata: MetadataMap,
+    extensions: http::Extensions,
 ) -> Response {
     let (mut client, codec, path) = match prepare(grpc, route).await {
         Ok(call) => call,
@@ -236,7 +323,12 @@ async fn unary(
     };
     let result = client
         .unary(
-            grpc_request(message, metadata, crate::metrics::Protocol::Rest),
+            grpc_request(
+                message,
+                metadata,
+                extensions,
+                crate::metrics::Protocol::Rest,
+            ),
             path,
             codec,
         )

@@ -47,6 +47,7 @@ pub async fn respond(
     message: DynamicMessage,
     metadata: MetadataMap,
     headers: &HeaderMap,
+    extensions: http::Extensions,
 ) -> Response {
     let (mut client, codec, path) = match prepare(grpc, route).await {
         Ok(call) => call,
@@ -54,7 +55,7 @@ pub async fn respond(
     };
     let result = client
         .server_streaming(
-            grpc_request(message, metadata, crate::metrics::Protocol::Sse),
+            grpc_request(message, metadata, extensions, crate::metrics::Protocol::Sse),
             path,
             codec,
         )

@@ -1,13 +1,19 @@
 //! Files: reserving uploads (size limit, type policy, a server-chosen key, an expiry job),
 //! who may see a file and download it (members of its message's conversation, or the
-//! uploader while it is pending; NOT_FOUND for everyone else), checking uploads against the
-//! store before a message attaches them, and the cleanup jobs.
+//! uploader while it is pending; NOT_FOUND for everyone else), sealing uploads before a
+//! message attaches them, and the cleanup jobs.
+//!
+//! A file's bytes cannot change once it is attached: its upload URL writes a staging object
+//! only, and attaching copies that object to a new key no URL can write, checks the copy's
+//! size and SHA-256 (against the checksum the uploader declared, if any) and records the
+//! checksum. After the URL expires, a job deletes the staging object unless the upload is
+//! still pending, so a late PUT (after the file was attached, or deleted) leaves nothing.
 
 use crate::{
     auth::Caller,
-    db,
+    db::{self, files::Sealed},
     domain::{
-        files::{File, FileId, TypePolicy, Upload},
+        files::{File, FileId, FileState, TypePolicy, Upload},
         jobs::Job,
     },
     error::{Error, Result},
@@ -79,6 +85,9 @@ impl Quota {
     }
 }
 
+/// How long after an upload URL's expiry its staging object is swept.
+const SWEEP_GRACE: Duration = Duration::from_secs(5);
+
 fn unavailable(e: StorageError) -> Error {
     tracing::error!(error = %e, "file storage failed");
     Error::Unavailable("file storage is unavailable; retry shortly".into())
@@ -102,8 +111,11 @@ pub async fn presign_upload(
     }
     let content_type = files.policy.apply("content_type", &upload.content_type)?;
     let key = Storage::new_key();
+    let staging_key = Storage::staging_key(&key);
     let checksum = upload.checksum.as_ref().map(|c| c.as_str());
     let expire_at = Utc::now() + files.pending_ttl;
+    // The URL is signed after this; its expiry is checked by clocks that may differ a little.
+    let sweep_at = Utc::now() + files.upload_ttl + SWEEP_GRACE;
     let mut conn = state.pool.get().await?;
     let file = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -115,6 +127,7 @@ pub async fn presign_upload(
             let new = db::files::NewFile {
                 uploader: caller.user_id,
                 key: &key,
+                staging_key: &staging_key,
                 bucket: files.storage.bucket(),
                 file_name: upload.file_name.as_str(),
                 content_type: content_type.as_str(),
@@ -124,11 +137,16 @@ pub async fn presign_upload(
             let file = db::files::insert_pending(conn, new).await?;
             let job = Job::ExpireUpload { file_id: file.id };
             db::jobs::enqueue(conn, &job, Some(expire_at)).await?;
+            let sweep = Job::SweepUpload {
+                file_id: file.id,
+                staging_key: staging_key.clone(),
+            };
+            db::jobs::enqueue(conn, &sweep, Some(sweep_at)).await?;
             Ok(file)
         })
         .await?;
     let target = PutTarget {
-        key: &key,
+        key: &staging_key,
         size: upload.size as u64,
         content_type: content_type.as_str(),
         checksum_sha256: checksum,
@@ -169,10 +187,11 @@ pub async fn presign_download(
     Ok((file, presigned))
 }
 
-/// The caller's pending uploads `ids`, in order, each checked against the store: uploaded,
-/// with the announced size. INVALID_ARGUMENT on `attachment_ids` naming the first id that is
-/// not such an upload.
-pub async fn check_uploads(state: &State, caller: &Caller, ids: &[Uuid]) -> Result<Vec<File>> {
+/// The caller's pending uploads `ids`, in order, each sealed: its uploaded bytes copied to a
+/// key nothing writes, with the announced size and (if declared) checksum. INVALID_ARGUMENT
+/// on `attachment_ids` naming the first id that is not such an upload. Give the result to
+/// [`settle`] once the send is over.
+pub async fn seal_uploads(state: &State, caller: &Caller, ids: &[Uuid]) -> Result<Vec<Sealed>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -197,38 +216,124 @@ pub async fn check_uploads(state: &State, caller: &Caller, ids: &[Uuid]) -> Resu
         ordered.push(pending.swap_remove(i));
     }
     let storage = &state.files.storage;
-    let sizes = futures::future::try_join_all(ordered.iter().map(|(_, key)| storage.size(key)))
-        .await
-        .map_err(unavailable)?;
-    for ((file, _), size) in ordered.iter().zip(sizes) {
-        let id = file.id;
-        match size {
-            None => {
-                return Err(Error::invalid(
-                    "attachment_ids",
-                    format!("{id} was not uploaded (or its upload did not complete)"),
-                ));
+    let sealed = futures::future::join_all(ordered.into_iter().map(|(f, o)| seal(storage, f, o)));
+    let sealed: Vec<Result<Sealed>> = sealed.await;
+    if sealed.iter().any(Result::is_err) {
+        let (done, failed): (Vec<_>, Vec<_>) = sealed.into_iter().partition(Result::is_ok);
+        let err = failed.into_iter().find_map(Result::err);
+        let err = err.unwrap_or_else(|| Error::internal("a seal failed without an error"));
+        let done: Vec<Sealed> = done.into_iter().flatten().collect();
+        release(storage, &done, false).await;
+        return Err(err);
+    }
+    Ok(sealed.into_iter().flatten().collect())
+}
+
+/// Seals one upload (see [`seal_uploads`]).
+async fn seal(storage: &Storage, mut file: File, objects: db::files::Objects) -> Result<Sealed> {
+    let id = file.id;
+    let not_uploaded = || {
+        Error::invalid(
+            "attachment_ids",
+            format!("{id} was not uploaded (or its upload did not complete)"),
+        )
+    };
+    // Files reserved by earlier versions: their URL wrote the object itself.
+    let Some(staging) = &objects.staging else {
+        return match storage.size(&objects.key).await.map_err(unavailable)? {
+            None => Err(not_uploaded()),
+            Some(n) if n != file.size as u64 => Err(wrong_size(id, n, file.size)),
+            Some(_) => Ok(Sealed {
+                file,
+                key: objects.key,
+                staging: None,
+            }),
+        };
+    };
+    let key = Storage::sealed_key(objects.dir());
+    if !storage.copy(staging, &key).await.map_err(unavailable)? {
+        return Err(not_uploaded());
+    }
+    let checked = async {
+        let (size, sum) = storage.digest(&key).await.map_err(unavailable)?;
+        if size != file.size as u64 {
+            return Err(wrong_size(id, size, file.size));
+        }
+        if file.checksum_sha256.as_ref().is_some_and(|c| *c != sum) {
+            return Err(Error::invalid(
+                "attachment_ids",
+                format!("{id} does not have the SHA-256 declared for it"),
+            ));
+        }
+        Ok(sum)
+    };
+    match checked.await {
+        Ok(sum) => {
+            file.checksum_sha256 = Some(sum);
+            Ok(Sealed {
+                file,
+                key,
+                staging: objects.staging,
+            })
+        }
+        Err(e) => {
+            if let Err(d) = storage.delete(&key).await {
+                tracing::warn!(error = %d, %key, "a refused copy was not deleted (its file's cleanup will)");
             }
-            Some(n) if n != file.size as u64 => {
-                return Err(Error::invalid(
-                    "attachment_ids",
-                    format!("{id} has {n} bytes, not the {} announced", file.size),
-                ));
-            }
-            Some(_) => {}
+            Err(e)
         }
     }
-    Ok(ordered.into_iter().map(|(f, _)| f).collect())
+}
+
+fn wrong_size(id: Uuid, got: u64, announced: i64) -> Error {
+    Error::invalid(
+        "attachment_ids",
+        format!("{id} has {got} bytes, not the {announced} announced"),
+    )
+}
+
+/// After a send with `sealed` files: once attached, their staging objects are no longer
+/// needed; once refused for sure, the copies are (not when the outcome of its commit is
+/// unknown). Best effort: what is left here is deleted with its file.
+pub async fn settle<T>(storage: &Storage, sealed: &[Sealed], sent: &Result<T>) {
+    match sent {
+        Ok(_) => release(storage, sealed, true).await,
+        Err(Error::InvalidArgument(_) | Error::NotFound(_) | Error::AlreadyExists(_)) => {
+            release(storage, sealed, false).await;
+        }
+        Err(_) => {}
+    }
+}
+
+/// Deletes the staging objects of `sealed` files (`attached`) or their copies (not).
+async fn release(storage: &Storage, sealed: &[Sealed], attached: bool) {
+    for s in sealed {
+        // Files reserved by earlier versions have no copy to settle.
+        let Some(staging) = &s.staging else { continue };
+        let key = if attached { staging } else { &s.key };
+        if let Err(e) = storage.delete(key).await {
+            tracing::warn!(error = %e, %key, "not deleted after a send (its file's cleanup will)");
+        }
+    }
+}
+
+/// Deletes the objects of a file.
+async fn remove_objects(storage: &Storage, objects: &db::files::Objects) -> anyhow::Result<()> {
+    match &objects.staging {
+        Some(_) => storage.purge(objects.dir()).await?,
+        None => storage.delete(&objects.key).await?,
+    }
+    Ok(())
 }
 
 /// Job: deletes an upload never attached (a no-op once attached). Safe to repeat: the row
-/// is marked first, so a send can no longer attach it, then the object goes, then the row.
+/// is marked first, so a send can no longer attach it, then the objects go, then the row.
 pub async fn expire_upload(deps: &JobDeps, id: Uuid) -> anyhow::Result<()> {
     let mut conn = deps.pool.get().await?;
-    let Some(key) = db::files::release_pending(&mut conn, id).await? else {
+    let Some(objects) = db::files::release_pending(&mut conn, id).await? else {
         return Ok(());
     };
-    deps.storage.delete(&key).await?;
+    remove_objects(&deps.storage, &objects).await?;
     db::files::remove(&mut conn, id).await?;
     Ok(())
 }
@@ -236,9 +341,21 @@ pub async fn expire_upload(deps: &JobDeps, id: Uuid) -> anyhow::Result<()> {
 /// Job: deletes the files of a deleted message (marked when it was deleted).
 pub async fn delete_message_files(deps: &JobDeps, message: Uuid) -> anyhow::Result<()> {
     let mut conn = deps.pool.get().await?;
-    for (id, key) in db::files::deleting_of_message(&mut conn, message).await? {
-        deps.storage.delete(&key).await?;
+    for (id, objects) in db::files::deleting_of_message(&mut conn, message).await? {
+        remove_objects(&deps.storage, &objects).await?;
         db::files::remove(&mut conn, id).await?;
     }
+    Ok(())
+}
+
+/// Job: after an upload URL expired, deletes the object it wrote unless it is a pending
+/// upload's (then [`expire_upload`] or attaching takes care of it).
+pub async fn sweep_upload(deps: &JobDeps, id: Uuid, staging_key: &str) -> anyhow::Result<()> {
+    let mut conn = deps.pool.get().await?;
+    if db::files::state_of(&mut conn, id).await? == Some(FileState::Pending) {
+        return Ok(());
+    }
+    drop(conn);
+    deps.storage.delete(staging_key).await?;
     Ok(())
 }

@@ -58,6 +58,17 @@ pub struct State {
     pub lockout: Arc<crate::auth::lockout::Lockout>,
 }
 
+impl State {
+    /// What the authentication layer (and the REST edge, before reading a body) checks
+    /// callers with.
+    pub fn gate(&self) -> crate::auth::layer::Gate {
+        crate::auth::layer::Gate {
+            keys: self.jwt.clone(),
+            grants: self.grants.clone(),
+        }
+    }
+}
+
 /// What the services' job handlers need.
 #[derive(Debug, Clone)]
 pub struct JobDeps {

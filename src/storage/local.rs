@@ -120,6 +120,26 @@ impl UrlSigner {
     }
 
     /// Removes staging files an interrupted upload of `key` left behind.
+    /// Removes the directory of `dir` with everything in it (half-written uploads included).
+    pub(super) async fn remove_dir(&self, dir: &str) -> object_store::Result<()> {
+        let path = self.store.path_to_filesystem(&Path::from(dir))?;
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // A file where the directory would be: an earlier version's object, deleted apart.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(()),
+            Err(e) => Err(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            }),
+        })
+        .await
+        .map_err(|e| object_store::Error::Generic {
+            store: "local",
+            source: Box::new(e),
+        })?
+    }
+
     pub(super) async fn remove_partials(&self, key: &str) -> object_store::Result<()> {
         let path = self.store.path_to_filesystem(&Path::from(key))?;
         tokio::task::spawn_blocking(move || {

@@ -114,11 +114,71 @@ impl Storage {
         &self.bucket
     }
 
-    /// A new object key: random, never derived from anything a client sent.
+    /// A new file's place: a random prefix, never derived from anything a client sent, under
+    /// which all of its objects live (see [`staging_key`](Self::staging_key)).
     pub fn new_key() -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        // Spread over 256 directories (the local backend lists one to clean up).
+        // Spread over 256 directories.
         format!("files/{}/{id}", &id[..2])
+    }
+
+    /// Where the upload URL of the file at `dir` writes. Only this key is ever writable by a
+    /// client; attaching copies it to [`sealed_key`](Self::sealed_key), which nothing writes.
+    pub fn staging_key(dir: &str) -> String {
+        format!("{dir}/upload")
+    }
+
+    /// A new key for the bytes of the file at `dir` as attached: one per attempt, so that two
+    /// sends racing to attach the same upload never write the same object.
+    pub fn sealed_key(dir: &str) -> String {
+        format!("{dir}/{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Copies the object at `from` to `to` (a new key); false when there is none at `from`.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, StorageError> {
+        match self.objects.copy(&Path::from(from), &Path::from(to)).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The size and SHA-256 (base64) of the object at `key`, read through.
+    pub async fn digest(&self, key: &str) -> Result<(u64, String), StorageError> {
+        use futures::StreamExt;
+        use sha2::{Digest, Sha256};
+        let mut stream = self.objects.get(&Path::from(key)).await?.into_stream();
+        let (mut hash, mut size) = (Sha256::new(), 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hash.update(&chunk);
+        }
+        use base64::Engine;
+        let sum = base64::engine::general_purpose::STANDARD.encode(hash.finalize());
+        Ok((size, sum))
+    }
+
+    /// Deletes every object under `dir` (a file's upload and its attached copies).
+    pub async fn purge(&self, dir: &str) -> Result<(), StorageError> {
+        use futures::TryStreamExt;
+        if let Signer::Local(s) = &*self.signer {
+            return Ok(s.remove_dir(dir).await?);
+        }
+        let prefix = Path::from(format!("{dir}/"));
+        let keys: Vec<Path> = self
+            .objects
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for key in keys {
+            match self.objects.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// A URL to upload `target` with, valid for `ttl`.

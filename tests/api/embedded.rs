@@ -1,8 +1,17 @@
 //! The embedded default database: initialised on first start, reused, stopped on shutdown.
 
 use crate::helpers::ADMIN_EMAIL;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use epop::{app::App, config::Config};
 use std::{os::unix::fs::PermissionsExt, time::Duration};
+
+/// The name of this process's OS user (the embedded cluster's superuser).
+fn whoami() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_embedded_postgres_starts_is_reused_and_stops() {
@@ -51,6 +60,12 @@ async fn the_embedded_postgres_starts_is_reused_and_stops() {
             .any(|l| l.starts_with("local") && l.contains("peer")),
         "{rules:?}"
     );
+    // The server serves as a role that only reads and writes rows (issue 34, item 14).
+    let serving = format!(
+        "host='{}' user='epop_app' dbname=epop",
+        data.join("postgres-run").display()
+    );
+    crate::db_roles::only_reads_and_writes_rows(&serving).await;
     let password = first
         .generated_admin_password
         .clone()
@@ -80,6 +95,24 @@ async fn the_embedded_postgres_starts_is_reused_and_stops() {
     })
     .await
     .expect("the first start's admin signs in after a restart");
+    // Every connection of the server to the cluster is the serving role's.
+    let owner = serving.replace("user='epop_app'", &format!("user='{}'", whoami()));
+    let mut conn = AsyncPgConnection::establish(&owner).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Who {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        usename: String,
+    }
+    let who: Vec<Who> = diesel::sql_query(
+        "SELECT DISTINCT usename::text AS usename FROM pg_stat_activity \
+         WHERE datname = 'epop' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let who: Vec<String> = who.into_iter().map(|w| w.usename).collect();
+    assert_eq!(who, ["epop_app"]);
+    drop(conn);
     stop.cancel();
     run.await.unwrap().unwrap();
     assert!(!pid_file.exists());

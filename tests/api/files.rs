@@ -95,13 +95,22 @@ impl Setup {
         Self { app, s3 }
     }
 
-    /// The file holding the object of file `id` (both backends keep objects as files).
+    /// The file holding the bytes of file `id` now: its upload while pending, its sealed
+    /// copy once attached (both backends keep objects as files).
     pub(crate) async fn object_path(&self, id: &str) -> PathBuf {
         let key = db_text(
             &self.app.db_name,
-            &format!("SELECT key AS v FROM attachments WHERE id = '{id}'"),
+            &format!(
+                "SELECT CASE WHEN state = 'pending' THEN staging_key ELSE key END AS v \
+                 FROM attachments WHERE id = '{id}'"
+            ),
         )
         .await;
+        self.path_of(&key)
+    }
+
+    /// Where the object `key` is kept on disk.
+    pub(crate) fn path_of(&self, key: &str) -> PathBuf {
         match &self.s3 {
             Some(s) => s.root.path().join(BUCKET).join(key),
             None => self.app.data_dir.join("files").join(key),
@@ -485,6 +494,18 @@ async fn only_my_complete_uploads_attach_on_s3() {
     attach_rules(true).await;
 }
 
+async fn delete_message(app: &TestApp, token: &str, conversation: &str, message: &str) {
+    let request = pb::DeleteMessageRequest {
+        conversation_id: conversation.into(),
+        message_id: message.into(),
+    };
+    client(app)
+        .await
+        .delete_message(authed(request, token))
+        .await
+        .unwrap();
+}
+
 async fn wait_until_gone(s: &Setup, path: &std::path::Path, id: &str) {
     for _ in 0..100 {
         let rows = db_count(
@@ -526,17 +547,7 @@ async fn cleanup(s3: bool) {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let path = s.object_path(&kept).await;
     assert!(path.exists(), "an attached file outlives the pending time");
-    client(app)
-        .await
-        .delete_message(authed(
-            pb::DeleteMessageRequest {
-                conversation_id: g.clone(),
-                message_id: m.id.clone(),
-            },
-            &ann,
-        ))
-        .await
-        .unwrap();
+    delete_message(app, &ann, &g, &m.id).await;
     let e = download_url(app, &ann, &kept).await.unwrap_err();
     assert_eq!(
         e.code(),
@@ -669,4 +680,114 @@ async fn files_work_over_rest_with_the_seed_routes() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+/// A presigned upload of `size` bytes without a declared checksum.
+async fn presign_unchecked(app: &TestApp, token: &str, size: usize) -> pb::PresignUploadResponse {
+    files(app)
+        .await
+        .presign_upload(authed(
+            pb::PresignUploadRequest {
+                file_name: "invoice.txt".into(),
+                content_type: "text/plain".into(),
+                size: size as i64,
+                checksum_sha256: String::new(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The regular files under `dir`, however deep.
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Issue 34, items 2 and 3: once attached, a file's bytes cannot change. A second PUT to its
+/// upload URL changes nothing members download; the message carries the checksum of what was
+/// sealed; after the message is deleted and its files cleaned up, a PUT to the URL leaves
+/// nothing behind once the URL has expired.
+async fn sealed_files(s3: bool) {
+    let s = Setup::new(s3, |c| {
+        c.files.files_upload_url_ttl = Duration::from_secs(8);
+    })
+    .await;
+    let app = &s.app;
+    let (_, ann) = user(app, "ann").await;
+    let (bob_id, bob) = user(app, "bob").await;
+    let g = group(app, &ann, &[&bob_id]).await;
+    let original = b"total=100 EUR".to_vec();
+    let swapped = b"total=999 EUR".to_vec();
+    let p = presign_unchecked(app, &ann, original.len()).await;
+    let id = p.file.clone().unwrap().id;
+    assert_eq!(put(&p, original.clone()).await, 200);
+    let m = client(app)
+        .await
+        .send_message(authed(with_files(&g, "invoice", &[&id]), &ann))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.attachments[0].checksum_sha256, sha256(&original));
+    let dir = db_text(
+        &app.db_name,
+        &format!("SELECT staging_key AS v FROM attachments WHERE id = '{id}'"),
+    )
+    .await;
+    let dir = dir.trim_end_matches("/upload").to_owned();
+
+    // The uploader writes other bytes of the same size to the same URL: stored or not,
+    // members still download what was sent.
+    let again = put(&p, swapped.clone()).await;
+    assert!([200, 403].contains(&again), "{again}");
+    let url = download_url(app, &bob, &id).await.unwrap();
+    let got = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&got[..], &original[..], "members download what was sent");
+    let info = files(app)
+        .await
+        .get_file(authed(pb::GetFileRequest { id: id.clone() }, &bob))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.checksum_sha256, sha256(&original));
+
+    // Deleted and cleaned up, then written again through the still valid URL.
+    let sealed = s.object_path(&id).await;
+    assert!(sealed.exists());
+    delete_message(app, &ann, &g, &m.id).await;
+    wait_until_gone(&s, &sealed, &id).await;
+    let late = put(&p, swapped).await;
+    assert!([200, 403].contains(&late), "{late}");
+    // Once the URL has expired (and a short grace), nothing of the file is left.
+    let place = s.path_of(&dir);
+    for _ in 0..200 {
+        if files_under(&place).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("left behind: {:?}", files_under(&place));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attached_file_cannot_change_and_a_late_upload_leaves_nothing_locally() {
+    sealed_files(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attached_file_cannot_change_and_a_late_upload_leaves_nothing_on_s3() {
+    sealed_files(true).await;
 }

@@ -113,7 +113,9 @@ async fn a_worker_whose_lease_lapsed_cannot_finish_or_fail_a_job_another_worker_
     let db_name = format!("epop_test_{}", uuid::Uuid::new_v4().simple());
     admin_sql(&format!("CREATE DATABASE {db_name}")).await;
     let url = database_url(&db_name);
-    epop::db::migrate(&url).await.unwrap();
+    epop::db::migrate(&epop::db::roles::Urls::single(&url))
+        .await
+        .unwrap();
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     let job = epop::domain::jobs::Job::MessageDigest {
         user_id: uuid::Uuid::nil(),

@@ -122,7 +122,9 @@ impl Drop for TlsCluster {
 }
 
 async fn reaches(url: &str) -> Result<(), String> {
-    epop::db::migrate(url).await.map_err(|e| format!("{e:#}"))
+    epop::db::migrate(&epop::db::roles::Urls::single(url))
+        .await
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn path_of(p: &Path) -> String {

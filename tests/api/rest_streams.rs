@@ -84,7 +84,11 @@ async fn serve(dropped: Arc<AtomicBool>) -> String {
     }))
     .add_service(pb::conversation_service_server::ConversationServiceServer::new(TestEvents))
     .into_axum_router();
-    let app = Rest::new(pb::FILE_DESCRIPTOR_SET, grpc, &[])
+    let admission = epop::rest::Admission {
+        gate: None,
+        bodies: epop::intake::Intake::new(1 << 20, Duration::from_secs(5)),
+    };
+    let app = Rest::new(pb::FILE_DESCRIPTOR_SET, grpc, &[], admission)
         .unwrap()
         .router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

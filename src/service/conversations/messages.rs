@@ -88,13 +88,11 @@ pub async fn send(
     {
         return Ok(m);
     }
-    let files = if attachments.is_empty() {
-        Vec::new()
-    } else {
+    if !attachments.is_empty() {
         // Not a member: NOT_FOUND before anything is said about the files.
         member(&mut conn, caller, id).await?;
-        crate::service::files::check_uploads(state, caller, &attachments).await?
-    };
+    }
+    let files = crate::service::files::seal_uploads(state, caller, &attachments).await?;
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -128,6 +126,7 @@ pub async fn send(
             };
             (sent.message, files)
         });
+    crate::service::files::settle(&state.files.storage, &files, &sent).await;
     match (sent, &key) {
         // A concurrent retry with the same key won the race: answer with its message.
         (Err(Error::AlreadyExists(_)), Some(k)) => replay(&mut conn, k)
