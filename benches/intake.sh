@@ -8,8 +8,8 @@
 #   BASELINE_BIN=/path/to/old/epop benches/intake.sh
 #   CONNECTIONS=40 HOLD=15 BASELINE_BIN=... benches/intake.sh
 #
-# For each server and attack: RSS before, during (HOLD seconds in) and 3 s after the attack
-# connections closed; how many attack connections the server still held open at HOLD; and
+# For each server and attack (a fresh server each time): RSS before, during (HOLD seconds in)
+# and 3 s after the attack connections closed; how many attack connections the server still held open at HOLD; and
 # the latency of an authenticated REST GetMe (median and max of 20 sequential calls) before
 # and during the attack, and of /healthz during it.
 set -euo pipefail
@@ -26,7 +26,8 @@ trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; wait; rm -rf "$work"' EXIT
 
 rss() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
-run() { # name binary port
+run() { # name binary port attack: a fresh server (and cluster) for each attack
+  rm -rf "${work:?}/$1"
   mkdir -p "$work/$1"
   EPOP_LISTEN=127.0.0.1:$3 EPOP_DATA_DIR="$work/$1/data" EPOP_ADMIN_PASSWORD=bench-admin-password \
     EPOP_ACCESS_TOKEN_TTL=2h EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off RUST_LOG=warn \
@@ -36,8 +37,7 @@ run() { # name binary port
   token=$(curl -sf -X POST "http://127.0.0.1:$3/api/auth/login" -H 'content-type: application/json' \
     -d '{"email":"admin@epop.local","password":"bench-admin-password"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
-  for attack in grpc-web rest; do
-    python3 - "$1" "$attack" "$3" "$pid" "$token" "$CONN" "$HOLD" <<'PY'
+  python3 - "$1" "$4" "$3" "$pid" "$token" "$CONN" "$HOLD" <<'PY'
 import http.client, socket, statistics, sys, threading, time
 name, attack, port, pid, token, conns, hold = sys.argv[1:8]
 port, conns, hold = int(port), int(conns), float(hold)
@@ -86,15 +86,18 @@ time.sleep(hold)
 during = rss()
 me_during = timed("/api/users/me")
 health = timed("/healthz", auth=False)
-open_ = 0
-for s in socks:
+def still_open(s):
+    # Reads what the server sent (an answer, then maybe its close) without waiting.
     s.setblocking(False)
     try:
-        open_ += 1 if s.recv(1, socket.MSG_PEEK) != b"" else 0
+        while True:
+            if s.recv(65536) == b"":
+                return False
     except BlockingIOError:
-        open_ += 1
+        return True
     except OSError:
-        pass
+        return False
+open_ = sum(still_open(s) for s in socks)
 for s in socks: s.close()
 time.sleep(3)
 after = rss()
@@ -102,8 +105,9 @@ print(f"{name:5} {attack:8} RSS MiB before {before:5} during {during:5} after {a
       f"held open {open_:3}/{conns} | GetMe ms before {me_before[0]:6.1f} (max {me_before[1]:6.1f}) "
       f"during {me_during[0]:6.1f} (max {me_during[1]:6.1f}) | healthz ms during {health[0]:5.1f}")
 PY
-  done
   kill -TERM "$pid"; wait "$pid" || true; pid=
 }
-run this "$target/release/epop" 18197
-run base "$BASELINE_BIN" 18198
+for attack in grpc-web rest; do
+  run this "$target/release/epop" 18197 $attack
+  run base "$BASELINE_BIN" 18198 $attack
+done

@@ -239,6 +239,9 @@ def run():
     status, _, _ = call("GET", "/metrics")
     assert status == 403, status
     log("/metrics is refused through the balancer (403)")
+    status, _, _ = call("GET", "/lb-health")
+    assert status == 200, status
+    log("the balancer's own healthcheck (/lb-health) answers 200 with replicas up")
 
     # Native gRPC (h2c) with grpcurl and reflection.
     listed = subprocess.run([GRPCURL, "-plaintext", f"127.0.0.1:{LB}", "list"], capture_output=True, text=True, check=True)

@@ -152,11 +152,18 @@ pub fn retry_later(what: &str, wait: std::time::Duration) -> Status {
         .as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
         .max(1);
-    let mut status = Status::resource_exhausted(format!("{what}: retry in {secs} s"));
+    // Said twice: `retry-after` for HTTP clients, a google.rpc.RetryInfo detail for gRPC ones.
+    let details = ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(secs)));
+    let mut metadata = tonic::metadata::MetadataMap::new();
     if let Ok(v) = secs.to_string().parse() {
-        status.metadata_mut().insert("retry-after", v);
+        metadata.insert("retry-after", v);
     }
-    status
+    Status::with_error_details_and_metadata(
+        Code::ResourceExhausted,
+        format!("{what}: retry in {secs} s"),
+        details,
+        metadata,
+    )
 }
 
 /// Maps a unique-constraint violation named `constraint` to ALREADY_EXISTS with `message`,

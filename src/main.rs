@@ -1,4 +1,4 @@
-//! The `epop` command: `serve` (the default), `migrate`, and `user create`.
+//! The `epop` command: `serve` (the default), `migrate`, `user create`, `keys` and `health`.
 
 use clap::{Parser, Subcommand};
 use epop::{
@@ -40,6 +40,19 @@ enum Command {
     /// Manage the access-token signing keys kept in the database.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Exit 0 when a running server's probe answers 2xx (container healthchecks).
+    Health {
+        /// The probe to ask (plain HTTP; `/healthz` for liveness, `/readyz` for readiness).
+        #[arg(
+            long,
+            env = "EPOP_HEALTH_URL",
+            default_value = "http://127.0.0.1:8080/readyz"
+        )]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,8 +85,32 @@ enum UserCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    unset_empty_settings();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+/// An empty setting (`EPOP_ADMIN_PASSWORD=` in an env file, say) means unset, as it does to a
+/// shell user: it would otherwise be taken as an empty value (and refused, or worse, used).
+fn unset_empty_settings() {
+    let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(k, v)| {
+            let k = k.to_string_lossy();
+            v.is_empty() && (k.starts_with("EPOP_") || k == "DATABASE_URL" || k == "REDIS_URL")
+        })
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        // SAFETY: called first thing in `main`, before the runtime (or anything else) starts
+        // a thread that could read the environment.
+        unsafe { std::env::remove_var(k) };
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve).await,
@@ -82,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init(LogFormat::Text);
             with_database(&store, async |urls| db::migrate(urls).await).await
         }
+        Some(Command::Health { url, timeout }) => epop::probes::check(&url, timeout).await,
         Some(Command::Keys(command)) => {
             telemetry::init(LogFormat::Text);
             keys(command).await

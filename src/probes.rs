@@ -140,3 +140,22 @@ async fn set_status(reporter: &tonic_health::server::HealthReporter, ready: &Ato
         reporter.set_service_status(name, status).await;
     }
 }
+
+/// `epop health`: succeeds when `url` (a probe such as `/readyz`) answers 2xx within
+/// `timeout`. For container healthchecks, so images need no curl.
+pub async fn check(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("not a URL: {url}: {e}"))?;
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = tokio::time::timeout(timeout, client.get(uri))
+        .await
+        .map_err(|_| anyhow::anyhow!("{url} did not answer within {timeout:?}"))?
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        anyhow::bail!("{url} answered {}", response.status());
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod browser;
 mod browsers;
+mod cli;
 mod conversations;
 mod cross_site;
 mod db_faults;

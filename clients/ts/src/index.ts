@@ -1,7 +1,8 @@
-// The EPOP API for TypeScript, for browsers and Node: the generated Connect-ES v2 service
-// descriptors and messages (src/gen, from proto/ with buf and protoc-gen-es), the gRPC-Web
+// The EPOP API for TypeScript, for browsers and Node (`@epop/client`): the generated
+// Connect-ES v2 service descriptors and messages (src/gen, from proto/ with buf and
+// protoc-gen-es), the google.rpc error details (for `ConnectError.findDetails`), the gRPC-Web
 // transport of browsers, a session with token refresh, the resuming event stream and decoded
-// field violations. Node's transports (gRPC, gRPC-Web over HTTP/2) are in `./node.js`.
+// field violations. Node's transports (gRPC, gRPC-Web over HTTP/2) are in `@epop/client/node`.
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
@@ -14,7 +15,15 @@ export * from "./gen/epop/v1/conversations_pb.js";
 export * from "./gen/epop/v1/files_pb.js";
 export * from "./gen/epop/v1/ai_pb.js";
 export * from "./gen/epop/v1/common_pb.js";
-export { Session, fieldViolations, type FieldViolation } from "./session.js";
+export * from "./gen/google/rpc/error_details_pb.js";
+export {
+  Session,
+  fieldViolations,
+  retryDelayMs,
+  type FieldViolation,
+  type SessionOptions,
+  type Tokens,
+} from "./session.js";
 export { events, type EventOptions } from "./events.js";
 
 /** What a browser transport needs: the server's base URL and interceptors. */

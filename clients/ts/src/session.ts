@@ -1,7 +1,8 @@
-// A signed-in session for clients: attaches the access token to every call and, when a
-// unary call answers UNAUTHENTICATED, refreshes the token once and retries. In Node the
-// refresh token is kept here; in browsers it stays in the HttpOnly `epop_refresh` cookie
-// (leave `refreshToken` unset and send credentials). Concurrent refreshes share one call.
+// A signed-in session: one transport whose interceptor attaches the access token to every
+// call; the token is refreshed shortly before it expires and, when a unary call still answers
+// UNAUTHENTICATED, once more before the call is retried. In Node the refresh token is kept
+// here (and handed to `onTokens`, to persist it); in browsers it stays in the HttpOnly
+// `epop_refresh` cookie (`cookie: true`). Concurrent refreshes share one call.
 import {
   Code,
   ConnectError,
@@ -10,25 +11,64 @@ import {
   type Interceptor,
   type Transport,
 } from "@connectrpc/connect";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { AuthService } from "./gen/epop/v1/auth_pb.js";
+import { BadRequestSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
+
+/** The tokens of a session, as the server last issued them. */
+export interface Tokens {
+  accessToken: string;
+  /** When the access token expires (ms since the epoch). */
+  accessTokenExpiresAt: number;
+  /** Node: the refresh token (persist it to resume later). Browsers: empty (the cookie). */
+  refreshToken: string;
+}
+
+/** How a session is made. */
+export interface SessionOptions {
+  /** Builds the one transport of the session, with the interceptors given (put them first). */
+  transport: (interceptors: Interceptor[]) => Transport;
+  /** Browsers: keep the refresh token in the HttpOnly cookie rather than in memory. */
+  cookie?: boolean;
+  /** Called with the new tokens after every sign-in and refresh (e.g. to persist them). */
+  onTokens?: (tokens: Tokens) => void;
+  /** Called when the session has ended: a refresh was refused (sign in again) or logout. */
+  onExpired?: (error?: ConnectError) => void;
+  /** Refresh this long before the access token expires (default 30 s). */
+  refreshAheadMs?: number;
+}
 
 export class Session {
-  accessToken?: string;
-  /** Node: the refresh token. Browsers: unset (the cookie is used). */
-  refreshToken?: string;
+  /** The session's transport: give it to `createClient` for every service. */
+  readonly transport: Transport;
+  private tokens?: Tokens;
   private readonly auth: Client<typeof AuthService>;
   private renewing?: Promise<void>;
+  private timer?: ReturnType<typeof setTimeout>;
 
-  /** `transport` is used for AuthService calls (it must not carry this session's interceptor). */
-  constructor(transport: Transport, private readonly keepRefreshToken = true) {
-    this.auth = createClient(AuthService, transport);
+  constructor(private readonly o: SessionOptions) {
+    this.transport = o.transport([this.interceptor]);
+    this.auth = createClient(AuthService, this.transport);
   }
 
+  /** Resumes a session from persisted tokens (Node: at least the refresh token). */
+  resume(tokens: Tokens): void {
+    this.accept(tokens);
+  }
+
+  /** The access token now, if signed in. */
+  get accessToken(): string | undefined {
+    return this.tokens?.accessToken;
+  }
+
+  /** Signs in with a password. */
   async login(email: string, password: string): Promise<void> {
-    const r = await this.auth.login({ email, password, returnRefreshToken: this.keepRefreshToken });
-    this.accessToken = r.accessToken;
-    if (this.keepRefreshToken) this.refreshToken = r.refreshToken;
+    const r = await this.auth.login({ email, password, returnRefreshToken: !this.o.cookie });
+    this.accept({
+      accessToken: r.accessToken,
+      accessTokenExpiresAt: expiry(r.accessTokenExpireTime),
+      refreshToken: r.refreshToken,
+    });
   }
 
   /** Rotates the tokens (one call however many callers wait for it). */
@@ -36,11 +76,18 @@ export class Session {
     this.renewing ??= (async () => {
       try {
         const r = await this.auth.refresh({
-          refreshToken: this.refreshToken ?? "",
-          returnRefreshToken: this.keepRefreshToken,
+          refreshToken: this.tokens?.refreshToken ?? "",
+          returnRefreshToken: !this.o.cookie,
         });
-        this.accessToken = r.accessToken;
-        if (this.keepRefreshToken) this.refreshToken = r.refreshToken;
+        this.accept({
+          accessToken: r.accessToken,
+          accessTokenExpiresAt: expiry(r.accessTokenExpireTime),
+          refreshToken: this.o.cookie ? "" : r.refreshToken,
+        });
+      } catch (e) {
+        const err = ConnectError.from(e);
+        if (err.code === Code.Unauthenticated) this.end(err);
+        throw err;
       } finally {
         this.renewing = undefined;
       }
@@ -48,10 +95,39 @@ export class Session {
     return this.renewing;
   }
 
+  /** Signs out: the server ends the session (its streams too); the tokens are forgotten. */
+  async logout(): Promise<void> {
+    try {
+      await this.auth.logout({ refreshToken: this.tokens?.refreshToken ?? "" });
+    } finally {
+      this.end();
+    }
+  }
+
+  private accept(tokens: Tokens): void {
+    this.tokens = tokens;
+    this.o.onTokens?.(tokens);
+    clearTimeout(this.timer);
+    const ahead = this.o.refreshAheadMs ?? 30_000;
+    const due = tokens.accessTokenExpiresAt - ahead - Date.now();
+    if (tokens.accessTokenExpiresAt > 0 && due > 0) {
+      this.timer = setTimeout(() => void this.renew().catch(() => {}), due);
+      // A pending refresh does not keep a Node process alive.
+      (this.timer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  private end(error?: ConnectError): void {
+    clearTimeout(this.timer);
+    this.tokens = undefined;
+    this.o.onExpired?.(error);
+  }
+
   /** The interceptor: the token on every call; one refresh and retry on UNAUTHENTICATED. */
-  readonly interceptor: Interceptor = (next) => async (req) => {
+  private readonly interceptor: Interceptor = (next) => async (req) => {
     const send = () => {
-      if (this.accessToken) req.header.set("authorization", `Bearer ${this.accessToken}`);
+      const token = this.tokens?.accessToken;
+      if (token) req.header.set("authorization", `Bearer ${token}`);
       return next(req);
     };
     try {
@@ -59,13 +135,21 @@ export class Session {
     } catch (e) {
       const err = ConnectError.from(e);
       // A streamed request cannot be sent twice; AuthService answers for itself.
-      if (err.code !== Code.Unauthenticated || req.stream || req.service.typeName === AuthService.typeName) {
+      if (
+        err.code !== Code.Unauthenticated ||
+        req.stream ||
+        req.service.typeName === AuthService.typeName
+      ) {
         throw err;
       }
       await this.renew();
       return send();
     }
   };
+}
+
+function expiry(t: Timestamp | undefined): number {
+  return t ? timestampMs(t) : 0;
 }
 
 /** A field the server refused, from a `google.rpc.BadRequest` error detail. */
@@ -76,29 +160,19 @@ export interface FieldViolation {
 
 /** The field violations of an INVALID_ARGUMENT error (empty for other errors). */
 export function fieldViolations(e: unknown): FieldViolation[] {
+  return ConnectError.from(e)
+    .findDetails(BadRequestSchema)
+    .flatMap((d) => d.fieldViolations.map(({ field, description }) => ({ field, description })));
+}
+
+/**
+ * How long the server asked to wait before retrying, in ms: its `google.rpc.RetryInfo` detail,
+ * or its `retry-after` header (seconds); undefined when it said nothing.
+ */
+export function retryDelayMs(e: unknown): number | undefined {
   const err = ConnectError.from(e);
-  const out: FieldViolation[] = [];
-  for (const d of err.details) {
-    if (!("value" in d) || d.type !== "google.rpc.BadRequest") continue;
-    // BadRequest { repeated FieldViolation field_violations = 1 }
-    // FieldViolation { string field = 1; string description = 2 }
-    const r = new BinaryReader(d.value);
-    while (r.pos < r.len) {
-      const [no, type] = r.tag();
-      if (no !== 1) {
-        r.skip(type);
-        continue;
-      }
-      const v = new BinaryReader(r.bytes());
-      const fv: FieldViolation = { field: "", description: "" };
-      while (v.pos < v.len) {
-        const [f, t] = v.tag();
-        if (f === 1) fv.field = v.string();
-        else if (f === 2) fv.description = v.string();
-        else v.skip(t);
-      }
-      out.push(fv);
-    }
-  }
-  return out;
+  const d = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  if (d) return Number(d.seconds) * 1000 + Math.round(d.nanos / 1e6);
+  const header = Number(err.metadata.get("retry-after"));
+  return header > 0 ? header * 1000 : undefined;
 }

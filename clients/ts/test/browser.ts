@@ -8,13 +8,15 @@ import { createClient } from "@connectrpc/connect";
 import { chromium, type ConsoleMessage } from "playwright-core";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { AdminService, ConversationKind, ConversationService, Session, nodeTransport } from "../src/node.js";
+import { AdminService, ConversationKind, ConversationService, Session, nodeTransport } from "@epop/client/node";
 
 const [api, password, pagePort] = process.argv.slice(2);
 const here = new URL(".", import.meta.url).pathname;
-const session = new Session(nodeTransport({ baseUrl: api, protocol: "grpc" }));
+const session = new Session({
+  transport: (interceptors) => nodeTransport({ baseUrl: api, protocol: "grpc", interceptors }),
+});
 await session.login("admin@epop.local", password);
-const admin = nodeTransport({ baseUrl: api, protocol: "grpc", interceptors: [session.interceptor] });
+const admin = session.transport;
 const email = `browser-${Date.now()}@example.com`;
 const bea = await createClient(AdminService, admin).createUser({ email, password: "browser-password-1" });
 const conversations = createClient(ConversationService, admin);
@@ -31,7 +33,7 @@ const send = (text: string) =>
 
 // The page's own origin.
 const files: Record<string, [string, string]> = {
-  "/": ["text/html", readFileSync(`${here}../test/browser/page.html`, "utf8")],
+  "/": ["text/html", readFileSync(`${here}../browser/page.html`, "utf8")],
   "/page.js": ["text/javascript", readFileSync(`${here}page.js`, "utf8")],
 };
 const site = createServer((req, res) => {

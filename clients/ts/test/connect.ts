@@ -20,7 +20,7 @@ import {
   events,
   fieldViolations,
   nodeTransport,
-} from "../src/node.js";
+} from "@epop/client/node";
 
 const [base, password] = process.argv.slice(2);
 let token: string | undefined;
@@ -64,10 +64,13 @@ for (const c of cases) {
 // A session refreshes an expired access token once and retries (the server runs with a 5 s
 // access-token lifetime here), and INVALID_ARGUMENT carries decoded field violations.
 for (const c of cases) {
-  const plain = nodeTransport({ baseUrl: base, ...c });
-  const session = new Session(plain);
+  // refreshAheadMs 0: no refresh ahead of time, so the retry on UNAUTHENTICATED is what works.
+  const session = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, ...c, interceptors }),
+    refreshAheadMs: 0,
+  });
   await session.login("admin@epop.local", password);
-  const t = nodeTransport({ baseUrl: base, ...c, interceptors: [session.interceptor] });
+  const t = session.transport;
   const users = createClient(UserService, t);
   await users.getMe({});
   const first = session.accessToken;
@@ -120,10 +123,11 @@ async function until(check: () => boolean, what: string) {
 }
 for (const c of [cases[0], cases[2]]) {
   let server = await startServer();
-  const session = new Session(nodeTransport({ baseUrl: ownBase, ...c }));
+  const session = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: ownBase, ...c, interceptors }),
+  });
   await session.login("admin@epop.local", password);
-  const t = nodeTransport({ baseUrl: ownBase, ...c, interceptors: [session.interceptor] });
-  const conversations = createClient(ConversationService, t);
+  const conversations = createClient(ConversationService, session.transport);
   const group = await conversations.createConversation({ kind: ConversationKind.GROUP, title: "Resume" });
   const got: string[] = [];
   let reconnects = 0;
@@ -156,4 +160,57 @@ for (const c of [cases[0], cases[2]]) {
   if (got.join(",") !== "m1,m2,m3") throw new Error(`${c.name}: got ${got.join(",")}`);
   if (reconnects < 1) throw new Error(`${c.name}: no reconnect`);
   console.log(`${c.name}: the event helper reconnected ${reconnects}x after a SIGKILL, every message once`);
+}
+
+// The session refreshes ahead of expiry (the 5 s token, 3 s ahead) with no call failing,
+// hands every new token to onTokens, and logout ends it on the server and here.
+{
+  const seen: number[] = [];
+  let expired = 0;
+  const session = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc", interceptors }),
+    refreshAheadMs: 3000,
+    onTokens: (t) => seen.push(t.accessTokenExpiresAt),
+    onExpired: () => (expired += 1),
+  });
+  await session.login("admin@epop.local", password);
+  const first = session.accessToken;
+  await sleep(2500);
+  if (session.accessToken === first || seen.length < 2) throw new Error("no refresh ahead of expiry");
+  await session.logout();
+  if (expired !== 1 || session.accessToken) throw new Error("logout did not end the session");
+  try {
+    await createClient(UserService, session.transport).getMe({});
+    throw new Error("a call after logout was accepted");
+  } catch (e) {
+    if (ConnectError.from(e).code !== Code.Unauthenticated) throw e;
+  }
+  console.log(`refreshed ahead of expiry (${seen.length} tokens); logout ended the session`);
+}
+
+// events(): aborting ends a backoff at once; what cannot succeed is not retried.
+{
+  const dead = nodeTransport({ baseUrl: "http://127.0.0.1:9", protocol: "grpc" });
+  const stop = new AbortController();
+  const started = Date.now();
+  setTimeout(() => stop.abort(), 300);
+  for await (const _ of events(createClient(ConversationService, dead), { signal: stop.signal, minDelayMs: 10_000 })) {
+    throw new Error("an event from nowhere");
+  }
+  if (Date.now() - started > 2000) throw new Error("the abort waited for the backoff");
+  const session = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc", interceptors }),
+  });
+  await session.login("admin@epop.local", password);
+  let attempts = 0;
+  try {
+    // A resume cursor that is not one: INVALID_ARGUMENT, thrown rather than retried.
+    const opts = { cursor: "not-a-cursor", onReconnect: () => (attempts += 1), minDelayMs: 50 };
+    for await (const _ of events(createClient(ConversationService, session.transport), opts)) break;
+    throw new Error("a bad cursor was accepted");
+  } catch (e) {
+    const code = ConnectError.from(e).code;
+    if (code !== Code.InvalidArgument || attempts !== 0) throw new Error(`${Code[code]} after ${attempts} retries`);
+  }
+  console.log("events: an abort ends the backoff at once; INVALID_ARGUMENT is thrown, not retried");
 }

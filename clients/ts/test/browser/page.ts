@@ -11,7 +11,7 @@ import {
   events,
   fieldViolations,
   webTransport,
-} from "../../src/index.js";
+} from "@epop/client";
 
 const q = new URLSearchParams(location.search);
 const api = q.get("api")!;
@@ -21,8 +21,12 @@ const say = (line: string) => {
   console.log(line);
 };
 
-const session = new Session(webTransport({ baseUrl: api }), false);
-const transport = webTransport({ baseUrl: api, interceptors: [session.interceptor] });
+// cookie: the refresh token stays in the HttpOnly cookie, out of the page's reach.
+const session = new Session({
+  transport: (interceptors) => webTransport({ baseUrl: api, interceptors }),
+  cookie: true,
+});
+const transport = session.transport;
 const users = createClient(UserService, transport);
 const conversations = createClient(ConversationService, transport);
 
