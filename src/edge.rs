@@ -1,6 +1,6 @@
 //! The one router in front of everything on the public port: gRPC and gRPC-Web go to the
-//! gRPC router, the rest to the plain HTTP routes (probes, local file URLs) and the REST
-//! edge; every answer gets the security headers and a request id, and the cookie routes
+//! gRPC router, Connect requests to the Connect edge, the rest to the plain HTTP routes
+//! (probes, local file URLs) and the REST edge; every answer gets the security headers and a request id, and the cookie routes
 //! refuse other sites' requests (`csrf`).
 
 use crate::{db, service};
@@ -53,6 +53,7 @@ pub fn router(grpc: Router, rest: crate::rest::Rest, o: Options) -> anyhow::Resu
             &["content-disposition", "content-length"],
         )));
     }
+    let connect = rest.clone().connect_router();
     let http = http
         .merge(crate::probes::routes(ready, pool, public_metrics))
         // REST under /api/, and JSON 404s for everything else.
@@ -60,6 +61,8 @@ pub fn router(grpc: Router, rest: crate::rest::Rest, o: Options) -> anyhow::Resu
     let dispatch = move |req: Request| {
         let target = if is_grpc(&req) {
             grpc.clone()
+        } else if crate::rest::connect::is_connect(&req) {
+            connect.clone()
         } else {
             http.clone()
         };
@@ -111,8 +114,9 @@ fn is_grpc(req: &Request) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    // Preflights of gRPC-Web calls; those of the REST edge and of the local file URLs (a
-    // browser's PUT of an upload) get the CORS rules of their own routes.
+    // Preflights of gRPC-Web and Connect calls (one CORS policy for both); those of the REST
+    // edge and of the local file URLs (a browser's PUT of an upload) get the CORS rules of
+    // their own routes.
     let path = req.uri().path();
     let preflight = req.method() == http::Method::OPTIONS
         && req

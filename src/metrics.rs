@@ -34,6 +34,8 @@ pub enum Protocol {
     Rest,
     /// The REST edge's event streams (SSE or NDJSON).
     Sse,
+    /// The Connect protocol (unary and streaming, JSON or binary).
+    Connect,
 }
 
 impl Protocol {
@@ -43,6 +45,7 @@ impl Protocol {
             Self::GrpcWeb => "grpc-web",
             Self::Rest => "rest",
             Self::Sse => "sse",
+            Self::Connect => "connect",
         }
     }
 }

@@ -111,12 +111,13 @@ pub fn router(
         .layer(axum::middleware::from_fn(crate::metrics::tag_protocol)))
 }
 
-/// CORS for browser gRPC-Web clients: only the configured origins, with credentials (the
-/// refresh cookie), exposing the gRPC status headers.
+/// CORS for browser gRPC-Web and Connect clients (their preflights come here): only the
+/// configured origins, with credentials (the refresh cookie), exposing the gRPC status
+/// headers. GET: Connect's side-effect-free calls.
 fn cors(origins: &[String]) -> anyhow::Result<tower_http::cors::CorsLayer> {
     Ok(crate::cors::layer(
         crate::cors::origins(origins)?,
-        vec![Method::POST, Method::OPTIONS],
+        vec![Method::POST, Method::GET, Method::OPTIONS],
         &[
             "authorization",
             "content-type",
@@ -124,6 +125,8 @@ fn cors(origins: &[String]) -> anyhow::Result<tower_http::cors::CorsLayer> {
             "x-user-agent",
             "grpc-timeout",
             "x-request-id",
+            "connect-protocol-version",
+            "connect-timeout-ms",
         ],
         &[
             "grpc-status",

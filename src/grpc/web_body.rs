@@ -53,8 +53,11 @@ fn grpc_web_error(code: tonic::Code, message: &str) -> Response {
 /// The middleware, inside gRPC-Web translation and authentication.
 pub async fn take(State(b): State<Bodies>, req: Request, next: Next) -> Response {
     let protocol = req.extensions().get::<Protocol>().copied();
-    // The REST edge's in-process calls: their body was read (and is held) by the edge.
-    if matches!(protocol, Some(Protocol::Rest | Protocol::Sse)) {
+    // The HTTP edges' in-process calls: their body was read (and is held) by the edge.
+    if matches!(
+        protocol,
+        Some(Protocol::Rest | Protocol::Sse | Protocol::Connect)
+    ) {
         return next.run(req).await;
     }
     let stranger = req.extensions().get::<Caller>().is_none();

@@ -6,8 +6,10 @@
 //! the same on every protocol. Unary replies are JSON; server streams are Server-Sent Events
 //! (or NDJSON when asked). `GET /api/openapi.json` describes it all.
 
+pub mod admit;
 pub mod bind;
 pub mod codec;
+pub mod connect;
 pub mod openapi;
 pub mod routes;
 pub mod status;
@@ -56,6 +58,7 @@ pub struct Admission {
 #[derive(Clone)]
 pub struct Rest {
     admission: Arc<Admission>,
+    pool: DescriptorPool,
     routes: Arc<Routes>,
     openapi: Arc<serde_json::Value>,
     grpc: Router,
@@ -94,6 +97,7 @@ impl Rest {
             &["x-request-id", "www-authenticate", "retry-after"],
         );
         Ok(Self {
+            pool: pool.clone(),
             admission: Arc::new(admission),
             routes: Arc::new(routes),
             openapi: Arc::new(openapi),
@@ -106,7 +110,7 @@ impl Rest {
     /// The axum routes: `/api/openapi.json` and every annotated RPC under `/api/`.
     pub fn router(self) -> Router {
         let (cors, origins) = (self.cors.clone(), self.origins.clone());
-        Router::new()
+        let router = Router::new()
             .route(
                 "/api/openapi.json",
                 axum::routing::get(|State(rest): State<Rest>| async move {
@@ -114,12 +118,8 @@ impl Rest {
                 }),
             )
             .fallback(handle)
-            .with_state(self)
-            .layer(cors)
-            .layer(axum::middleware::from_fn_with_state(
-                origins,
-                crate::cors::only_listed,
-            ))
+            .with_state(self);
+        behind_cors(router, cors, origins)
     }
 }
 
@@ -171,56 +171,30 @@ async fn call(rest: Rest, req: Request) -> Response {
             );
         }
     };
-    // The caller first, from the headers: a stranger's body is not read (beyond a little).
-    let grpc_path = route.grpc_path();
-    let gate = rest.admission.gate.as_ref();
-    let caller = match gate.filter(|_| !crate::auth::layer::is_public(&grpc_path)) {
-        None => None,
-        Some(gate) => match gate.admit(&parts.headers, &grpc_path).await {
-            Ok(caller) => Some(caller),
-            Err(s) => {
-                let protocol = if route.rpc.is_server_streaming() {
-                    crate::metrics::Protocol::Sse
-                } else {
-                    crate::metrics::Protocol::Rest
-                };
-                crate::metrics::refused(&grpc_path, protocol, s.code());
-                let req = Request::from_parts(parts, body);
-                return crate::auth::layer::refuse(req, status::error_response(&s)).await;
-            }
-        },
-    };
-    let limit = if caller.is_some() {
-        MAX_BODY
+    let protocol = if route.rpc.is_server_streaming() {
+        crate::metrics::Protocol::Sse
     } else {
-        crate::intake::STRANGER_LIMIT
+        crate::metrics::Protocol::Rest
     };
-    let mut body = body;
-    let taken = rest
-        .admission
-        .bodies
-        .collect(&parts.headers, &mut body, limit, caller.is_none())
-        .await;
-    // Held until the call is answered (or its stream started).
-    let (bytes, _held) = match taken {
-        Ok(got) => (got.bytes, got.held),
-        Err(refused) => return body_refused(refused, limit),
+    let grpc_path = route.grpc_path();
+    let taken = admit::take(
+        &rest.admission,
+        &parts,
+        body,
+        &grpc_path,
+        MAX_BODY,
+        protocol,
+        refusal_response,
+    )
+    .await;
+    // The budget is held until the call is answered (or its stream started).
+    let (mut message, metadata, extensions, _held) = match taken {
+        Ok(t) => match bind::request(&route, &vars, parts.uri.query(), &t.bytes) {
+            Ok(m) => (m, t.metadata, t.extensions, t.held),
+            Err(e) => return status::error_response(&tonic::Status::from(e)),
+        },
+        Err(answer) => return answer,
     };
-    let mut message = match bind::request(&route, &vars, parts.uri.query(), &bytes) {
-        Ok(m) => m,
-        Err(e) => return status::error_response(&tonic::Status::from(e)),
-    };
-    let mut metadata = forwarded_metadata(&parts.headers);
-    // The rate limits of the in-process call need the client's connection.
-    if let Some(peer) = parts.extensions.get::<crate::ratelimit::ClientAddr>()
-        && let Ok(v) = peer.0.ip().to_string().parse()
-    {
-        metadata.insert(crate::ratelimit::PEER_METADATA, v);
-    }
-    let mut extensions = http::Extensions::new();
-    if let Some(caller) = caller {
-        extensions.insert(caller);
-    }
     if route.rpc.is_server_streaming() {
         stream::resume_from_last_event_id(&mut message, &parts.headers);
         stream::respond(
@@ -237,46 +211,34 @@ async fn call(rest: Rest, req: Request) -> Response {
     }
 }
 
-/// The answer to a body that was not taken. Its connection is closed (HTTP/1): the rest of
-/// the body is not read.
-fn body_refused(refused: crate::intake::Refused, limit: usize) -> Response {
+/// The REST answer to a request not taken: the status's JSON; a body over the limit is 413,
+/// one not received in time 408, one that found the budget full 503 with `Retry-After`.
+fn refusal_response(refusal: admit::Refusal) -> Response {
     use crate::intake::Refused;
-    let mut r = match refused {
-        Refused::TooLarge => status::plain_error(
+    let (http, code, message) = match refusal {
+        admit::Refusal::Caller(s) => return status::error_response(&s),
+        admit::Refusal::Body(Refused::TooLarge, limit) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::ResourceExhausted,
             format!("the body exceeds {limit} bytes"),
         ),
-        Refused::NotReceived => status::plain_error(
+        admit::Refusal::Body(Refused::NotReceived, _) => (
             StatusCode::REQUEST_TIMEOUT,
             Code::DeadlineExceeded,
             String::from("the request body was not received in time"),
         ),
-        Refused::Busy => {
-            let mut r = status::plain_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::Unavailable,
-                String::from("the server is busy receiving other requests; retry"),
-            );
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+        admit::Refusal::Body(Refused::Busy, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            String::from("the server is busy receiving other requests; retry"),
+        ),
     };
-    r.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
-/// The request headers that travel to the RPC as metadata.
-fn forwarded_metadata(headers: &HeaderMap) -> MetadataMap {
-    let mut forwarded = HeaderMap::new();
-    for name in FORWARDED_HEADERS {
-        for v in headers.get_all(name) {
-            forwarded.append(name, v.clone());
-        }
+    let mut r = status::plain_error(http, code, message);
+    if code == Code::Unavailable {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    MetadataMap::from_headers(forwarded)
+    r
 }
 
 /// A tonic request for `route` carrying `message`, `metadata` and `extensions` (the caller
@@ -299,15 +261,34 @@ type Call = (
     http::uri::PathAndQuery,
 );
 
-async fn prepare(grpc: &Router, route: &Route) -> Result<Call, tonic::Status> {
+async fn prepare(
+    grpc: &Router,
+    rpc: &prost_reflect::MethodDescriptor,
+) -> Result<Call, tonic::Status> {
     let mut client = tonic::client::Grpc::new(grpc.clone());
     client
         .ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("service not ready: {e}")))?;
-    let path = http::uri::PathAndQuery::try_from(route.grpc_path())
+    let path = format!("/{}/{}", rpc.parent_service().full_name(), rpc.name());
+    let path = http::uri::PathAndQuery::try_from(path)
         .map_err(|_| tonic::Status::internal("bad gRPC path"))?;
-    Ok((client, DynamicCodec::new(route.rpc.output()), path))
+    Ok((client, DynamicCodec::new(rpc.output()), path))
+}
+
+/// The edge's routes for browsers: CORS with `cors`, and requests from origins other than
+/// `origins` (and the server's own) refused.
+fn behind_cors(
+    router: Router,
+    cors: tower_http::cors::CorsLayer,
+    origins: Arc<Vec<HeaderValue>>,
+) -> Router {
+    router
+        .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(
+            origins,
+            crate::cors::only_listed,
+        ))
 }
 
 async fn unary(
@@ -317,7 +298,7 @@ async fn unary(
     metadata: MetadataMap,
     extensions: http::Extensions,
 ) -> Response {
-    let (mut client, codec, path) = match prepare(grpc, route).await {
+    let (mut client, codec, path) = match prepare(grpc, &route.rpc).await {
         Ok(call) => call,
         Err(s) => return status::error_response(&s),
     };

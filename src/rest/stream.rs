@@ -49,7 +49,7 @@ pub async fn respond(
     headers: &HeaderMap,
     extensions: http::Extensions,
 ) -> Response {
-    let (mut client, codec, path) = match prepare(grpc, route).await {
+    let (mut client, codec, path) = match prepare(grpc, &route.rpc).await {
         Ok(call) => call,
         Err(s) => return status::error_response(&s),
     };

@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod browsers;
 mod cli;
+mod connect;
 mod conversations;
 mod cross_site;
 mod db_faults;

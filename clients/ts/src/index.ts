@@ -4,7 +4,7 @@
 // transport of browsers, a session with token refresh, the resuming event stream and decoded
 // field violations. Node's transports (gRPC, gRPC-Web over HTTP/2) are in `@epop/client/node`.
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 
 export * from "./gen/epop/v1/auth_pb.js";
 export * from "./gen/epop/v1/users_pb.js";
@@ -26,22 +26,28 @@ export {
 } from "./session.js";
 export { events, type EventOptions } from "./events.js";
 
-/** What a browser transport needs: the server's base URL and interceptors. */
+/** What a browser transport needs: the server's base URL, interceptors and the protocol. */
 export interface WebTransportOptions {
   baseUrl: string;
   interceptors?: Interceptor[];
+  /** gRPC-Web (the default) or the Connect protocol (JSON, GET for reads). */
+  protocol?: "grpc-web" | "connect";
 }
 
 /**
- * A gRPC-Web transport over `fetch` (browsers, or Node 18+). It sends credentials, so the
+ * A transport over `fetch` (browsers, or Node 18+). It sends credentials, so the
  * `epop_refresh` cookie reaches the server when the page's origin is in `EPOP_CORS_ORIGINS`.
  */
 export function webTransport(o: WebTransportOptions): Transport {
-  return createGrpcWebTransport({
+  const options = {
     baseUrl: o.baseUrl,
     interceptors: o.interceptors ?? [],
-    fetch: (input, init) => globalThis.fetch(input, { ...init, credentials: "include" }),
-  });
+    fetch: (input: RequestInfo | URL, init?: RequestInit) =>
+      globalThis.fetch(input, { ...init, credentials: "include" }),
+  };
+  return o.protocol === "connect"
+    ? createConnectTransport({ ...options, useHttpGet: true })
+    : createGrpcWebTransport(options);
 }
 
 /** An interceptor that sends `Authorization: Bearer <token>` with the current token. */

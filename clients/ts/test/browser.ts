@@ -86,12 +86,17 @@ try {
   await seen("message after the refresh");
   const who = await page.evaluate(() => (window as any).epop.whoAmI());
   if (who !== email) throw new Error(`GetMe after the refresh: ${who}`);
+  // The Connect protocol from the page's origin: GetMe as a GET, errors with their details.
+  const overConnect = await page.evaluate(() => (window as any).epop.overConnect());
+  if (overConnect.email !== email || overConnect.violations[0]?.field !== "name") {
+    throw new Error(`over Connect: ${JSON.stringify(overConnect)}`);
+  }
   const all = await page.locator("#messages li").allTextContents();
   if (all.join("|") !== "first live message|before the expiry|after the refresh") {
     throw new Error(`the page shows ${JSON.stringify(all)}`);
   }
   console.log(
-    `browser: ${origin} signed in over gRPC-Web to ${api}, saw messages live, decoded violations, refreshed through the cookie`,
+    `browser: ${origin} signed in over gRPC-Web to ${api}, saw messages live, decoded violations, refreshed through the cookie; Connect (GET and POST, error details) works too`,
   );
 } finally {
   await browser.close();

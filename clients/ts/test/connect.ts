@@ -28,6 +28,8 @@ const cases = [
   { name: "grpc-web http/1.1", protocol: "grpc-web", httpVersion: "1.1" },
   { name: "grpc-web http/2", protocol: "grpc-web", httpVersion: "2" },
   { name: "grpc", protocol: "grpc" },
+  { name: "connect json http/1.1", protocol: "connect", httpVersion: "1.1" },
+  { name: "connect binary http/2", protocol: "connect", httpVersion: "2", binary: true },
 ] as const;
 for (const c of cases) {
   const bad = nodeTransport({ baseUrl: base, ...c, interceptors: [bearer(() => "not-a-token")] });
@@ -121,7 +123,7 @@ async function until(check: () => boolean, what: string) {
   }
   throw new Error(`timed out waiting for ${what}`);
 }
-for (const c of [cases[0], cases[2]]) {
+for (const c of [cases[0], cases[2], cases[3]]) {
   let server = await startServer();
   const session = new Session({
     transport: (interceptors) => nodeTransport({ baseUrl: ownBase, ...c, interceptors }),

@@ -8,6 +8,7 @@ import {
   ProjectService,
   Session,
   UserService,
+  bearer,
   events,
   fieldViolations,
   webTransport,
@@ -34,6 +35,21 @@ const conversations = createClient(ConversationService, transport);
   /** GetMe with the session's current token. */
   async whoAmI() {
     return (await users.getMe({})).email;
+  },
+  /** GetMe (a GET) and an invalid CreateProject's violations, over the Connect protocol. */
+  async overConnect() {
+    const connect = webTransport({
+      baseUrl: api,
+      protocol: "connect",
+      interceptors: [bearer(() => session.accessToken)],
+    });
+    const email = (await createClient(UserService, connect).getMe({})).email;
+    try {
+      await createClient(ProjectService, connect).createProject({ name: "" });
+      return { email, violations: [] };
+    } catch (e) {
+      return { email, violations: fieldViolations(e) };
+    }
   },
   /** The field violations of an invalid CreateProject (read from the grpc-status-details-bin trailer). */
   async violations() {
