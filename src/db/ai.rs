@@ -38,15 +38,17 @@ const CHAT_COLUMNS: (
     ai_chats::updated_at,
 );
 
-/// Starts a chat of `user`.
+/// Starts a chat of `user` (with the id `id` when given: ALREADY_EXISTS if it is taken).
 pub async fn create_chat(
     conn: &mut AsyncPgConnection,
+    id: Option<Uuid>,
     user: Uuid,
     title: &str,
     model: &str,
 ) -> Result<Chat> {
     diesel::insert_into(ai_chats::table)
         .values((
+            ai_chats::id.eq(id.unwrap_or_else(Uuid::new_v4)),
             ai_chats::user_id.eq(user),
             ai_chats::title.eq(title),
             ai_chats::model.eq(model),
@@ -55,7 +57,7 @@ pub async fn create_chat(
         .get_result(conn)
         .await
         .map(chat)
-        .map_err(Into::into)
+        .map_err(|e| crate::error::on_unique(e, "ai_chats_pkey", "chat_id is taken"))
 }
 
 /// Which turns of a chat to load.

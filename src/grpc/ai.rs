@@ -65,6 +65,7 @@ fn chat_input(r: pb::ChatRequest) -> Result<ChatInput> {
         turns,
         model: r.model,
         chat_id,
+        start_if_missing: r.start_if_missing,
         context,
     })
 }

@@ -15,6 +15,7 @@ pub mod routes;
 pub mod status;
 pub mod stream;
 pub mod template;
+pub mod ui_chat;
 
 use crate::rest::{
     codec::DynamicCodec,
@@ -117,6 +118,7 @@ impl Rest {
                     Json(rest.openapi.as_ref().clone())
                 }),
             )
+            .route(ui_chat::PATH, axum::routing::post(ui_chat::handle))
             .fallback(handle)
             .with_state(self);
         behind_cors(router, cors, origins)

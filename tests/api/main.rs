@@ -49,4 +49,5 @@ mod test_ca;
 mod tokens;
 mod trace_export;
 mod transport;
+mod ui_chat;
 mod users;

@@ -30,6 +30,8 @@ pub struct ChatInput {
     pub model: String,
     /// The saved chat to continue.
     pub chat_id: Option<Uuid>,
+    /// Start the chat `chat_id` when the caller has none of that id (a client-chosen id).
+    pub start_if_missing: bool,
     /// Context to add.
     pub context: Option<Context>,
 }
@@ -77,14 +79,18 @@ pub async fn chat(
     let mut conn = state.pool.get().await?;
     let saved = match input.chat_id {
         Some(id) => {
-            let (chat, _) =
+            let found =
                 db::ai::chat_of(&mut conn, caller.user_id.0, id, Turns::Newest(PROMPT_TURNS))
-                    .await?
-                    .ok_or(Error::NotFound("chat"))?;
-            Some((chat, db::ai::chat_size(&mut conn, id).await?))
+                    .await?;
+            match found {
+                Some((chat, _)) => Some((chat, db::ai::chat_size(&mut conn, id).await?)),
+                None if input.start_if_missing => None,
+                None => return Err(Error::NotFound("chat")),
+            }
         }
         None => None,
     };
+    let new_id = input.chat_id.filter(|_| input.start_if_missing);
     drop(conn);
     let new: &[Turn] = match &saved {
         Some(_) => &input.turns[input.turns.len() - 1..],
@@ -134,7 +140,8 @@ pub async fn chat(
             let id = match &saved {
                 Some(c) => c.id,
                 None => {
-                    db::ai::create_chat(conn, caller.user_id.0, &title_of(question), &model)
+                    let title = title_of(question);
+                    db::ai::create_chat(conn, new_id, caller.user_id.0, &title, &model)
                         .await?
                         .id
                 }
