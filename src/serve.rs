@@ -24,6 +24,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// HTTP/2 flow-control windows: per stream and per connection.
+const H2_STREAM_WINDOW: u32 = 256 << 10;
+const H2_CONNECTION_WINDOW: u32 = 512 << 10;
+
 /// Transport limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -66,6 +70,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout)
+        // What a peer may send before anything reads it (hyper's default is 1 MiB): bounded
+        // low, as a connection may not have authenticated yet.
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_concurrent_streams(limits.http2_max_streams);
     let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(limits.max_connections));

@@ -12,6 +12,8 @@
 //! named after the server's OS user; clusters made before this used `postgres` and trust,
 //! and keep working as they are).
 
+mod serving;
+
 use anyhow::{Context, bail};
 use std::{
     os::unix::fs::PermissionsExt,
@@ -32,8 +34,6 @@ const DATABASE: &str = "epop";
 /// The role the server serves as (`db::roles`); the superuser owns the schema and migrates.
 pub const SERVING_ROLE: &str = "epop_app";
 
-/// The peer-authentication map that lets the server's OS user sign in as either role.
-const IDENT_MAP: &str = "epop";
 /// The file under the data directory that names the cluster's superuser.
 const SUPERUSER_FILE: &str = "postgres.superuser";
 
@@ -325,74 +325,6 @@ impl EmbeddedPostgres {
                 .await?;
         }
         self.ensure_serving_role(&mut conn).await
-    }
-
-    /// Creates the serving role if missing, and lets the server's OS user sign in as it:
-    /// peer authentication gets a user map naming both roles (clusters of earlier versions
-    /// that trust local connections need none).
-    async fn ensure_serving_role(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-    ) -> anyhow::Result<()> {
-        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        diesel::sql_query(format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVING_ROLE}') \
-             THEN CREATE ROLE {SERVING_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; \
-             END IF; END $$"
-        ))
-        .execute(conn)
-        .await
-        .context("cannot create the serving role")?;
-        if self.map_peer_logins()? {
-            diesel::sql_query("SELECT pg_reload_conf()")
-                .execute(conn)
-                .await?;
-            // The postmaster reloads on its own time: wait until the serving role gets in.
-            let serve = self.url_for(DATABASE, SERVING_ROLE);
-            for _ in 0..50 {
-                if AsyncPgConnection::establish(&serve).await.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds the user map to the cluster's peer rules (once); true when it changed them.
-    fn map_peer_logins(&self) -> anyhow::Result<bool> {
-        let hba_path = self.pgdata.join("pg_hba.conf");
-        let hba = std::fs::read_to_string(&hba_path)
-            .with_context(|| format!("cannot read {}", hba_path.display()))?;
-        let mut changed = false;
-        let rules: Vec<String> = hba
-            .lines()
-            .map(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let peer = fields.first() == Some(&"local") && fields.last() == Some(&"peer");
-                if peer {
-                    changed = true;
-                    format!("{line} map={IDENT_MAP}")
-                } else {
-                    line.to_owned()
-                }
-            })
-            .collect();
-        if !changed {
-            return Ok(false);
-        }
-        let who = &self.superuser;
-        let ident_path = self.pgdata.join("pg_ident.conf");
-        let mut ident = std::fs::read_to_string(&ident_path).unwrap_or_default();
-        ident.push_str(&format!(
-            "{IDENT_MAP} {who} {who}\n{IDENT_MAP} {who} {SERVING_ROLE}\n"
-        ));
-        // Written in place: the files keep their owner (the postgres user, as root).
-        std::fs::write(&ident_path, ident)
-            .with_context(|| format!("cannot write {}", ident_path.display()))?;
-        std::fs::write(&hba_path, rules.join("\n") + "\n")
-            .with_context(|| format!("cannot write {}", hba_path.display()))?;
-        Ok(true)
     }
 }
 

@@ -50,6 +50,25 @@ fn ident(name: &str) -> String {
 /// As the owner (`owner`), grants `role` reading and writing the rows of every table (the
 /// audit log: reading and appending), using every sequence, and nothing else.
 pub async fn grant_serving(owner: &mut AsyncPgConnection, role: &str) -> anyhow::Result<()> {
+    #[derive(QueryableByName)]
+    struct Powers {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        more: bool,
+    }
+    let powers: Powers = diesel::sql_query(
+        "SELECT (r.rolsuper OR pg_has_role(r.oid, current_user, 'MEMBER')) AS more \
+         FROM pg_roles r WHERE r.rolname = $1",
+    )
+    .bind::<Text, _>(role)
+    .get_result(owner)
+    .await?;
+    if powers.more {
+        tracing::warn!(
+            role,
+            "the serving role is a superuser or a member of the owner: it can do more than read \
+             and write rows (give DATABASE_URL a plain login role)"
+        );
+    }
     let r = ident(role);
     let statements = [
         format!("GRANT USAGE ON SCHEMA public TO {r}"),

@@ -93,9 +93,18 @@ pub fn router(
         files::FileApi::new(state.clone())
     ))
     .add_service(limited!(AiServiceServer<_>, ai::AiApi::new(state.clone())))
-    .add_service(health)
-    .add_service(reflection().build_v1()?)
-    .add_service(reflection().build_v1alpha()?);
+    // Public too: strangers' messages are small (and what tonic reserves for them as well).
+    .add_service(health.max_decoding_message_size(crate::intake::STRANGER_LIMIT))
+    .add_service(
+        reflection()
+            .build_v1()?
+            .max_decoding_message_size(crate::intake::STRANGER_LIMIT),
+    )
+    .add_service(
+        reflection()
+            .build_v1alpha()?
+            .max_decoding_message_size(crate::intake::STRANGER_LIMIT),
+    );
     Ok(routes
         .into_axum_router()
         // Inside authentication: per-user limits know the caller.

@@ -215,7 +215,7 @@ async fn call(rest: Rest, req: Request) -> Response {
 
 /// The REST answer to a request not taken: the status's JSON; a body over the limit is 413,
 /// one not received in time 408, one that found the budget full 503 with `Retry-After`.
-fn refusal_response(refusal: admit::Refusal) -> Response {
+pub(crate) fn refusal_response(refusal: admit::Refusal) -> Response {
     use crate::intake::Refused;
     let (http, code, message) = match refusal {
         admit::Refusal::Caller(s) => return status::error_response(&s),

@@ -75,12 +75,7 @@ pub async fn handle(State(rest): State<Rest>, req: Request) -> Response {
         "/epop.v1.AiService/Chat",
         super::MAX_BODY,
         crate::metrics::Protocol::Sse,
-        |refusal| match refusal {
-            admit::Refusal::Caller(s) => status::error_response(&s),
-            admit::Refusal::Body(_, limit) => status::error_response(&Status::resource_exhausted(
-                format!("the body was not taken (at most {limit} bytes, in time)"),
-            )),
-        },
+        super::refusal_response,
     )
     .await;
     let taken = match taken {

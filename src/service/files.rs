@@ -114,8 +114,16 @@ pub async fn presign_upload(
     let staging_key = Storage::staging_key(&key);
     let checksum = upload.checksum.as_ref().map(|c| c.as_str());
     let expire_at = Utc::now() + files.pending_ttl;
-    // The URL is signed after this; its expiry is checked by clocks that may differ a little.
-    let sweep_at = Utc::now() + files.upload_ttl + SWEEP_GRACE;
+    // Signed first, so the sweep follows the URL's own expiry (checked by clocks that may
+    // differ a little); the URL writes nothing of use until the row below exists.
+    let target = PutTarget {
+        key: &staging_key,
+        size: upload.size as u64,
+        content_type: content_type.as_str(),
+        checksum_sha256: checksum,
+    };
+    let presigned = files.storage.presign_put(target, files.upload_ttl);
+    let sweep_at = presigned.expires_at + SWEEP_GRACE;
     let mut conn = state.pool.get().await?;
     let file = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -145,13 +153,6 @@ pub async fn presign_upload(
             Ok(file)
         })
         .await?;
-    let target = PutTarget {
-        key: &staging_key,
-        size: upload.size as u64,
-        content_type: content_type.as_str(),
-        checksum_sha256: checksum,
-    };
-    let presigned = files.storage.presign_put(target, files.upload_ttl);
     Ok((file, presigned))
 }
 

@@ -119,7 +119,6 @@ impl UrlSigner {
         }
     }
 
-    /// Removes staging files an interrupted upload of `key` left behind.
     /// Removes the directory of `dir` with everything in it (half-written uploads included).
     pub(super) async fn remove_dir(&self, dir: &str) -> object_store::Result<()> {
         let path = self.store.path_to_filesystem(&Path::from(dir))?;
@@ -140,6 +139,7 @@ impl UrlSigner {
         })?
     }
 
+    /// Removes staging files an interrupted upload of `key` left behind.
     pub(super) async fn remove_partials(&self, key: &str) -> object_store::Result<()> {
         let path = self.store.path_to_filesystem(&Path::from(key))?;
         tokio::task::spawn_blocking(move || {

@@ -39,6 +39,13 @@ pub fn filter(r: &pb::ListAuditLogRequest) -> Result<AuditFilter> {
         "" => None,
         raw => Some(UserId::parse("actor_id", raw)?),
     };
+    // Compared as text by PostgreSQL, which cannot hold NUL.
+    if r.target.contains('\0') || r.target.chars().count() > 200 {
+        return Err(Error::invalid(
+            "target",
+            "must be at most 200 characters, without NUL",
+        ));
+    }
     let target = Some(r.target.trim().to_owned()).filter(|t| !t.is_empty());
     let since = time("start_time", r.start_time.as_ref())?;
     let until = time("end_time", r.end_time.as_ref())?;

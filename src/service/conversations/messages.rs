@@ -52,8 +52,7 @@ pub async fn messages(
     Ok((rows, next))
 }
 
-/// Sends a message (idempotent by `key`) with the caller's uploads `attachments` (each
-/// checked against the store first); returns it with its files.
+/// Sends a message (idempotent by `key`) with the caller's uploads `attachments` (sealed).
 pub async fn send(
     state: &State,
     caller: &Caller,
@@ -88,11 +87,16 @@ pub async fn send(
     {
         return Ok(m);
     }
-    if !attachments.is_empty() {
-        // Not a member: NOT_FOUND before anything is said about the files.
+    let files = if attachments.is_empty() {
+        Vec::new()
+    } else {
+        // Not a member: NOT_FOUND first. Sealing (copy, hash) does not hold the connection.
         member(&mut conn, caller, id).await?;
-    }
-    let files = crate::service::files::seal_uploads(state, caller, &attachments).await?;
+        drop(conn);
+        let files = crate::service::files::seal_uploads(state, caller, &attachments).await?;
+        conn = state.pool.get().await?;
+        files
+    };
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
@@ -136,8 +140,7 @@ pub async fn send(
     }
 }
 
-/// A send without files: through the send queue, committed with the sends waiting at the
-/// same moment.
+/// A send without files: through the send queue, committed with the sends waiting then.
 async fn send_batched(
     state: &State,
     queue: &super::SendQueue,
@@ -195,8 +198,7 @@ async fn replayed(
     Ok((m, a))
 }
 
-/// Sends `content` as the AI assistant (no member) with idempotency key `key`: a retry
-/// returns the first message.
+/// Sends `content` as the AI assistant (no member), idempotent by `key`.
 pub async fn send_as_assistant(
     state: &State,
     id: ConversationId,
@@ -298,8 +300,7 @@ pub async fn edit(
     })
 }
 
-/// Fails with INVALID_ARGUMENT `content` unless every one of `mentioned` (the users a
-/// message mentions) is a member of conversation `id`.
+/// INVALID_ARGUMENT `content` unless every user `mentioned` is a member of conversation `id`.
 async fn members_only(
     conn: &mut AsyncPgConnection,
     id: Uuid,
