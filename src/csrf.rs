@@ -12,7 +12,7 @@ use axum::{
     response::Response,
 };
 use http::{HeaderMap, StatusCode, header};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 use tonic::Code;
 
 /// The routes that act on the refresh cookie, on REST and on gRPC-Web.
@@ -22,11 +22,6 @@ const COOKIE_ROUTES: [&str; 4] = [
     "/epop.v1.AuthService/Refresh",
     "/epop.v1.AuthService/Logout",
 ];
-
-/// The most of a refused request's body read before answering (so that an HTTP/1.1 client
-/// gets the answer rather than a reset), and for how long.
-const DRAIN_BYTES: usize = 64 * 1024;
-const DRAIN_FOR: Duration = Duration::from_secs(2);
 
 /// The origins whose pages may use the cookie routes, besides the server's own.
 #[derive(Debug, Clone, Default)]
@@ -63,16 +58,19 @@ fn refusal(
     );
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if !grpc {
-        let json = text(header::CONTENT_TYPE).is_some_and(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        // Not a type a plain HTML form can send: JSON (REST, Connect) or Connect's binary.
+        let typed = text(header::CONTENT_TYPE).is_some_and(|t| {
+            t.split(';').next().is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json")
+                    || m.eq_ignore_ascii_case("application/proto")
+            })
         });
-        if !json {
+        if !typed {
             return Some((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Code::InvalidArgument,
-                "a request with the session cookie must be sent as application/json",
+                "a request with the session cookie must be sent as application/json (or proto)",
             ));
         }
     }
@@ -124,16 +122,13 @@ pub async fn guard(State(allowed): State<Origins>, req: Request, next: Next) -> 
         "cookie route: request refused"
     );
     crate::metrics::rate_limited("cross_site");
-    let _ = tokio::time::timeout(
-        DRAIN_FOR,
-        axum::body::to_bytes(req.into_body(), DRAIN_BYTES),
-    )
-    .await;
-    if grpc {
+    let answer = if grpc {
         tonic::Status::new(code, message).into_http()
     } else {
         crate::rest::status::plain_error(status, code, message)
-    }
+    };
+    // As every refusal from the headers: a little of the body is drained, then it is closed.
+    crate::auth::layer::refuse(req, answer).await
 }
 
 #[cfg(test)]
@@ -181,6 +176,16 @@ mod tests {
         assert_eq!(
             check(&[json, ("sec-fetch-site", "same-origin")], false),
             None
+        );
+        // Connect's binary form cannot come from an HTML form either.
+        let proto = ("content-type", "application/proto");
+        assert_eq!(
+            check(&[proto, ("origin", "https://app.example")], false),
+            None
+        );
+        assert_eq!(
+            check(&[proto, ("origin", "https://evil.example")], false),
+            Some(403)
         );
         let plain = ("content-type", "text/plain");
         assert_eq!(
