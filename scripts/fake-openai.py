@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A minimal OpenAI-compatible chat-completions server for scripts/api-fuzz and the AI
 benchmark: streams `tokens` (default 5) chunks, one every `every` ms (default 2), as SSE,
-then the finish reason and usage. Standard library only.
+then the finish reason and usage. A question may ask for others with `tokens=N every=MS`
+(the resumption tests' slow answers). Standard library only.
 
     python3 scripts/fake-openai.py PORT [TOKENS] [EVERY_MS]
 """
 import json
+import re
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +32,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         length = int(self.headers.get("content-length", 0))
-        self.rfile.read(length)
+        tokens, every = TOKENS, EVERY
+        try:
+            asked = [m for m in json.loads(self.rfile.read(length))["messages"] if m["role"] == "user"]
+            question = asked[-1]["content"] if asked else ""
+        except (ValueError, KeyError, TypeError):
+            question = ""
+        if m := re.search(r"tokens=(\d+)", question):
+            tokens = int(m.group(1))
+        if m := re.search(r"every=(\d+)", question):
+            every = int(m.group(1)) / 1000
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
@@ -41,13 +52,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         try:
-            for i in range(TOKENS):
-                time.sleep(EVERY)
+            for i in range(tokens):
+                time.sleep(every)
                 # The send time rides along, so a client can measure what the server adds.
                 send(chunk({"content": f"t{i}@{time.time_ns()} "}))
             send(chunk({}, "stop"))
-            send(chunk(None, usage={"prompt_tokens": 1, "completion_tokens": TOKENS,
-                                     "total_tokens": TOKENS + 1}))
+            send(chunk(None, usage={"prompt_tokens": 1, "completion_tokens": tokens,
+                                     "total_tokens": tokens + 1}))
             send(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):

@@ -215,6 +215,7 @@ impl App {
                 gate: Some(state.gate()),
                 bodies: intake,
             },
+            crate::parts::answers(&config).await?,
         )?;
         let options = crate::edge::Options {
             ready: ready.clone(),

@@ -87,3 +87,16 @@ pub async fn lockout(config: &Config) -> anyhow::Result<crate::auth::lockout::Lo
         None => Lockout::local(limits),
     })
 }
+
+/// Where the AI SDK route records answers in progress: in Redis when configured (rejoinable
+/// on every instance), else in this process.
+pub async fn answers(config: &Config) -> anyhow::Result<crate::rest::ui_chat::answers::Answers> {
+    use crate::rest::ui_chat::answers::Answers;
+    Ok(match &config.redis_url {
+        Some(url) => {
+            let prefix = format!("{}:ui-chat:", config.redis_channel);
+            Answers::redis(url.expose_secret(), &prefix, config.ai.ai_answer_timeout).await?
+        }
+        None => Answers::default(),
+    })
+}

@@ -59,6 +59,7 @@ pub struct Admission {
 #[derive(Clone)]
 pub struct Rest {
     admission: Arc<Admission>,
+    answers: ui_chat::answers::Answers,
     pool: DescriptorPool,
     routes: Arc<Routes>,
     openapi: Arc<serde_json::Value>,
@@ -69,12 +70,14 @@ pub struct Rest {
 
 impl Rest {
     /// Builds the edge from the descriptor set, calling `grpc` for every RPC, answering
-    /// browsers on `cors_origins` (preflights included).
+    /// browsers on `cors_origins` (preflights included), recording AI SDK answers in
+    /// `answers`.
     pub fn new(
         descriptors: &[u8],
         grpc: Router,
         cors_origins: &[String],
         admission: Admission,
+        answers: ui_chat::answers::Answers,
     ) -> anyhow::Result<Self> {
         let pool = DescriptorPool::decode(descriptors)?;
         let routes = Routes::from_pool(&pool)?;
@@ -100,6 +103,7 @@ impl Rest {
         Ok(Self {
             pool: pool.clone(),
             admission: Arc::new(admission),
+            answers,
             routes: Arc::new(routes),
             openapi: Arc::new(openapi),
             grpc,
@@ -119,6 +123,7 @@ impl Rest {
                 }),
             )
             .route(ui_chat::PATH, axum::routing::post(ui_chat::handle))
+            .route(ui_chat::REJOIN_PATH, axum::routing::get(ui_chat::rejoin))
             .fallback(handle)
             .with_state(self);
         behind_cors(router, cors, origins)

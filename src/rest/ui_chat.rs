@@ -11,6 +11,12 @@
 //! `text-start`, `text-delta`s, `text-end`, `finish`, or `error` when the answer fails after
 //! it started, then `[DONE]`; header `x-vercel-ai-ui-message-stream: v1`. A call refused
 //! before it answers is an HTTP error with the REST edge's JSON.
+//!
+//! Answers are resumable (the SDK's `resume: true`): an answer runs to its end and is saved
+//! even when its client goes away, and `GET /api/ai/ui-chat/{id}/stream` rejoins the caller's
+//! answer in progress for chat `id` from its first part (on any instance when Redis is
+//! configured), or answers 204 when none is. Stopping an answer is therefore not closing its
+//! request; it ends on its own, or at the assistant's answer timeout.
 
 use crate::{
     auth::Caller,
@@ -28,11 +34,18 @@ use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::sync::Arc;
 use tonic::Status;
 use uuid::Uuid;
 
+pub mod answers;
+
 /// The route.
 pub const PATH: &str = "/api/ai/ui-chat";
+/// The route that rejoins an answer in progress.
+pub const REJOIN_PATH: &str = "/api/ai/ui-chat/{id}/stream";
+/// The RPC whose limits and authentication the routes take.
+const RPC: &str = "/epop.v1.AiService/Chat";
 
 /// The namespace of chat ids derived from the SDK's chat ids.
 const NAMESPACE: Uuid = Uuid::from_u128(0x6570_6f70_2d75_692d_6368_6174_2d69_6473);
@@ -72,7 +85,7 @@ pub async fn handle(State(rest): State<Rest>, req: Request) -> Response {
         &rest.admission,
         &parts,
         body,
-        "/epop.v1.AiService/Chat",
+        RPC,
         super::MAX_BODY,
         crate::metrics::Protocol::Sse,
         super::refusal_response,
@@ -89,6 +102,7 @@ pub async fn handle(State(rest): State<Rest>, req: Request) -> Response {
         Ok(r) => r,
         Err(s) => return status::error_response(&s),
     };
+    let key = format!("{}:{}", caller.user_id.0, request.chat_id);
     let mut client = AiServiceClient::new(rest.grpc.clone());
     let mut call = tonic::Request::from_parts(taken.metadata, taken.extensions, request);
     call.extensions_mut().insert(crate::metrics::Protocol::Sse);
@@ -96,7 +110,63 @@ pub async fn handle(State(rest): State<Rest>, req: Request) -> Response {
         Ok(r) => r.into_inner(),
         Err(s) => return status::error_response(&s),
     };
-    let mut r = Sse::new(parts_of(chunks).map(Ok::<_, Infallible>))
+    // The answer runs in a task of its own, recorded for rejoining, to its end: the client
+    // gets its parts while it listens.
+    let mut recorder = rest.answers.begin(&key).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Arc<str>>();
+    tokio::spawn(async move {
+        let mut parts = std::pin::pin!(parts_of(chunks));
+        while let Some(part) = parts.next().await {
+            let part: Arc<str> = part.into();
+            recorder.push(&part).await;
+            let _ = tx.send(part);
+        }
+        recorder.end().await;
+    });
+    sse(tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed())
+}
+
+/// `GET /api/ai/ui-chat/{id}/stream`: the caller's answer in progress in chat `id`, from its
+/// first part, or 204.
+pub async fn rejoin(
+    State(rest): State<Rest>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let taken = admit::take(
+        &rest.admission,
+        &parts,
+        body,
+        RPC,
+        0,
+        crate::metrics::Protocol::Sse,
+        super::refusal_response,
+    )
+    .await;
+    let caller = match taken.map(|t| t.extensions.get::<Caller>().copied()) {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return status::error_response(&Status::unauthenticated("sign in first")),
+        Err(answer) => return answer,
+    };
+    let chat_id = match chat_id(&caller, &id) {
+        Ok(id) => id,
+        Err(s) => return status::error_response(&s),
+    };
+    match rest
+        .answers
+        .rejoin(&format!("{}:{chat_id}", caller.user_id.0))
+        .await
+    {
+        Some(parts) => sse(parts),
+        None => http::StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// The SSE response of a UI message stream's `data:` parts.
+fn sse(parts: futures::stream::BoxStream<'static, Arc<str>>) -> Response {
+    let events = parts.map(|p| Ok::<_, Infallible>(Event::default().data(&*p)));
+    let mut r = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(super::stream::HEARTBEAT))
         .into_response();
     let h = r.headers_mut();
@@ -108,21 +178,27 @@ pub async fn handle(State(rest): State<Rest>, req: Request) -> Response {
     r
 }
 
-/// The Chat request of an SDK request.
-fn chat_request(caller: &Caller, body: &[u8]) -> Result<pb::ChatRequest, Status> {
-    let ui: UiRequest = serde_json::from_slice(body)
-        .map_err(|e| Status::invalid_argument(format!("body: not a chat request: {e}")))?;
-    if ui.id.is_empty() || ui.id.len() > 200 {
+/// The saved chat of the SDK's chat `id`: a saved chat's UUID, or the caller's own chat of
+/// that id.
+fn chat_id(caller: &Caller, id: &str) -> Result<Uuid, Status> {
+    if id.is_empty() || id.len() > 200 {
         return Err(Status::invalid_argument(
             "id: must have 1 to 200 characters",
         ));
     }
-    let chat_id = Uuid::parse_str(&ui.id).unwrap_or_else(|_| {
+    Ok(Uuid::parse_str(id).unwrap_or_else(|_| {
         Uuid::new_v5(
             &NAMESPACE,
-            format!("{}/{}", caller.user_id.0, ui.id).as_bytes(),
+            format!("{}/{}", caller.user_id.0, id).as_bytes(),
         )
-    });
+    }))
+}
+
+/// The Chat request of an SDK request.
+fn chat_request(caller: &Caller, body: &[u8]) -> Result<pb::ChatRequest, Status> {
+    let ui: UiRequest = serde_json::from_slice(body)
+        .map_err(|e| Status::invalid_argument(format!("body: not a chat request: {e}")))?;
+    let chat_id = chat_id(caller, &ui.id)?;
     let messages = ui
         .messages
         .into_iter()
@@ -163,9 +239,11 @@ fn chat_request(caller: &Caller, body: &[u8]) -> Result<pb::ChatRequest, Status>
 }
 
 /// The UI message stream parts of an answer, ending with `[DONE]`.
-fn parts_of(chunks: tonic::Streaming<pb::ChatChunk>) -> impl Stream<Item = Event> + Send + 'static {
+fn parts_of(
+    chunks: tonic::Streaming<pb::ChatChunk>,
+) -> impl Stream<Item = String> + Send + 'static {
     let message_id = Uuid::new_v4().to_string();
-    let part = |v: Value| Event::default().data(v.to_string());
+    let part = |v: Value| v.to_string();
     let body = stream::unfold(
         (chunks, false, false),
         move |(mut chunks, started, done)| {
@@ -208,5 +286,5 @@ fn parts_of(chunks: tonic::Streaming<pb::ChatChunk>) -> impl Stream<Item = Event
         },
     );
     body.flatten()
-        .chain(stream::once(async { Event::default().data("[DONE]") }))
+        .chain(stream::once(async { "[DONE]".to_owned() }))
 }

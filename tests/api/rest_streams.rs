@@ -88,9 +88,15 @@ async fn serve(dropped: Arc<AtomicBool>) -> String {
         gate: None,
         bodies: epop::intake::Intake::new(1 << 20, Duration::from_secs(5)),
     };
-    let app = Rest::new(pb::FILE_DESCRIPTOR_SET, grpc, &[], admission)
-        .unwrap()
-        .router();
+    let app = Rest::new(
+        pb::FILE_DESCRIPTOR_SET,
+        grpc,
+        &[],
+        admission,
+        Default::default(),
+    )
+    .unwrap()
+    .router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -1,7 +1,7 @@
 //! POST /api/ai/ui-chat: the AI SDK's UI message stream protocol, by hand (the SDK's own
 //! client: clients/ts/test/ai-sdk.ts). And ChatRequest.start_if_missing, which it uses.
 
-use crate::{fake_ai::FakeAi, helpers::*};
+use crate::{events::redis_url, fake_ai::FakeAi, helpers::*};
 use epop::pb;
 
 /// The JSON parts of a UI message stream, and whether it ended with `[DONE]`.
@@ -100,4 +100,109 @@ async fn the_ui_chat_route_speaks_the_ai_sdk_stream_protocol_into_saved_chats() 
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// An answer slow enough to rejoin in the middle: 20 tokens, 150 ms apart.
+const SLOW: &str = "tokens=20 every=150";
+const TOKENS: usize = 20;
+
+/// Reads `r` until its first text delta, then drops it (the client went away mid-answer).
+async fn leave_after_first_delta(mut r: reqwest::Response) {
+    let mut seen = String::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if seen.contains("text-delta") {
+            return;
+        }
+    }
+    panic!("the answer ended before its first delta: {seen}");
+}
+
+async fn rejoin(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/api/ai/ui-chat/{id}/stream", app.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The text of the deltas of a UI message stream.
+fn answer_text(parts: &[serde_json::Value]) -> String {
+    parts
+        .iter()
+        .filter(|p| p["type"] == "text-delta")
+        .map(|p| p["delta"].as_str().unwrap())
+        .collect()
+}
+
+/// Checks a rejoined stream: the whole answer from its start, to `[DONE]`, as saved.
+async fn check_rejoined(r: reqwest::Response, saved_by: &TestApp, token: &str) {
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-vercel-ai-ui-message-stream"], "v1");
+    let (parts, done) = stream_parts(&r.text().await.unwrap());
+    assert!(done, "the rejoined stream ends with [DONE]");
+    let kinds: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        &kinds[..2],
+        ["start", "text-start"],
+        "replayed from the start"
+    );
+    assert_eq!(&kinds[kinds.len() - 2..], ["text-end", "finish"]);
+    let text = answer_text(&parts);
+    let expected: String = (1..=TOKENS).map(|i| format!("t{i} ")).collect();
+    assert_eq!(text, expected, "every delta once, in order");
+    let chat = parts[0]["messageMetadata"]["chatId"].as_str().unwrap();
+    let mut ai = pb::ai_service_client::AiServiceClient::new(saved_by.channel().await);
+    let saved = ai
+        .get_chat(authed(
+            pb::GetChatRequest {
+                id: chat.to_owned(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(saved.turns.len(), 2, "the question and the whole answer");
+    assert_eq!(saved.turns[1].content, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_whose_client_left_runs_on_and_can_be_rejoined_from_its_start() {
+    let fake = FakeAi::start().await;
+    let app = TestApp::spawn_with(|c| fake.configure(c)).await;
+    let (_, ann) = user(&app, "ann").await;
+    // Nothing in progress yet: 204, as the SDK's resume expects.
+    assert_eq!(rejoin(&app, &ann, "reloaded").await.status(), 204);
+    let r = ask(&app, &ann, "reloaded", SLOW).await;
+    assert_eq!(r.status(), 200);
+    leave_after_first_delta(r).await;
+    // Another user's same id is not ann's answer; no credential is refused.
+    let (_, bob) = user(&app, "bob").await;
+    assert_eq!(rejoin(&app, &bob, "reloaded").await.status(), 204);
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/ai/ui-chat/reloaded/stream", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    check_rejoined(rejoin(&app, &ann, "reloaded").await, &app, &ann).await;
+    assert_eq!(fake.dropped(), 0, "the provider's answer was not cut off");
+    // Ended: in the saved chat, not in progress.
+    assert_eq!(rejoin(&app, &ann, "reloaded").await.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_started_on_one_instance_is_rejoined_on_another() {
+    let fake = FakeAi::start().await;
+    let (a, b) = two_instances_with(&redis_url(), |c| fake.configure(c)).await;
+    let (_, ann) = user(&a, "ann").await;
+    let r = ask(&a, &ann, "moved", SLOW).await;
+    assert_eq!(r.status(), 200);
+    leave_after_first_delta(r).await;
+    check_rejoined(rejoin(&b, &ann, "moved").await, &b, &ann).await;
+    assert_eq!(rejoin(&b, &ann, "moved").await.status(), 204);
+    assert_eq!(fake.dropped(), 0);
 }

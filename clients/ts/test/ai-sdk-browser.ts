@@ -1,6 +1,7 @@
 // Headless Chromium (Debian's, driven by playwright-core) on a React page of another origin
 // that uses the AI SDK's useChat against POST /api/ai/ui-chat (the fake provider answers):
-// two questions, two streamed answers in one saved chat.
+// two questions, two streamed answers in one saved chat; then a slow answer, the page reloaded
+// mid-answer, and `resume: true` rejoins it from its start to its end.
 //   node out/ai-sdk-browser.mjs API_BASE_URL ADMIN_PASSWORD PAGE_PORT
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
@@ -48,7 +49,23 @@ try {
   if (texts.some((t) => !/t0@\d+ t1@/.test(t))) throw new Error(`answers: ${JSON.stringify(texts)}`);
   if (!chats[0] || chats[0] !== chats[1]) throw new Error(`chats: ${JSON.stringify(chats)}`);
   if (await tab.locator("#error").count()) throw new Error(await tab.locator("#error").innerText());
-  console.log(`ai-sdk browser: a React page with useChat on another origin got two streamed answers in chat ${chats[0]}`);
+  // Reloaded mid-answer: the new page's useChat rejoins the answer and shows it whole.
+  const slow = new URLSearchParams({ api, token: accessToken, chat: `reload-${Date.now()}`, ask: "tokens=30 every=100" });
+  await tab.goto(`http://localhost:${pagePort}/?${slow}`);
+  await tab.click("#ask");
+  await tab.waitForFunction(() => /t1@/.test(document.querySelector('#messages li[data-role="assistant"]')?.textContent ?? ""), null, { timeout: 15_000 });
+  await tab.reload();
+  await tab.waitForFunction(
+    () =>
+      /t29@/.test(document.querySelector('#messages li[data-role="assistant"]')?.textContent ?? "") &&
+      document.getElementById("status")?.textContent === "ready",
+    null,
+    { timeout: 15_000 },
+  );
+  const whole = (await answers.allTextContents())[0].match(/t\d+@/g) ?? [];
+  if (whole.length !== 30 || whole[0] !== "t0@") throw new Error(`the resumed answer: ${JSON.stringify(whole)}`);
+  if (await tab.locator("#error").count()) throw new Error(await tab.locator("#error").innerText());
+  console.log(`ai-sdk browser: a React page with useChat on another origin got two streamed answers in chat ${chats[0]}, and after a reload mid-answer resumed one whole`);
 } finally {
   await browser.close();
   site.close();

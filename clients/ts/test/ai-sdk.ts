@@ -1,7 +1,9 @@
 // The AI SDK's own client (the `ai` package: DefaultChatTransport and readUIMessageStream, what
 // `useChat` runs) against POST /api/ai/ui-chat, answered by the fake OpenAI-compatible
 // provider: the answer streams in as a UI message with its saved chat in the metadata; a
-// second turn with the same SDK chat id continues the same saved chat; no token is a 401.
+// second turn with the same SDK chat id continues the same saved chat; an answer whose client
+// aborted runs on and `reconnectToStream` (what `resume: true` calls) replays it whole; no
+// token is a 401.
 //   node out/ai-sdk.mjs BASE_URL ADMIN_PASSWORD
 import { DefaultChatTransport, readUIMessageStream, type UIMessage } from "ai";
 
@@ -57,6 +59,30 @@ const chat = await fetch(`${base}/api/ai/chats/${saved}`, {
 const turns = ((await chat.json()) as { turns: unknown[] }).turns;
 if (turns.length !== 4) throw new Error(`the saved chat has ${turns.length} turns`);
 
+// Resumption: abort a slow answer after its first part, then rejoin it from its start.
+const slowChat = `${chatId}-resumed`;
+const abort = new AbortController();
+const first = await transport.sendMessages({
+  chatId: slowChat,
+  messages: [question("s1", "tokens=20 every=100")],
+  trigger: "submit-message",
+  messageId: undefined,
+  abortSignal: abort.signal,
+});
+await first.getReader().read();
+abort.abort();
+const rejoined = await transport.reconnectToStream({ chatId: slowChat });
+if (!rejoined) throw new Error("no answer in progress to rejoin");
+let resumed: UIMessage | undefined;
+for await (const m of readUIMessageStream({ stream: rejoined })) resumed = m;
+const tokens = resumed ? text(resumed).match(/t\d+@/g) ?? [] : [];
+if (tokens.length !== 20 || tokens[0] !== "t0@" || tokens[19] !== "t19@") {
+  throw new Error(`the rejoined answer: ${JSON.stringify(resumed)}`);
+}
+if ((await transport.reconnectToStream({ chatId: slowChat })) !== null) {
+  throw new Error("an ended answer is still offered for rejoining");
+}
+
 const anonymous = new DefaultChatTransport<UIMessage>({ api });
 try {
   await anonymous.sendMessages({
@@ -71,4 +97,6 @@ try {
   // The SDK surfaces the error body: the REST edge's UNAUTHENTICATED (code 16).
   if (!String(e).includes('"code":16')) throw e;
 }
-console.log(`ai-sdk: useChat's transport streamed two answers into saved chat ${saved}; no token refused`);
+console.log(
+  `ai-sdk: useChat's transport streamed two answers into saved chat ${saved}, rejoined an aborted answer whole; no token refused`,
+);

@@ -1,6 +1,7 @@
 // A React page on its own origin that chats with EPOP through the AI SDK's `useChat`
-// (@ai-sdk/react) and its DefaultChatTransport: what the original front end does.
-//   ?api=<EPOP base URL>&token=<access token>
+// (@ai-sdk/react) and its DefaultChatTransport: what the original front end does, with
+// `resume: true` (a reload rejoins the answer in progress).
+//   ?api=<EPOP base URL>&token=<access token>&chat=<chat id>&ask=<question>
 import { useChat } from "@ai-sdk/react";
 import { DefaultChatTransport, type UIMessage } from "ai";
 import { createRoot } from "react-dom/client";
@@ -12,10 +13,14 @@ const transport = new DefaultChatTransport<UIMessage>({
 });
 
 function App() {
-  const { messages, sendMessage, status, error } = useChat({ transport });
+  const { messages, sendMessage, status, error } = useChat({
+    id: q.get("chat") ?? undefined,
+    transport,
+    resume: true,
+  });
   return (
     <div>
-      <button id="ask" onClick={() => void sendMessage({ text: "Hello from React" })}>
+      <button id="ask" onClick={() => void sendMessage({ text: q.get("ask") ?? "Hello from React" })}>
         ask
       </button>
       <p id="status">{status}</p>
