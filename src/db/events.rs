@@ -25,7 +25,8 @@ impl EventBody {
             Self::MessageCreated { message, .. }
             | Self::MessageUpdated { message, .. }
             | Self::MessageDeleted { message } => Some(message.id),
-            Self::Membership { .. } | Self::ReadReceipt { .. } => None,
+            Self::Reaction { message_id, .. } | Self::Pin { message_id, .. } => Some(*message_id),
+            Self::Membership { .. } | Self::ReadReceipt { .. } | Self::Redacted => None,
         }
     }
 }
@@ -33,7 +34,7 @@ impl EventBody {
 /// Appends an event under the conversation's row lock; commit order equals event order.
 /// An edit or a delete redacts the earlier events of its message, in the same transaction:
 /// they carry the newest version from then on, so no replay serves a replaced or deleted
-/// body.
+/// body; a delete also blanks its reactions' and pins' events (streams skip them).
 pub async fn append(
     conn: &mut AsyncPgConnection,
     conversation: Uuid,
@@ -59,7 +60,8 @@ pub async fn append(
     if let (EventBody::MessageUpdated { .. } | EventBody::MessageDeleted { .. }, Some(id)) =
         (&body, body.message_id())
     {
-        redact_earlier(conn, conversation, id, seq, &json).await?;
+        let deleted = matches!(body, EventBody::MessageDeleted { .. });
+        redact_earlier(conn, conversation, id, seq, &json, deleted).await?;
     }
     Ok(Event {
         conversation_id: conversation,
@@ -70,26 +72,32 @@ pub async fn append(
 }
 
 /// Rewrites the events of `message` before `seq` to carry the message (and attachments) of
-/// `newest`, the body of the event at `seq`.
+/// `newest`, the body of the event at `seq`; when it was `deleted`, its other events
+/// (reactions, pins) become `redacted`.
 async fn redact_earlier(
     conn: &mut AsyncPgConnection,
     conversation: Uuid,
     message: Uuid,
     seq: i64,
     newest: &serde_json::Value,
+    deleted: bool,
 ) -> Result<()> {
     diesel::sql_query(
-        "UPDATE conversation_events SET body = jsonb_set( \
-           CASE WHEN body ? 'attachments' \
-                THEN jsonb_set(body, '{attachments}', COALESCE($1->'attachments', '[]')) \
-                ELSE body END, \
-           '{message}', $1->'message') \
+        "UPDATE conversation_events SET body = CASE \
+           WHEN body ? 'message' THEN jsonb_set( \
+             CASE WHEN body ? 'attachments' \
+                  THEN jsonb_set(body, '{attachments}', COALESCE($1->'attachments', '[]')) \
+                  ELSE body END, \
+             '{message}', $1->'message') \
+           WHEN $5 THEN '{\"kind\": \"redacted\"}'::jsonb \
+           ELSE body END \
          WHERE conversation_id = $2 AND message_id = $3 AND seq < $4",
     )
     .bind::<Jsonb, _>(newest)
     .bind::<SqlUuid, _>(conversation)
     .bind::<SqlUuid, _>(message)
     .bind::<BigInt, _>(seq)
+    .bind::<diesel::sql_types::Bool, _>(deleted)
     .execute(conn)
     .await?;
     Ok(())

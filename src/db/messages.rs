@@ -70,6 +70,19 @@ pub async fn by_idempotency_key(
         .map_err(Into::into)
 }
 
+/// One message of a conversation.
+pub async fn get(conn: &mut AsyncPgConnection, conversation: Uuid, id: Uuid) -> Result<Message> {
+    messages::table
+        .filter(messages::id.eq(id))
+        .filter(messages::conversation_id.eq(conversation))
+        .select(MessageRow::as_select())
+        .first::<MessageRow>(conn)
+        .await
+        .optional()?
+        .map(Message::from)
+        .ok_or(Error::NotFound("message"))
+}
+
 /// One message of a conversation, locked for the transaction.
 pub async fn get_for_update(
     conn: &mut AsyncPgConnection,
@@ -106,13 +119,19 @@ pub async fn last_of(
         .collect())
 }
 
-/// Replaces the content of a message that is not deleted.
-pub async fn edit(conn: &mut AsyncPgConnection, id: Uuid, content: &RichText) -> Result<Message> {
+/// Replaces the content of a message that is not deleted, written by `editor`.
+pub async fn edit(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    content: &RichText,
+    editor: Uuid,
+) -> Result<Message> {
     diesel::update(messages::table.find(id))
         .set((
             messages::content.eq(&content.doc),
             messages::body_text.eq(&content.text),
             messages::edited_at.eq(now),
+            messages::edited_by.eq(editor),
         ))
         .returning(MessageRow::as_returning())
         .get_result(conn)

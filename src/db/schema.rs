@@ -140,6 +140,44 @@ diesel::table! {
         edited_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        edited_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    message_reactions (message_id, emoji, user_id) {
+        message_id -> Uuid,
+        emoji -> Text,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_pins (message_id) {
+        message_id -> Uuid,
+        conversation_id -> Uuid,
+        pinned_by -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    saved_messages (user_id, message_id) {
+        user_id -> Uuid,
+        message_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_versions (message_id, version) {
+        message_id -> Uuid,
+        version -> Int4,
+        content -> Jsonb,
+        body_text -> Text,
+        author_id -> Uuid,
+        written_at -> Timestamptz,
     }
 }
 
@@ -259,6 +297,9 @@ diesel::joinable!(attachments -> users (uploader_id));
 diesel::joinable!(conversation_events -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> users (user_id));
+diesel::joinable!(message_pins -> messages (message_id));
+diesel::joinable!(message_reactions -> messages (message_id));
+diesel::joinable!(message_versions -> messages (message_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (sender_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
@@ -266,6 +307,7 @@ diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
 diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(saved_messages -> messages (message_id));
 diesel::joinable!(tasks -> projects (project_id));
 diesel::joinable!(user_divisions -> divisions (division_id));
 diesel::joinable!(user_divisions -> users (user_id));
@@ -282,12 +324,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     divisions,
     jobs,
+    message_pins,
+    message_reactions,
+    message_versions,
     messages,
     password_reset_tokens,
     project_members,
     projects,
     refresh_tokens,
     roles,
+    saved_messages,
     server_secrets,
     signing_keys,
     tasks,

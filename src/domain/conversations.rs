@@ -182,6 +182,30 @@ pub enum EventBody {
         /// The message sequence number read up to.
         seq: i64,
     },
+    /// A member added or removed a reaction.
+    Reaction {
+        /// The message.
+        message_id: Uuid,
+        /// The emoji.
+        emoji: String,
+        /// Who.
+        user_id: Uuid,
+        /// Added, or removed.
+        added: bool,
+        /// How many have this reaction now.
+        count: i64,
+    },
+    /// A member pinned or unpinned a message.
+    Pin {
+        /// The message.
+        message_id: Uuid,
+        /// Who.
+        user_id: Uuid,
+        /// Pinned, or unpinned.
+        pinned: bool,
+    },
+    /// An event about a message deleted since (a reaction, a pin): streams skip it.
+    Redacted,
 }
 
 /// An event of the log.

@@ -8,6 +8,7 @@ mod ids;
 pub mod jobs;
 mod paging;
 pub mod projects;
+pub mod reactions;
 mod rich_text;
 pub mod tasks;
 pub mod users;

@@ -29,6 +29,11 @@ impl PageKey for (DateTime<Utc>, Uuid) {
         year_in_range(self.0.year())
     }
 }
+impl PageKey for (DateTime<Utc>, Uuid, String) {
+    fn in_range(&self) -> bool {
+        year_in_range(self.0.year()) && !self.2.contains('\0')
+    }
+}
 impl PageKey for (DateTime<Utc>, i64) {
     fn in_range(&self) -> bool {
         year_in_range(self.0.year())

@@ -3,9 +3,7 @@
 use crate::realtime::session::Item;
 use crate::{
     auth::Caller,
-    domain::conversations::{
-        ConversationId, ConversationTitle, IdempotencyKey, Message, MessageId, Window,
-    },
+    domain::conversations::{ConversationId, ConversationTitle, IdempotencyKey, MessageId, Window},
     domain::{PageSize, PageToken, RichText, SearchText, UserId, parse_uuid},
     error::{Error, Result},
     grpc::convert::{self, Mask},
@@ -49,18 +47,7 @@ fn users(field: &str, raw: &[String]) -> Result<Vec<UserId>> {
     raw.iter().map(|u| UserId::parse(field, u)).collect()
 }
 
-impl ConversationApi {
-    async fn reply_messages(&self, rows: Vec<Message>) -> Result<Vec<pb::Message>> {
-        let mut attachments = service::conversations::attachments(&self.state, &rows).await?;
-        Ok(rows
-            .into_iter()
-            .map(|m| {
-                let a = attachments.remove(&m.id).unwrap_or_default();
-                convert::message(m, a)
-            })
-            .collect())
-    }
-}
+mod marks;
 
 #[tonic::async_trait]
 impl ConversationService for ConversationApi {
@@ -279,7 +266,7 @@ impl ConversationService for ConversationApi {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListMessagesResponse {
-            messages: self.reply_messages(rows).await?,
+            messages: self.reply_messages(&caller, rows).await?,
             next_page_token,
         }))
     }
@@ -320,7 +307,9 @@ impl ConversationService for ConversationApi {
         let msg = MessageId::parse("message_id", &r.message_id)?;
         let body = content("content", r.content.as_ref())?;
         let m = service::conversations::edit(&self.state, &caller, id, msg, body).await?;
-        Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
+        Ok(Response::new(
+            self.reply_messages(&caller, vec![m]).await?.remove(0),
+        ))
     }
 
     async fn delete_message(
@@ -332,7 +321,9 @@ impl ConversationService for ConversationApi {
         let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
         let msg = MessageId::parse("message_id", &r.message_id)?;
         let m = service::conversations::delete(&self.state, &caller, id, msg).await?;
-        Ok(Response::new(self.reply_messages(vec![m]).await?.remove(0)))
+        Ok(Response::new(
+            self.reply_messages(&caller, vec![m]).await?.remove(0),
+        ))
     }
 
     async fn mark_read(
@@ -370,8 +361,86 @@ impl ConversationService for ConversationApi {
         )
         .await?;
         Ok(Response::new(pb::SearchMessagesResponse {
-            messages: self.reply_messages(page.items).await?,
+            messages: self.reply_messages(&caller, page.items).await?,
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn add_reaction(
+        &self,
+        request: Request<pb::AddReactionRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let r = request.get_ref();
+        let target = marks::Target::parse(&r.conversation_id, &r.message_id, &r.emoji)?;
+        self.react(request, target, true).await
+    }
+
+    async fn remove_reaction(
+        &self,
+        request: Request<pb::RemoveReactionRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let r = request.get_ref();
+        let target = marks::Target::parse(&r.conversation_id, &r.message_id, &r.emoji)?;
+        self.react(request, target, false).await
+    }
+
+    async fn list_reactions(
+        &self,
+        request: Request<pb::ListReactionsRequest>,
+    ) -> Result<Response<pb::ListReactionsResponse>, Status> {
+        self.list_reactions_of(request).await
+    }
+
+    async fn pin_message(
+        &self,
+        request: Request<pb::PinMessageRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let r = request.get_ref();
+        let (id, msg) = marks::ids(&r.conversation_id, &r.message_id)?;
+        self.pin(request, id, msg, true).await
+    }
+
+    async fn unpin_message(
+        &self,
+        request: Request<pb::UnpinMessageRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let r = request.get_ref();
+        let (id, msg) = marks::ids(&r.conversation_id, &r.message_id)?;
+        self.pin(request, id, msg, false).await
+    }
+
+    async fn list_pins(
+        &self,
+        request: Request<pb::ListPinsRequest>,
+    ) -> Result<Response<pb::ListPinsResponse>, Status> {
+        self.list_pins_of(request).await
+    }
+
+    async fn save_message(
+        &self,
+        request: Request<pb::SaveMessageRequest>,
+    ) -> Result<Response<pb::SavedMessage>, Status> {
+        self.save(request).await
+    }
+
+    async fn unsave_message(
+        &self,
+        request: Request<pb::UnsaveMessageRequest>,
+    ) -> Result<Response<pb::UnsaveMessageResponse>, Status> {
+        self.unsave(request).await
+    }
+
+    async fn list_saved_messages(
+        &self,
+        request: Request<pb::ListSavedMessagesRequest>,
+    ) -> Result<Response<pb::ListSavedMessagesResponse>, Status> {
+        self.list_saved(request).await
+    }
+
+    async fn list_message_versions(
+        &self,
+        request: Request<pb::ListMessageVersionsRequest>,
+    ) -> Result<Response<pb::ListMessageVersionsResponse>, Status> {
+        self.list_versions(request).await
     }
 }

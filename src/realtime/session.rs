@@ -237,6 +237,10 @@ impl Session {
             return Ok(());
         }
         self.positions.insert(event.conversation_id, event.seq);
+        // What a deleted message left (its reactions and pins) is not replayed.
+        if event.body == db::events::EventBody::Redacted {
+            return Ok(());
+        }
         let cursor = self.key.encode(self.user, &self.positions);
         self.send(Item::Event {
             event: Box::new(event),

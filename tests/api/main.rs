@@ -33,6 +33,7 @@ mod presence;
 mod pressure;
 mod projects;
 mod protocol;
+mod reactions;
 mod read_batch;
 mod redis_tls;
 mod reminders;

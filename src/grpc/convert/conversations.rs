@@ -4,6 +4,7 @@ use super::timestamp;
 use crate::{
     domain::conversations::{Conversation, Event, EventBody, Message},
     domain::files::File,
+    domain::reactions::{Marks, Reaction, Version},
     pb,
     realtime::{BoardChange, session::Item},
     service::conversations::Summary,
@@ -30,6 +31,43 @@ pub fn message(m: Message, attachments: Vec<File>) -> pb::Message {
         from_assistant: m.sender_id == crate::domain::ai::ASSISTANT_ID,
         create_time: Some(timestamp(m.created_at)),
         edit_time: m.edited_at.map(timestamp),
+        reactions: vec![],
+        pinned: false,
+    }
+}
+
+/// A message with what its viewer sees added to it.
+pub fn marked(mut m: pb::Message, marks: Marks) -> pb::Message {
+    m.reactions = marks
+        .reactions
+        .into_iter()
+        .map(|r| pb::ReactionCount {
+            emoji: r.emoji,
+            count: r.count,
+            reacted: r.reacted,
+        })
+        .collect();
+    m.pinned = marks.pinned;
+    m
+}
+
+/// One member's reaction.
+pub fn reaction(r: Reaction) -> pb::Reaction {
+    pb::Reaction {
+        emoji: r.emoji,
+        user_id: r.user_id.to_string(),
+        create_time: Some(timestamp(r.created_at)),
+    }
+}
+
+/// An earlier version of a message.
+pub fn version(v: Version) -> pb::MessageVersion {
+    pb::MessageVersion {
+        version: v.version,
+        content: Some(super::json_to_struct(&v.content)),
+        text: v.body_text,
+        author_id: v.author_id.to_string(),
+        write_time: Some(timestamp(v.written_at)),
     }
 }
 
@@ -156,6 +194,34 @@ fn durable(event: Event) -> pb::event::Kind {
             conversation_id,
             user_id: user_id.to_string(),
             seq,
+        }),
+        EventBody::Reaction {
+            message_id,
+            emoji,
+            user_id,
+            added,
+            count,
+        } => K::ReactionChanged(pb::ReactionChanged {
+            conversation_id,
+            message_id: message_id.to_string(),
+            emoji,
+            user_id: user_id.to_string(),
+            added,
+            count,
+        }),
+        EventBody::Pin {
+            message_id,
+            user_id,
+            pinned,
+        } => K::PinChanged(pb::PinChanged {
+            conversation_id,
+            message_id: message_id.to_string(),
+            pinned,
+            user_id: user_id.to_string(),
+        }),
+        // Sessions never send these (they skip them); a heartbeat if one ever got here.
+        EventBody::Redacted => K::Heartbeat(pb::Heartbeat {
+            time: Some(timestamp(chrono::Utc::now())),
         }),
     }
 }

@@ -8,7 +8,7 @@ pub mod files;
 mod json;
 mod projects;
 
-pub use conversations::{conversation, event, message};
+pub use conversations::{conversation, event, marked, message, reaction, version};
 pub use json::{json_to_struct, struct_to_json};
 pub use projects::{
     member, project, project_role_from_pb, project_role_to_pb, status_from_pb, status_to_pb, task,

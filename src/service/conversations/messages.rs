@@ -276,7 +276,8 @@ pub async fn edit(
             return Err(Error::FailedPrecondition("the message was deleted".into()));
         }
         members_only(conn, id, &content.mentions()).await?;
-        let m = db::messages::edit(conn, message, &content).await?;
+        db::saved::keep_current(conn, message).await?;
+        let m = db::messages::edit(conn, message, &content, caller.user_id.0).await?;
         let attachments = db::files::of_messages(conn, &[m.id])
             .await?
             .remove(&m.id)
@@ -334,6 +335,8 @@ pub async fn delete(
             return Ok((m, None));
         }
         let m = db::messages::tombstone(conn, message).await?;
+        // Its reactions, pin, saves and earlier versions go with it.
+        db::reactions::purge(conn, message).await?;
         // Its files disappear with it; a job deletes their objects.
         if db::files::release_message(conn, message).await? > 0 {
             let job = Job::DeleteMessageFiles {

@@ -7,6 +7,8 @@
 
 mod batch;
 mod messages;
+mod reactions;
+mod saved;
 mod stream;
 
 pub use batch::{ReadQueue, SendQueue};
@@ -14,6 +16,8 @@ pub use messages::{
     MAX_SEARCH_DEPTH, attachments, delete, edit, mark_read, messages, search, send,
     send_as_assistant,
 };
+pub use reactions::{marks, pin, pins, react, reactions};
+pub use saved::{save, saved, unsave, versions};
 pub use stream::{TYPING_TTL, stream, typing};
 
 use crate::{

@@ -22,7 +22,7 @@ import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file epop/v1/conversations.proto.
  */
 export const file_epop_v1_conversations: GenFile = /*@__PURE__*/
-  fileDesc("ChtlcG9wL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SB2Vwb3AudjEipAIKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRInCgRraW5kGAIgASgOMhkuZXBvcC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhIKCm1lbWJlcl9pZHMYBCADKAkSJgoMbGFzdF9tZXNzYWdlGAUgASgLMhAuZXBvcC52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgGIAEoAxIVCg1sYXN0X3JlYWRfc2VxGAcgASgDEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2ChJsYXN0X2FjdGl2aXR5X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8CCgdNZXNzYWdlEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRILCgNzZXEYAyABKAMSEQoJc2VuZGVyX2lkGAQgASgJEigKB2NvbnRlbnQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHRleHQYBiABKAkSFgoOYXR0YWNobWVudF9pZHMYByADKAkSDwoHZGVsZXRlZBgIIAEoCBIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgthdHRhY2htZW50cxgLIAMoCzIRLmVwb3AudjEuRmlsZUluZm8SFgoOZnJvbV9hc3Npc3RhbnQYDCABKAgiQQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImIKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USLAoNY29udmVyc2F0aW9ucxgBIAMoCzIVLmVwb3AudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJnChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EicKBGtpbmQYASABKA4yGS5lcG9wLnYxLkNvbnZlcnNhdGlvbktpbmQSDQoFdGl0bGUYAiABKAkSEgoKbWVtYmVyX2lkcxgDIAMoCSIkChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJInYKGVVwZGF0ZUNvbnZlcnNhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEhIKBXRpdGxlGAMgASgJSACIAQFCCAoGX3RpdGxlIkoKHUFkZENvbnZlcnNhdGlvbk1lbWJlcnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJLCh9SZW1vdmVDb252ZXJzYXRpb25NZW1iZXJSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSKQAQoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEgoKYmVmb3JlX3NlcRgEIAEoAxIRCglhZnRlcl9zZXEYBSABKAMSEgoKYXJvdW5kX3NlcRgGIAEoAyJTChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmVwb3AudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiiAEKElNlbmRNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSKAoHY29udGVudBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOYXR0YWNobWVudF9pZHMYAyADKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIm0KFFVwZGF0ZU1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEigKB2NvbnRlbnQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkMKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIjcKD01hcmtSZWFkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDImYKFVNlYXJjaE1lc3NhZ2VzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiVQoWU2VhcmNoTWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmVwb3AudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoRU2VuZFR5cGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIhQKElNlbmRUeXBpbmdSZXNwb25zZSIsChNTdHJlYW1FdmVudHNSZXF1ZXN0EhUKDXJlc3VtZV9jdXJzb3IYASABKAkiGgoYT3BlbkV2ZW50c1Nlc3Npb25SZXF1ZXN0IkwKGU9wZW5FdmVudHNTZXNzaW9uUmVzcG9uc2USLwoLZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsYFCgVFdmVudBIOCgZjdXJzb3IYASABKAkSKwoPbWVzc2FnZV9jcmVhdGVkGAIgASgLMhAuZXBvcC52MS5NZXNzYWdlSAASKwoPbWVzc2FnZV91cGRhdGVkGAMgASgLMhAuZXBvcC52MS5NZXNzYWdlSAASKwoPbWVzc2FnZV9kZWxldGVkGAQgASgLMhAuZXBvcC52MS5NZXNzYWdlSAASOAoSbWVtYmVyc2hpcF9jaGFuZ2VkGAUgASgLMhouZXBvcC52MS5NZW1iZXJzaGlwQ2hhbmdlZEgAEiwKDHJlYWRfcmVjZWlwdBgGIAEoCzIULmVwb3AudjEuUmVhZFJlY2VpcHRIABIhCgZ0eXBpbmcYByABKAsyDy5lcG9wLnYxLlR5cGluZ0gAEiUKCHByZXNlbmNlGAggASgLMhEuZXBvcC52MS5QcmVzZW5jZUgAEiEKBnJlc3luYxgJIAEoCzIPLmVwb3AudjEuUmVzeW5jSAASJwoJaGVhcnRiZWF0GAogASgLMhIuZXBvcC52MS5IZWFydGJlYXRIABIlCgx0YXNrX2NoYW5nZWQYCyABKAsyDS5lcG9wLnYxLlRhc2tIABIsCgx0YXNrX2RlbGV0ZWQYDCABKAsyFC5lcG9wLnYxLlRhc2tEZWxldGVkSAASKwoPcHJvamVjdF9jaGFuZ2VkGA0gASgLMhAuZXBvcC52MS5Qcm9qZWN0SAASMgoPcHJvamVjdF9kZWxldGVkGA4gASgLMhcuZXBvcC52MS5Qcm9qZWN0RGVsZXRlZEgAEjYKEXByZXNlbmNlX3NuYXBzaG90GA8gASgLMhkuZXBvcC52MS5QcmVzZW5jZVNuYXBzaG90SAASMgoPYXNzaXN0YW50X2RlbHRhGBAgASgLMhcuZXBvcC52MS5Bc3Npc3RhbnREZWx0YUgAQgYKBGtpbmQijQEKDkFzc2lzdGFudERlbHRhEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCghyZXBseV9pZBgCIAEoCRIQCghhc2tlZF9ieRgDIAEoCRINCgVkZWx0YRgEIAEoCRIMCgRkb25lGAUgASgIEhIKCm1lc3NhZ2VfaWQYBiABKAkSDQoFZXJyb3IYByABKAkicgoRTWVtYmVyc2hpcENoYW5nZWQSKwoMY29udmVyc2F0aW9uGAEgASgLMhUuZXBvcC52MS5Db252ZXJzYXRpb24SFgoOYWRkZWRfdXNlcl9pZHMYAiADKAkSGAoQcmVtb3ZlZF91c2VyX2lkcxgDIAMoCSJECgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRILCgNzZXEYAyABKAMiYwoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIrCghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCIrChBQcmVzZW5jZVNuYXBzaG90EhcKD29ubGluZV91c2VyX2lkcxgBIAMoCSJYCgZSZXN5bmMSDgoGcmVhc29uGAEgASgJEg4KBmN1cnNvchgCIAEoCRIuCgtyZXRyeV9hZnRlchgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIyCgtUYXNrRGVsZXRlZBISCgpwcm9qZWN0X2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkiJAoOUHJvamVjdERlbGV0ZWQSEgoKcHJvamVjdF9pZBgBIAEoCSI1CglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqcAoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEhsKF0NPTlZFUlNBVElPTl9LSU5EX0dST1VQEAIy9Q8KE0NvbnZlcnNhdGlvblNlcnZpY2USeQoRTGlzdENvbnZlcnNhdGlvbnMSIS5lcG9wLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBoiLmVwb3AudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZSIdkAIBgtPkkwIUEhIvYXBpL2NvbnZlcnNhdGlvbnMSbgoSQ3JlYXRlQ29udmVyc2F0aW9uEiIuZXBvcC52MS5DcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0GhUuZXBvcC52MS5Db252ZXJzYXRpb24iHYLT5JMCFzoBKiISL2FwaS9jb252ZXJzYXRpb25zEm0KD0dldENvbnZlcnNhdGlvbhIfLmVwb3AudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBoVLmVwb3AudjEuQ29udmVyc2F0aW9uIiKQAgGC0+STAhkSFy9hcGkvY29udmVyc2F0aW9ucy97aWR9EnMKElVwZGF0ZUNvbnZlcnNhdGlvbhIiLmVwb3AudjEuVXBkYXRlQ29udmVyc2F0aW9uUmVxdWVzdBoVLmVwb3AudjEuQ29udmVyc2F0aW9uIiKC0+STAhw6ASoyFy9hcGkvY29udmVyc2F0aW9ucy97aWR9EpABChZBZGRDb252ZXJzYXRpb25NZW1iZXJzEiYuZXBvcC52MS5BZGRDb252ZXJzYXRpb25NZW1iZXJzUmVxdWVzdBoVLmVwb3AudjEuQ29udmVyc2F0aW9uIjeC0+STAjE6ASoiLC9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZW1iZXJzEpsBChhSZW1vdmVDb252ZXJzYXRpb25NZW1iZXISKC5lcG9wLnYxLlJlbW92ZUNvbnZlcnNhdGlvbk1lbWJlclJlcXVlc3QaFS5lcG9wLnYxLkNvbnZlcnNhdGlvbiI+gtPkkwI4KjYvYXBpL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVtYmVycy97dXNlcl9pZH0SkQEKEUxlYXZlQ29udmVyc2F0aW9uEiEuZXBvcC52MS5MZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QaIi5lcG9wLnYxLkxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2UiNYLT5JMCLzoBKiIqL2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L2xlYXZlEoUBCgxMaXN0TWVzc2FnZXMSHC5lcG9wLnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHS5lcG9wLnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIjiQAgGC0+STAi8SLS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcxJ2CgtTZW5kTWVzc2FnZRIbLmVwb3AudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GhAuZXBvcC52MS5NZXNzYWdlIjiC0+STAjI6ASoiLS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcxKHAQoNVXBkYXRlTWVzc2FnZRIdLmVwb3AudjEuVXBkYXRlTWVzc2FnZVJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiRYLT5JMCPzoBKjI6L2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfRKEAQoNRGVsZXRlTWVzc2FnZRIdLmVwb3AudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiQoLT5JMCPCo6L2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfRJ1CghNYXJrUmVhZBIYLmVwb3AudjEuTWFya1JlYWRSZXF1ZXN0GhkuZXBvcC52MS5NYXJrUmVhZFJlc3BvbnNlIjSC0+STAi46ASoiKS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9yZWFkEnIKDlNlYXJjaE1lc3NhZ2VzEh4uZXBvcC52MS5TZWFyY2hNZXNzYWdlc1JlcXVlc3QaHy5lcG9wLnYxLlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2UiH5ACAYLT5JMCFhIUL2FwaS9tZXNzYWdlcy9zZWFyY2gSfQoKU2VuZFR5cGluZxIaLmVwb3AudjEuU2VuZFR5cGluZ1JlcXVlc3QaGy5lcG9wLnYxLlNlbmRUeXBpbmdSZXNwb25zZSI2gtPkkwIwOgEqIisvYXBpL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vdHlwaW5nElMKDFN0cmVhbUV2ZW50cxIcLmVwb3AudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoOLmVwb3AudjEuRXZlbnQiE4LT5JMCDRILL2FwaS9ldmVudHMwARJ6ChFPcGVuRXZlbnRzU2Vzc2lvbhIhLmVwb3AudjEuT3BlbkV2ZW50c1Nlc3Npb25SZXF1ZXN0GiIuZXBvcC52MS5PcGVuRXZlbnRzU2Vzc2lvblJlc3BvbnNlIh6C0+STAhg6ASoiEy9hcGkvZXZlbnRzL3Nlc3Npb25iBnByb3RvMw", [file_epop_v1_files, file_epop_v1_projects, file_epop_v1_tasks, file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChtlcG9wL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SB2Vwb3AudjEipAIKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRInCgRraW5kGAIgASgOMhkuZXBvcC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhIKCm1lbWJlcl9pZHMYBCADKAkSJgoMbGFzdF9tZXNzYWdlGAUgASgLMhAuZXBvcC52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgGIAEoAxIVCg1sYXN0X3JlYWRfc2VxGAcgASgDEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2ChJsYXN0X2FjdGl2aXR5X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIooDCgdNZXNzYWdlEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRILCgNzZXEYAyABKAMSEQoJc2VuZGVyX2lkGAQgASgJEigKB2NvbnRlbnQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHRleHQYBiABKAkSFgoOYXR0YWNobWVudF9pZHMYByADKAkSDwoHZGVsZXRlZBgIIAEoCBIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgthdHRhY2htZW50cxgLIAMoCzIRLmVwb3AudjEuRmlsZUluZm8SFgoOZnJvbV9hc3Npc3RhbnQYDCABKAgSKQoJcmVhY3Rpb25zGA0gAygLMhYuZXBvcC52MS5SZWFjdGlvbkNvdW50Eg4KBnBpbm5lZBgOIAEoCCI+Cg1SZWFjdGlvbkNvdW50Eg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgDEg8KB3JlYWN0ZWQYAyABKAgiQQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImIKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USLAoNY29udmVyc2F0aW9ucxgBIAMoCzIVLmVwb3AudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJnChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EicKBGtpbmQYASABKA4yGS5lcG9wLnYxLkNvbnZlcnNhdGlvbktpbmQSDQoFdGl0bGUYAiABKAkSEgoKbWVtYmVyX2lkcxgDIAMoCSIkChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJInYKGVVwZGF0ZUNvbnZlcnNhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEhIKBXRpdGxlGAMgASgJSACIAQFCCAoGX3RpdGxlIkoKHUFkZENvbnZlcnNhdGlvbk1lbWJlcnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJLCh9SZW1vdmVDb252ZXJzYXRpb25NZW1iZXJSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIjMKGExlYXZlQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiGwoZTGVhdmVDb252ZXJzYXRpb25SZXNwb25zZSKQAQoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEgoKYmVmb3JlX3NlcRgEIAEoAxIRCglhZnRlcl9zZXEYBSABKAMSEgoKYXJvdW5kX3NlcRgGIAEoAyJTChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmVwb3AudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiiAEKElNlbmRNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSKAoHY29udGVudBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOYXR0YWNobWVudF9pZHMYAyADKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIm0KFFVwZGF0ZU1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEigKB2NvbnRlbnQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkMKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIjcKD01hcmtSZWFkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDImYKFVNlYXJjaE1lc3NhZ2VzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiVQoWU2VhcmNoTWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmVwb3AudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoRU2VuZFR5cGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIhQKElNlbmRUeXBpbmdSZXNwb25zZSIsChNTdHJlYW1FdmVudHNSZXF1ZXN0EhUKDXJlc3VtZV9jdXJzb3IYASABKAkiGgoYT3BlbkV2ZW50c1Nlc3Npb25SZXF1ZXN0IkwKGU9wZW5FdmVudHNTZXNzaW9uUmVzcG9uc2USLwoLZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqgGCgVFdmVudBIOCgZjdXJzb3IYASABKAkSKwoPbWVzc2FnZV9jcmVhdGVkGAIgASgLMhAuZXBvcC52MS5NZXNzYWdlSAASKwoPbWVzc2FnZV91cGRhdGVkGAMgASgLMhAuZXBvcC52MS5NZXNzYWdlSAASKwoPbWVzc2FnZV9kZWxldGVkGAQgASgLMhAuZXBvcC52MS5NZXNzYWdlSAASOAoSbWVtYmVyc2hpcF9jaGFuZ2VkGAUgASgLMhouZXBvcC52MS5NZW1iZXJzaGlwQ2hhbmdlZEgAEiwKDHJlYWRfcmVjZWlwdBgGIAEoCzIULmVwb3AudjEuUmVhZFJlY2VpcHRIABIhCgZ0eXBpbmcYByABKAsyDy5lcG9wLnYxLlR5cGluZ0gAEiUKCHByZXNlbmNlGAggASgLMhEuZXBvcC52MS5QcmVzZW5jZUgAEiEKBnJlc3luYxgJIAEoCzIPLmVwb3AudjEuUmVzeW5jSAASJwoJaGVhcnRiZWF0GAogASgLMhIuZXBvcC52MS5IZWFydGJlYXRIABIlCgx0YXNrX2NoYW5nZWQYCyABKAsyDS5lcG9wLnYxLlRhc2tIABIsCgx0YXNrX2RlbGV0ZWQYDCABKAsyFC5lcG9wLnYxLlRhc2tEZWxldGVkSAASKwoPcHJvamVjdF9jaGFuZ2VkGA0gASgLMhAuZXBvcC52MS5Qcm9qZWN0SAASMgoPcHJvamVjdF9kZWxldGVkGA4gASgLMhcuZXBvcC52MS5Qcm9qZWN0RGVsZXRlZEgAEjYKEXByZXNlbmNlX3NuYXBzaG90GA8gASgLMhkuZXBvcC52MS5QcmVzZW5jZVNuYXBzaG90SAASMgoPYXNzaXN0YW50X2RlbHRhGBAgASgLMhcuZXBvcC52MS5Bc3Npc3RhbnREZWx0YUgAEjQKEHJlYWN0aW9uX2NoYW5nZWQYESABKAsyGC5lcG9wLnYxLlJlYWN0aW9uQ2hhbmdlZEgAEioKC3Bpbl9jaGFuZ2VkGBIgASgLMhMuZXBvcC52MS5QaW5DaGFuZ2VkSABCBgoEa2luZCJ8Cg9SZWFjdGlvbkNoYW5nZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDQoFZW1vamkYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRINCgVhZGRlZBgFIAEoCBINCgVjb3VudBgGIAEoAyJaCgpQaW5DaGFuZ2VkEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg4KBnBpbm5lZBgDIAEoCBIPCgd1c2VyX2lkGAQgASgJIo0BCg5Bc3Npc3RhbnREZWx0YRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIcmVwbHlfaWQYAiABKAkSEAoIYXNrZWRfYnkYAyABKAkSDQoFZGVsdGEYBCABKAkSDAoEZG9uZRgFIAEoCBISCgptZXNzYWdlX2lkGAYgASgJEg0KBWVycm9yGAcgASgJInIKEU1lbWJlcnNoaXBDaGFuZ2VkEisKDGNvbnZlcnNhdGlvbhgBIAEoCzIVLmVwb3AudjEuQ29udmVyc2F0aW9uEhYKDmFkZGVkX3VzZXJfaWRzGAIgAygJEhgKEHJlbW92ZWRfdXNlcl9pZHMYAyADKAkiRAoLUmVhZFJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSCwoDc2VxGAMgASgDImMKBlR5cGluZxIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKwoIUHJlc2VuY2USDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgiKwoQUHJlc2VuY2VTbmFwc2hvdBIXCg9vbmxpbmVfdXNlcl9pZHMYASADKAkiWAoGUmVzeW5jEg4KBnJlYXNvbhgBIAEoCRIOCgZjdXJzb3IYAiABKAkSLgoLcmV0cnlfYWZ0ZXIYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iMgoLVGFza0RlbGV0ZWQSEgoKcHJvamVjdF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJIiQKDlByb2plY3REZWxldGVkEhIKCnByb2plY3RfaWQYASABKAkiNQoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlAKEkFkZFJlYWN0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRINCgVlbW9qaRgDIAEoCSJTChVSZW1vdmVSZWFjdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDQoFZW1vamkYAyABKAkieQoUTGlzdFJlYWN0aW9uc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSDQoFZW1vamkYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiWwoIUmVhY3Rpb24SDQoFZW1vamkYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIvCgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoVTGlzdFJlYWN0aW9uc1Jlc3BvbnNlEiQKCXJlYWN0aW9ucxgBIAMoCzIRLmVwb3AudjEuUmVhY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkAKEVBpbk1lc3NhZ2VSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIkIKE1VucGluTWVzc2FnZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkiKgoPTGlzdFBpbnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSJpCgNQaW4SIQoHbWVzc2FnZRgBIAEoCzIQLmVwb3AudjEuTWVzc2FnZRIRCglwaW5uZWRfYnkYAiABKAkSLAoIcGluX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi4KEExpc3RQaW5zUmVzcG9uc2USGgoEcGlucxgBIAMoCzIMLmVwb3AudjEuUGluIkEKElNhdmVNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCSJgCgxTYXZlZE1lc3NhZ2USIQoHbWVzc2FnZRgBIAEoCzIQLmVwb3AudjEuTWVzc2FnZRItCglzYXZlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIioKFFVuc2F2ZU1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkiFwoVVW5zYXZlTWVzc2FnZVJlc3BvbnNlIkEKGExpc3RTYXZlZE1lc3NhZ2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJaChlMaXN0U2F2ZWRNZXNzYWdlc1Jlc3BvbnNlEiQKBXNhdmVkGAEgAygLMhUuZXBvcC52MS5TYXZlZE1lc3NhZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkkKGkxpc3RNZXNzYWdlVmVyc2lvbnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJIpwBCg5NZXNzYWdlVmVyc2lvbhIPCgd2ZXJzaW9uGAEgASgFEigKB2NvbnRlbnQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHRleHQYAyABKAkSEQoJYXV0aG9yX2lkGAQgASgJEi4KCndyaXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkgKG0xpc3RNZXNzYWdlVmVyc2lvbnNSZXNwb25zZRIpCgh2ZXJzaW9ucxgBIAMoCzIXLmVwb3AudjEuTWVzc2FnZVZlcnNpb24qcAoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEhsKF0NPTlZFUlNBVElPTl9LSU5EX0dST1VQEAIy1hoKE0NvbnZlcnNhdGlvblNlcnZpY2USeQoRTGlzdENvbnZlcnNhdGlvbnMSIS5lcG9wLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBoiLmVwb3AudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZSIdkAIBgtPkkwIUEhIvYXBpL2NvbnZlcnNhdGlvbnMSbgoSQ3JlYXRlQ29udmVyc2F0aW9uEiIuZXBvcC52MS5DcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0GhUuZXBvcC52MS5Db252ZXJzYXRpb24iHYLT5JMCFzoBKiISL2FwaS9jb252ZXJzYXRpb25zEm0KD0dldENvbnZlcnNhdGlvbhIfLmVwb3AudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBoVLmVwb3AudjEuQ29udmVyc2F0aW9uIiKQAgGC0+STAhkSFy9hcGkvY29udmVyc2F0aW9ucy97aWR9EnMKElVwZGF0ZUNvbnZlcnNhdGlvbhIiLmVwb3AudjEuVXBkYXRlQ29udmVyc2F0aW9uUmVxdWVzdBoVLmVwb3AudjEuQ29udmVyc2F0aW9uIiKC0+STAhw6ASoyFy9hcGkvY29udmVyc2F0aW9ucy97aWR9EpABChZBZGRDb252ZXJzYXRpb25NZW1iZXJzEiYuZXBvcC52MS5BZGRDb252ZXJzYXRpb25NZW1iZXJzUmVxdWVzdBoVLmVwb3AudjEuQ29udmVyc2F0aW9uIjeC0+STAjE6ASoiLC9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZW1iZXJzEpsBChhSZW1vdmVDb252ZXJzYXRpb25NZW1iZXISKC5lcG9wLnYxLlJlbW92ZUNvbnZlcnNhdGlvbk1lbWJlclJlcXVlc3QaFS5lcG9wLnYxLkNvbnZlcnNhdGlvbiI+gtPkkwI4KjYvYXBpL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVtYmVycy97dXNlcl9pZH0SkQEKEUxlYXZlQ29udmVyc2F0aW9uEiEuZXBvcC52MS5MZWF2ZUNvbnZlcnNhdGlvblJlcXVlc3QaIi5lcG9wLnYxLkxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2UiNYLT5JMCLzoBKiIqL2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L2xlYXZlEoUBCgxMaXN0TWVzc2FnZXMSHC5lcG9wLnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHS5lcG9wLnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIjiQAgGC0+STAi8SLS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcxJ2CgtTZW5kTWVzc2FnZRIbLmVwb3AudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GhAuZXBvcC52MS5NZXNzYWdlIjiC0+STAjI6ASoiLS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcxKHAQoNVXBkYXRlTWVzc2FnZRIdLmVwb3AudjEuVXBkYXRlTWVzc2FnZVJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiRYLT5JMCPzoBKjI6L2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfRKEAQoNRGVsZXRlTWVzc2FnZRIdLmVwb3AudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiQoLT5JMCPCo6L2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfRJ1CghNYXJrUmVhZBIYLmVwb3AudjEuTWFya1JlYWRSZXF1ZXN0GhkuZXBvcC52MS5NYXJrUmVhZFJlc3BvbnNlIjSC0+STAi46ASoiKS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9yZWFkEnIKDlNlYXJjaE1lc3NhZ2VzEh4uZXBvcC52MS5TZWFyY2hNZXNzYWdlc1JlcXVlc3QaHy5lcG9wLnYxLlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2UiH5ACAYLT5JMCFhIUL2FwaS9tZXNzYWdlcy9zZWFyY2gSfQoKU2VuZFR5cGluZxIaLmVwb3AudjEuU2VuZFR5cGluZ1JlcXVlc3QaGy5lcG9wLnYxLlNlbmRUeXBpbmdSZXNwb25zZSI2gtPkkwIwOgEqIisvYXBpL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vdHlwaW5nElMKDFN0cmVhbUV2ZW50cxIcLmVwb3AudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoOLmVwb3AudjEuRXZlbnQiE4LT5JMCDRILL2FwaS9ldmVudHMwARJ6ChFPcGVuRXZlbnRzU2Vzc2lvbhIhLmVwb3AudjEuT3BlbkV2ZW50c1Nlc3Npb25SZXF1ZXN0GiIuZXBvcC52MS5PcGVuRXZlbnRzU2Vzc2lvblJlc3BvbnNlIh6C0+STAhg6ASoiEy9hcGkvZXZlbnRzL3Nlc3Npb24SjQEKC0FkZFJlYWN0aW9uEhsuZXBvcC52MS5BZGRSZWFjdGlvblJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiT4LT5JMCSToBKiJEL2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfS9yZWFjdGlvbnMSmAEKDlJlbW92ZVJlYWN0aW9uEh4uZXBvcC52MS5SZW1vdmVSZWFjdGlvblJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiVILT5JMCTipML2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfS9yZWFjdGlvbnMve2Vtb2ppfRKfAQoNTGlzdFJlYWN0aW9ucxIdLmVwb3AudjEuTGlzdFJlYWN0aW9uc1JlcXVlc3QaHi5lcG9wLnYxLkxpc3RSZWFjdGlvbnNSZXNwb25zZSJPkAIBgtPkkwJGEkQvYXBpL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVzc2FnZXMve21lc3NhZ2VfaWR9L3JlYWN0aW9ucxKFAQoKUGluTWVzc2FnZRIaLmVwb3AudjEuUGluTWVzc2FnZVJlcXVlc3QaEC5lcG9wLnYxLk1lc3NhZ2UiSYLT5JMCQzoBKiI+L2FwaS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfS9waW4ShgEKDFVucGluTWVzc2FnZRIcLmVwb3AudjEuVW5waW5NZXNzYWdlUmVxdWVzdBoQLmVwb3AudjEuTWVzc2FnZSJGgtPkkwJAKj4vYXBpL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVzc2FnZXMve21lc3NhZ2VfaWR9L3BpbhJ1CghMaXN0UGlucxIYLmVwb3AudjEuTGlzdFBpbnNSZXF1ZXN0GhkuZXBvcC52MS5MaXN0UGluc1Jlc3BvbnNlIjSQAgGC0+STAisSKS9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9waW5zEmEKC1NhdmVNZXNzYWdlEhsuZXBvcC52MS5TYXZlTWVzc2FnZVJlcXVlc3QaFS5lcG9wLnYxLlNhdmVkTWVzc2FnZSIegtPkkwIYOgEqIhMvYXBpL3NhdmVkLW1lc3NhZ2VzEngKDVVuc2F2ZU1lc3NhZ2USHS5lcG9wLnYxLlVuc2F2ZU1lc3NhZ2VSZXF1ZXN0Gh4uZXBvcC52MS5VbnNhdmVNZXNzYWdlUmVzcG9uc2UiKILT5JMCIiogL2FwaS9zYXZlZC1tZXNzYWdlcy97bWVzc2FnZV9pZH0SegoRTGlzdFNhdmVkTWVzc2FnZXMSIS5lcG9wLnYxLkxpc3RTYXZlZE1lc3NhZ2VzUmVxdWVzdBoiLmVwb3AudjEuTGlzdFNhdmVkTWVzc2FnZXNSZXNwb25zZSIekAIBgtPkkwIVEhMvYXBpL3NhdmVkLW1lc3NhZ2VzErABChNMaXN0TWVzc2FnZVZlcnNpb25zEiMuZXBvcC52MS5MaXN0TWVzc2FnZVZlcnNpb25zUmVxdWVzdBokLmVwb3AudjEuTGlzdE1lc3NhZ2VWZXJzaW9uc1Jlc3BvbnNlIk6QAgGC0+STAkUSQy9hcGkvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcy97bWVzc2FnZV9pZH0vdmVyc2lvbnNiBnByb3RvMw", [file_epop_v1_files, file_epop_v1_projects, file_epop_v1_tasks, file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A conversation as its member sees it.
@@ -193,6 +193,22 @@ export type Message = Message$1<"epop.v1.Message"> & {
    * @generated from field: bool from_assistant = 12;
    */
   fromAssistant: boolean;
+
+  /**
+   * Its reactions, in the order they were first added, with whether the caller is among
+   * them. In events (which every member receives alike) `reacted` is false: apply
+   * `reaction_changed` events instead.
+   *
+   * @generated from field: repeated epop.v1.ReactionCount reactions = 13;
+   */
+  reactions: ReactionCount[];
+
+  /**
+   * True when the message is pinned in its conversation.
+   *
+   * @generated from field: bool pinned = 14;
+   */
+  pinned: boolean;
 };
 
 /**
@@ -201,6 +217,41 @@ export type Message = Message$1<"epop.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_epop_v1_conversations, 1);
+
+/**
+ * One reaction of a message.
+ *
+ * @generated from message epop.v1.ReactionCount
+ */
+export type ReactionCount = Message$1<"epop.v1.ReactionCount"> & {
+  /**
+   * The emoji (a short code is stored as its emoji).
+   *
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * How many members reacted with it.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+
+  /**
+   * True when the caller is one of them.
+   *
+   * @generated from field: bool reacted = 3;
+   */
+  reacted: boolean;
+};
+
+/**
+ * Describes the message epop.v1.ReactionCount.
+ * Use `create(ReactionCountSchema)` to create a new message.
+ */
+export const ReactionCountSchema: GenMessage<ReactionCount> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 2);
 
 /**
  * A page of the caller's conversations.
@@ -228,7 +279,7 @@ export type ListConversationsRequest = Message$1<"epop.v1.ListConversationsReque
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 2);
+  messageDesc(file_epop_v1_conversations, 3);
 
 /**
  * One page of conversations.
@@ -256,7 +307,7 @@ export type ListConversationsResponse = Message$1<"epop.v1.ListConversationsResp
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 3);
+  messageDesc(file_epop_v1_conversations, 4);
 
 /**
  * A new conversation.
@@ -291,7 +342,7 @@ export type CreateConversationRequest = Message$1<"epop.v1.CreateConversationReq
  * Use `create(CreateConversationRequestSchema)` to create a new message.
  */
 export const CreateConversationRequestSchema: GenMessage<CreateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 4);
+  messageDesc(file_epop_v1_conversations, 5);
 
 /**
  * Identifies a conversation.
@@ -312,7 +363,7 @@ export type GetConversationRequest = Message$1<"epop.v1.GetConversationRequest">
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 5);
+  messageDesc(file_epop_v1_conversations, 6);
 
 /**
  * Changes to a group conversation.
@@ -347,7 +398,7 @@ export type UpdateConversationRequest = Message$1<"epop.v1.UpdateConversationReq
  * Use `create(UpdateConversationRequestSchema)` to create a new message.
  */
 export const UpdateConversationRequestSchema: GenMessage<UpdateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 6);
+  messageDesc(file_epop_v1_conversations, 7);
 
 /**
  * Members to add.
@@ -375,7 +426,7 @@ export type AddConversationMembersRequest = Message$1<"epop.v1.AddConversationMe
  * Use `create(AddConversationMembersRequestSchema)` to create a new message.
  */
 export const AddConversationMembersRequestSchema: GenMessage<AddConversationMembersRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 7);
+  messageDesc(file_epop_v1_conversations, 8);
 
 /**
  * A member to remove.
@@ -403,7 +454,7 @@ export type RemoveConversationMemberRequest = Message$1<"epop.v1.RemoveConversat
  * Use `create(RemoveConversationMemberRequestSchema)` to create a new message.
  */
 export const RemoveConversationMemberRequestSchema: GenMessage<RemoveConversationMemberRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 8);
+  messageDesc(file_epop_v1_conversations, 9);
 
 /**
  * Leaves a conversation.
@@ -424,7 +475,7 @@ export type LeaveConversationRequest = Message$1<"epop.v1.LeaveConversationReque
  * Use `create(LeaveConversationRequestSchema)` to create a new message.
  */
 export const LeaveConversationRequestSchema: GenMessage<LeaveConversationRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 9);
+  messageDesc(file_epop_v1_conversations, 10);
 
 /**
  * The caller left.
@@ -439,7 +490,7 @@ export type LeaveConversationResponse = Message$1<"epop.v1.LeaveConversationResp
  * Use `create(LeaveConversationResponseSchema)` to create a new message.
  */
 export const LeaveConversationResponseSchema: GenMessage<LeaveConversationResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 10);
+  messageDesc(file_epop_v1_conversations, 11);
 
 /**
  * A page of messages. At most one of `before_seq`, `after_seq`, `around_seq` is set; with
@@ -496,7 +547,7 @@ export type ListMessagesRequest = Message$1<"epop.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 11);
+  messageDesc(file_epop_v1_conversations, 12);
 
 /**
  * One page of messages, ascending by sequence.
@@ -524,7 +575,7 @@ export type ListMessagesResponse = Message$1<"epop.v1.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 12);
+  messageDesc(file_epop_v1_conversations, 13);
 
 /**
  * A new message.
@@ -570,7 +621,7 @@ export type SendMessageRequest = Message$1<"epop.v1.SendMessageRequest"> & {
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 13);
+  messageDesc(file_epop_v1_conversations, 14);
 
 /**
  * New content for a message.
@@ -605,7 +656,7 @@ export type UpdateMessageRequest = Message$1<"epop.v1.UpdateMessageRequest"> & {
  * Use `create(UpdateMessageRequestSchema)` to create a new message.
  */
 export const UpdateMessageRequestSchema: GenMessage<UpdateMessageRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 14);
+  messageDesc(file_epop_v1_conversations, 15);
 
 /**
  * Identifies the message to delete.
@@ -633,7 +684,7 @@ export type DeleteMessageRequest = Message$1<"epop.v1.DeleteMessageRequest"> & {
  * Use `create(DeleteMessageRequestSchema)` to create a new message.
  */
 export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 15);
+  messageDesc(file_epop_v1_conversations, 16);
 
 /**
  * A read receipt.
@@ -661,7 +712,7 @@ export type MarkReadRequest = Message$1<"epop.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 16);
+  messageDesc(file_epop_v1_conversations, 17);
 
 /**
  * The read position was stored.
@@ -682,7 +733,7 @@ export type MarkReadResponse = Message$1<"epop.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 17);
+  messageDesc(file_epop_v1_conversations, 18);
 
 /**
  * A text search.
@@ -724,7 +775,7 @@ export type SearchMessagesRequest = Message$1<"epop.v1.SearchMessagesRequest"> &
  * Use `create(SearchMessagesRequestSchema)` to create a new message.
  */
 export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 18);
+  messageDesc(file_epop_v1_conversations, 19);
 
 /**
  * Matching messages, best first.
@@ -752,7 +803,7 @@ export type SearchMessagesResponse = Message$1<"epop.v1.SearchMessagesResponse">
  * Use `create(SearchMessagesResponseSchema)` to create a new message.
  */
 export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 19);
+  messageDesc(file_epop_v1_conversations, 20);
 
 /**
  * A typing signal.
@@ -773,7 +824,7 @@ export type SendTypingRequest = Message$1<"epop.v1.SendTypingRequest"> & {
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 20);
+  messageDesc(file_epop_v1_conversations, 21);
 
 /**
  * The signal was sent.
@@ -788,7 +839,7 @@ export type SendTypingResponse = Message$1<"epop.v1.SendTypingResponse"> & {
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 21);
+  messageDesc(file_epop_v1_conversations, 22);
 
 /**
  * Opens the event stream.
@@ -809,7 +860,7 @@ export type StreamEventsRequest = Message$1<"epop.v1.StreamEventsRequest"> & {
  * Use `create(StreamEventsRequestSchema)` to create a new message.
  */
 export const StreamEventsRequestSchema: GenMessage<StreamEventsRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 22);
+  messageDesc(file_epop_v1_conversations, 23);
 
 /**
  * No fields: the caller's access token is what the cookie carries.
@@ -824,7 +875,7 @@ export type OpenEventsSessionRequest = Message$1<"epop.v1.OpenEventsSessionReque
  * Use `create(OpenEventsSessionRequestSchema)` to create a new message.
  */
 export const OpenEventsSessionRequestSchema: GenMessage<OpenEventsSessionRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 23);
+  messageDesc(file_epop_v1_conversations, 24);
 
 /**
  * The events cookie was set.
@@ -845,7 +896,7 @@ export type OpenEventsSessionResponse = Message$1<"epop.v1.OpenEventsSessionResp
  * Use `create(OpenEventsSessionResponseSchema)` to create a new message.
  */
 export const OpenEventsSessionResponseSchema: GenMessage<OpenEventsSessionResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 24);
+  messageDesc(file_epop_v1_conversations, 25);
 
 /**
  * One real-time event.
@@ -988,6 +1039,22 @@ export type Event = Message$1<"epop.v1.Event"> & {
      */
     value: AssistantDelta;
     case: "assistantDelta";
+  } | {
+    /**
+     * A member added or removed a reaction.
+     *
+     * @generated from field: epop.v1.ReactionChanged reaction_changed = 17;
+     */
+    value: ReactionChanged;
+    case: "reactionChanged";
+  } | {
+    /**
+     * A message was pinned or unpinned.
+     *
+     * @generated from field: epop.v1.PinChanged pin_changed = 18;
+     */
+    value: PinChanged;
+    case: "pinChanged";
   } | { case: undefined; value?: undefined };
 };
 
@@ -996,7 +1063,107 @@ export type Event = Message$1<"epop.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 25);
+  messageDesc(file_epop_v1_conversations, 26);
+
+/**
+ * A reaction was added or removed. Resumable; once its message is deleted, no replay carries
+ * it.
+ *
+ * @generated from message epop.v1.ReactionChanged
+ */
+export type ReactionChanged = Message$1<"epop.v1.ReactionChanged"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * The emoji.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+
+  /**
+   * Who reacted or took it back.
+   *
+   * @generated from field: string user_id = 4;
+   */
+  userId: string;
+
+  /**
+   * True when added, false when removed.
+   *
+   * @generated from field: bool added = 5;
+   */
+  added: boolean;
+
+  /**
+   * How many members have this reaction now.
+   *
+   * @generated from field: int64 count = 6;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message epop.v1.ReactionChanged.
+ * Use `create(ReactionChangedSchema)` to create a new message.
+ */
+export const ReactionChangedSchema: GenMessage<ReactionChanged> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 27);
+
+/**
+ * A message was pinned or unpinned. Resumable; once its message is deleted, no replay carries
+ * it.
+ *
+ * @generated from message epop.v1.PinChanged
+ */
+export type PinChanged = Message$1<"epop.v1.PinChanged"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * True when pinned, false when unpinned.
+   *
+   * @generated from field: bool pinned = 3;
+   */
+  pinned: boolean;
+
+  /**
+   * Who pinned or unpinned it.
+   *
+   * @generated from field: string user_id = 4;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message epop.v1.PinChanged.
+ * Use `create(PinChangedSchema)` to create a new message.
+ */
+export const PinChangedSchema: GenMessage<PinChanged> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 28);
 
 /**
  * A piece of the AI assistant's answer in a conversation, as it is generated.
@@ -1060,7 +1227,7 @@ export type AssistantDelta = Message$1<"epop.v1.AssistantDelta"> & {
  * Use `create(AssistantDeltaSchema)` to create a new message.
  */
 export const AssistantDeltaSchema: GenMessage<AssistantDelta> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 26);
+  messageDesc(file_epop_v1_conversations, 29);
 
 /**
  * Membership of a conversation changed.
@@ -1095,7 +1262,7 @@ export type MembershipChanged = Message$1<"epop.v1.MembershipChanged"> & {
  * Use `create(MembershipChangedSchema)` to create a new message.
  */
 export const MembershipChangedSchema: GenMessage<MembershipChanged> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 27);
+  messageDesc(file_epop_v1_conversations, 30);
 
 /**
  * A read receipt.
@@ -1130,7 +1297,7 @@ export type ReadReceipt = Message$1<"epop.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 28);
+  messageDesc(file_epop_v1_conversations, 31);
 
 /**
  * A typing indicator.
@@ -1165,7 +1332,7 @@ export type Typing = Message$1<"epop.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 29);
+  messageDesc(file_epop_v1_conversations, 32);
 
 /**
  * A presence change.
@@ -1193,7 +1360,7 @@ export type Presence = Message$1<"epop.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 30);
+  messageDesc(file_epop_v1_conversations, 33);
 
 /**
  * Who is online among the people the caller shares a conversation with.
@@ -1214,7 +1381,7 @@ export type PresenceSnapshot = Message$1<"epop.v1.PresenceSnapshot"> & {
  * Use `create(PresenceSnapshotSchema)` to create a new message.
  */
 export const PresenceSnapshotSchema: GenMessage<PresenceSnapshot> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 31);
+  messageDesc(file_epop_v1_conversations, 34);
 
 /**
  * Tells the client that the stream cannot deliver what it missed (too far behind, or too
@@ -1255,7 +1422,7 @@ export type Resync = Message$1<"epop.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 32);
+  messageDesc(file_epop_v1_conversations, 35);
 
 /**
  * A deleted task.
@@ -1283,7 +1450,7 @@ export type TaskDeleted = Message$1<"epop.v1.TaskDeleted"> & {
  * Use `create(TaskDeletedSchema)` to create a new message.
  */
 export const TaskDeletedSchema: GenMessage<TaskDeleted> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 33);
+  messageDesc(file_epop_v1_conversations, 36);
 
 /**
  * A deleted project.
@@ -1304,7 +1471,7 @@ export type ProjectDeleted = Message$1<"epop.v1.ProjectDeleted"> & {
  * Use `create(ProjectDeletedSchema)` to create a new message.
  */
 export const ProjectDeletedSchema: GenMessage<ProjectDeleted> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 34);
+  messageDesc(file_epop_v1_conversations, 37);
 
 /**
  * A keep-alive.
@@ -1325,7 +1492,568 @@ export type Heartbeat = Message$1<"epop.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_epop_v1_conversations, 35);
+  messageDesc(file_epop_v1_conversations, 38);
+
+/**
+ * A reaction to add.
+ *
+ * @generated from message epop.v1.AddReactionRequest
+ */
+export type AddReactionRequest = Message$1<"epop.v1.AddReactionRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * A Unicode emoji or a short code (`:thumbsup:` or `thumbsup`).
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message epop.v1.AddReactionRequest.
+ * Use `create(AddReactionRequestSchema)` to create a new message.
+ */
+export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 39);
+
+/**
+ * A reaction to remove.
+ *
+ * @generated from message epop.v1.RemoveReactionRequest
+ */
+export type RemoveReactionRequest = Message$1<"epop.v1.RemoveReactionRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * The emoji or short code.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message epop.v1.RemoveReactionRequest.
+ * Use `create(RemoveReactionRequestSchema)` to create a new message.
+ */
+export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 40);
+
+/**
+ * Who reacted.
+ *
+ * @generated from message epop.v1.ListReactionsRequest
+ */
+export type ListReactionsRequest = Message$1<"epop.v1.ListReactionsRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * Only this emoji (or short code); empty for all.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+
+  /**
+   * The maximum number of reactions: 1 to 200; 0 means 50.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * The `next_page_token` of the previous page.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message epop.v1.ListReactionsRequest.
+ * Use `create(ListReactionsRequestSchema)` to create a new message.
+ */
+export const ListReactionsRequestSchema: GenMessage<ListReactionsRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 41);
+
+/**
+ * One member's reaction.
+ *
+ * @generated from message epop.v1.Reaction
+ */
+export type Reaction = Message$1<"epop.v1.Reaction"> & {
+  /**
+   * The emoji.
+   *
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * Who.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * When.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 3;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message epop.v1.Reaction.
+ * Use `create(ReactionSchema)` to create a new message.
+ */
+export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 42);
+
+/**
+ * A page of reactions.
+ *
+ * @generated from message epop.v1.ListReactionsResponse
+ */
+export type ListReactionsResponse = Message$1<"epop.v1.ListReactionsResponse"> & {
+  /**
+   * The reactions, oldest first.
+   *
+   * @generated from field: repeated epop.v1.Reaction reactions = 1;
+   */
+  reactions: Reaction[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message epop.v1.ListReactionsResponse.
+ * Use `create(ListReactionsResponseSchema)` to create a new message.
+ */
+export const ListReactionsResponseSchema: GenMessage<ListReactionsResponse> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 43);
+
+/**
+ * A message to pin.
+ *
+ * @generated from message epop.v1.PinMessageRequest
+ */
+export type PinMessageRequest = Message$1<"epop.v1.PinMessageRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message epop.v1.PinMessageRequest.
+ * Use `create(PinMessageRequestSchema)` to create a new message.
+ */
+export const PinMessageRequestSchema: GenMessage<PinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 44);
+
+/**
+ * A message to unpin.
+ *
+ * @generated from message epop.v1.UnpinMessageRequest
+ */
+export type UnpinMessageRequest = Message$1<"epop.v1.UnpinMessageRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message epop.v1.UnpinMessageRequest.
+ * Use `create(UnpinMessageRequestSchema)` to create a new message.
+ */
+export const UnpinMessageRequestSchema: GenMessage<UnpinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 45);
+
+/**
+ * The pins of a conversation.
+ *
+ * @generated from message epop.v1.ListPinsRequest
+ */
+export type ListPinsRequest = Message$1<"epop.v1.ListPinsRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message epop.v1.ListPinsRequest.
+ * Use `create(ListPinsRequestSchema)` to create a new message.
+ */
+export const ListPinsRequestSchema: GenMessage<ListPinsRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 46);
+
+/**
+ * A pinned message.
+ *
+ * @generated from message epop.v1.Pin
+ */
+export type Pin = Message$1<"epop.v1.Pin"> & {
+  /**
+   * The message.
+   *
+   * @generated from field: epop.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+
+  /**
+   * Who pinned it.
+   *
+   * @generated from field: string pinned_by = 2;
+   */
+  pinnedBy: string;
+
+  /**
+   * When.
+   *
+   * @generated from field: google.protobuf.Timestamp pin_time = 3;
+   */
+  pinTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message epop.v1.Pin.
+ * Use `create(PinSchema)` to create a new message.
+ */
+export const PinSchema: GenMessage<Pin> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 47);
+
+/**
+ * The pins, most recent first (all of them: at most 50).
+ *
+ * @generated from message epop.v1.ListPinsResponse
+ */
+export type ListPinsResponse = Message$1<"epop.v1.ListPinsResponse"> & {
+  /**
+   * The pins.
+   *
+   * @generated from field: repeated epop.v1.Pin pins = 1;
+   */
+  pins: Pin[];
+};
+
+/**
+ * Describes the message epop.v1.ListPinsResponse.
+ * Use `create(ListPinsResponseSchema)` to create a new message.
+ */
+export const ListPinsResponseSchema: GenMessage<ListPinsResponse> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 48);
+
+/**
+ * A message to save.
+ *
+ * @generated from message epop.v1.SaveMessageRequest
+ */
+export type SaveMessageRequest = Message$1<"epop.v1.SaveMessageRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message epop.v1.SaveMessageRequest.
+ * Use `create(SaveMessageRequestSchema)` to create a new message.
+ */
+export const SaveMessageRequestSchema: GenMessage<SaveMessageRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 49);
+
+/**
+ * A message the caller saved.
+ *
+ * @generated from message epop.v1.SavedMessage
+ */
+export type SavedMessage = Message$1<"epop.v1.SavedMessage"> & {
+  /**
+   * The message.
+   *
+   * @generated from field: epop.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+
+  /**
+   * When the caller saved it.
+   *
+   * @generated from field: google.protobuf.Timestamp save_time = 2;
+   */
+  saveTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message epop.v1.SavedMessage.
+ * Use `create(SavedMessageSchema)` to create a new message.
+ */
+export const SavedMessageSchema: GenMessage<SavedMessage> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 50);
+
+/**
+ * A message to take off the saved list.
+ *
+ * @generated from message epop.v1.UnsaveMessageRequest
+ */
+export type UnsaveMessageRequest = Message$1<"epop.v1.UnsaveMessageRequest"> & {
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message epop.v1.UnsaveMessageRequest.
+ * Use `create(UnsaveMessageRequestSchema)` to create a new message.
+ */
+export const UnsaveMessageRequestSchema: GenMessage<UnsaveMessageRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 51);
+
+/**
+ * The message is not (or no longer) saved.
+ *
+ * @generated from message epop.v1.UnsaveMessageResponse
+ */
+export type UnsaveMessageResponse = Message$1<"epop.v1.UnsaveMessageResponse"> & {
+};
+
+/**
+ * Describes the message epop.v1.UnsaveMessageResponse.
+ * Use `create(UnsaveMessageResponseSchema)` to create a new message.
+ */
+export const UnsaveMessageResponseSchema: GenMessage<UnsaveMessageResponse> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 52);
+
+/**
+ * A page of the caller's saved messages.
+ *
+ * @generated from message epop.v1.ListSavedMessagesRequest
+ */
+export type ListSavedMessagesRequest = Message$1<"epop.v1.ListSavedMessagesRequest"> & {
+  /**
+   * The maximum number of messages: 1 to 200; 0 means 50.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The `next_page_token` of the previous page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message epop.v1.ListSavedMessagesRequest.
+ * Use `create(ListSavedMessagesRequestSchema)` to create a new message.
+ */
+export const ListSavedMessagesRequestSchema: GenMessage<ListSavedMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 53);
+
+/**
+ * One page of saved messages.
+ *
+ * @generated from message epop.v1.ListSavedMessagesResponse
+ */
+export type ListSavedMessagesResponse = Message$1<"epop.v1.ListSavedMessagesResponse"> & {
+  /**
+   * The saved messages, most recently saved first.
+   *
+   * @generated from field: repeated epop.v1.SavedMessage saved = 1;
+   */
+  saved: SavedMessage[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message epop.v1.ListSavedMessagesResponse.
+ * Use `create(ListSavedMessagesResponseSchema)` to create a new message.
+ */
+export const ListSavedMessagesResponseSchema: GenMessage<ListSavedMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 54);
+
+/**
+ * The earlier versions of a message.
+ *
+ * @generated from message epop.v1.ListMessageVersionsRequest
+ */
+export type ListMessageVersionsRequest = Message$1<"epop.v1.ListMessageVersionsRequest"> & {
+  /**
+   * The conversation's id.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's id.
+   *
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message epop.v1.ListMessageVersionsRequest.
+ * Use `create(ListMessageVersionsRequestSchema)` to create a new message.
+ */
+export const ListMessageVersionsRequestSchema: GenMessage<ListMessageVersionsRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 55);
+
+/**
+ * An earlier version of a message.
+ *
+ * @generated from message epop.v1.MessageVersion
+ */
+export type MessageVersion = Message$1<"epop.v1.MessageVersion"> & {
+  /**
+   * 1 for the message as sent, then one more per edit.
+   *
+   * @generated from field: int32 version = 1;
+   */
+  version: number;
+
+  /**
+   * Its rich-text document.
+   *
+   * @generated from field: google.protobuf.Struct content = 2;
+   */
+  content?: JsonObject | undefined;
+
+  /**
+   * Its plain text.
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+
+  /**
+   * Who wrote this version (the sender, or the admin who edited it).
+   *
+   * @generated from field: string author_id = 4;
+   */
+  authorId: string;
+
+  /**
+   * When this version was written.
+   *
+   * @generated from field: google.protobuf.Timestamp write_time = 5;
+   */
+  writeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message epop.v1.MessageVersion.
+ * Use `create(MessageVersionSchema)` to create a new message.
+ */
+export const MessageVersionSchema: GenMessage<MessageVersion> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 56);
+
+/**
+ * The earlier versions, oldest first (a message holds at most one per edit).
+ *
+ * @generated from message epop.v1.ListMessageVersionsResponse
+ */
+export type ListMessageVersionsResponse = Message$1<"epop.v1.ListMessageVersionsResponse"> & {
+  /**
+   * The versions.
+   *
+   * @generated from field: repeated epop.v1.MessageVersion versions = 1;
+   */
+  versions: MessageVersion[];
+};
+
+/**
+ * Describes the message epop.v1.ListMessageVersionsResponse.
+ * Use `create(ListMessageVersionsResponseSchema)` to create a new message.
+ */
+export const ListMessageVersionsResponseSchema: GenMessage<ListMessageVersionsResponse> = /*@__PURE__*/
+  messageDesc(file_epop_v1_conversations, 57);
 
 /**
  * Whether a conversation is between two people or a group.
@@ -1532,6 +2260,111 @@ export const ConversationService: GenService<{
     methodKind: "unary";
     input: typeof OpenEventsSessionRequestSchema;
     output: typeof OpenEventsSessionResponseSchema;
+  },
+  /**
+   * Adds the caller's reaction to a message: a Unicode emoji (`👍`) or a short code
+   * (`:thumbsup:`, stored as its emoji). Adding it again changes nothing; a message holds at
+   * most 20 distinct reactions. Any member may react; the message comes back with its counts.
+   *
+   * @generated from rpc epop.v1.ConversationService.AddReaction
+   */
+  addReaction: {
+    methodKind: "unary";
+    input: typeof AddReactionRequestSchema;
+    output: typeof MessageSchema;
+  },
+  /**
+   * Removes the caller's reaction (removing one that is not there changes nothing).
+   *
+   * @generated from rpc epop.v1.ConversationService.RemoveReaction
+   */
+  removeReaction: {
+    methodKind: "unary";
+    input: typeof RemoveReactionRequestSchema;
+    output: typeof MessageSchema;
+  },
+  /**
+   * Who reacted to a message, oldest first: with one emoji, or all of them.
+   *
+   * @generated from rpc epop.v1.ConversationService.ListReactions
+   */
+  listReactions: {
+    methodKind: "unary";
+    input: typeof ListReactionsRequestSchema;
+    output: typeof ListReactionsResponseSchema;
+  },
+  /**
+   * Pins a message in its conversation (any member; at most 50 pins per conversation).
+   * Pinning a pinned message changes nothing.
+   *
+   * @generated from rpc epop.v1.ConversationService.PinMessage
+   */
+  pinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof MessageSchema;
+  },
+  /**
+   * Unpins a message (any member).
+   *
+   * @generated from rpc epop.v1.ConversationService.UnpinMessage
+   */
+  unpinMessage: {
+    methodKind: "unary";
+    input: typeof UnpinMessageRequestSchema;
+    output: typeof MessageSchema;
+  },
+  /**
+   * The pinned messages of a conversation, most recently pinned first.
+   *
+   * @generated from rpc epop.v1.ConversationService.ListPins
+   */
+  listPins: {
+    methodKind: "unary";
+    input: typeof ListPinsRequestSchema;
+    output: typeof ListPinsResponseSchema;
+  },
+  /**
+   * Saves a message to the caller's private list (saving it again changes nothing).
+   *
+   * @generated from rpc epop.v1.ConversationService.SaveMessage
+   */
+  saveMessage: {
+    methodKind: "unary";
+    input: typeof SaveMessageRequestSchema;
+    output: typeof SavedMessageSchema;
+  },
+  /**
+   * Removes a message from the caller's saved list.
+   *
+   * @generated from rpc epop.v1.ConversationService.UnsaveMessage
+   */
+  unsaveMessage: {
+    methodKind: "unary";
+    input: typeof UnsaveMessageRequestSchema;
+    output: typeof UnsaveMessageResponseSchema;
+  },
+  /**
+   * The caller's saved messages, most recently saved first (only of conversations they are
+   * still a member of).
+   *
+   * @generated from rpc epop.v1.ConversationService.ListSavedMessages
+   */
+  listSavedMessages: {
+    methodKind: "unary";
+    input: typeof ListSavedMessagesRequestSchema;
+    output: typeof ListSavedMessagesResponseSchema;
+  },
+  /**
+   * The earlier versions of an edited message, oldest first, each with its author and time
+   * (the current version is the message itself). A deleted message has none.
+   *
+   * @generated from rpc epop.v1.ConversationService.ListMessageVersions
+   */
+  listMessageVersions: {
+    methodKind: "unary";
+    input: typeof ListMessageVersionsRequestSchema;
+    output: typeof ListMessageVersionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_epop_v1_conversations, 0);
