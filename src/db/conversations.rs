@@ -252,7 +252,7 @@ async fn complete(
         "SELECT m.conversation_id, count(*) AS n FROM messages m \
          JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = $2 \
          WHERE m.conversation_id = ANY($1) AND m.seq > cm.last_read_seq AND m.sender_id <> $2 \
-         AND m.deleted_at IS NULL GROUP BY m.conversation_id",
+         AND m.deleted_at IS NULL AND m.in_conversation GROUP BY m.conversation_id",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<SqlUuid, _>(viewer.0)

@@ -35,6 +35,10 @@ pub(crate) struct MessageRow {
     pub deleted_at: Option<DateTime<Utc>>,
     /// When it was sent.
     pub created_at: DateTime<Utc>,
+    /// For a reply: its thread's root.
+    pub thread_root_id: Option<Uuid>,
+    /// Shown in the conversation.
+    pub in_conversation: bool,
 }
 
 impl From<MessageRow> for Message {
@@ -49,6 +53,8 @@ impl From<MessageRow> for Message {
             edited_at: r.edited_at,
             deleted_at: r.deleted_at,
             created_at: r.created_at,
+            thread_root_id: r.thread_root_id,
+            in_conversation: r.in_conversation,
         }
     }
 }
@@ -108,6 +114,7 @@ pub async fn last_of(
 ) -> Result<HashMap<Uuid, Message>> {
     let rows: Vec<MessageRow> = messages::table
         .filter(messages::conversation_id.eq_any(conversations))
+        .filter(messages::in_conversation)
         .distinct_on(messages::conversation_id)
         .order((messages::conversation_id, messages::seq.desc()))
         .select(MessageRow::as_select())
@@ -165,6 +172,7 @@ pub async fn page(
     let base = || {
         messages::table
             .filter(messages::conversation_id.eq(conversation))
+            .filter(messages::in_conversation)
             .select(MessageRow::as_select())
             .into_boxed()
     };

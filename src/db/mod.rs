@@ -23,6 +23,7 @@ pub mod schema;
 pub mod send_batch;
 pub mod sends;
 pub mod tasks;
+pub mod threads;
 pub mod tls;
 pub mod tokens;
 pub mod users;

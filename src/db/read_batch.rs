@@ -166,7 +166,7 @@ async fn write(
             counted.iter().map(|&(c, u, p)| (c, (u, p))).unzip();
         diesel::sql_query(
             "SELECT (SELECT count(*) FROM messages m WHERE m.conversation_id = v.c \
-             AND m.seq > v.p AND m.sender_id <> v.u AND m.deleted_at IS NULL) AS n \
+             AND m.seq > v.p AND m.sender_id <> v.u AND m.deleted_at IS NULL AND m.in_conversation) AS n \
              FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) WITH ORDINALITY AS v(c, u, p, i) \
              ORDER BY v.i",
         )

@@ -141,6 +141,18 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         edited_by -> Nullable<Uuid>,
+        thread_root_id -> Nullable<Uuid>,
+        in_conversation -> Bool,
+    }
+}
+
+diesel::table! {
+    thread_follows (root_id, user_id) {
+        root_id -> Uuid,
+        user_id -> Uuid,
+        conversation_id -> Uuid,
+        last_read_seq -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -337,6 +349,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     server_secrets,
     signing_keys,
     tasks,
+    thread_follows,
     user_divisions,
     users,
 );

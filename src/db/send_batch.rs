@@ -136,6 +136,8 @@ pub async fn send_all(conn: &AsyncPgConnection, batch: &[Queued]) -> Result<Vec<
             edited_at: None,
             deleted_at: None,
             created_at: pos.2,
+            thread_root_id: None,
+            in_conversation: true,
         };
         if let Some(k) = key {
             keyed.insert(k, message.clone());

@@ -49,6 +49,8 @@ pub struct NewMessage<'a> {
     pub digest_at: DateTime<Utc>,
     /// Sent by the system (the assistant), which is no member.
     pub system: bool,
+    /// A reply: its thread's root (checked), and whether it shows in the conversation too.
+    pub thread: Option<(Uuid, bool)>,
 }
 
 /// Appends a message and its event under the conversation's row lock, so commit order
@@ -64,6 +66,7 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         attachments,
         digest_at,
         system,
+        thread,
     } = new;
     let is_member = diesel::dsl::exists(
         conversation_members::table
@@ -103,6 +106,8 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         edited_at: None,
         deleted_at: None,
         created_at,
+        thread_root_id: thread.map(|(root, _)| root),
+        in_conversation: thread.is_none_or(|(_, shown)| shown),
     };
     let attached: Vec<File> = attachments
         .iter()
@@ -132,6 +137,8 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
             messages::body_text.eq(&content.text),
             messages::idempotency_key.eq(key),
             messages::created_at.eq(created_at),
+            messages::thread_root_id.eq(message.thread_root_id),
+            messages::in_conversation.eq(message.in_conversation),
         ))
         .execute(&mut c);
     let insert_event = diesel::insert_into(conversation_events::table)

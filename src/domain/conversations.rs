@@ -128,6 +128,16 @@ pub struct Message {
     pub deleted_at: Option<DateTime<Utc>>,
     /// When it was sent.
     pub created_at: DateTime<Utc>,
+    /// For a reply: the root of its thread.
+    #[serde(default)]
+    pub thread_root_id: Option<Uuid>,
+    /// Shown in the conversation (every message but a reply sent to its thread only).
+    #[serde(default = "shown")]
+    pub in_conversation: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 /// Which part of a conversation to page through.

@@ -11,6 +11,7 @@ pub mod projects;
 pub mod reactions;
 mod rich_text;
 pub mod tasks;
+pub mod threads;
 pub mod users;
 mod values;
 

@@ -72,6 +72,8 @@ pub struct Marks {
     pub reactions: Vec<ReactionCount>,
     /// Pinned in its conversation.
     pub pinned: bool,
+    /// For a root with replies or followed: its thread.
+    pub thread: Option<crate::domain::threads::ThreadSummary>,
 }
 
 /// A pinned message.

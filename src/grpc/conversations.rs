@@ -3,8 +3,8 @@
 use crate::realtime::session::Item;
 use crate::{
     auth::Caller,
-    domain::conversations::{ConversationId, ConversationTitle, IdempotencyKey, MessageId, Window},
-    domain::{PageSize, PageToken, RichText, SearchText, UserId, parse_uuid},
+    domain::conversations::{ConversationId, ConversationTitle, MessageId},
+    domain::{PageSize, PageToken, RichText, SearchText, UserId},
     error::{Error, Result},
     grpc::convert::{self, Mask},
     pb::{self, conversation_service_server::ConversationService},
@@ -48,6 +48,7 @@ fn users(field: &str, raw: &[String]) -> Result<Vec<UserId>> {
 }
 
 mod marks;
+mod messages;
 
 #[tonic::async_trait]
 impl ConversationService for ConversationApi {
@@ -232,69 +233,14 @@ impl ConversationService for ConversationApi {
         &self,
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        let r = request.into_inner();
-        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
-        let size = PageSize::parse(r.page_size, 50, 200)?;
-        let window = match (
-            PageToken::<i64>::parse(&r.page_token)?.0,
-            r.before_seq,
-            r.after_seq,
-            r.around_seq,
-        ) {
-            // -t - 1, written so that no forged token overflows.
-            (Some(t), ..) if t < 0 => Window::After(!t),
-            (Some(t), ..) => Window::Before(t),
-            (None, 0, 0, 0) => Window::Latest,
-            (None, b, 0, 0) if b > 0 => Window::Before(b),
-            (None, 0, a, 0) if a > 0 => Window::After(a),
-            (None, 0, 0, x) if x > 0 => Window::Around(x),
-            _ => {
-                return Err(Error::invalid(
-                    "before_seq",
-                    "set at most one of before_seq, after_seq, around_seq, each positive",
-                )
-                .into());
-            }
-        };
-        let (rows, next) =
-            service::conversations::messages(&self.state, &caller, id, window, size).await?;
-        // The token is the next window: a positive seq pages older, a negative one newer.
-        let next_page_token = match next {
-            Some(Window::Before(s)) => PageToken::<i64>::encode(&s),
-            Some(Window::After(s)) => PageToken::<i64>::encode(&!s),
-            _ => String::new(),
-        };
-        Ok(Response::new(pb::ListMessagesResponse {
-            messages: self.reply_messages(&caller, rows).await?,
-            next_page_token,
-        }))
+        self.list_messages_of(request).await
     }
 
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::Message>, Status> {
-        let caller = Caller::of(&request)?;
-        let r = request.into_inner();
-        let id = ConversationId::parse("conversation_id", &r.conversation_id)?;
-        let body = content("content", r.content.as_ref())?;
-        if r.attachment_ids.len() > MAX_ATTACHMENTS {
-            return Err(Error::invalid(
-                "attachment_ids",
-                format!("may name at most {MAX_ATTACHMENTS} files"),
-            )
-            .into());
-        }
-        let attachments = r
-            .attachment_ids
-            .iter()
-            .map(|a| parse_uuid("attachment_ids", a))
-            .collect::<Result<Vec<_>>>()?;
-        let key = IdempotencyKey::parse("idempotency_key", &r.idempotency_key)?;
-        let (m, attachments) =
-            service::conversations::send(&self.state, &caller, id, body, attachments, key).await?;
-        Ok(Response::new(convert::message(m, attachments)))
+        self.send_message_of(request).await
     }
 
     async fn update_message(
@@ -442,5 +388,44 @@ impl ConversationService for ConversationApi {
         request: Request<pb::ListMessageVersionsRequest>,
     ) -> Result<Response<pb::ListMessageVersionsResponse>, Status> {
         self.list_versions(request).await
+    }
+
+    async fn list_thread_replies(
+        &self,
+        request: Request<pb::ListThreadRepliesRequest>,
+    ) -> Result<Response<pb::ListThreadRepliesResponse>, Status> {
+        self.list_replies(request).await
+    }
+
+    async fn follow_thread(
+        &self,
+        request: Request<pb::FollowThreadRequest>,
+    ) -> Result<Response<pb::FollowThreadResponse>, Status> {
+        let r = request.get_ref();
+        let ids = (r.conversation_id.clone(), r.root_id.clone());
+        self.follow(request, (&ids.0, &ids.1), true).await
+    }
+
+    async fn unfollow_thread(
+        &self,
+        request: Request<pb::UnfollowThreadRequest>,
+    ) -> Result<Response<pb::FollowThreadResponse>, Status> {
+        let r = request.get_ref();
+        let ids = (r.conversation_id.clone(), r.root_id.clone());
+        self.follow(request, (&ids.0, &ids.1), false).await
+    }
+
+    async fn mark_thread_read(
+        &self,
+        request: Request<pb::MarkThreadReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        self.mark_thread_read_of(request).await
+    }
+
+    async fn list_threads(
+        &self,
+        request: Request<pb::ListThreadsRequest>,
+    ) -> Result<Response<pb::ListThreadsResponse>, Status> {
+        self.list_threads_of(request).await
     }
 }

@@ -47,6 +47,7 @@ mod s3_tls;
 mod signing_key;
 mod tasks;
 mod test_ca;
+mod threads;
 mod tokens;
 mod trace_export;
 mod transport;

@@ -386,6 +386,26 @@ async fn a_resume_from_before_a_delete_replays_no_reaction_pin_or_earlier_versio
     ))
     .await
     .unwrap();
+    // A reply in its thread, deleted too.
+    let reply = pb::SendMessageRequest {
+        thread_root_id: m.clone(),
+        ..send(&g, "secret reply")
+    };
+    let reply = c
+        .send_message(authed(reply, &bob))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    c.delete_message(authed(
+        pb::DeleteMessageRequest {
+            conversation_id: g.clone(),
+            message_id: reply,
+        },
+        &bob,
+    ))
+    .await
+    .unwrap();
     let edit = pb::UpdateMessageRequest {
         conversation_id: g.clone(),
         message_id: m.clone(),
@@ -416,6 +436,10 @@ async fn a_resume_from_before_a_delete_replays_no_reaction_pin_or_earlier_versio
         );
         match e.kind {
             Some(Kind::MessageCreated(m)) if m.text == "after" => break,
+            Some(Kind::MessageCreated(m)) => {
+                assert!(m.deleted && !m.thread_root_id.is_empty(), "{m:?}");
+                kinds.push("reply");
+            }
             Some(Kind::ReactionChanged(_)) => panic!("a deleted message's reaction replayed"),
             Some(Kind::PinChanged(_)) => panic!("a deleted message's pin replayed"),
             Some(Kind::MessageUpdated(u)) => {
@@ -426,5 +450,5 @@ async fn a_resume_from_before_a_delete_replays_no_reaction_pin_or_earlier_versio
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(kinds, ["updated", "deleted"]);
+    assert_eq!(kinds, ["reply", "deleted", "updated", "deleted"]);
 }

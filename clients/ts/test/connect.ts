@@ -1,7 +1,7 @@
 // Node, against a live server, over gRPC-Web (HTTP/1.1 and HTTP/2) and native gRPC, with the
 // generated Connect-ES client: a bad token gives UNAUTHENTICATED (over HTTP/1.1 this used to
 // be EPIPE), the admin signs in, creates a project and a task, a conversation, and receives
-// a message on the event stream.
+// a message, a reply in its thread and a reaction on the event stream.
 //   node out/connect.mjs BASE_URL ADMIN_PASSWORD
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -49,18 +49,35 @@ for (const c of cases) {
   const group = await conversations.createConversation({ kind: ConversationKind.GROUP, title: `Node ${c.name}` });
   const abort = new AbortController();
   const events = conversations.streamEvents({}, { signal: abort.signal });
+  const seen: string[] = [];
   const received = (async () => {
     for await (const e of events) {
-      if (e.kind.case === "messageCreated") return e.kind.value.text;
+      if (e.kind.case === "messageCreated") {
+        const m = e.kind.value;
+        seen.push(m.threadRootId ? `reply to ${m.threadRootId}: ${m.text}` : m.text);
+      } else if (e.kind.case === "reactionChanged") {
+        seen.push(`${e.kind.value.emoji} ${e.kind.value.count}`);
+      }
+      if (seen.length === 3) return;
     }
   })();
   await new Promise((r) => setTimeout(r, 300));
-  const content = { type: "doc", content: [{ type: "paragraph", content: [{ type: "text", text: `hello over ${c.name}` }] }] };
-  await conversations.sendMessage({ conversationId: group.id, content });
-  const text = await received;
+  const doc = (text: string) => ({ type: "doc", content: [{ type: "paragraph", content: [{ type: "text", text }] }] });
+  const root = await conversations.sendMessage({ conversationId: group.id, content: doc(`hello over ${c.name}`) });
+  await conversations.sendMessage({ conversationId: group.id, content: doc("in its thread"), threadRootId: root.id });
+  await conversations.addReaction({ conversationId: group.id, messageId: root.id, emoji: ":tada:" });
+  await received;
   abort.abort();
-  if (text !== `hello over ${c.name}`) throw new Error(`${c.name}: got ${text}`);
-  console.log(`${c.name}: bad token UNAUTHENTICATED; ${me.email} made task "${task.title}", got "${text}" live`);
+  const expected = [`hello over ${c.name}`, `reply to ${root.id}: in its thread`, "🎉 1"];
+  if (JSON.stringify(seen) !== JSON.stringify(expected)) throw new Error(`${c.name}: got ${JSON.stringify(seen)}`);
+  // The conversation view: the root alone, with its thread and the caller's reaction.
+  const [listed] = (await conversations.listMessages({ conversationId: group.id })).messages;
+  const reaction = listed?.reactions[0];
+  if (listed?.thread?.replyCount !== 1n || reaction?.emoji !== "🎉" || !reaction.reacted) {
+    throw new Error(`${c.name}: listed ${listed?.thread?.replyCount} replies, reactions ${reaction?.emoji} ${reaction?.count}`);
+  }
+  const text = seen[0];
+  console.log(`${c.name}: bad token UNAUTHENTICATED; ${me.email} made task "${task.title}", got "${text}", a thread reply and a reaction live`);
 }
 
 // A session refreshes an expired access token once and retries (the server runs with a 5 s

@@ -33,6 +33,9 @@ pub fn message(m: Message, attachments: Vec<File>) -> pb::Message {
         edit_time: m.edited_at.map(timestamp),
         reactions: vec![],
         pinned: false,
+        thread_root_id: m.thread_root_id.map(|r| r.to_string()).unwrap_or_default(),
+        in_conversation: m.in_conversation,
+        thread: None,
     }
 }
 
@@ -48,6 +51,13 @@ pub fn marked(mut m: pb::Message, marks: Marks) -> pb::Message {
         })
         .collect();
     m.pinned = marks.pinned;
+    m.thread = marks.thread.map(|t| pb::ThreadSummary {
+        reply_count: t.reply_count,
+        last_reply_time: t.last_reply_at.map(timestamp),
+        participant_ids: t.participants.iter().map(Uuid::to_string).collect(),
+        following: t.following,
+        unread_count: t.unread,
+    });
     m
 }
 

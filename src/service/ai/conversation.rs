@@ -54,7 +54,8 @@ pub async fn ask(
         ));
     }
     drop(conn);
-    let asked = crate::service::conversations::send(state, caller, id, content, vec![], None).await;
+    let asked =
+        crate::service::conversations::send(state, caller, id, content, vec![], None, None).await;
     let question_message = match asked {
         Ok((m, _)) => m,
         Err(e) => {

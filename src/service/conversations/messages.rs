@@ -11,7 +11,8 @@ use crate::{
         messages::{Message, Window},
     },
     domain::conversations::{ConversationId, IdempotencyKey, MessageId},
-    domain::{Page, PageSize, PageToken, RichText, Role, files::File, jobs::Job},
+    domain::threads::Reply,
+    domain::{PageSize, RichText, Role, files::File, jobs::Job},
     error::{Error, Result},
     realtime::Published,
     service::State,
@@ -60,10 +61,13 @@ pub async fn send(
     content: RichText,
     attachments: Vec<Uuid>,
     key: Option<IdempotencyKey>,
+    reply: Option<Reply>,
 ) -> Result<(Message, Vec<File>)> {
     let id = id.0;
     let key = key.map(|k| k.as_str().to_owned());
+    // Replies and sends with files take the direct path.
     if attachments.is_empty()
+        && reply.is_none()
         && let Some(queue) = &state.sends
     {
         // Only a send that mentions someone costs a query before its batch.
@@ -100,7 +104,13 @@ pub async fn send(
     let digest_at = Utc::now() + state.digest_delay;
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
-            members_only(conn, id, &content.mentions()).await?;
+            let root = match reply {
+                Some(r) => Some(super::threads::root_of(conn, caller, id, r).await?),
+                None => None,
+            };
+            let mentioned = content.mentions();
+            members_only(conn, id, &mentioned).await?;
+            let thread = reply.map(|r| (r.root, r.also_in_conversation));
             let new = db::sends::NewMessage {
                 conversation: id,
                 sender: caller.user_id,
@@ -109,10 +119,17 @@ pub async fn send(
                 attachments: &files,
                 digest_at,
                 system: false,
+                thread,
             };
-            let sent = db::sends::send(conn, new).await?;
             // Not a member: the same answer as for a conversation that does not exist.
-            sent.ok_or(Error::NotFound("conversation"))
+            let sent = db::sends::send(conn, new)
+                .await?
+                .ok_or(Error::NotFound("conversation"))?;
+            if let Some(root) = &root {
+                let seq = sent.message.seq;
+                super::threads::replied(conn, root, caller.user_id.0, seq, &mentioned).await?;
+            }
+            Ok(sent)
         })
         .await
         .map(|sent| {
@@ -218,6 +235,7 @@ pub async fn send_as_assistant(
                 attachments: &[],
                 digest_at,
                 system: true,
+                thread: None,
             };
             db::sends::send(conn, new)
                 .await?
@@ -410,44 +428,4 @@ pub async fn mark_read(
         .await?;
     publish(state, event);
     Ok(unread)
-}
-
-/// How deep search pages go (an offset; a forged token cannot overflow it).
-pub const MAX_SEARCH_DEPTH: i64 = 10_000;
-
-/// Full-text search over the caller's conversations (or one of them).
-pub async fn search(
-    state: &State,
-    caller: &Caller,
-    query: &str,
-    conversation: Option<ConversationId>,
-    size: PageSize,
-    token: PageToken<i64>,
-) -> Result<Page<Message>> {
-    let conversation = conversation.map(|c| c.0);
-    let mut conn = state.pool.get().await?;
-    if let Some(c) = conversation {
-        member(&mut conn, caller, c).await?;
-    }
-    let offset = token.0.unwrap_or(0).max(0);
-    if offset > MAX_SEARCH_DEPTH {
-        return Err(Error::invalid(
-            "page_token",
-            format!("pages past {MAX_SEARCH_DEPTH} results; refine the query"),
-        ));
-    }
-    let rows = db::messages::search(
-        &mut conn,
-        caller.user_id,
-        query,
-        conversation,
-        offset,
-        size.0 + 1,
-    )
-    .await?;
-    let mut page = Page::from_rows(rows, size, |_| 0i64);
-    if !page.next_page_token.is_empty() {
-        page.next_page_token = PageToken::<i64>::encode(&(offset + size.0));
-    }
-    Ok(page)
 }

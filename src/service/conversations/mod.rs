@@ -9,16 +9,17 @@ mod batch;
 mod messages;
 mod reactions;
 mod saved;
+mod search;
 mod stream;
+mod threads;
 
 pub use batch::{ReadQueue, SendQueue};
-pub use messages::{
-    MAX_SEARCH_DEPTH, attachments, delete, edit, mark_read, messages, search, send,
-    send_as_assistant,
-};
+pub use messages::{attachments, delete, edit, mark_read, messages, send, send_as_assistant};
 pub use reactions::{marks, pin, pins, react, reactions};
 pub use saved::{save, saved, unsave, versions};
+pub use search::{MAX_SEARCH_DEPTH, search};
 pub use stream::{TYPING_TTL, stream, typing};
+pub use threads::{follow, mark_thread_read, mine, replies};
 
 use crate::{
     auth::Caller,

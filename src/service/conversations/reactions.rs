@@ -153,6 +153,15 @@ pub async fn marks(
     messages: &[Message],
 ) -> Result<HashMap<Uuid, Marks>> {
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+    let roots: Vec<Uuid> = messages
+        .iter()
+        .filter(|m| m.thread_root_id.is_none())
+        .map(|m| m.id)
+        .collect();
     let mut conn = state.pool.get().await?;
-    db::reactions::marks(&mut conn, caller.user_id.0, &ids).await
+    let mut marks = db::reactions::marks(&mut conn, caller.user_id.0, &ids).await?;
+    for (root, summary) in db::threads::summaries(&mut conn, caller.user_id.0, &roots).await? {
+        marks.entry(root).or_default().thread = Some(summary);
+    }
+    Ok(marks)
 }
