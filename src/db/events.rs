@@ -25,7 +25,9 @@ impl EventBody {
             Self::MessageCreated { message, .. }
             | Self::MessageUpdated { message, .. }
             | Self::MessageDeleted { message } => Some(message.id),
-            Self::Reaction { message_id, .. } | Self::Pin { message_id, .. } => Some(*message_id),
+            Self::Reaction { message_id, .. }
+            | Self::Pin { message_id, .. }
+            | Self::Mentioned { message_id, .. } => Some(*message_id),
             Self::Membership { .. } | Self::ReadReceipt { .. } | Self::Redacted => None,
         }
     }

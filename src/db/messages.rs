@@ -233,7 +233,7 @@ pub async fn search(
 ) -> Result<Vec<Message>> {
     diesel::sql_query(
         "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.body_text, m.edited_at, \
-                m.deleted_at, m.created_at \
+                m.deleted_at, m.created_at, m.thread_root_id, m.in_conversation \
          FROM messages m JOIN conversation_members cm \
            ON cm.conversation_id = m.conversation_id AND cm.user_id = $1 \
          WHERE m.deleted_at IS NULL \

@@ -11,6 +11,7 @@ pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod keys;
+pub mod mentions;
 pub mod messages;
 pub mod outage;
 pub mod prepared;

@@ -223,10 +223,14 @@ pub async fn pins(conn: &mut AsyncPgConnection, conversation: Uuid) -> Result<Ve
         .collect())
 }
 
-/// Removes what members added to `message` (reactions, its pin, saves, earlier versions):
+/// Removes what members added to `message` (reactions, its pin, saves, earlier versions,
+/// its mentions):
 /// it was deleted.
 pub async fn purge(conn: &mut AsyncPgConnection, message: Uuid) -> Result<()> {
-    use crate::db::schema::{message_versions, saved_messages};
+    use crate::db::schema::{message_mentions, message_versions, saved_messages};
+    diesel::delete(message_mentions::table.filter(message_mentions::message_id.eq(message)))
+        .execute(conn)
+        .await?;
     diesel::delete(message_reactions::table.filter(message_reactions::message_id.eq(message)))
         .execute(conn)
         .await?;

@@ -166,6 +166,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    message_mentions (message_id, user_id) {
+        message_id -> Uuid,
+        user_id -> Uuid,
+        conversation_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     message_pins (message_id) {
         message_id -> Uuid,
         conversation_id -> Uuid,
@@ -309,6 +318,7 @@ diesel::joinable!(attachments -> users (uploader_id));
 diesel::joinable!(conversation_events -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> users (user_id));
+diesel::joinable!(message_mentions -> messages (message_id));
 diesel::joinable!(message_pins -> messages (message_id));
 diesel::joinable!(message_reactions -> messages (message_id));
 diesel::joinable!(message_versions -> messages (message_id));
@@ -336,6 +346,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     divisions,
     jobs,
+    message_mentions,
     message_pins,
     message_reactions,
     message_versions,

@@ -214,7 +214,15 @@ pub enum EventBody {
         /// Pinned, or unpinned.
         pinned: bool,
     },
-    /// An event about a message deleted since (a reaction, a pin): streams skip it.
+    /// A message mentions these users (at its send, or newly by an edit).
+    Mentioned {
+        /// The message.
+        message_id: Uuid,
+        /// Who it mentions (newly).
+        user_ids: Vec<Uuid>,
+    },
+    /// An event about a message deleted since (a reaction, a pin, a mention): streams skip
+    /// it.
     Redacted,
 }
 

@@ -134,11 +134,11 @@ fn check_attrs(
             ("heading", "level") => int(value, 1..=6),
             ("orderedList", "start") => int(value, 1..=1_000_000),
             ("codeBlock", "language") => text(value, 64),
-            // The id of the user mentioned (whether they are a member is the sender's
-            // business: a mention of someone else is only text to the others).
-            ("mention", "id") => value
-                .as_str()
-                .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+            // The id of the user mentioned (checked as a member when sent), or `all` (every
+            // member) or `here` (the members with an open stream).
+            ("mention", "id") => value.as_str().is_some_and(|s| {
+                s == MENTION_ALL || s == MENTION_HERE || uuid::Uuid::parse_str(s).is_ok()
+            }),
             ("mention", "label") => text(value, 200),
             ("link", "href") => value.is_string(),
             ("link", "target") => value.is_null() || value.as_str() == Some("_blank"),
@@ -154,18 +154,22 @@ fn check_attrs(
     Ok(())
 }
 
+/// The mention id that names every member.
+pub const MENTION_ALL: &str = "all";
+/// The mention id that names the members with an open stream.
+pub const MENTION_HERE: &str = "here";
+
 impl RichText {
-    /// The users the document mentions (their ids, checked as UUIDs when it was parsed).
-    pub fn mentions(&self) -> Vec<crate::domain::UserId> {
-        fn walk(node: &Value, out: &mut Vec<crate::domain::UserId>) {
+    /// The ids of the document's mention nodes.
+    fn mention_ids(&self) -> Vec<&str> {
+        fn walk<'a>(node: &'a Value, out: &mut Vec<&'a str>) {
             if node.get("type").and_then(Value::as_str) == Some("mention")
                 && let Some(id) = node
                     .get("attrs")
                     .and_then(|a| a.get("id"))
                     .and_then(Value::as_str)
-                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
             {
-                out.push(crate::domain::UserId(id));
+                out.push(id);
             }
             for c in node
                 .get("content")
@@ -178,9 +182,31 @@ impl RichText {
         }
         let mut out = Vec::new();
         walk(&self.doc, &mut out);
+        out
+    }
+
+    /// The users the document mentions by id (checked as UUIDs when it was parsed).
+    pub fn mentions(&self) -> Vec<crate::domain::UserId> {
+        let mut out: Vec<_> = self
+            .mention_ids()
+            .into_iter()
+            .filter_map(|s| uuid::Uuid::parse_str(s).ok())
+            .map(crate::domain::UserId)
+            .collect();
         out.sort_unstable_by_key(|u| u.0);
         out.dedup();
         out
+    }
+
+    /// Whether the document mentions `@all` / `@here`.
+    pub fn mentions_everyone(&self) -> (bool, bool) {
+        let ids = self.mention_ids();
+        (ids.contains(&MENTION_ALL), ids.contains(&MENTION_HERE))
+    }
+
+    /// Whether the document mentions anyone (a user, `@all` or `@here`).
+    pub fn mentions_anyone(&self) -> bool {
+        !self.mention_ids().is_empty()
     }
 }
 

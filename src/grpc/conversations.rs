@@ -428,4 +428,18 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::ListThreadsResponse>, Status> {
         self.list_threads_of(request).await
     }
+
+    async fn list_mentions(
+        &self,
+        request: Request<pb::ListMentionsRequest>,
+    ) -> Result<Response<pb::ListMentionsResponse>, Status> {
+        self.list_mentions_of(request).await
+    }
+
+    async fn get_unread_counts(
+        &self,
+        request: Request<pb::GetUnreadCountsRequest>,
+    ) -> Result<Response<pb::GetUnreadCountsResponse>, Status> {
+        self.unread_counts(request).await
+    }
 }

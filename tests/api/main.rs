@@ -26,6 +26,7 @@ mod history;
 mod intake;
 mod jobs;
 mod limits;
+mod mentions;
 mod nul;
 mod observability;
 mod postgres_tls;

@@ -212,4 +212,40 @@ impl ConversationApi {
             versions: versions.into_iter().map(convert::version).collect(),
         }))
     }
+
+    pub(super) async fn list_mentions_of(
+        &self,
+        request: Request<pb::ListMentionsRequest>,
+    ) -> Result<Response<pb::ListMentionsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.get_ref();
+        let size = PageSize::parse(r.page_size, 50, 200)?;
+        let token = PageToken::parse(&r.page_token)?;
+        let (page, unread_count) =
+            service::conversations::mentions(&self.state, &caller, size, token).await?;
+        Ok(Response::new(pb::ListMentionsResponse {
+            messages: self.reply_messages(&caller, page.items).await?,
+            unread_count,
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    pub(super) async fn unread_counts(
+        &self,
+        request: Request<pb::GetUnreadCountsRequest>,
+    ) -> Result<Response<pb::GetUnreadCountsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let badges = service::conversations::badges(&self.state, &caller).await?;
+        Ok(Response::new(pb::GetUnreadCountsResponse {
+            conversations: badges
+                .into_iter()
+                .map(|b| pb::UnreadCounts {
+                    conversation_id: b.conversation_id.to_string(),
+                    unread_messages: b.messages,
+                    unread_mentions: b.mentions,
+                    unread_threads: b.threads,
+                })
+                .collect(),
+        }))
+    }
 }

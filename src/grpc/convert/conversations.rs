@@ -229,6 +229,14 @@ fn durable(event: Event) -> pb::event::Kind {
             pinned,
             user_id: user_id.to_string(),
         }),
+        EventBody::Mentioned {
+            message_id,
+            user_ids,
+        } => K::Mentioned(pb::Mentioned {
+            conversation_id,
+            message_id: message_id.to_string(),
+            user_ids: user_ids.iter().map(Uuid::to_string).collect(),
+        }),
         // Sessions never send these (they skip them); a heartbeat if one ever got here.
         EventBody::Redacted => K::Heartbeat(pb::Heartbeat {
             time: Some(timestamp(chrono::Utc::now())),

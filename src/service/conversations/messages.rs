@@ -65,17 +65,12 @@ pub async fn send(
 ) -> Result<(Message, Vec<File>)> {
     let id = id.0;
     let key = key.map(|k| k.as_str().to_owned());
-    // Replies and sends with files take the direct path.
+    // Replies, mentions and sends with files take the direct path.
     if attachments.is_empty()
         && reply.is_none()
+        && !content.mentions_anyone()
         && let Some(queue) = &state.sends
     {
-        // Only a send that mentions someone costs a query before its batch.
-        let mentioned = content.mentions();
-        if !mentioned.is_empty() {
-            let mut conn = state.pool.get().await?;
-            members_only(&mut conn, id, &mentioned).await?;
-        }
         return send_batched(state, queue, caller, id, content, key).await;
     }
     let mut conn = state.pool.get().await?;
@@ -125,22 +120,24 @@ pub async fn send(
             let sent = db::sends::send(conn, new)
                 .await?
                 .ok_or(Error::NotFound("conversation"))?;
+            let user = caller.user_id.0;
+            let targets = super::mentions::targets(state, conn, id, &content, user).await?;
             if let Some(root) = &root {
                 let seq = sent.message.seq;
-                super::threads::replied(conn, root, caller.user_id.0, seq, &mentioned).await?;
+                let mentioned: Vec<_> = targets.iter().map(|u| crate::domain::UserId(*u)).collect();
+                super::threads::replied(conn, root, user, seq, &mentioned).await?;
             }
-            Ok(sent)
+            let mention = super::mentions::announce(conn, &sent.message, &targets).await?;
+            Ok((sent, mention))
         })
         .await
-        .map(|sent| {
+        .map(|(sent, mention)| {
             // The digests are due later: the job worker's poll finds them, no need to wake it.
-            publish(
-                state,
-                [Published::Durable {
-                    event: sent.event.clone(),
-                    recipients: sent.recipients.into(),
-                }],
-            );
+            let created = Published::Durable {
+                event: sent.event.clone(),
+                recipients: sent.recipients.into(),
+            };
+            publish(state, std::iter::once(created).chain(mention));
             let files = match sent.event.body {
                 EventBody::MessageCreated { attachments, .. } => attachments,
                 _ => Vec::new(),
@@ -296,6 +293,7 @@ pub async fn edit(
         members_only(conn, id, &content.mentions()).await?;
         db::saved::keep_current(conn, message).await?;
         let m = db::messages::edit(conn, message, &content, caller.user_id.0).await?;
+        let targets = super::mentions::targets(state, conn, id, &content, m.sender_id).await?;
         let attachments = db::files::of_messages(conn, &[m.id])
             .await?
             .remove(&m.id)
@@ -310,11 +308,13 @@ pub async fn edit(
             &[],
         )
         .await?;
-        Ok((m, event))
+        // Only those the edit newly mentions are announced.
+        let mention = super::mentions::announce(conn, &m, &targets).await?;
+        Ok((m, event, mention))
     })
     .await
-    .map(|(m, event)| {
-        publish(state, [event]);
+    .map(|(m, event, mention)| {
+        publish(state, std::iter::once(event).chain(mention));
         m
     })
 }

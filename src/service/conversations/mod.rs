@@ -6,6 +6,7 @@
 //! admin.
 
 mod batch;
+mod mentions;
 mod messages;
 mod reactions;
 mod saved;
@@ -14,6 +15,7 @@ mod stream;
 mod threads;
 
 pub use batch::{ReadQueue, SendQueue};
+pub use mentions::{Badges, badges, mentions};
 pub use messages::{attachments, delete, edit, mark_read, messages, send, send_as_assistant};
 pub use reactions::{marks, pin, pins, react, reactions};
 pub use saved::{save, saved, unsave, versions};

@@ -1,0 +1,108 @@
+//! Mentions: whom a message names (users by id, checked as members; `@all`, every member;
+//! `@here`, the members with an open stream on any instance), recorded with the message and
+//! announced by a `mentioned` event; an edit announces only those it newly mentions.
+//! "Mentions of me" and the sidebar's unread badges.
+
+use super::record;
+use crate::{
+    auth::Caller,
+    db::{self, messages::Message},
+    domain::{Page, PageSize, PageToken, RichText},
+    error::Result,
+    realtime::Published,
+    service::State,
+};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// Whom `content`, sent by `sender` in conversation `id`, mentions: its users, every member
+/// for `@all`, those online for `@here`; never the sender.
+pub(super) async fn targets(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    content: &RichText,
+    sender: Uuid,
+) -> Result<Vec<Uuid>> {
+    let mut users: BTreeSet<Uuid> = content.mentions().iter().map(|u| u.0).collect();
+    let (all, here) = content.mentions_everyone();
+    if all || here {
+        let members = db::events::recipients(conn, id).await?;
+        if all {
+            users.extend(members);
+        } else {
+            users.extend(state.broker.online_among(members).await);
+        }
+    }
+    users.remove(&sender);
+    Ok(users.into_iter().collect())
+}
+
+/// Records that `message` mentions `users`; the event announcing those newly mentioned.
+pub(super) async fn announce(
+    conn: &mut AsyncPgConnection,
+    message: &Message,
+    users: &[Uuid],
+) -> Result<Option<Published>> {
+    let id = message.conversation_id;
+    let new = db::mentions::record(conn, id, message.id, users).await?;
+    if new.is_empty() {
+        return Ok(None);
+    }
+    let body = db::events::EventBody::Mentioned {
+        message_id: message.id,
+        user_ids: new,
+    };
+    record(conn, id, body, &[]).await.map(Some)
+}
+
+/// A page of the messages that mention the caller, newest first, and how many are unread.
+pub async fn mentions(
+    state: &State,
+    caller: &Caller,
+    size: PageSize,
+    token: PageToken<(DateTime<Utc>, Uuid)>,
+) -> Result<(Page<Message>, i64)> {
+    let user = caller.user_id.0;
+    let mut conn = state.pool.get().await?;
+    let rows = db::mentions::of_user(&mut conn, user, token.0, size.0 + 1).await?;
+    let unread = db::mentions::unread(&mut conn, user).await?.values().sum();
+    let page = Page::from_rows(rows, size, |(m, at)| (*at, m.id));
+    let page = Page {
+        items: page.items.into_iter().map(|(m, _)| m).collect(),
+        next_page_token: page.next_page_token,
+    };
+    Ok((page, unread))
+}
+
+/// One conversation's badges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Badges {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Unread messages it shows.
+    pub messages: i64,
+    /// Unread mentions of the caller.
+    pub mentions: i64,
+    /// Followed threads with unread replies.
+    pub threads: i64,
+}
+
+/// The caller's badges, per conversation.
+pub async fn badges(state: &State, caller: &Caller) -> Result<Vec<Badges>> {
+    let user = caller.user_id.0;
+    let mut conn = state.pool.get().await?;
+    let mentions = db::mentions::unread(&mut conn, user).await?;
+    let rows = db::mentions::badges(&mut conn, user).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(conversation_id, messages, threads)| Badges {
+            conversation_id,
+            messages,
+            mentions: mentions.get(&conversation_id).copied().unwrap_or(0),
+            threads,
+        })
+        .collect())
+}
