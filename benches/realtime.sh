@@ -27,10 +27,15 @@
 #    clients while one member sends 100 messages/s into the same conversations: once with
 #    every client in the group of 200 (the fan-in of read receipts on one conversation), once
 #    spread over the groups of 10.
-# 6. STREAMS (10,000) idle streams on a fresh instance C (so that no earlier load sits in
+# 6. Chat (rt-load chat): CHAT_RATE (200) operations/s sent on A, every stream on B, three
+#    phases of SECONDS_PER_RATE each: plain messages (the baseline), a mix with one
+#    operation in four a thread reply and one in four a reaction, and plain messages with a
+#    reaction storm (every member of the group of 200 reacting to one message within a
+#    second): p50/p99 of message, reaction-event and AddReaction-call latency per phase.
+# 7. STREAMS (10,000) idle streams on a fresh instance C (so that no earlier load sits in
 #    its heap): server memory per stream (stream-rss).
 #
-# PARTS (latency,throughput,reads,memory by default) picks the parts to run. BASELINE_BIN, an
+# PARTS (latency,throughput,reads,chat,memory by default) picks the parts to run. BASELINE_BIN, an
 # epop binary built from another commit, adds A0 (that binary, group commit on) to the
 # throughput rounds: a change measured against the code before it, in the same run.
 set -euo pipefail
@@ -43,7 +48,8 @@ ROUNDS=${ROUNDS:-3}
 USERS=${USERS:-1000}
 STREAMS=${STREAMS:-10000}
 READ_CLIENTS=${READ_CLIENTS:-64}
-PARTS=${PARTS:-latency,throughput,reads,memory}
+PARTS=${PARTS:-latency,throughput,reads,chat,memory}
+CHAT_RATE=${CHAT_RATE:-200}
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked --quiet --bin epop --bin rt-load --bin stream-rss
@@ -202,6 +208,13 @@ print(f"  batched (A):                 {am:7.0f} marks/s  ({' '.join(f'{r:.0f}' 
 print(f"  batched / a transaction each: {am / om:.2f}x")
 PY
   done
+  echo
+fi
+
+if part chat; then
+  echo "== chat: threads and reactions mixed in, and a reaction storm, against plain messages =="
+  "$target/release/rt-load" chat --send-url "$A" --recv-url "$B" --state "$work/state.json" \
+    --rate "$CHAT_RATE" --seconds "$SECS" | tee "$work/chat.txt"
   echo
 fi
 

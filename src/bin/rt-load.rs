@@ -10,9 +10,13 @@
 //! - `throughput`: closed-loop sends by N concurrent clients for a fixed time: messages/s.
 //! - `reads`: closed-loop MarkRead by N clients while messages arrive (see `rt_load/reads.rs`).
 //! - `soak`: mixed traffic for minutes (see `rt_load/soak.rs`), for `benches/soak.sh`.
+//! - `chat`: messages, then threads and reactions mixed in, then a reaction storm, with
+//!   their latencies (see `rt_load/chat.rs`).
 
 #[path = "rt_load/batches.rs"]
 mod batches;
+#[path = "rt_load/chat.rs"]
+mod chat;
 #[path = "rt_load/latency.rs"]
 mod latency;
 #[path = "rt_load/reads.rs"]
@@ -100,6 +104,8 @@ enum Command {
     Reads(reads::Args),
     /// Mixed traffic for a fixed time, with open streams.
     Soak(soak::Args),
+    /// Threads, reactions and a reaction storm against plain messages.
+    Chat(chat::Args),
 }
 
 /// What `setup` made.
@@ -189,6 +195,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Soak(args) => {
             let s: State = serde_json::from_slice(&std::fs::read(&args.state)?)?;
             soak::run(&args, &s).await
+        }
+        Command::Chat(args) => {
+            let s: State = serde_json::from_slice(&std::fs::read(&args.state)?)?;
+            chat::run(&args, &s).await
         }
     }
 }

@@ -80,11 +80,17 @@ async fn mentions_of_users_all_and_here_are_listed_counted_and_announced_once() 
     c.send_message(authed(mention(&g, "hi ", &[&bob_id]), &ann))
         .await
         .unwrap();
-    assert_eq!(mentioned(&mut carl_stream).await, std::slice::from_ref(&bob_id));
+    assert_eq!(
+        mentioned(&mut carl_stream).await,
+        std::slice::from_ref(&bob_id)
+    );
     c.send_message(authed(mention(&g, "here ", &["here"]), &ann))
         .await
         .unwrap();
-    assert_eq!(mentioned(&mut carl_stream).await, std::slice::from_ref(&carl_id));
+    assert_eq!(
+        mentioned(&mut carl_stream).await,
+        std::slice::from_ref(&carl_id)
+    );
     c.send_message(authed(mention(&g, "all ", &["all"]), &ann))
         .await
         .unwrap();
@@ -158,7 +164,10 @@ async fn mentions_of_users_all_and_here_are_listed_counted_and_announced_once() 
     c.update_message(authed(edit(&[&bob_id, &dave_id, &carl_id]), &ann))
         .await
         .unwrap();
-    assert_eq!(mentioned(&mut carl_stream).await, std::slice::from_ref(&carl_id));
+    assert_eq!(
+        mentioned(&mut carl_stream).await,
+        std::slice::from_ref(&carl_id)
+    );
     assert_eq!(mentions_of(&app, &carl).await.1, 3);
 
     // A deleted message mentions no one any more.
