@@ -206,6 +206,25 @@ async fn run_phase(
     let start = Instant::now();
     let mut tasks = Vec::new();
     let mut expected = 0u64;
+    // Scheduled before the background operations, which pace themselves.
+    if let Some(message) = storm {
+        // Every member of the big group reacts within one second.
+        let (big, members) = &state.big;
+        let begin = start + Duration::from_secs(1);
+        for (k, who) in members.iter().enumerate() {
+            let at = begin + Duration::from_secs_f64(k as f64 / members.len() as f64);
+            let key = (state.users[*who].0.clone(), message.clone());
+            lock(seen).reactions.insert(key, (at, members.len() as u32));
+            expected += members.len() as u64;
+            let c = senders[k % senders.len()].clone();
+            let (big, message, who) = (big.clone(), message.clone(), token(*who).to_owned());
+            let seen = seen.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                let _ = react(c, seen, big, message, who, at).await;
+            }));
+        }
+    }
     let n = (args.rate * args.seconds) as usize;
     let groups = state.groups.len();
     for i in 0..n {
@@ -214,10 +233,11 @@ async fn run_phase(
         let (g, members) = &state.groups[i % groups];
         let round = i / groups;
         let mut c = senders[i % senders.len()].clone();
-        let kind = if phase == "mix" { i % 4 } else { 0 };
+        // Each group cycles through the kinds, so its reactions come from different members.
+        let kind = if phase == "mix" { (i + round) % 4 } else { 0 };
         if kind == 3 {
-            // A reaction by the round's member (each reacts at most once per root).
-            let who = members[round % members.len()];
+            // A reaction by the next member (each reacts at most once per root).
+            let who = members[(round / 4) % members.len()];
             let key = (state.users[who].0.clone(), roots[i % groups].clone());
             lock(seen)
                 .reactions
@@ -246,24 +266,6 @@ async fn run_phase(
         tasks.push(tokio::spawn(async move {
             let _ = c.send_message(request).await;
         }));
-    }
-    if let Some(message) = storm {
-        // Every member of the big group reacts within one second.
-        let (big, members) = &state.big;
-        let begin = start + Duration::from_secs(1);
-        for (k, who) in members.iter().enumerate() {
-            let at = begin + Duration::from_secs_f64(k as f64 / members.len() as f64);
-            let key = (state.users[*who].0.clone(), message.clone());
-            lock(seen).reactions.insert(key, (at, members.len() as u32));
-            expected += members.len() as u64;
-            let c = senders[k % senders.len()].clone();
-            let (big, message, who) = (big.clone(), message.clone(), token(*who).to_owned());
-            let seen = seen.clone();
-            tasks.push(tokio::spawn(async move {
-                tokio::time::sleep_until(at.into()).await;
-                let _ = react(c, seen, big, message, who, at).await;
-            }));
-        }
     }
     for t in tasks {
         let _ = t.await;
