@@ -44,10 +44,15 @@ const PER_ADDRESS: [&str; 4] = [
     "/epop.v1.AuthService/RequestPasswordReset",
     "/epop.v1.AuthService/ConfirmPasswordReset",
 ];
-const PER_USER: [&str; 3] = [
+const PER_USER: [&str; 8] = [
     "/epop.v1.ConversationService/SendMessage",
     "/epop.v1.ConversationService/SendTyping",
     "/epop.v1.FileService/PresignUpload",
+    "/epop.v1.ConversationService/UpdateMessage",
+    "/epop.v1.ConversationService/AddReaction",
+    "/epop.v1.ConversationService/RemoveReaction",
+    "/epop.v1.ConversationService/PinMessage",
+    "/epop.v1.ConversationService/UnpinMessage",
 ];
 
 /// A rate: at most `count` calls per `period` (in bursts of up to `count`), written

@@ -93,7 +93,8 @@ async fn redact_earlier(
              '{message}', $1->'message') \
            WHEN $5 THEN '{\"kind\": \"redacted\"}'::jsonb \
            ELSE body END \
-         WHERE conversation_id = $2 AND message_id = $3 AND seq < $4",
+         WHERE conversation_id = $2 AND message_id = $3 AND seq < $4 \
+           AND (body ? 'message' OR $5)",
     )
     .bind::<Jsonb, _>(newest)
     .bind::<SqlUuid, _>(conversation)

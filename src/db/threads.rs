@@ -54,6 +54,32 @@ pub async fn last_reply_seq(conn: &mut AsyncPgConnection, root: Uuid) -> Result<
     Ok(last.unwrap_or(0))
 }
 
+/// Makes each of `users` follow thread `root` with their read position, unless they follow
+/// it already (one statement).
+pub async fn follow_many(
+    conn: &mut AsyncPgConnection,
+    conversation: Uuid,
+    root: Uuid,
+    users: &[(Uuid, i64)],
+) -> Result<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let (ids, reads): (Vec<Uuid>, Vec<i64>) = users.iter().copied().unzip();
+    diesel::sql_query(
+        "INSERT INTO thread_follows (root_id, user_id, conversation_id, last_read_seq) \
+         SELECT $1, u, $2, r FROM unnest($3::uuid[], $4::int8[]) AS v(u, r) \
+         ON CONFLICT (root_id, user_id) DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(root)
+    .bind::<SqlUuid, _>(conversation)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<BigInt>, _>(reads)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// `user` stops following thread `root`.
 pub async fn unfollow(conn: &mut AsyncPgConnection, root: Uuid, user: Uuid) -> Result<()> {
     diesel::delete(thread_follows::table.find((root, user)))
@@ -173,6 +199,7 @@ pub async fn followed(
                 .and(conversation_members::user_id.eq(thread_follows::user_id))),
         )
         .filter(thread_follows::user_id.eq(user))
+        .order(thread_follows::created_at.desc())
         .limit(limit)
         .select(MessageRow::as_select())
         .load(conn)

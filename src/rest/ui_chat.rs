@@ -118,8 +118,9 @@ pub async fn handle(State(rest): State<Rest>, req: Request) -> Response {
         let mut parts = std::pin::pin!(parts_of(chunks));
         while let Some(part) = parts.next().await {
             let part: Arc<str> = part.into();
+            // The listening client first; the record after.
+            let _ = tx.send(part.clone());
             recorder.push(&part).await;
-            let _ = tx.send(part);
         }
         recorder.end().await;
     });
@@ -153,13 +154,17 @@ pub async fn rejoin(
         Ok(id) => id,
         Err(s) => return status::error_response(&s),
     };
-    match rest
-        .answers
-        .rejoin(&format!("{}:{chat_id}", caller.user_id.0))
-        .await
-    {
-        Some(parts) => sse(parts),
-        None => http::StatusCode::NO_CONTENT.into_response(),
+    let key = format!("{}:{chat_id}", caller.user_id.0);
+    match rest.answers.rejoin(&key).await {
+        Ok(Some(parts)) => sse(parts),
+        Ok(None) => http::StatusCode::NO_CONTENT.into_response(),
+        Err(answers::Busy) => {
+            let busy = Status::unavailable("too many answers are being rejoined here: retry");
+            let mut r = status::error_response(&busy);
+            r.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
+            r
+        }
     }
 }
 

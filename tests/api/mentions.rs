@@ -2,7 +2,7 @@
 //! an edit announces only the newly mentioned; the sidebar's badges in one call.
 
 use crate::{
-    events::{client, group, next, open, send},
+    events::{client, group, next, open, redis_url, send},
     helpers::*,
 };
 use epop::pb::{self, event::Kind};
@@ -67,14 +67,17 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mentions_of_users_all_and_here_are_listed_counted_and_announced_once() {
-    let app = TestApp::spawn().await;
+    // Carl's stream is on the other instance: presence there makes him "here".
+    let (app, other_instance) = two_instances(&redis_url()).await;
     let (_, ann) = user(&app, "ann").await;
     let (bob_id, bob) = user(&app, "bob").await;
     let (carl_id, carl) = user(&app, "carl").await;
     let (dave_id, dave) = user(&app, "dave").await;
     let g = group(&app, &ann, &[&bob_id, &carl_id, &dave_id]).await;
     // Carl has a stream open (he is "here"); Bob and Dave do not.
-    let mut carl_stream = open(&app, &carl, "").await;
+    let mut carl_stream = open(&other_instance, &carl, "").await;
+    // Its presence claim reaches Redis as the stream opens (a spawned write).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut c = client(&app).await;
 
     c.send_message(authed(mention(&g, "hi ", &[&bob_id]), &ann))
@@ -192,13 +195,26 @@ async fn mentions_of_users_all_and_here_are_listed_counted_and_announced_once() 
         thread_root_id: root.id.clone(),
         ..mention(&g, "see ", &[&dave_id])
     };
-    c.send_message(authed(reply, &bob)).await.unwrap();
+    let reply = c
+        .send_message(authed(reply, &bob))
+        .await
+        .unwrap()
+        .into_inner();
     let (_, mentions, threads) = badges(&app, &dave).await;
     assert_eq!(
         (mentions, threads),
         (2, 1),
         "@all and the reply; the thread"
     );
+    // An edit that adds Carl to the reply makes him follow the thread too.
+    assert_eq!(badges(&app, &carl).await.2, 0);
+    let edit = pb::UpdateMessageRequest {
+        conversation_id: g.clone(),
+        message_id: reply.id.clone(),
+        content: mention(&g, "see ", &[&dave_id, &carl_id]).content,
+    };
+    c.update_message(authed(edit, &bob)).await.unwrap();
+    assert_eq!(badges(&app, &carl).await.2, 1, "Carl follows the thread");
 
     // Outsiders cannot be mentioned; the mentions list is the caller's own.
     let (eve_id, eve) = user(&app, "eve").await;
@@ -207,5 +223,13 @@ async fn mentions_of_users_all_and_here_are_listed_counted_and_announced_once() 
         .await
         .unwrap_err();
     assert_eq!(violations(&refused), ["content"]);
+    // An outsider learns nothing from a mention: whoever it names, NOT_FOUND.
+    for who in [&bob_id, &eve_id] {
+        let probe = c
+            .send_message(authed(mention(&g, "x ", &[who]), &eve))
+            .await
+            .unwrap_err();
+        assert_eq!(probe.code(), tonic::Code::NotFound, "{who}");
+    }
     assert_eq!(mentions_of(&app, &eve).await, (vec![], 0));
 }

@@ -82,6 +82,16 @@ async fn members_react_live_across_instances_idempotently_within_a_cap_and_outsi
         Some(Kind::MessageCreated(_))
     ));
 
+    // Bob's browser listens over SSE on the other instance too.
+    let mut sse = reqwest::Client::new()
+        .get(format!("{}/api/events", b.url()))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // Added twice: one reaction, one event.
     for _ in 0..2 {
         let r = ca
@@ -93,6 +103,17 @@ async fn members_react_live_across_instances_idempotently_within_a_cap_and_outsi
     let e = reaction_event(&mut bob_stream).await;
     assert_eq!((e.emoji.as_str(), e.added, e.count), ("👍", true, 1));
     assert_eq!(e.message_id, m);
+    let mut text = String::new();
+    while !text.contains("reactionChanged") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), sse.chunk())
+            .await
+            .expect("the reaction over SSE within 5 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.contains("👍"), "{text}");
+    drop(sse);
     // A short code is its emoji; Bob sees both reactions and his own.
     let r = cb
         .add_reaction(authed(reaction(&g, &m, ":thumbsup:"), &bob))
@@ -233,7 +254,7 @@ fn urlencoding(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pins_saves_and_versions_survive_edits_and_go_with_a_deleted_message() {
-    let app = TestApp::spawn().await;
+    let (app, other_instance) = two_instances(&redis_url()).await;
     let (ann_id, ann) = user(&app, "ann").await;
     let (bob_id, bob) = user(&app, "bob").await;
     let (_, eve) = user(&app, "eve").await;
@@ -251,7 +272,7 @@ async fn pins_saves_and_versions_survive_edits_and_go_with_a_deleted_message() {
         .unwrap()
         .into_inner()
         .id;
-    let mut ann_stream = open(&app, &ann, "").await;
+    let mut ann_stream = open(&other_instance, &ann, "").await;
     let post = reqwest::Method::POST;
     let get = reqwest::Method::GET;
 

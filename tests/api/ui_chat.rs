@@ -206,3 +206,23 @@ async fn an_answer_started_on_one_instance_is_rejoined_on_another() {
     assert_eq!(rejoin(&b, &ann, "moved").await.status(), 204);
     assert_eq!(fake.dropped(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_answer_in_a_chat_is_rejoined_alone_while_the_one_before_runs_on() {
+    let fake = FakeAi::start().await;
+    let (a, b) = two_instances_with(&redis_url(), |c| fake.configure(c)).await;
+    let (_, ann) = user(&a, "ann").await;
+    // A long answer, left; then a shorter one in the same chat, left too.
+    leave_after_first_delta(ask(&a, &ann, "twice", "tokens=40 every=100").await).await;
+    leave_after_first_delta(ask(&a, &ann, "twice", "tokens=8 every=150").await).await;
+    let r = rejoin(&b, &ann, "twice").await;
+    assert_eq!(r.status(), 200);
+    let (parts, done) = stream_parts(&r.text().await.unwrap());
+    assert!(done, "ends with [DONE]");
+    let expected: String = (1..=8).map(|i| format!("t{i} ")).collect();
+    assert_eq!(
+        answer_text(&parts),
+        expected,
+        "the newer answer alone, whole"
+    );
+}

@@ -1,7 +1,8 @@
 //! Answers in progress on the ui-chat route, recorded part by part so that a client that
 //! went away (a reload, a dropped network) can rejoin one: replayed from its first part, then
 //! followed live to its end. In this process without Redis; with Redis in a stream per answer
-//! (`XADD` / `XREAD BLOCK`), so a client rejoins on any instance. An answer that ended is no
+//! (`XADD` / `XREAD BLOCK`) and a pointer from the chat to its newest answer, so a client
+//! rejoins on any instance and two answers of one chat never mix. An answer that ended is no
 //! longer here: it is in the saved chat.
 
 use bb8_redis::{RedisConnectionManager, bb8};
@@ -20,6 +21,8 @@ const ENDED_TTL: Duration = Duration::from_secs(30);
 const BLOCK: Duration = Duration::from_secs(2);
 /// Redis calls' own deadline (above [`BLOCK`]).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most clients one instance follows in Redis at once (each holds a connection).
+const MAX_FOLLOWERS: usize = 64;
 /// The field of a stream entry that carries a part, and the one that marks the end.
 const PART: &str = "p";
 const END: &str = "end";
@@ -47,7 +50,13 @@ pub struct Shared {
     prefix: String,
     /// How long an answer may run (the record's lifetime while it does).
     ttl: Duration,
+    /// Room for followers.
+    followers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Too many clients are rejoining answers on this instance.
+#[derive(Debug)]
+pub struct Busy;
 
 /// An answer so far.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +78,7 @@ pub enum Recorder {
     },
     /// In Redis (`None` once a write failed: the answer goes on, unrecorded).
     Redis {
-        /// The stream's key.
+        /// This answer's stream.
         key: String,
         /// Its store.
         shared: Option<Arc<Shared>>,
@@ -89,6 +98,7 @@ impl Answers {
             client: redis::Client::open(url)?,
             prefix: prefix.to_owned(),
             ttl: ttl + ENDED_TTL,
+            followers: Arc::new(tokio::sync::Semaphore::new(MAX_FOLLOWERS)),
         })))
     }
 
@@ -105,23 +115,29 @@ impl Answers {
                 }
             }
             Self::Redis(shared) => {
-                let key = format!("{}{key}", shared.prefix);
+                // The chat points at its newest answer's own stream.
+                let pointer = format!("{}{key}", shared.prefix);
+                let stream = format!("{pointer}:{}", uuid::Uuid::new_v4());
                 let mut pipe = redis::pipe();
-                pipe.del(&key).ignore();
+                pipe.set_ex(&pointer, &stream, shared.ttl.as_secs())
+                    .ignore();
                 let ok = shared.run(&pipe).await;
                 Recorder::Redis {
-                    key,
+                    key: stream,
                     shared: ok.then(|| shared.clone()),
                 }
             }
         }
     }
 
-    /// The answer `key` from its first part to its end, or `None` when none is in progress.
-    pub async fn rejoin(&self, key: &str) -> Option<BoxStream<'static, Arc<str>>> {
+    /// The answer `key` from its first part to its end, or `None` when none is in progress;
+    /// [`Busy`] when this instance follows too many already.
+    pub async fn rejoin(&self, key: &str) -> Result<Option<BoxStream<'static, Arc<str>>>, Busy> {
         match self {
             Self::Local(answers) => {
-                let mut rx = lock(answers).get(key)?.clone();
+                let Some(mut rx) = lock(answers).get(key).cloned() else {
+                    return Ok(None);
+                };
                 let stream = async_stream::stream! {
                     let mut sent = 0;
                     loop {
@@ -138,9 +154,16 @@ impl Answers {
                         }
                     }
                 };
-                Some(stream.boxed())
+                Ok(Some(stream.boxed()))
             }
-            Self::Redis(shared) => shared.clone().rejoin(key).await,
+            Self::Redis(shared) => {
+                let room = shared
+                    .followers
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| Busy)?;
+                Ok(shared.clone().rejoin(key, room).await)
+            }
         }
     }
 }
@@ -158,6 +181,10 @@ impl Recorder {
                     .expire(&*key, s.ttl.as_secs() as i64)
                     .ignore();
                 if !s.run(&pipe).await {
+                    // Unrecorded from here: followers must not wait for an end never written.
+                    let mut gone = redis::pipe();
+                    gone.del(&*key).ignore();
+                    s.run(&gone).await;
                     *shared = None;
                 }
             }
@@ -212,8 +239,12 @@ impl Shared {
         result.is_ok()
     }
 
-    async fn rejoin(self: Arc<Self>, key: &str) -> Option<BoxStream<'static, Arc<str>>> {
-        let key = format!("{}{key}", self.prefix);
+    async fn rejoin(
+        self: Arc<Self>,
+        key: &str,
+        room: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<BoxStream<'static, Arc<str>>> {
+        let pointer = format!("{}{key}", self.prefix);
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT));
@@ -224,12 +255,14 @@ impl Shared {
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "cannot reach redis to rejoin an answer"))
             .ok()?;
+        let key: String = conn.get::<_, Option<String>>(&pointer).await.ok()??;
         let so_far: redis::streams::StreamRangeReply = conn.xrange_all(&key).await.ok()?;
         let (mut last, mut parts, ended) = entries(so_far.ids);
         if last.is_none() || ended {
             return None;
         }
         let stream = async_stream::stream! {
+            let _room = room;
             let end = tokio::time::Instant::now() + self.ttl;
             loop {
                 for part in parts.drain(..) {

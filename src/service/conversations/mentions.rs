@@ -17,14 +17,14 @@ use diesel_async::AsyncPgConnection;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-/// Whom `content`, sent by `sender` in conversation `id`, mentions: its users, every member
-/// for `@all`, those online for `@here`; never the sender.
+/// Whom `content` in conversation `id` mentions: its users, every member for `@all`, those
+/// online for `@here` (found before the send's transaction: no lock is held meanwhile). The
+/// sender is taken out where it is known.
 pub(super) async fn targets(
     state: &State,
     conn: &mut AsyncPgConnection,
     id: Uuid,
     content: &RichText,
-    sender: Uuid,
 ) -> Result<Vec<Uuid>> {
     let mut users: BTreeSet<Uuid> = content.mentions().iter().map(|u| u.0).collect();
     let (all, here) = content.mentions_everyone();
@@ -36,20 +36,30 @@ pub(super) async fn targets(
             users.extend(state.broker.online_among(members).await);
         }
     }
-    users.remove(&sender);
     Ok(users.into_iter().collect())
 }
 
-/// Records that `message` mentions `users`; the event announcing those newly mentioned.
+/// Records that `message` mentions `users` (its sender aside); the event announcing those
+/// newly mentioned. Newly mentioned in a reply, they follow its thread with that reply
+/// unread (those who follow it already keep their position).
 pub(super) async fn announce(
     conn: &mut AsyncPgConnection,
     message: &Message,
     users: &[Uuid],
 ) -> Result<Option<Published>> {
     let id = message.conversation_id;
-    let new = db::mentions::record(conn, id, message.id, users).await?;
+    let users: Vec<Uuid> = users
+        .iter()
+        .copied()
+        .filter(|u| *u != message.sender_id)
+        .collect();
+    let new = db::mentions::record(conn, id, message.id, &users).await?;
     if new.is_empty() {
         return Ok(None);
+    }
+    if let Some(root) = message.thread_root_id {
+        let follows: Vec<(Uuid, i64)> = new.iter().map(|u| (*u, message.seq - 1)).collect();
+        db::threads::follow_many(conn, id, root, &follows).await?;
     }
     let body = db::events::EventBody::Mentioned {
         message_id: message.id,

@@ -97,8 +97,14 @@ pub async fn send(
         files
     };
     let digest_at = Utc::now() + state.digest_delay;
+    let targets = match content.mentions_anyone() {
+        true => super::mentions::targets(state, &mut conn, id, &content).await?,
+        false => Vec::new(),
+    };
     let sent = conn
         .transaction::<_, Error, _>(async |conn| {
+            // Members only, before anything about the content is answered.
+            member(conn, caller, id).await?;
             let root = match reply {
                 Some(r) => Some(super::threads::root_of(conn, caller, id, r).await?),
                 None => None,
@@ -121,11 +127,9 @@ pub async fn send(
                 .await?
                 .ok_or(Error::NotFound("conversation"))?;
             let user = caller.user_id.0;
-            let targets = super::mentions::targets(state, conn, id, &content, user).await?;
             if let Some(root) = &root {
                 let seq = sent.message.seq;
-                let mentioned: Vec<_> = targets.iter().map(|u| crate::domain::UserId(*u)).collect();
-                super::threads::replied(conn, root, user, seq, &mentioned).await?;
+                super::threads::replied(conn, root, user, seq).await?;
             }
             let mention = super::mentions::announce(conn, &sent.message, &targets).await?;
             Ok((sent, mention))
@@ -285,6 +289,10 @@ pub async fn edit(
 ) -> Result<Message> {
     let (id, message) = (id.0, message.0);
     let mut conn = state.pool.get().await?;
+    let targets = match content.mentions_anyone() {
+        true => super::mentions::targets(state, &mut conn, id, &content).await?,
+        false => Vec::new(),
+    };
     conn.transaction::<_, Error, _>(async |conn| {
         let m = own_message(conn, caller, id, message).await?;
         if m.deleted_at.is_some() {
@@ -293,7 +301,6 @@ pub async fn edit(
         members_only(conn, id, &content.mentions()).await?;
         db::saved::keep_current(conn, message).await?;
         let m = db::messages::edit(conn, message, &content, caller.user_id.0).await?;
-        let targets = super::mentions::targets(state, conn, id, &content, m.sender_id).await?;
         let attachments = db::files::of_messages(conn, &[m.id])
             .await?
             .remove(&m.id)

@@ -8,7 +8,7 @@ use crate::{
     db::{self, messages::Message},
     domain::conversations::{ConversationId, MessageId},
     domain::threads::{Followed, MAX_FOLLOWED, Reply},
-    domain::{Page, PageSize, PageToken, UserId},
+    domain::{Page, PageSize, PageToken},
     error::{Error, Result},
     service::State,
 };
@@ -48,25 +48,20 @@ pub(super) async fn root_of(
 }
 
 /// After a reply at `seq` by `sender` to `root`: the sender follows the thread having read
-/// it; the root's sender follows it with every reply unread, everyone the reply mentions
-/// with this reply unread (those who follow already keep their position).
+/// it, the root's sender with every reply unread (who follows already keeps their
+/// position). Those the reply mentions follow it when the mentions are announced.
 pub(super) async fn replied(
     conn: &mut AsyncPgConnection,
     root: &Message,
     sender: Uuid,
     seq: i64,
-    mentioned: &[UserId],
 ) -> Result<()> {
     let id = root.conversation_id;
     db::threads::follow(conn, id, root.id, sender, seq, true).await?;
-    let others =
-        std::iter::once((root.sender_id, 0)).chain(mentioned.iter().map(|u| (u.0, seq - 1)));
-    for (user, read_to) in others {
-        if user != sender && user != crate::domain::ai::ASSISTANT_ID {
-            db::threads::follow(conn, id, root.id, user, read_to, false).await?;
-        }
+    if root.sender_id == sender || root.sender_id == crate::domain::ai::ASSISTANT_ID {
+        return Ok(());
     }
-    Ok(())
+    db::threads::follow_many(conn, id, root.id, &[(root.sender_id, 0)]).await
 }
 
 /// The caller starts (`follow`, with what is there read) or stops following a thread of a
