@@ -402,8 +402,8 @@ impl ConversationService for ConversationApi {
         request: Request<pb::FollowThreadRequest>,
     ) -> Result<Response<pb::FollowThreadResponse>, Status> {
         let r = request.get_ref();
-        let ids = (r.conversation_id.clone(), r.root_id.clone());
-        self.follow(request, (&ids.0, &ids.1), true).await
+        let ids = messages::root_ids(&r.conversation_id, &r.root_id)?;
+        self.follow(request, ids, true).await
     }
 
     async fn unfollow_thread(
@@ -411,8 +411,8 @@ impl ConversationService for ConversationApi {
         request: Request<pb::UnfollowThreadRequest>,
     ) -> Result<Response<pb::FollowThreadResponse>, Status> {
         let r = request.get_ref();
-        let ids = (r.conversation_id.clone(), r.root_id.clone());
-        self.follow(request, (&ids.0, &ids.1), false).await
+        let ids = messages::root_ids(&r.conversation_id, &r.root_id)?;
+        self.follow(request, ids, false).await
     }
 
     async fn mark_thread_read(

@@ -12,7 +12,11 @@
 //! Per phase: send->receive p50/p99 of messages and replies (their latency is what the storm
 //! may hurt), of reaction events, and of the AddReaction calls; deliveries lost.
 
-use super::{State, authed, connect, latency::percentile, text_message};
+use super::{
+    State, authed, connect,
+    latency::{each_event, percentile},
+    text_message,
+};
 use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
 use std::{
     collections::HashMap,
@@ -62,40 +66,27 @@ fn micros(d: Duration) -> u32 {
     d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
+/// One stream per user on `url`, each delivery timed against what `seen` expects.
 async fn open_streams(url: &str, state: &State, seen: &Shared) -> anyhow::Result<()> {
-    let mut channel = None;
-    for (i, (_, token)) in state.users.iter().enumerate() {
-        if i % 150 == 0 {
-            channel = Some(connect(url).await?);
-        }
-        let mut client = ConversationServiceClient::new(channel.clone().expect("set above"));
-        let mut events = client
-            .stream_events(authed(pb::StreamEventsRequest::default(), token))
-            .await?
-            .into_inner();
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(event)) = events.message().await {
-                let now = Instant::now();
-                let mut s = lock(&seen);
-                match event.kind {
-                    Some(Kind::MessageCreated(m)) => {
-                        if let Some((due, _)) = s.messages.get(&m.text).copied() {
-                            s.message_latency.push(micros(now - due));
-                        }
-                    }
-                    Some(Kind::ReactionChanged(r)) => {
-                        let key = (r.user_id, r.message_id);
-                        if let Some((due, _)) = s.reactions.get(&key).copied() {
-                            s.reaction_latency.push(micros(now - due));
-                        }
-                    }
-                    _ => {}
+    let seen = seen.clone();
+    let on_event = move |event: pb::Event| {
+        let now = Instant::now();
+        let mut s = lock(&seen);
+        match event.kind {
+            Some(Kind::MessageCreated(m)) => {
+                if let Some((due, _)) = s.messages.get(&m.text).copied() {
+                    s.message_latency.push(micros(now - due));
                 }
             }
-        });
-    }
-    Ok(())
+            Some(Kind::ReactionChanged(r)) => {
+                if let Some((due, _)) = s.reactions.get(&(r.user_id, r.message_id)).copied() {
+                    s.reaction_latency.push(micros(now - due));
+                }
+            }
+            _ => {}
+        }
+    };
+    each_event(url, state, on_event, || {}).await
 }
 
 /// Runs the three phases and prints a line for each.

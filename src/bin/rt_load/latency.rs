@@ -49,8 +49,14 @@ impl Recorder {
     }
 }
 
-/// Opens one stream per user on `url`; each feeds `recorder`.
-async fn open_streams(url: &str, state: &State, recorder: &Arc<Recorder>) -> anyhow::Result<()> {
+/// Opens one stream per user on `url` (`PER_CONNECTION` to an HTTP/2 connection) and hands
+/// every event to `on_event`, and the end of each stream to `on_end`.
+pub async fn each_event(
+    url: &str,
+    state: &State,
+    on_event: impl Fn(pb::Event) + Clone + Send + 'static,
+    on_end: impl Fn() + Clone + Send + 'static,
+) -> anyhow::Result<()> {
     let mut channel = None;
     for (i, (_, token)) in state.users.iter().enumerate() {
         if i % PER_CONNECTION == 0 {
@@ -61,21 +67,31 @@ async fn open_streams(url: &str, state: &State, recorder: &Arc<Recorder>) -> any
             .stream_events(authed(pb::StreamEventsRequest::default(), token))
             .await?
             .into_inner();
-        let recorder = recorder.clone();
+        let (on_event, on_end) = (on_event.clone(), on_end.clone());
         tokio::spawn(async move {
             while let Ok(Some(event)) = events.message().await {
-                match event.kind {
-                    Some(Kind::MessageCreated(m)) => recorder.delivered(&m.text),
-                    Some(Kind::Resync(_)) => {
-                        recorder.resyncs.fetch_add(1, Relaxed);
-                    }
-                    _ => {}
-                }
+                on_event(event);
             }
-            recorder.ended.fetch_add(1, Relaxed);
+            on_end();
         });
     }
     Ok(())
+}
+
+/// Opens one stream per user on `url`; each feeds `recorder`.
+async fn open_streams(url: &str, state: &State, recorder: &Arc<Recorder>) -> anyhow::Result<()> {
+    let (r, ended) = (recorder.clone(), recorder.clone());
+    let on_event = move |event: pb::Event| match event.kind {
+        Some(Kind::MessageCreated(m)) => r.delivered(&m.text),
+        Some(Kind::Resync(_)) => {
+            r.resyncs.fetch_add(1, Relaxed);
+        }
+        _ => {}
+    };
+    let on_end = move || {
+        ended.ended.fetch_add(1, Relaxed);
+    };
+    each_event(url, state, on_event, on_end).await
 }
 
 pub fn percentile(sorted: &[u32], p: f64) -> Duration {

@@ -118,11 +118,10 @@ impl ConversationApi {
     pub(super) async fn follow<T>(
         &self,
         request: Request<T>,
-        ids: (&str, &str),
+        (id, root): (ConversationId, MessageId),
         follow: bool,
     ) -> Result<Response<pb::FollowThreadResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let (id, root) = root_ids(ids.0, ids.1)?;
         service::conversations::follow(&self.state, &caller, id, root, follow).await?;
         Ok(Response::new(pb::FollowThreadResponse {}))
     }
@@ -156,7 +155,10 @@ impl ConversationApi {
     }
 }
 
-fn root_ids(conversation_id: &str, root_id: &str) -> Result<(ConversationId, MessageId)> {
+pub(super) fn root_ids(
+    conversation_id: &str,
+    root_id: &str,
+) -> Result<(ConversationId, MessageId)> {
     Ok((
         ConversationId::parse("conversation_id", conversation_id)?,
         MessageId::parse("root_id", root_id)?,
