@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "epop/v1/conversations.proto",
     "epop/v1/files.proto",
     "epop/v1/ai.proto",
+    "epop/v1/notifications.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

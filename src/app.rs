@@ -147,6 +147,7 @@ impl App {
             config.session_cache_fallback_ttl,
         ));
         broker.watch_grants(grants.clone());
+        let push = Arc::new(crate::parts::pushers(&config, &pool).await?);
         let state = State {
             grants,
             ai: Arc::new(crate::parts::assistant(&config.ai)),
@@ -169,6 +170,8 @@ impl App {
             reads,
             broker,
             wake_jobs: wake_jobs.clone(),
+            push: push.clone(),
+            push_delay: config.push.push_delay,
         };
         let deps = service::JobDeps {
             pool: pool.clone(),
@@ -181,6 +184,8 @@ impl App {
             wake: wake_jobs.clone(),
             broker: state.broker.clone(),
             storage: files.storage.clone(),
+            push,
+            push_delay: config.push.push_delay,
         };
         let worker = Worker::new(pool, wake_jobs, job_handlers(deps));
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -359,7 +364,7 @@ impl App {
 /// The handler of every kind of job: where the services' job functions are registered (the
 /// worker knows none of them).
 fn job_handlers(deps: service::JobDeps) -> Handler {
-    use service::{auth, digests, files, tasks};
+    use service::{auth, digests, files, notifications, tasks};
     Arc::new(move |job, claimed| {
         let deps = deps.clone();
         Box::pin(async move {
@@ -386,6 +391,13 @@ fn job_handlers(deps: service::JobDeps) -> Handler {
                     file_id,
                     staging_key,
                 } => files::sweep_upload(&deps, file_id, &staging_key).await,
+                Job::NotifyConversation { conversation_id } => {
+                    notifications::produce::notify_conversation(&deps, &claimed, conversation_id)
+                        .await
+                }
+                Job::Push { user_id, topic } => {
+                    notifications::push::push(&deps, user_id, topic).await
+                }
             }
         })
     })

@@ -2,8 +2,10 @@
 //! setting has an embedded default, so `epop` runs with nothing configured.
 
 mod files;
+mod push;
 
 pub use files::FilesArgs;
+pub use push::PushArgs;
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
@@ -282,6 +284,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub ai: AiArgs,
+
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 /// Settings of the AI assistant.

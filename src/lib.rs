@@ -24,6 +24,7 @@
 //! - [`realtime`]: the broker, resumable event stream sessions and their cursors.
 //! - [`jobs`]: the durable jobs table worker (handlers are registered in [`app`]).
 //! - [`mail`]: the email sender (SMTP or `.eml` files).
+//! - [`push`]: push services (Web Push with VAPID, FCM HTTP v1, APNs).
 //! - [`metrics`]: Prometheus metrics, `/metrics`, and the layer that counts every RPC.
 //! - [`storage`]: file objects (S3/MinIO or a local directory) and their presigned URLs.
 //! - [`telemetry`]: logging (text or JSON lines) and the request span.
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod parts;
 pub mod pb;
 pub mod probes;
+pub mod push;
 pub mod ratelimit;
 pub mod realtime;
 pub mod rest;

@@ -53,7 +53,9 @@ pub async fn enqueue(
 
 /// Claims up to `limit` due jobs for `lease`: no other worker (in this process or another)
 /// sees them until the lease ends, so a worker that dies mid-job gives it back. Claim only
-/// the jobs about to run: the lease runs from now.
+/// the jobs about to run: the lease runs from now. A claimed job is `running`, so a job of
+/// the same kind and key queued meanwhile is queued anew (the running one may already have
+/// read past the work that queued it).
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     limit: i64,
@@ -61,9 +63,10 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>> {
     // Diesel's DSL has no UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n).
     diesel::sql_query(
-        "UPDATE jobs SET locked_until = $1, attempts = attempts + 1, updated_at = now() \
-         WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= now() \
-           AND (locked_until IS NULL OR locked_until < now()) \
+        "UPDATE jobs SET status = 'running', locked_until = $1, attempts = attempts + 1, updated_at = now() \
+         WHERE id IN (SELECT id FROM jobs WHERE \
+             (status = 'pending' AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())) \
+             OR (status = 'running' AND locked_until < now()) \
            ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          RETURNING id, kind, payload, attempts, max_attempts, created_at, locked_until",
     )
@@ -138,20 +141,20 @@ pub async fn cancel(conn: &mut AsyncPgConnection, kind: &str, key: &str) -> Resu
     .map_err(Into::into)
 }
 
-type Pending<'a> = diesel::dsl::Filter<
+type Running<'a> = diesel::dsl::Filter<
     diesel::dsl::Find<jobs::table, i64>,
     diesel::dsl::Eq<jobs::status, &'a str>,
 >;
 type Owned<'a> = diesel::dsl::Filter<
-    Pending<'a>,
+    Running<'a>,
     diesel::dsl::IsNotDistinctFrom<jobs::locked_until, Option<DateTime<Utc>>>,
 >;
 
-/// The job as claimed, while its claim holds: still pending under the same lease.
+/// The job as claimed, while its claim holds: still running under the same lease.
 fn owned(job: &Claimed) -> Owned<'static> {
     jobs::table
         .find(job.id)
-        .filter(jobs::status.eq("pending"))
+        .filter(jobs::status.eq("running"))
         .filter(jobs::locked_until.is_not_distinct_from(job.locked_until))
 }
 
@@ -170,28 +173,30 @@ pub async fn finish(conn: &mut AsyncPgConnection, job: &Claimed) -> Result<bool>
 }
 
 /// Records a failed attempt: the job runs again at `retry_at`, or fails for good when it
-/// has no attempts left; false (changing nothing) when its lease was lost.
+/// has no attempts left, or is cancelled when a job of its kind and key was queued while it
+/// ran (that one does its work); false (changing nothing) when its lease was lost.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
     job: &Claimed,
     error: &str,
     retry_at: DateTime<Utc>,
 ) -> Result<bool> {
-    let status = if job.attempts >= job.max_attempts {
-        "failed"
-    } else {
-        "pending"
-    };
-    let n = diesel::update(owned(job))
-        .set((
-            jobs::status.eq(status),
-            jobs::run_at.eq(retry_at),
-            jobs::locked_until.eq(None::<DateTime<Utc>>),
-            jobs::last_error.eq(error),
-            jobs::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
+    use diesel::sql_types::{Nullable, Text};
+    let n = diesel::sql_query(
+        "UPDATE jobs SET status = CASE \
+             WHEN attempts >= max_attempts THEN 'failed' \
+             WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM jobs j \
+               WHERE j.kind = jobs.kind AND j.key = jobs.key AND j.status = 'pending') THEN 'cancelled' \
+             ELSE 'pending' END, \
+           run_at = $3, locked_until = NULL, last_error = $4, updated_at = now() \
+         WHERE id = $1 AND status = 'running' AND locked_until IS NOT DISTINCT FROM $2",
+    )
+    .bind::<BigInt, _>(job.id)
+    .bind::<Nullable<Timestamptz>, _>(job.locked_until)
+    .bind::<Timestamptz, _>(retry_at)
+    .bind::<Text, _>(error)
+    .execute(conn)
+    .await?;
     Ok(n == 1)
 }
 

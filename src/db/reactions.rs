@@ -243,5 +243,5 @@ pub async fn purge(conn: &mut AsyncPgConnection, message: Uuid) -> Result<()> {
     diesel::delete(message_versions::table.filter(message_versions::message_id.eq(message)))
         .execute(conn)
         .await?;
-    Ok(())
+    crate::db::notifications::purge_message(conn, message).await
 }

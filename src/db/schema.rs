@@ -203,6 +203,64 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_defaults (id) {
+        id -> Bool,
+        channels -> Jsonb,
+        previews -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notification_marks (conversation_id) {
+        conversation_id -> Uuid,
+        seq -> Int8,
+    }
+}
+
+diesel::table! {
+    notification_mutes (user_id, target_id) {
+        user_id -> Uuid,
+        target_id -> Uuid,
+        until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notification_settings (user_id) {
+        user_id -> Uuid,
+        channels -> Jsonb,
+        previews -> Bool,
+        time_zone -> Text,
+        dnd_start -> Nullable<Int2>,
+        dnd_end -> Nullable<Int2>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        topic -> Uuid,
+        conversation_id -> Nullable<Uuid>,
+        message_id -> Nullable<Uuid>,
+        message_seq -> Nullable<Int8>,
+        project_id -> Nullable<Uuid>,
+        task_id -> Nullable<Uuid>,
+        actor_id -> Nullable<Uuid>,
+        title -> Text,
+        body -> Text,
+        in_app -> Bool,
+        created_at -> Timestamptz,
+        read_at -> Nullable<Timestamptz>,
+        pushed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     password_reset_tokens (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -230,6 +288,28 @@ diesel::table! {
         owner_id -> Uuid,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    push_deliveries (notification_id, device_id) {
+        notification_id -> Uuid,
+        device_id -> Uuid,
+        sent_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    push_devices (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        platform -> Text,
+        address -> Text,
+        p256dh -> Nullable<Text>,
+        auth -> Nullable<Text>,
+        name -> Text,
+        created_at -> Timestamptz,
+        last_sent_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -324,10 +404,16 @@ diesel::joinable!(message_reactions -> messages (message_id));
 diesel::joinable!(message_versions -> messages (message_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (sender_id));
+diesel::joinable!(notification_marks -> conversations (conversation_id));
+diesel::joinable!(notification_mutes -> users (user_id));
+diesel::joinable!(notification_settings -> users (user_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
 diesel::joinable!(projects -> users (owner_id));
+diesel::joinable!(push_deliveries -> notifications (notification_id));
+diesel::joinable!(push_deliveries -> push_devices (device_id));
+diesel::joinable!(push_devices -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(saved_messages -> messages (message_id));
 diesel::joinable!(tasks -> projects (project_id));
@@ -351,9 +437,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_reactions,
     message_versions,
     messages,
+    notification_defaults,
+    notification_marks,
+    notification_mutes,
+    notification_settings,
+    notifications,
     password_reset_tokens,
     project_members,
     projects,
+    push_deliveries,
+    push_devices,
     refresh_tokens,
     roles,
     saved_messages,

@@ -76,9 +76,10 @@ pub async fn send_all(conn: &AsyncPgConnection, batch: &[Queued]) -> Result<Vec<
                 conversations::last_seq,
                 conversations::last_event_seq,
                 now.into_sql::<Timestamptz>(),
+                conversations::is_group,
             ))
             .for_update()
-            .load::<(Uuid, i64, i64, DateTime<Utc>)>(&mut c);
+            .load::<(Uuid, i64, i64, DateTime<Utc>, bool)>(&mut c);
         let mut c2 = c;
         let members = conversation_members::table
             .filter(conversation_members::conversation_id.eq_any(&ids))
@@ -95,9 +96,15 @@ pub async fn send_all(conn: &AsyncPgConnection, batch: &[Queued]) -> Result<Vec<
             .load::<(MessageRow, Option<String>)>(&mut c3);
         futures::try_join!(lock, members, used)?
     };
+    // Direct conversations notify their other member of each message.
+    let direct: HashSet<Uuid> = locked
+        .iter()
+        .filter(|(.., group)| !group)
+        .map(|(id, ..)| *id)
+        .collect();
     let mut positions: HashMap<Uuid, (i64, i64, DateTime<Utc>)> = locked
         .into_iter()
-        .map(|(id, seq, event_seq, at)| (id, (seq, event_seq, at)))
+        .map(|(id, seq, event_seq, at, _)| (id, (seq, event_seq, at)))
         .collect();
     let mut recipients: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     for (conversation, user) in members {
@@ -158,10 +165,11 @@ pub async fn send_all(conn: &AsyncPgConnection, batch: &[Queued]) -> Result<Vec<
             message,
             event,
             recipients: recipients.get(&q.conversation).cloned().unwrap_or_default(),
+            notify: direct.contains(&q.conversation),
         })));
     }
     if !written.is_empty() {
-        write(conn, written, &positions).await?;
+        write(conn, written, &positions, &direct).await?;
     }
     Ok(outcomes)
 }
@@ -181,6 +189,7 @@ async fn write(
     c: &AsyncPgConnection,
     written: Vec<Written<'_>>,
     positions: &HashMap<Uuid, (i64, i64, DateTime<Utc>)>,
+    direct: &HashSet<Uuid>,
 ) -> Result<()> {
     let touched: HashSet<Uuid> = written.iter().map(|(q, ..)| q.conversation).collect();
     let mut reads: HashMap<(Uuid, Uuid), i64> = HashMap::new();
@@ -256,6 +265,17 @@ async fn write(
         .map(|&conversation_id| Job::ConversationDigest { conversation_id })
         .collect();
     let digests = crate::db::jobs::enqueue_once(c, &jobs, digest_at.unwrap_or_else(Utc::now));
+    let notify: Vec<Job> = touched
+        .iter()
+        .filter(|id| direct.contains(id))
+        .map(|&conversation_id| Job::NotifyConversation { conversation_id })
+        .collect();
+    let notify = async {
+        match notify.is_empty() {
+            true => Ok(0),
+            false => crate::db::jobs::enqueue_once(c, &notify, Utc::now()).await,
+        }
+    };
     let inserted = async {
         insert_messages.await.map_err(|e| {
             crate::error::on_unique(
@@ -271,6 +291,7 @@ async fn write(
         async { insert_events.await.map_err(Error::from) },
         async { update_reads.await.map_err(Error::from) },
         digests,
+        notify,
     )?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The writes of a message send, built to hold the conversation's row lock briefly: one
 //! update takes the next message and event positions (and the lock), then the message, its
-//! event, the sender's read position, the recipients and the conversation's digest job go to
+//! event, the sender's read position, the recipients and the conversation's digest job (and
+//! its notification job, for a direct message or a reply) go to
 //! PostgreSQL as one pipelined batch (one round trip), all in the caller's transaction.
 
 use crate::{
@@ -30,6 +31,8 @@ pub struct Sent {
     pub event: Event,
     /// The members at commit time.
     pub recipients: Vec<Uuid>,
+    /// A notification job was queued for it (wake the worker after commit).
+    pub notify: bool,
 }
 
 /// A message to write.
@@ -73,7 +76,7 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
             .filter(conversation_members::conversation_id.eq(conversation))
             .filter(conversation_members::user_id.eq(sender.0)),
     );
-    let positions: Option<(i64, i64, Option<DateTime<Utc>>)> = diesel::update(
+    let positions: Option<(i64, i64, Option<DateTime<Utc>>, bool)> = diesel::update(
         conversations::table
             .find(conversation)
             .filter(is_member.or(system.into_sql::<diesel::sql_types::Bool>())),
@@ -87,11 +90,12 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         conversations::last_seq,
         conversations::last_event_seq,
         conversations::last_message_at,
+        conversations::is_group,
     ))
     .get_result(conn)
     .await
     .optional()?;
-    let Some((seq, event_seq, at)) = positions else {
+    let Some((seq, event_seq, at, group)) = positions else {
         return Ok(None);
     };
     // now() is the transaction's start: the same moment the columns' defaults would take.
@@ -163,6 +167,17 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         conversation_id: conversation,
     }];
     let digest = crate::db::jobs::enqueue_once(c, &digest_job, digest_at);
+    // A direct message, or a reply (to the thread's followers), notifies.
+    let notify = !system && (!group || thread.is_some());
+    let notify_job = [Job::NotifyConversation {
+        conversation_id: conversation,
+    }];
+    let notify_queued = async {
+        match notify {
+            true => crate::db::jobs::enqueue_once(c, &notify_job, Utc::now()).await,
+            false => Ok(0),
+        }
+    };
     let inserted = async {
         insert_message.await.map_err(|e| {
             crate::error::on_unique(
@@ -172,12 +187,13 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
             )
         })
     };
-    let (_, _, _, recipients, _) = futures::try_join!(
+    let (_, _, _, recipients, _, _) = futures::try_join!(
         inserted,
         async { insert_event.await.map_err(Error::from) },
         async { read.await.map_err(Error::from) },
         async { recipients.await.map_err(Error::from) },
         digest,
+        notify_queued,
     )?;
     // Fails (rolling back) when an upload expired or was attached since it was checked.
     crate::db::files::attach(conn, message.id, sender, attachments).await?;
@@ -191,5 +207,6 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage<'_>) -> Result<O
         message,
         event,
         recipients,
+        notify,
     }))
 }

@@ -47,11 +47,13 @@ pub enum Action {
     DivisionMemberRemoved,
     /// A new signing key was added (`epop keys rotate`).
     SigningKeyRotated,
+    /// An admin changed the default notification preferences.
+    NotificationDefaultsChanged,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInLockedOut,
@@ -71,6 +73,7 @@ impl Action {
         Self::DivisionMemberAdded,
         Self::DivisionMemberRemoved,
         Self::SigningKeyRotated,
+        Self::NotificationDefaultsChanged,
     ];
 
     /// The stored name.
@@ -95,6 +98,7 @@ impl Action {
             Self::DivisionMemberAdded => "division_member_added",
             Self::DivisionMemberRemoved => "division_member_removed",
             Self::SigningKeyRotated => "signing_key_rotated",
+            Self::NotificationDefaultsChanged => "notification_defaults_changed",
         }
     }
 

@@ -50,6 +50,20 @@ pub enum Job {
         /// The object its URL wrote.
         staging_key: String,
     },
+    /// Turn a conversation's new events into notifications (direct messages, mentions,
+    /// replies in followed threads, members added).
+    NotifyConversation {
+        /// The conversation.
+        conversation_id: Uuid,
+    },
+    /// Push a user's unpushed notifications of one topic (a conversation or project) to
+    /// their devices, collapsed into one per device.
+    Push {
+        /// The user.
+        user_id: Uuid,
+        /// The topic.
+        topic: Uuid,
+    },
 }
 
 /// Whom a reset email is for.
@@ -82,6 +96,10 @@ pub const EXPIRE_UPLOAD: &str = "expire_upload";
 pub const DELETE_MESSAGE_FILES: &str = "delete_message_files";
 /// The stored name of [`Job::SweepUpload`].
 pub const SWEEP_UPLOAD: &str = "sweep_upload";
+/// The stored name of [`Job::NotifyConversation`].
+pub const NOTIFY_CONVERSATION: &str = "notify_conversation";
+/// The stored name of [`Job::Push`].
+pub const PUSH: &str = "push";
 
 impl Job {
     /// The name the job's kind is stored under.
@@ -94,6 +112,8 @@ impl Job {
             Job::ExpireUpload { .. } => EXPIRE_UPLOAD,
             Job::DeleteMessageFiles { .. } => DELETE_MESSAGE_FILES,
             Job::SweepUpload { .. } => SWEEP_UPLOAD,
+            Job::NotifyConversation { .. } => NOTIFY_CONVERSATION,
+            Job::Push { .. } => PUSH,
         }
     }
 
@@ -119,6 +139,8 @@ impl Job {
             Job::ExpireUpload { file_id } => format!("upload:{file_id}"),
             Job::DeleteMessageFiles { message_id } => format!("message-files:{message_id}"),
             Job::SweepUpload { file_id, .. } => format!("upload-url:{file_id}"),
+            Job::NotifyConversation { conversation_id } => format!("notify:{conversation_id}"),
+            Job::Push { user_id, topic } => format!("push:{user_id}:{topic}"),
         }
     }
 
@@ -173,6 +195,13 @@ mod tests {
             Job::SweepUpload {
                 file_id: Uuid::nil(),
                 staging_key: "files/00/x/upload".into(),
+            },
+            Job::NotifyConversation {
+                conversation_id: Uuid::nil(),
+            },
+            Job::Push {
+                user_id: Uuid::nil(),
+                topic: Uuid::max(),
             },
         ];
         for job in jobs {

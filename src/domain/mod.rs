@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod files;
 mod ids;
 pub mod jobs;
+pub mod notifications;
 mod paging;
 pub mod projects;
 pub mod reactions;

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod convert;
 pub mod deadline;
 pub mod files;
+pub mod notifications;
 pub mod projects;
 pub mod tasks;
 pub mod users;
@@ -19,8 +20,8 @@ use axum::middleware::from_fn_with_state;
 use http::Method;
 use tonic::service::Routes;
 
-/// The fully-qualified names of EPOP's eight services, from the generated code.
-pub const SERVICE_NAMES: [&str; 8] = [
+/// The fully-qualified names of EPOP's nine services, from the generated code.
+pub const SERVICE_NAMES: [&str; 9] = [
     pb::auth_service_server::SERVICE_NAME,
     pb::user_service_server::SERVICE_NAME,
     pb::admin_service_server::SERVICE_NAME,
@@ -29,6 +30,7 @@ pub const SERVICE_NAMES: [&str; 8] = [
     pb::conversation_service_server::SERVICE_NAME,
     pb::file_service_server::SERVICE_NAME,
     pb::ai_service_server::SERVICE_NAME,
+    pb::notification_service_server::SERVICE_NAME,
 ];
 
 /// The gRPC router: every EPOP service, `grpc.health.v1`, reflection v1 and v1alpha; behind
@@ -93,6 +95,10 @@ pub fn router(
         files::FileApi::new(state.clone())
     ))
     .add_service(limited!(AiServiceServer<_>, ai::AiApi::new(state.clone())))
+    .add_service(limited!(
+        pb::notification_service_server::NotificationServiceServer<_>,
+        notifications::NotificationApi::new(state.clone())
+    ))
     // Public too: strangers' messages are small (and what tonic reserves for them as well).
     .add_service(health.max_decoding_message_size(crate::intake::STRANGER_LIMIT))
     .add_service(

@@ -95,7 +95,12 @@ impl Worker {
             let recorded = match outcome {
                 Ok(()) => db::jobs::finish(&mut conn, &job).await?,
                 Err(e) => {
-                    let retry_at = Utc::now() + backoff(job.attempts);
+                    // A handler that was told when to come back (a push service's
+                    // Retry-After) is retried then; others back off.
+                    let after = e
+                        .downcast_ref::<RetryAfter>()
+                        .map_or_else(|| backoff(job.attempts), |r| r.0);
+                    let retry_at = Utc::now() + after;
                     tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed");
                     db::jobs::fail(&mut conn, &job, &format!("{e:#}"), retry_at).await?
                 }
@@ -115,6 +120,11 @@ impl Worker {
         (self.handler)(job, claimed.clone()).await
     }
 }
+
+/// A handler's failure that names when to try again (e.g. a push service's `Retry-After`).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("to be retried in {0:?}")]
+pub struct RetryAfter(pub Duration);
 
 /// 5 s after the first failure, doubling, at most one hour.
 fn backoff(attempts: i32) -> Duration {

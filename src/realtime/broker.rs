@@ -57,6 +57,13 @@ pub enum Published {
         /// The project's members.
         recipients: Recipients,
     },
+    /// A user's inbox changed (ephemeral: clients list the inbox after a reconnect).
+    Inbox {
+        /// What changed.
+        change: crate::domain::notifications::Change,
+        /// The user.
+        recipients: Recipients,
+    },
     /// The broker may have missed events (a reconnect to Redis, an instance's overflowed
     /// publish queue), so every session re-reads the log from its positions.
     Rewind,
@@ -86,6 +93,7 @@ impl Published {
             Self::Typing { .. } => "typing",
             Self::Assistant { .. } => "assistant",
             Self::Board { .. } => "board",
+            Self::Inbox { .. } => "inbox",
             Self::Rewind => "rewind",
             Self::Presence { .. } => "presence",
             Self::Revoked { .. } => "revoked",

@@ -110,7 +110,8 @@ impl Inboxes {
             Published::Durable { recipients, .. }
             | Published::Typing { recipients, .. }
             | Published::Assistant { recipients, .. }
-            | Published::Board { recipients, .. } => recipients,
+            | Published::Board { recipients, .. }
+            | Published::Inbox { recipients, .. } => recipients,
             Published::Revoked { user_id, .. } => {
                 users
                     .get(user_id)

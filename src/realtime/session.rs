@@ -76,6 +76,8 @@ pub enum Item {
     PresenceSnapshot(Vec<Uuid>),
     /// A project board changed.
     Board(BoardChange),
+    /// The user's inbox changed.
+    Inbox(crate::domain::notifications::Change),
     /// A piece of the assistant's answer.
     Assistant(crate::domain::ai::AssistantDelta),
     /// Reload state, wait `retry_after`, and open a fresh stream from `cursor`: the last item.
@@ -303,6 +305,9 @@ impl Session {
             })),
             Published::Board { change, recipients } if recipients.contains(&me) => {
                 Ok(self.send(Item::Board(change.clone())))
+            }
+            Published::Inbox { change, recipients } if recipients.contains(&me) => {
+                Ok(self.send(Item::Inbox(change.clone())))
             }
             Published::Assistant { delta, recipients } if recipients.contains(&me) => {
                 Ok(self.send(Item::Assistant(delta.clone())))

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod conversations;
 pub mod digests;
 pub mod files;
+pub mod notifications;
 pub mod projects;
 pub mod tasks;
 pub mod users;
@@ -56,6 +57,10 @@ pub struct State {
     pub reads: Option<crate::service::conversations::ReadQueue>,
     /// Failed sign-ins per account and client address.
     pub lockout: Arc<crate::auth::lockout::Lockout>,
+    /// The push services.
+    pub push: Arc<crate::push::Pushers>,
+    /// How long a notification waits before it is pushed.
+    pub push_delay: Duration,
 }
 
 impl State {
@@ -84,4 +89,8 @@ pub struct JobDeps {
     pub broker: crate::realtime::Broker,
     /// Where file objects are deleted.
     pub storage: crate::storage::Storage,
+    /// The push services.
+    pub push: Arc<crate::push::Pushers>,
+    /// How long a notification waits before it is pushed.
+    pub push_delay: Duration,
 }

@@ -196,13 +196,30 @@ pub async fn add_member(
         }
         db::projects::lock(conn, id).await?;
         db::projects::add_member(conn, id, user, role).await?;
-        Ok((
-            db::projects::member(conn, id, user).await?,
-            project_changed(conn, id, &[]).await?,
-        ))
+        let event = project_changed(conn, id, &[]).await?;
+        let name = match &event {
+            Published::Board {
+                change: crate::realtime::BoardChange::Project(p),
+                ..
+            } => p.name.clone(),
+            _ => String::new(),
+        };
+        let to = crate::service::notifications::AddedTo::Project(id.0, &name);
+        let told = crate::service::notifications::added(
+            conn,
+            state.push_delay,
+            to,
+            caller.user_id.0,
+            &[user.0],
+        )
+        .await?;
+        Ok((db::projects::member(conn, id, user).await?, event, told))
     })
     .await
-    .map(|(m, event)| published(state, m, event))
+    .map(|(m, event, told)| {
+        crate::service::notifications::publish(&state.broker, told);
+        published(state, m, event)
+    })
 }
 
 /// Changes a member's role. Managers cannot touch owners or make owners; the last owner

@@ -14,11 +14,12 @@ use crate::{
     domain::{
         Page, PageSize, PageToken, ProjectId, TaskId, UserId,
         jobs::{self, Job},
+        notifications::Kind,
     },
     error::{Error, Result},
     realtime::BoardChange,
     service::{
-        JobDeps, State,
+        JobDeps, State, notifications,
         projects::{Access, access, board_event},
     },
 };
@@ -102,11 +103,16 @@ pub async fn create(state: &State, caller: &Caller, new: NewTask) -> Result<Task
             let task = db::tasks::insert(conn, new).await?;
             schedule_reminder(conn, state, &task).await?;
             let event = task_changed(conn, &task).await?;
-            Ok((task, event))
+            let actor = Some(caller.user_id.0);
+            let told =
+                notifications::task(conn, state.push_delay, Kind::TaskAssigned, &task, actor)
+                    .await?;
+            Ok((task, event, told))
         })
         .await?;
     state.wake_jobs.notify_one();
     state.broker.publish(task.1);
+    notifications::publish(&state.broker, task.2);
     Ok(task.0)
 }
 
@@ -147,11 +153,18 @@ pub async fn update(
                 schedule_reminder(conn, state, &task).await?;
             }
             let event = task_changed(conn, &task).await?;
-            Ok((task, event))
+            let kind = match task.assignee_id == current.assignee_id {
+                true => Kind::TaskChanged,
+                false => Kind::TaskAssigned,
+            };
+            let actor = Some(caller.user_id.0);
+            let told = notifications::task(conn, state.push_delay, kind, &task, actor).await?;
+            Ok((task, event, told))
         })
         .await?;
     state.wake_jobs.notify_one();
     state.broker.publish(task.1);
+    notifications::publish(&state.broker, task.2);
     Ok(task.0)
 }
 
@@ -236,6 +249,15 @@ pub async fn send_reminder(
     };
     if !still || user.disabled {
         return Ok(());
+    }
+    // In the inbox (and pushed) once, whatever the email's retries.
+    if job.attempts == 1 {
+        let told = conn
+            .transaction::<_, Error, _>(async |conn| {
+                notifications::task(conn, deps.push_delay, Kind::TaskDue, &task, None).await
+            })
+            .await?;
+        notifications::publish(&deps.broker, told);
     }
     drop(conn);
     let body = format!(

@@ -27,6 +27,7 @@ mod intake;
 mod jobs;
 mod limits;
 mod mentions;
+mod notifications;
 mod nul;
 mod observability;
 mod postgres_tls;

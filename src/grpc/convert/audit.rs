@@ -63,7 +63,8 @@ pub fn filter(r: &pb::ListAuditLogRequest) -> Result<AuditFilter> {
     })
 }
 
-fn time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>> {
+/// A timestamp from request field `field` (unset: `None`).
+pub fn time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>> {
     let Some(t) = t else { return Ok(None) };
     let nanos = u32::try_from(t.nanos).map_err(|_| Error::invalid(field, "has negative nanos"))?;
     DateTime::from_timestamp(t.seconds, nanos)

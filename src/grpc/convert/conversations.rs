@@ -132,6 +132,7 @@ pub fn event(item: Item) -> pb::Event {
             }),
         ),
         Item::Board(change) => (String::new(), board(change)),
+        Item::Inbox(c) => (String::new(), super::notifications::change(c)),
         Item::Assistant(d) => (
             String::new(),
             K::AssistantDelta(pb::AssistantDelta {

@@ -6,6 +6,7 @@ pub mod audit;
 mod conversations;
 pub mod files;
 mod json;
+pub mod notifications;
 mod projects;
 
 pub use conversations::{conversation, event, marked, message, reaction, version};

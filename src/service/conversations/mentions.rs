@@ -61,6 +61,10 @@ pub(super) async fn announce(
         let follows: Vec<(Uuid, i64)> = new.iter().map(|u| (*u, message.seq - 1)).collect();
         db::threads::follow_many(conn, id, root, &follows).await?;
     }
+    let job = [crate::domain::jobs::Job::NotifyConversation {
+        conversation_id: id,
+    }];
+    db::jobs::enqueue_once(conn, &job, chrono::Utc::now()).await?;
     let body = db::events::EventBody::Mentioned {
         message_id: message.id,
         user_ids: new,

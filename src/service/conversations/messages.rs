@@ -15,7 +15,7 @@ use crate::{
     domain::{PageSize, RichText, Role, files::File, jobs::Job},
     error::{Error, Result},
     realtime::Published,
-    service::State,
+    service::{State, notifications},
 };
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -136,7 +136,11 @@ pub async fn send(
         })
         .await
         .map(|(sent, mention)| {
-            // The digests are due later: the job worker's poll finds them, no need to wake it.
+            // The digests are due later: the job worker's poll finds them. Notifications are
+            // due now.
+            if sent.notify || mention.is_some() {
+                state.wake_jobs.notify_one();
+            }
             let created = Published::Durable {
                 event: sent.event.clone(),
                 recipients: sent.recipients.into(),
@@ -188,7 +192,12 @@ async fn send_batched(
         Err(e) => return Err(e),
     };
     match outcome {
-        db::send_batch::Outcome::Sent(sent) => Ok((sent.message, Vec::new())),
+        db::send_batch::Outcome::Sent(sent) => {
+            if sent.notify {
+                state.wake_jobs.notify_one();
+            }
+            Ok((sent.message, Vec::new()))
+        }
         // Not a member: the same answer as for a conversation that does not exist.
         db::send_batch::Outcome::NotMember => Err(Error::NotFound("conversation")),
         db::send_batch::Outcome::Existing(m) => {
@@ -404,7 +413,10 @@ pub async fn mark_read(
             seq,
         };
         return match queue.send(mark).await? {
-            db::read_batch::Marked::Read { unread, .. } => Ok(unread),
+            db::read_batch::Marked::Read { unread, .. } => {
+                notifications::read_conversation(state, caller.user_id.0, id, seq).await?;
+                Ok(unread)
+            }
             // Not a member: the same answer as for a conversation that does not exist.
             db::read_batch::Marked::NotMember => Err(Error::NotFound("conversation")),
         };
@@ -434,5 +446,6 @@ pub async fn mark_read(
         })
         .await?;
     publish(state, event);
+    notifications::read_conversation(state, caller.user_id.0, id, seq).await?;
     Ok(unread)
 }

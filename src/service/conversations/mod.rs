@@ -31,7 +31,7 @@ use crate::{
     domain::{Page, PageSize, PageToken, Role, UserId},
     error::{Error, Result},
     realtime::Published,
-    service::State,
+    service::{State, notifications},
 };
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -178,9 +178,10 @@ pub async fn list(
 /// Creates a conversation; a direct one that exists already is returned as it is.
 pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Result<Summary> {
     let mut conn = state.pool.get().await?;
-    let (summary, event) = conn
+    let (summary, event, told) = conn
         .transaction::<_, Error, _>(async |conn| {
             let mut event = None;
+            let mut told = Vec::new();
             let id = match new {
                 NewConversation::Direct(other) => {
                     if other == caller.user_id {
@@ -215,16 +216,22 @@ pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Res
                         .await?
                         .ok_or_else(|| Error::internal("group insert conflicted"))?;
                     event = Some(start(conn, id, &members).await?);
+                    let added: Vec<Uuid> = members.iter().map(|u| u.0).collect();
+                    let to = notifications::AddedTo::Conversation(id, title.as_str());
+                    told =
+                        notifications::added(conn, state.push_delay, to, caller.user_id.0, &added)
+                            .await?;
                     id
                 }
             };
             let c = db::conversations::get(conn, id, caller.user_id)
                 .await?
                 .ok_or(Error::NotFound("conversation"))?;
-            Ok((summary(conn, c).await?, event))
+            Ok((summary(conn, c).await?, event, told))
         })
         .await?;
     publish(state, event);
+    notifications::publish(&state.broker, told);
     Ok(summary)
 }
 
@@ -274,7 +281,7 @@ pub async fn add_members(
         return Err(Error::invalid("user_ids", "is required"));
     }
     let mut conn = state.pool.get().await?;
-    let (summary, event) = conn
+    let (summary, event, told) = conn
         .transaction::<_, Error, _>(async |conn| {
             require_group(member(conn, caller, id).await?)?;
             require_active(conn, "user_ids", &users).await?;
@@ -304,10 +311,17 @@ pub async fn add_members(
                 }
                 event = Some(published);
             }
-            Ok((seen_by(conn, caller, id).await?, event))
+            let seen = seen_by(conn, caller, id).await?;
+            let added: Vec<Uuid> = new.iter().map(|u| u.0).collect();
+            let title = seen.conversation.title.clone().unwrap_or_default();
+            let to = notifications::AddedTo::Conversation(id, &title);
+            let told =
+                notifications::added(conn, state.push_delay, to, caller.user_id.0, &added).await?;
+            Ok((seen, event, told))
         })
         .await?;
     publish(state, event);
+    notifications::publish(&state.broker, told);
     Ok(summary)
 }
 

@@ -1,0 +1,146 @@
+//! Queries on `push_devices` (where a user's pushes go) and `push_deliveries` (which device
+//! was handed which notification, so a retried push skips it).
+
+use crate::{
+    db::schema::{push_deliveries, push_devices},
+    error::Result,
+};
+use chrono::{DateTime, Utc};
+use diesel::{dsl::now, prelude::*, upsert::excluded};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// A device, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = push_devices, check_for_backend(diesel::pg::Pg))]
+pub struct Device {
+    /// Its id.
+    pub id: Uuid,
+    /// Whose.
+    pub user_id: Uuid,
+    /// `web`, `fcm` or `apns`.
+    pub platform: String,
+    /// The Web Push endpoint, FCM registration token or APNs device token.
+    pub address: String,
+    /// Web Push: the browser's public key.
+    pub p256dh: Option<String>,
+    /// Web Push: the browser's auth secret.
+    pub auth: Option<String>,
+    /// The user's name for it.
+    pub name: String,
+    /// When registered.
+    pub created_at: DateTime<Utc>,
+    /// When a push last reached its service.
+    pub last_sent_at: Option<DateTime<Utc>>,
+}
+
+/// A device to register.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDevice<'a> {
+    /// `web`, `fcm` or `apns`.
+    pub platform: &'a str,
+    /// Its address.
+    pub address: &'a str,
+    /// Web Push keys.
+    pub keys: Option<(&'a str, &'a str)>,
+    /// Its name.
+    pub name: &'a str,
+}
+
+/// Registers a device of `user`; one registered before (by this user or, on a shared
+/// browser, another) is updated and becomes this user's.
+pub async fn register(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    d: NewDevice<'_>,
+) -> Result<Device> {
+    Ok(diesel::insert_into(push_devices::table)
+        .values((
+            push_devices::user_id.eq(user),
+            push_devices::platform.eq(d.platform),
+            push_devices::address.eq(d.address),
+            push_devices::p256dh.eq(d.keys.map(|k| k.0)),
+            push_devices::auth.eq(d.keys.map(|k| k.1)),
+            push_devices::name.eq(d.name),
+        ))
+        .on_conflict((push_devices::platform, push_devices::address))
+        .do_update()
+        .set((
+            push_devices::user_id.eq(excluded(push_devices::user_id)),
+            push_devices::p256dh.eq(excluded(push_devices::p256dh)),
+            push_devices::auth.eq(excluded(push_devices::auth)),
+            push_devices::name.eq(excluded(push_devices::name)),
+        ))
+        .returning(Device::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Removes a device of `user`; false when they have none with that id.
+pub async fn unregister(conn: &mut AsyncPgConnection, user: Uuid, id: Uuid) -> Result<bool> {
+    let n = diesel::delete(
+        push_devices::table
+            .filter(push_devices::id.eq(id))
+            .filter(push_devices::user_id.eq(user)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Removes a device its push service no longer knows.
+pub async fn remove(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
+    diesel::delete(push_devices::table.find(id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `user`'s devices, oldest first.
+pub async fn of_user(conn: &mut AsyncPgConnection, user: Uuid) -> Result<Vec<Device>> {
+    Ok(push_devices::table
+        .filter(push_devices::user_id.eq(user))
+        .order((push_devices::created_at, push_devices::id))
+        .select(Device::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Which of `users` have a device.
+pub async fn with_devices(conn: &mut AsyncPgConnection, users: &[Uuid]) -> Result<HashSet<Uuid>> {
+    let found: Vec<Uuid> = push_devices::table
+        .filter(push_devices::user_id.eq_any(users))
+        .select(push_devices::user_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// The devices `notification` was handed to.
+pub async fn delivered(conn: &mut AsyncPgConnection, notification: Uuid) -> Result<HashSet<Uuid>> {
+    let found: Vec<Uuid> = push_deliveries::table
+        .filter(push_deliveries::notification_id.eq(notification))
+        .select(push_deliveries::device_id)
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// Records that `device` was handed `notification`.
+pub async fn record(conn: &mut AsyncPgConnection, notification: Uuid, device: Uuid) -> Result<()> {
+    diesel::insert_into(push_deliveries::table)
+        .values((
+            push_deliveries::notification_id.eq(notification),
+            push_deliveries::device_id.eq(device),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    diesel::update(push_devices::table.find(device))
+        .set(push_devices::last_sent_at.eq(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

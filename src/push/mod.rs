@@ -1,0 +1,129 @@
+//! Push services: hands one push to one device over Web Push (RFC 8030, encrypted per RFC
+//! 8291, VAPID per RFC 8292), FCM HTTP v1 or APNs, and tells what became of it: sent, the
+//! device is gone (remove it), try again (when the service said), or refused.
+
+mod apns;
+mod fcm;
+mod web;
+
+use crate::{
+    config::PushArgs,
+    db::push::Device,
+    domain::notifications::{PushPayload, Urgency},
+};
+use anyhow::Context;
+use std::time::Duration;
+
+pub use web::VapidKey;
+
+/// One push: what it carries and how the service should treat it.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// What the device receives.
+    pub payload: PushPayload,
+    /// How urgently.
+    pub urgency: Urgency,
+    /// How long the service may hold it for an offline device.
+    pub ttl: Duration,
+    /// Pushes of one topic replace each other on the service (Web Push `Topic`, FCM
+    /// `collapse_key`, APNs `apns-collapse-id`): 32 characters.
+    pub topic: String,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The service accepted it.
+    Sent,
+    /// The service no longer knows the device (404/410, `UNREGISTERED`, `BadDeviceToken`):
+    /// remove it.
+    Gone,
+    /// Try again later (429, 5xx, no answer), after this long when the service said.
+    Retry(Option<Duration>),
+    /// The service refused it for good (the reason goes to the log).
+    Refused(String),
+}
+
+/// The push services this server is configured for.
+#[derive(Debug)]
+pub struct Pushers {
+    web: web::WebPush,
+    fcm: Option<fcm::Fcm>,
+    apns: Option<apns::Apns>,
+}
+
+impl Pushers {
+    /// The services of `args`, Web Push signing with `vapid` as `subject`.
+    pub fn new(args: &PushArgs, vapid: VapidKey, subject: String) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .context("cannot build the push HTTP client")?;
+        let fcm = match &args.fcm_credentials {
+            Some(path) => Some(fcm::Fcm::new(http.clone(), path, &args.fcm_endpoint)?),
+            None => None,
+        };
+        let apns = match &args.apns_key {
+            Some(path) => Some(apns::Apns::new(path, args)?),
+            None => None,
+        };
+        Ok(Self {
+            web: web::WebPush::new(http, vapid, subject),
+            fcm,
+            apns,
+        })
+    }
+
+    /// The VAPID public key clients subscribe with (base64url, uncompressed point).
+    pub fn vapid_public_key(&self) -> String {
+        self.web.public_key()
+    }
+
+    /// Whether FCM and APNs are configured.
+    pub fn enabled(&self) -> (bool, bool) {
+        (self.fcm.is_some(), self.apns.is_some())
+    }
+
+    /// Hands `push` to `device`'s service.
+    pub async fn send(&self, device: &Device, push: &Push) -> Outcome {
+        let outcome = match device.platform.as_str() {
+            "web" => self.web.send(device, push).await,
+            "fcm" => match &self.fcm {
+                Some(f) => f.send(&device.address, push).await,
+                None => Ok(Outcome::Refused("FCM is not configured".into())),
+            },
+            "apns" => match &self.apns {
+                Some(a) => a.send(&device.address, push).await,
+                None => Ok(Outcome::Refused("APNs is not configured".into())),
+            },
+            other => Ok(Outcome::Refused(format!("unknown platform {other}"))),
+        };
+        outcome.unwrap_or_else(|e| {
+            tracing::warn!(device = %device.id, error = %format!("{e:#}"), "push failed");
+            Outcome::Retry(None)
+        })
+    }
+}
+
+/// The outcome of a push service's answer by status, for the statuses every service shares.
+fn by_status(status: reqwest::StatusCode, retry_after: Option<Duration>) -> Option<Outcome> {
+    if status.is_success() {
+        Some(Outcome::Sent)
+    } else if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        Some(Outcome::Retry(retry_after))
+    } else {
+        None
+    }
+}
+
+/// A `Retry-After` header in seconds (the HTTP-date form is read as "no hint").
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,152 @@
+//! The devices a user's pushes go to: registered with what each platform gives a client (a
+//! Web Push subscription's endpoint and keys, an FCM registration token, an APNs device
+//! token), checked at the boundary, listed and removed by their owner.
+
+use crate::{
+    auth::Caller,
+    db::{
+        self,
+        push::{Device, NewDevice},
+    },
+    error::{Error, Result},
+    service::State,
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use uuid::Uuid;
+
+/// Where a device's pushes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// Web Push.
+    Web,
+    /// FCM.
+    Fcm,
+    /// APNs.
+    Apns,
+}
+
+impl Platform {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Web => "web",
+            Platform::Fcm => "fcm",
+            Platform::Apns => "apns",
+        }
+    }
+}
+
+/// A device to register, as a client gives it.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The platform.
+    pub platform: Platform,
+    /// Its address.
+    pub address: String,
+    /// Web Push: the browser's public key.
+    pub p256dh: String,
+    /// Web Push: the browser's auth secret.
+    pub auth: String,
+    /// Its name.
+    pub name: String,
+}
+
+fn decoded(field: &str, value: &str) -> Result<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(value.trim_end_matches('='))
+        .map_err(|_| Error::invalid(field, "is not base64url"))
+}
+
+impl Registration {
+    /// Checks what each platform needs.
+    fn check(&self) -> Result<()> {
+        if self.name.chars().count() > 100 {
+            return Err(Error::invalid("name", "has at most 100 characters"));
+        }
+        match self.platform {
+            Platform::Web => {
+                let url = url::Url::parse(&self.address)
+                    .map_err(|_| Error::invalid("address", "is not a URL"))?;
+                if !matches!(url.scheme(), "https" | "http") || self.address.len() > 2048 {
+                    return Err(Error::invalid(
+                        "address",
+                        "must be the subscription's https endpoint",
+                    ));
+                }
+                let key = decoded("p256dh", &self.p256dh)?;
+                if key.len() != 65 || key[0] != 4 {
+                    return Err(Error::invalid(
+                        "p256dh",
+                        "must be an uncompressed P-256 point (65 bytes)",
+                    ));
+                }
+                if decoded("auth", &self.auth)?.len() != 16 {
+                    return Err(Error::invalid("auth", "must be 16 bytes"));
+                }
+            }
+            Platform::Fcm => {
+                if self.address.is_empty() || self.address.len() > 4096 {
+                    return Err(Error::invalid(
+                        "address",
+                        "must be an FCM registration token",
+                    ));
+                }
+            }
+            Platform::Apns => {
+                let hex = !self.address.is_empty()
+                    && self.address.len() <= 200
+                    && self.address.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hex {
+                    return Err(Error::invalid(
+                        "address",
+                        "must be an APNs device token (hex)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most devices one user registers.
+pub const MAX_DEVICES: usize = 20;
+
+/// Registers a device of the caller (the same address again updates it).
+pub async fn register(state: &State, caller: &Caller, r: Registration) -> Result<Device> {
+    r.check()?;
+    let user = caller.user_id.0;
+    let mut conn = state.pool.get().await?;
+    let mine = db::push::of_user(&mut conn, user).await?;
+    if mine.len() >= MAX_DEVICES && !mine.iter().any(|d| d.address == r.address) {
+        return Err(Error::FailedPrecondition(format!(
+            "at most {MAX_DEVICES} devices: remove one first"
+        )));
+    }
+    let keys = (r.platform == Platform::Web).then_some((r.p256dh.as_str(), r.auth.as_str()));
+    db::push::register(
+        &mut conn,
+        user,
+        NewDevice {
+            platform: r.platform.as_str(),
+            address: &r.address,
+            keys,
+            name: &r.name,
+        },
+    )
+    .await
+}
+
+/// Removes a device of the caller; others' answer NOT_FOUND.
+pub async fn unregister(state: &State, caller: &Caller, id: Uuid) -> Result<()> {
+    let mut conn = state.pool.get().await?;
+    match db::push::unregister(&mut conn, caller.user_id.0, id).await? {
+        true => Ok(()),
+        false => Err(Error::NotFound("device")),
+    }
+}
+
+/// The caller's devices.
+pub async fn list(state: &State, caller: &Caller) -> Result<Vec<Device>> {
+    let mut conn = state.pool.get().await?;
+    db::push::of_user(&mut conn, caller.user_id.0).await
+}
