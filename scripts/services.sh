@@ -112,6 +112,18 @@ ensure_s3fs() {
   fi
 }
 
+# Makes sure the fake Web Push service of the push tests (tests/push/fake_push.py) has the
+# third-party RFC 8291 decryption it checks pushes with (http_ece, cryptography), in a
+# virtualenv under ~/.cache/epop/push-venv; exports EPOP_TEST_PYTHON.
+ensure_push_venv() {
+  local venv=$HOME/.cache/epop/push-venv
+  export EPOP_TEST_PYTHON=$venv/bin/python
+  [ -x "$EPOP_TEST_PYTHON" ] || python3 -m venv "$venv"
+  if ! "$EPOP_TEST_PYTHON" -c 'import http_ece, cryptography' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet http_ece cryptography
+  fi
+}
+
 # For the benchmarks: a work directory ($work), the processes to stop on exit ($pids, which
 # the caller appends to), a fresh database named <prefix>_<pid> ($db, URL $db_url) on the
 # PostgreSQL ensure_postgres finds or starts, and a trap that stops and removes all of it.
