@@ -392,8 +392,7 @@ fn job_handlers(deps: service::JobDeps) -> Handler {
                     staging_key,
                 } => files::sweep_upload(&deps, file_id, &staging_key).await,
                 Job::NotifyConversation { conversation_id } => {
-                    notifications::produce::notify_conversation(&deps, &claimed, conversation_id)
-                        .await
+                    notifications::produce::notify_conversation(&deps, conversation_id).await
                 }
                 Job::Push { user_id, topic } => {
                     notifications::push::push(&deps, user_id, topic).await

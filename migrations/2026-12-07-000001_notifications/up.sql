@@ -31,11 +31,14 @@ CREATE UNIQUE INDEX notifications_message_once ON notifications (user_id, messag
 -- What the push step has still to deal with, by topic.
 CREATE INDEX notifications_unpushed_idx ON notifications (user_id, topic) WHERE pushed_at IS NULL;
 
--- How far each conversation's events were turned into notifications.
+-- How far each conversation's events were turned into notifications: the conversations of
+-- before this migration start at their newest event (their history notifies nobody); a
+-- conversation without a mark starts at its first.
 CREATE TABLE notification_marks (
   conversation_id UUID PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
   seq BIGINT NOT NULL DEFAULT 0
 );
+INSERT INTO notification_marks (conversation_id, seq) SELECT id, last_event_seq FROM conversations;
 
 -- A user's preferences (absent: the admin's default). `channels` maps a kind to the
 -- channels it notifies on, e.g. {"mention": ["in_app", "push"]}; a kind it does not name

@@ -219,24 +219,15 @@ pub async fn purge_message(conn: &mut AsyncPgConnection, message: Uuid) -> Resul
 
 /// How far `conversation`'s events were turned into notifications, locked until the
 /// caller's transaction ends: one job at a time turns them. A conversation without a mark
-/// starts after the events older than `since` (the job's creation: what came before this
-/// feature, or before the conversation's first notable event, notifies nobody); `None` when
-/// the conversation is gone.
-pub async fn lock_mark(
-    conn: &mut AsyncPgConnection,
-    conversation: Uuid,
-    since: DateTime<Utc>,
-) -> Result<Option<i64>> {
-    use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
+/// starts at its first event; `None` when the conversation is gone.
+pub async fn lock_mark(conn: &mut AsyncPgConnection, conversation: Uuid) -> Result<Option<i64>> {
+    use diesel::sql_types::Uuid as SqlUuid;
     diesel::sql_query(
         "INSERT INTO notification_marks (conversation_id, seq) \
-         SELECT $1, coalesce(max(seq), 0) FROM conversation_events \
-           WHERE conversation_id = $1 AND created_at < $2 \
-             AND EXISTS (SELECT 1 FROM conversations WHERE id = $1) \
+         SELECT id, 0 FROM conversations WHERE id = $1 \
          ON CONFLICT (conversation_id) DO NOTHING",
     )
     .bind::<SqlUuid, _>(conversation)
-    .bind::<Timestamptz, _>(since)
     .execute(conn)
     .await?;
     Ok(notification_marks::table

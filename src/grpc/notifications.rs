@@ -84,13 +84,16 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(conv::settings(s)))
     }
 
-    async fn mute(&self, request: Request<pb::MuteRequest>) -> Result<Response<pb::Mute>, Status> {
+    async fn mute(
+        &self,
+        request: Request<pb::MuteRequest>,
+    ) -> Result<Response<pb::NotificationMute>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.get_ref();
         let target = parse_uuid("target_id", &r.target_id)?;
         let until = time("until", r.until.as_ref())?;
         svc::settings::mute(&self.state, &caller, target, until).await?;
-        Ok(Response::new(pb::Mute {
+        Ok(Response::new(pb::NotificationMute {
             target_id: target.to_string(),
             until: until.map(crate::grpc::convert::timestamp),
         }))
@@ -115,7 +118,7 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(pb::ListMutesResponse {
             mutes: mutes
                 .into_iter()
-                .map(|(target, until)| pb::Mute {
+                .map(|(target, until)| pb::NotificationMute {
                     target_id: target.to_string(),
                     until: until.map(crate::grpc::convert::timestamp),
                 })

@@ -14,6 +14,7 @@ export * from "./gen/epop/v1/tasks_pb.js";
 export * from "./gen/epop/v1/conversations_pb.js";
 export * from "./gen/epop/v1/files_pb.js";
 export * from "./gen/epop/v1/ai_pb.js";
+export * from "./gen/epop/v1/notifications_pb.js";
 export * from "./gen/epop/v1/common_pb.js";
 export * from "./gen/google/rpc/error_details_pb.js";
 export {
@@ -25,6 +26,15 @@ export {
   type Tokens,
 } from "./session.js";
 export { events, type EventOptions } from "./events.js";
+export {
+  base64UrlToBytes,
+  inbox,
+  markNotificationsRead,
+  subscribeToPush,
+  unsubscribeFromPush,
+  type PushManagerLike,
+  type PushSubscriptionLike,
+} from "./push.js";
 
 /** What a browser transport needs: the server's base URL, interceptors and the protocol. */
 export interface WebTransportOptions {

@@ -1,16 +1,21 @@
 // Node, against a live server, over gRPC-Web (HTTP/1.1 and HTTP/2) and native gRPC, with the
 // generated Connect-ES client: a bad token gives UNAUTHENTICATED (over HTTP/1.1 this used to
 // be EPIPE), the admin signs in, creates a project and a task, a conversation, and receives
-// a message, a reply in its thread and a reaction on the event stream.
+// a message, a reply in its thread and a reaction on the event stream; a user's inbox and a
+// browser's push subscription go through the package's notification helpers.
 //   node out/connect.mjs BASE_URL ADMIN_PASSWORD
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createECDH, randomBytes } from "node:crypto";
 import {
+  AdminService,
   AuthService,
   ConversationKind,
+  NotificationService,
+  NotificationKind,
   ConversationService,
   ProjectService,
   TaskService,
@@ -19,7 +24,13 @@ import {
   bearer,
   events,
   fieldViolations,
+  inbox,
+  markNotificationsRead,
   nodeTransport,
+  subscribeToPush,
+  unsubscribeFromPush,
+  type PushManagerLike,
+  type PushSubscriptionLike,
 } from "@epop/client/node";
 
 const [base, password] = process.argv.slice(2);
@@ -232,4 +243,67 @@ for (const c of [cases[0], cases[2], cases[3]]) {
     if (code !== Code.InvalidArgument || attempts !== 0) throw new Error(`${Code[code]} after ${attempts} retries`);
   }
   console.log("events: an abort ends the backoff at once; INVALID_ARGUMENT is thrown, not retried");
+}
+
+// Notifications: the inbox of a user a direct message reached, read all; a browser's push
+// subscription (keys made as a browser makes them) registered with the server's VAPID key,
+// then removed.
+{
+  const admin = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc", interceptors }),
+  });
+  await admin.login("admin@epop.local", password);
+  const email = `push-${Date.now()}@example.com`;
+  const dana = await createClient(AdminService, admin.transport).createUser({
+    email,
+    displayName: "Dana",
+    password: "a long enough password",
+  });
+  const session = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc-web", interceptors }),
+  });
+  await session.login(email, "a long enough password");
+  const direct = await createClient(ConversationService, admin.transport).createConversation({
+    kind: ConversationKind.DIRECT,
+    memberIds: [dana.id],
+  });
+  const doc = { type: "doc", content: [{ type: "paragraph", content: [{ type: "text", text: "welcome" }] }] };
+  await createClient(ConversationService, admin.transport).sendMessage({ conversationId: direct.id, content: doc });
+  const notifications = createClient(NotificationService, session.transport);
+  let page = await inbox(notifications);
+  for (let i = 0; i < 50 && page.notifications.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    page = await inbox(notifications);
+  }
+  const [first] = page.notifications;
+  if (first?.kind !== NotificationKind.DIRECT_MESSAGE || page.unreadCount !== 1n) {
+    throw new Error(`inbox: ${JSON.stringify(page.notifications.map((n) => n.body))} unread ${page.unreadCount}`);
+  }
+  if ((await markNotificationsRead(notifications)) !== 0n) throw new Error("mark all read left some unread");
+
+  const held: { key?: Uint8Array; active: PushSubscriptionLike | null } = { active: null };
+  const browser: PushManagerLike = {
+    async subscribe(options) {
+      held.key = options.applicationServerKey;
+      const ecdh = createECDH("prime256v1");
+      const keys = { p256dh: ecdh.generateKeys().toString("base64url"), auth: randomBytes(16).toString("base64url") };
+      const endpoint = `https://push.example.com/send/${randomBytes(8).toString("hex")}`;
+      const subscription = { endpoint, toJSON: () => ({ endpoint, keys }), unsubscribe: async () => ((held.active = null), true) };
+      held.active = subscription;
+      return subscription;
+    },
+    getSubscription: async () => held.active,
+  };
+  const device = await subscribeToPush(notifications, browser, "Node test browser");
+  const { vapidPublicKey } = await notifications.getPushConfig({});
+  if (held.key?.length !== 65 || Buffer.from(held.key).toString("base64url") !== vapidPublicKey) {
+    throw new Error("subscribed without the server's VAPID key");
+  }
+  const listed = (await notifications.listPushDevices({})).devices.map((d) => d.name);
+  if (JSON.stringify(listed) !== JSON.stringify(["Node test browser"])) throw new Error(`devices: ${listed}`);
+  await unsubscribeFromPush(notifications, browser, device.id);
+  if (held.active !== null || (await notifications.listPushDevices({})).devices.length !== 0) {
+    throw new Error("unsubscribing left the subscription or the device");
+  }
+  console.log("notifications: the inbox listed and cleared; a push subscription registered with the VAPID key, then removed");
 }

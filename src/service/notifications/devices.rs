@@ -60,8 +60,14 @@ fn decoded(field: &str, value: &str) -> Result<Vec<u8>> {
 impl Registration {
     /// Checks what each platform needs.
     fn check(&self) -> Result<()> {
-        if self.name.chars().count() > 100 {
-            return Err(Error::invalid("name", "has at most 100 characters"));
+        if self.name.chars().count() > 100 || self.name.contains('\0') {
+            return Err(Error::invalid(
+                "name",
+                "has at most 100 characters, and no NUL",
+            ));
+        }
+        if self.address.contains('\0') {
+            return Err(Error::invalid("address", "must not contain NUL"));
         }
         match self.platform {
             Platform::Web => {

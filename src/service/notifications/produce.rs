@@ -7,7 +7,7 @@
 
 use super::{publish, record};
 use crate::{
-    db::{self, events::EventBody, jobs::Claimed, messages::Message},
+    db::{self, events::EventBody, messages::Message},
     domain::{
         jobs::Job,
         notifications::{Kind, NewNotification, snippet},
@@ -23,18 +23,12 @@ use uuid::Uuid;
 const BATCH: i64 = 500;
 
 /// The job: notifications for `conversation`'s events since its mark.
-pub async fn notify_conversation(
-    deps: &JobDeps,
-    job: &Claimed,
-    conversation: Uuid,
-) -> anyhow::Result<()> {
+pub async fn notify_conversation(deps: &JobDeps, conversation: Uuid) -> anyhow::Result<()> {
     let mut conn = deps.pool.get().await?;
     let delay = deps.push_delay;
     let stored = conn
         .transaction::<_, Error, _>(async |conn| {
-            let Some(mark) =
-                db::notifications::lock_mark(conn, conversation, job.created_at).await?
-            else {
+            let Some(mark) = db::notifications::lock_mark(conn, conversation).await? else {
                 return Ok(Vec::new());
             };
             let events = db::notable::events_after(conn, conversation, mark, BATCH).await?;
