@@ -148,6 +148,10 @@ impl App {
         ));
         broker.watch_grants(grants.clone());
         let push = Arc::new(crate::parts::pushers(&config, &pool).await?);
+        let timing = service::notifications::Timing {
+            push: config.push.push_delay,
+            digest: config.digest_delay,
+        };
         let state = State {
             grants,
             ai: Arc::new(crate::parts::assistant(&config.ai)),
@@ -171,7 +175,7 @@ impl App {
             broker,
             wake_jobs: wake_jobs.clone(),
             push: push.clone(),
-            push_delay: config.push.push_delay,
+            notify: timing,
         };
         let deps = service::JobDeps {
             pool: pool.clone(),
@@ -185,7 +189,7 @@ impl App {
             broker: state.broker.clone(),
             storage: files.storage.clone(),
             push,
-            push_delay: config.push.push_delay,
+            notify: timing,
         };
         let worker = Worker::new(pool, wake_jobs, job_handlers(deps));
         let (health, health_service) = tonic_health::server::health_reporter();

@@ -5,6 +5,7 @@ ALTER TABLE jobs ADD CONSTRAINT jobs_status_check
   CHECK (status IN ('pending', 'done', 'failed', 'cancelled'));
 DROP TABLE push_deliveries;
 DROP TABLE push_devices;
+DROP TABLE notification_emails;
 DROP TABLE notification_mutes;
 DROP TABLE notification_defaults;
 DROP TABLE notification_settings;

@@ -72,6 +72,12 @@ CREATE TABLE notification_mutes (
   PRIMARY KEY (user_id, target_id)
 );
 
+-- Up to when each user's notifications were told by email (the digest lists what is newer).
+CREATE TABLE notification_emails (
+  user_id UUID PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+  told_up_to TIMESTAMPTZ NOT NULL
+);
+
 -- A device push notifications go to: a browser's Web Push subscription, an FCM registration
 -- token or an APNs device token.
 CREATE TABLE push_devices (

@@ -34,7 +34,7 @@ pub struct Unread {
 }
 
 /// Up to `limit` messages from others, not deleted, after both the read position and the
-/// last digest of `user`, oldest first.
+/// last digest of `user`, oldest first; none of a conversation they muted.
 pub async fn unread(conn: &mut AsyncPgConnection, user: UserId, limit: i64) -> Result<Vec<Unread>> {
     diesel::sql_query(
         "SELECT m.conversation_id, COALESCE(c.title, s.display_name) AS title, m.seq, \
@@ -45,6 +45,8 @@ pub async fn unread(conn: &mut AsyncPgConnection, user: UserId, limit: i64) -> R
           AND m.seq > GREATEST(cm.last_read_seq, cm.notified_seq) \
          JOIN users s ON s.id = m.sender_id \
          WHERE cm.user_id = $1 AND m.sender_id <> $1 AND m.deleted_at IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM notification_mutes nm WHERE nm.user_id = $1 \
+             AND nm.target_id = c.id AND (nm.until IS NULL OR nm.until > now())) \
          ORDER BY m.created_at, m.conversation_id, m.seq LIMIT $2",
     )
     .bind::<SqlUuid, _>(user.0)
@@ -70,5 +72,61 @@ pub async fn mark_notified(
     .set(conversation_members::notified_seq.eq(seq))
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// A notification to tell by email.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Told {
+    /// Its title.
+    #[diesel(sql_type = Text)]
+    pub title: String,
+    /// Its text.
+    #[diesel(sql_type = Text)]
+    pub body: String,
+    /// When.
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Up to `limit` unread notifications of `user` of `kinds`, newer than the last email told,
+/// none of a conversation or project they muted, oldest first.
+pub async fn notifications(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    kinds: &[&str],
+    limit: i64,
+) -> Result<Vec<Told>> {
+    use diesel::sql_types::Array;
+    diesel::sql_query(
+        "SELECT n.title, n.body, n.created_at FROM notifications n \
+         LEFT JOIN notification_emails e ON e.user_id = n.user_id \
+         WHERE n.user_id = $1 AND n.read_at IS NULL AND n.kind = ANY($2) \
+           AND n.created_at > COALESCE(e.told_up_to, '-infinity') \
+           AND NOT EXISTS (SELECT 1 FROM notification_mutes nm WHERE nm.user_id = $1 \
+             AND nm.target_id = n.topic AND (nm.until IS NULL OR nm.until > now())) \
+         ORDER BY n.created_at LIMIT $3",
+    )
+    .bind::<SqlUuid, _>(user.0)
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+    .map_err(Into::into)
+}
+
+/// Records that `user`'s notifications up to `at` were told by email.
+pub async fn told(conn: &mut AsyncPgConnection, user: UserId, at: DateTime<Utc>) -> Result<()> {
+    use crate::db::schema::notification_emails;
+    diesel::insert_into(notification_emails::table)
+        .values((
+            notification_emails::user_id.eq(user.0),
+            notification_emails::told_up_to.eq(at),
+        ))
+        .on_conflict(notification_emails::user_id)
+        .do_update()
+        .set(notification_emails::told_up_to.eq(at))
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -212,6 +212,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_emails (user_id) {
+        user_id -> Uuid,
+        told_up_to -> Timestamptz,
+    }
+}
+
+diesel::table! {
     notification_marks (conversation_id) {
         conversation_id -> Uuid,
         seq -> Int8,
@@ -404,6 +411,7 @@ diesel::joinable!(message_reactions -> messages (message_id));
 diesel::joinable!(message_versions -> messages (message_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (sender_id));
+diesel::joinable!(notification_emails -> users (user_id));
 diesel::joinable!(notification_marks -> conversations (conversation_id));
 diesel::joinable!(notification_mutes -> users (user_id));
 diesel::joinable!(notification_settings -> users (user_id));
@@ -438,6 +446,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_versions,
     messages,
     notification_defaults,
+    notification_emails,
     notification_marks,
     notification_mutes,
     notification_settings,

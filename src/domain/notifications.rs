@@ -194,11 +194,21 @@ impl Settings {
 
     /// True when `at` falls in the user's quiet hours, in their time zone.
     pub fn is_quiet(&self, at: DateTime<Utc>) -> bool {
-        self.quiet_hours.is_some_and(|q| {
-            let local = at.with_timezone(&self.time_zone);
-            // At most 1439: fits.
-            q.contains((local.hour() * 60 + local.minute()) as u16)
-        })
+        self.quiet_for(at).is_some()
+    }
+
+    /// How long the quiet hours that `at` falls in last from then (`None` when not quiet).
+    pub fn quiet_for(&self, at: DateTime<Utc>) -> Option<Duration> {
+        let q = self.quiet_hours?;
+        let local = at.with_timezone(&self.time_zone);
+        // At most 1439: fits.
+        let minute = (local.hour() * 60 + local.minute()) as u16;
+        if !q.contains(minute) {
+            return None;
+        }
+        let left = (i64::from(q.end) - i64::from(minute)).rem_euclid(1440);
+        let secs = left * 60 - i64::from(local.second());
+        Some(Duration::from_secs(secs.max(1).unsigned_abs()))
     }
 }
 
@@ -331,6 +341,11 @@ mod tests {
         assert!(!settings.is_quiet(Utc.with_ymd_and_hms(2026, 12, 5, 3, 0, 0).unwrap()));
         assert!(settings.is_quiet(Utc.with_ymd_and_hms(2026, 12, 5, 21, 59, 0).unwrap()));
         assert!(!settings.is_quiet(Utc.with_ymd_and_hms(2026, 12, 5, 22, 0, 0).unwrap()));
+        // 23:00 in Tokyo: quiet for eight more hours.
+        assert_eq!(
+            settings.quiet_for(Utc.with_ymd_and_hms(2026, 12, 5, 14, 0, 0).unwrap()),
+            Some(Duration::from_secs(8 * 3600))
+        );
         assert!(QuietHours::parse("q", 0, 1440).is_err());
         assert!(parse_time_zone("tz", "Mars/Olympus").is_err());
     }

@@ -59,8 +59,8 @@ pub struct State {
     pub lockout: Arc<crate::auth::lockout::Lockout>,
     /// The push services.
     pub push: Arc<crate::push::Pushers>,
-    /// How long a notification waits before it is pushed.
-    pub push_delay: Duration,
+    /// When notifications are pushed and emailed.
+    pub notify: notifications::Timing,
 }
 
 impl State {
@@ -91,6 +91,6 @@ pub struct JobDeps {
     pub storage: crate::storage::Storage,
     /// The push services.
     pub push: Arc<crate::push::Pushers>,
-    /// How long a notification waits before it is pushed.
-    pub push_delay: Duration,
+    /// When notifications are pushed and emailed.
+    pub notify: notifications::Timing,
 }

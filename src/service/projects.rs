@@ -207,7 +207,7 @@ pub async fn add_member(
         let to = crate::service::notifications::AddedTo::Project(id.0, &name);
         let told = crate::service::notifications::added(
             conn,
-            state.push_delay,
+            state.notify,
             to,
             caller.user_id.0,
             &[user.0],

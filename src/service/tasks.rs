@@ -105,8 +105,7 @@ pub async fn create(state: &State, caller: &Caller, new: NewTask) -> Result<Task
             let event = task_changed(conn, &task).await?;
             let actor = Some(caller.user_id.0);
             let told =
-                notifications::task(conn, state.push_delay, Kind::TaskAssigned, &task, actor)
-                    .await?;
+                notifications::task(conn, state.notify, Kind::TaskAssigned, &task, actor).await?;
             Ok((task, event, told))
         })
         .await?;
@@ -158,7 +157,7 @@ pub async fn update(
                 false => Kind::TaskAssigned,
             };
             let actor = Some(caller.user_id.0);
-            let told = notifications::task(conn, state.push_delay, kind, &task, actor).await?;
+            let told = notifications::task(conn, state.notify, kind, &task, actor).await?;
             Ok((task, event, told))
         })
         .await?;
@@ -254,7 +253,7 @@ pub async fn send_reminder(
     if job.attempts == 1 {
         let told = conn
             .transaction::<_, Error, _>(async |conn| {
-                notifications::task(conn, deps.push_delay, Kind::TaskDue, &task, None).await
+                notifications::task(conn, deps.notify, Kind::TaskDue, &task, None).await
             })
             .await?;
         notifications::publish(&deps.broker, told);

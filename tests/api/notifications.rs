@@ -508,3 +508,109 @@ async fn preferences_choose_the_channels_and_the_admin_sets_the_default_for_new_
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_wanted_by_email_reach_someone_away_in_one_digest_and_muted_ones_do_not() {
+    let app = TestApp::spawn_with(|c| c.digest_delay = std::time::Duration::from_millis(200)).await;
+    let (_, ann) = user(&app, "ann").await;
+    let (bob_id, bob) = user(&app, "bob").await;
+    let mut projects = ProjectServiceClient::new(app.channel().await);
+    let p = projects
+        .create_project(authed(
+            pb::CreateProjectRequest {
+                name: "Apollo".into(),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    projects
+        .add_project_member(authed(
+            pb::AddProjectMemberRequest {
+                project_id: p.id.clone(),
+                user_id: bob_id.clone(),
+                role: pb::ProjectRole::Member.into(),
+            },
+            &ann,
+        ))
+        .await
+        .unwrap();
+    let mut tasks = TaskServiceClient::new(app.channel().await);
+    let t = tasks
+        .create_task(authed(
+            pb::CreateTaskRequest {
+                project_id: p.id.clone(),
+                title: "Launch".into(),
+                assignee_id: bob_id.clone(),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // Both in one email (Bob has no stream open).
+    let mail = app.wait_for_emails(1).await.remove(0);
+    assert!(mail.contains("Notifications for you:"), "{mail}");
+    assert!(mail.contains("Apollo: ann added you to Apollo"), "{mail}");
+    assert!(
+        mail.contains("Launch: ann assigned this task to you"),
+        "{mail}"
+    );
+
+    // Muted, the project's next notification stays in the inbox only.
+    inbox_client(&app)
+        .await
+        .mute(authed(
+            pb::MuteRequest {
+                target_id: p.id.clone(),
+                until: None,
+            },
+            &bob,
+        ))
+        .await
+        .unwrap();
+    tasks
+        .update_task(authed(
+            pb::UpdateTaskRequest {
+                id: t.id.clone(),
+                title: Some("Launch today".into()),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["title".into()],
+                }),
+                ..Default::default()
+            },
+            &ann,
+        ))
+        .await
+        .unwrap();
+    // The digest job ran to its end: nothing more was sent.
+    for _ in 0..100 {
+        let open = db_count(
+            &app.db_name,
+            "SELECT count(*) AS n FROM jobs WHERE kind = 'message_digest' AND status IN ('pending', 'running')",
+        )
+        .await;
+        let all = db_count(
+            &app.db_name,
+            "SELECT count(*) AS n FROM jobs WHERE kind = 'message_digest'",
+        )
+        .await;
+        if open == 0 && all == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        db_count(
+            &app.db_name,
+            "SELECT count(*) AS n FROM jobs WHERE kind = 'message_digest' AND status = 'done'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(app.email_count(), 1);
+    assert_eq!(inbox(&app, &bob).await.1, 3);
+}

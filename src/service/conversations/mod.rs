@@ -218,9 +218,8 @@ pub async fn create(state: &State, caller: &Caller, new: NewConversation) -> Res
                     event = Some(start(conn, id, &members).await?);
                     let added: Vec<Uuid> = members.iter().map(|u| u.0).collect();
                     let to = notifications::AddedTo::Conversation(id, title.as_str());
-                    told =
-                        notifications::added(conn, state.push_delay, to, caller.user_id.0, &added)
-                            .await?;
+                    told = notifications::added(conn, state.notify, to, caller.user_id.0, &added)
+                        .await?;
                     id
                 }
             };
@@ -316,7 +315,7 @@ pub async fn add_members(
             let title = seen.conversation.title.clone().unwrap_or_default();
             let to = notifications::AddedTo::Conversation(id, &title);
             let told =
-                notifications::added(conn, state.push_delay, to, caller.user_id.0, &added).await?;
+                notifications::added(conn, state.notify, to, caller.user_id.0, &added).await?;
             Ok((seen, event, told))
         })
         .await?;

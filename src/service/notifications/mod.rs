@@ -29,14 +29,24 @@ use uuid::Uuid;
 /// The most notifications one MarkNotificationsRead names.
 pub const MAX_MARKED: usize = 500;
 
-/// Stores `new` in the caller's transaction, as each user's preferences say (the inbox, and
-/// a push job due after `push_delay` for those who want pushes of its kind and have a
-/// device; one pending job per user and topic collects the rest). Answers the notifications
-/// to tell live (those shown in the inbox), to [`publish`] after commit.
+/// When notifications are pushed and emailed.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A notification waits this long before it is pushed (`EPOP_PUSH_DELAY`).
+    pub push: Duration,
+    /// It waits this long for the email digest (`EPOP_DIGEST_DELAY`).
+    pub digest: Duration,
+}
+
+/// Stores `new` in the caller's transaction, as each user's preferences say (the inbox; a
+/// push job due after `timing.push` for those who want pushes of its kind and have a device,
+/// one pending job per user and topic collecting the rest; the user's email digest for
+/// those who want it by email). Answers the notifications to tell live (those shown in the
+/// inbox), to [`publish`] after commit.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     new: Vec<NewNotification>,
-    push_delay: Duration,
+    timing: Timing,
 ) -> Result<Vec<Notification>> {
     if new.is_empty() {
         return Ok(Vec::new());
@@ -88,11 +98,27 @@ pub async fn record(
         .map(|(user_id, topic)| Job::Push { user_id, topic })
         .collect();
     if !jobs.is_empty() {
-        let at = Utc::now() + push_delay;
+        let at = Utc::now() + timing.push;
         let queued = db::jobs::enqueue_once(conn, &jobs, at).await?;
         // A pending push of the same topic will carry them: collapsed.
         metrics::counter!("epop_notifications_collapsed_total")
             .increment((jobs.len() - queued) as u64);
+    }
+    let emailed: BTreeSet<Uuid> = stored
+        .iter()
+        .filter(|n| {
+            settings
+                .get(&n.user_id)
+                .is_none_or(|s| s.channels(n.kind).email)
+        })
+        .map(|n| n.user_id)
+        .collect();
+    if !emailed.is_empty() {
+        let digests: Vec<Job> = emailed
+            .into_iter()
+            .map(|user_id| Job::MessageDigest { user_id })
+            .collect();
+        db::jobs::enqueue_once(conn, &digests, Utc::now() + timing.digest).await?;
     }
     for n in &stored {
         metrics::counter!("epop_notifications_created_total", "kind" => n.kind.as_str())
@@ -199,7 +225,7 @@ pub enum AddedTo<'a> {
 /// answers what to [`publish`] after commit.
 pub async fn added(
     conn: &mut AsyncPgConnection,
-    push_delay: Duration,
+    timing: Timing,
     to: AddedTo<'_>,
     actor: Uuid,
     added: &[Uuid],
@@ -232,14 +258,14 @@ pub async fn added(
             body: format!("{who} added you to {title}"),
         })
         .collect();
-    record(conn, new, push_delay).await
+    record(conn, new, timing).await
 }
 
 /// Notifies a task's assignee (unless they did it themselves) in the caller's transaction:
 /// `kind` is assigned, changed or due; answers what to [`publish`] after commit.
 pub async fn task(
     conn: &mut AsyncPgConnection,
-    push_delay: Duration,
+    timing: Timing,
     kind: crate::domain::notifications::Kind,
     task: &crate::domain::tasks::Task,
     actor: Option<Uuid>,
@@ -278,5 +304,5 @@ pub async fn task(
         title: task.title.clone(),
         body,
     };
-    record(conn, vec![new], push_delay).await
+    record(conn, vec![new], timing).await
 }

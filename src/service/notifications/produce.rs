@@ -25,7 +25,7 @@ const BATCH: i64 = 500;
 /// The job: notifications for `conversation`'s events since its mark.
 pub async fn notify_conversation(deps: &JobDeps, conversation: Uuid) -> anyhow::Result<()> {
     let mut conn = deps.pool.get().await?;
-    let delay = deps.push_delay;
+    let delay = deps.notify;
     let stored = conn
         .transaction::<_, Error, _>(async |conn| {
             let Some(mark) = db::notifications::lock_mark(conn, conversation).await? else {
