@@ -62,13 +62,20 @@ pub(crate) fn typing(conversation: &str) -> pb::SendTypingRequest {
     }
 }
 
-/// The next event that is not a heartbeat or about presence.
+/// The next event that is not a heartbeat, about presence, or about the inbox (which
+/// tests/api/notifications.rs reads with `any_event`).
 pub(crate) async fn next(stream: &mut Streaming<pb::Event>) -> pb::Event {
     loop {
         let e = any_event(stream).await;
         if !matches!(
             e.kind,
-            Some(Kind::Heartbeat(_) | Kind::Presence(_) | Kind::PresenceSnapshot(_))
+            Some(
+                Kind::Heartbeat(_)
+                    | Kind::Presence(_)
+                    | Kind::PresenceSnapshot(_)
+                    | Kind::Notification(_)
+                    | Kind::NotificationsRead(_)
+            )
         ) {
             return e;
         }

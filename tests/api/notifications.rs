@@ -4,7 +4,7 @@
 //! them on every device; preferences and the admin's default decide the channels.
 
 use crate::{
-    events::{client, group, next, open, redis_url, send},
+    events::{any_event, client, group, open, redis_url, send},
     helpers::*,
 };
 use epop::pb::{
@@ -38,7 +38,7 @@ pub(crate) async fn inbox(app: &TestApp, token: &str) -> (Vec<(i32, String)>, i6
 /// The next notification on `stream`.
 pub(crate) async fn notified(stream: &mut tonic::Streaming<pb::Event>) -> pb::Notification {
     loop {
-        if let Some(Kind::Notification(n)) = next(stream).await.kind {
+        if let Some(Kind::Notification(n)) = any_event(stream).await.kind {
             return n;
         }
     }
@@ -46,7 +46,7 @@ pub(crate) async fn notified(stream: &mut tonic::Streaming<pb::Event>) -> pb::No
 
 async fn read_told(stream: &mut tonic::Streaming<pb::Event>) -> pb::NotificationsRead {
     loop {
-        if let Some(Kind::NotificationsRead(r)) = next(stream).await.kind {
+        if let Some(Kind::NotificationsRead(r)) = any_event(stream).await.kind {
             return r;
         }
     }

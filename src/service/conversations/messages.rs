@@ -414,7 +414,9 @@ pub async fn mark_read(
         };
         return match queue.send(mark).await? {
             db::read_batch::Marked::Read { unread, .. } => {
-                notifications::read_conversation(state, caller.user_id.0, id, seq).await?;
+                let mut conn = state.pool.get().await?;
+                let user = caller.user_id.0;
+                notifications::read_conversation(&mut conn, &state.broker, user, id, seq).await?;
                 Ok(unread)
             }
             // Not a member: the same answer as for a conversation that does not exist.
@@ -446,6 +448,7 @@ pub async fn mark_read(
         })
         .await?;
     publish(state, event);
-    notifications::read_conversation(state, caller.user_id.0, id, seq).await?;
+    let user = caller.user_id.0;
+    notifications::read_conversation(&mut conn, &state.broker, user, id, seq).await?;
     Ok(unread)
 }

@@ -189,18 +189,18 @@ pub async fn mark_read(state: &State, caller: &Caller, ids: Option<Vec<Uuid>>) -
 }
 
 /// `user` read `conversation` up to `seq`: what its messages caused for them is read too,
-/// on every device.
+/// on every device (on the caller's connection: a call never holds two).
 pub async fn read_conversation(
-    state: &State,
+    conn: &mut AsyncPgConnection,
+    broker: &Broker,
     user: Uuid,
     conversation: Uuid,
     seq: i64,
 ) -> Result<()> {
-    let mut conn = state.pool.get().await?;
-    let changed = db::notifications::mark_read_up_to(&mut conn, user, conversation, seq).await?;
+    let changed = db::notifications::mark_read_up_to(conn, user, conversation, seq).await?;
     if !changed.is_empty() {
-        let unread = db::notifications::unread(&mut conn, user).await?;
-        tell_read(&state.broker, user, changed, false, unread);
+        let unread = db::notifications::unread(conn, user).await?;
+        tell_read(broker, user, changed, false, unread);
     }
     Ok(())
 }
