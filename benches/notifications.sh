@@ -22,7 +22,7 @@ for _ in $(seq 1 50); do grep -q listening "$work/fake.out" 2>/dev/null && break
 fake=http://127.0.0.1:$(awk '{print $2}' "$work/fake.out")
 port=18390
 DATABASE_URL="$db_url" EPOP_LISTEN=127.0.0.1:$port EPOP_DATA_DIR="$work/data" \
-  EPOP_ADMIN_PASSWORD=bench-admin-password EPOP_PUSH_DELAY=0s EPOP_DB_POOL_SIZE=16 \
+  EPOP_ADMIN_PASSWORD=bench-admin-password EPOP_PUSH_DELAY=0s EPOP_PUSH_ALLOW_INSECURE=true EPOP_DB_POOL_SIZE=16 \
   EPOP_AUTH_RATE_LIMIT=off EPOP_WRITE_RATE_LIMIT=off "$target/release/epop" >"$work/epop.log" 2>&1 &
 pids+=("$!")
 base=http://127.0.0.1:$port

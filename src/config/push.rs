@@ -25,6 +25,12 @@ pub struct PushArgs {
     #[arg(long, env = "EPOP_VAPID_SUBJECT")]
     pub vapid_subject: Option<String>,
 
+    /// Accept Web Push endpoints over plain `http` or on loopback and private addresses (a
+    /// local push service, tests). Off, an endpoint must be `https` on a public host, so a
+    /// user cannot make the server post to internal services.
+    #[arg(long, env = "EPOP_PUSH_ALLOW_INSECURE", default_value_t = false)]
+    pub push_allow_insecure: bool,
+
     /// A Firebase service-account JSON file: enables FCM HTTP v1.
     #[arg(long, env = "EPOP_FCM_CREDENTIALS")]
     pub fcm_credentials: Option<PathBuf>,

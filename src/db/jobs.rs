@@ -196,7 +196,26 @@ pub async fn fail(
     .bind::<Timestamptz, _>(retry_at)
     .bind::<Text, _>(error)
     .execute(conn)
-    .await?;
+    .await;
+    let n = match n {
+        // A job of its kind and key was queued between the check and the update: that one
+        // does the work.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            diesel::update(owned(job))
+                .set((
+                    jobs::status.eq("cancelled"),
+                    jobs::locked_until.eq(None::<DateTime<Utc>>),
+                    jobs::last_error.eq(error),
+                    jobs::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?
+        }
+        other => other?,
+    };
     Ok(n == 1)
 }
 

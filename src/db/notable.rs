@@ -94,3 +94,21 @@ pub async fn names(conn: &mut AsyncPgConnection, people: &[Uuid]) -> Result<Hash
         .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// Which of `ids` are messages not deleted, locked against a delete until the caller's
+/// transaction ends (a delete that comes first is seen; one that comes after purges what
+/// this transaction wrote).
+pub async fn live_messages(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>> {
+    use crate::db::schema::messages;
+    let live: Vec<Uuid> = messages::table
+        .filter(messages::id.eq_any(ids))
+        .filter(messages::deleted_at.is_null())
+        .select(messages::id)
+        .for_share()
+        .load(conn)
+        .await?;
+    Ok(live.into_iter().collect())
+}

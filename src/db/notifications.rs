@@ -247,3 +247,38 @@ pub async fn set_mark(conn: &mut AsyncPgConnection, conversation: Uuid, seq: i64
         .await?;
     Ok(())
 }
+
+/// Gives the notifications of an edited message its new text (`sender: text`).
+pub async fn rewrite(conn: &mut AsyncPgConnection, message: Uuid, snippet: &str) -> Result<()> {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    diesel::sql_query(
+        "UPDATE notifications SET body = split_part(body, ': ', 1) || ': ' || $2 \
+         WHERE message_id = $1",
+    )
+    .bind::<SqlUuid, _>(message)
+    .bind::<Text, _>(snippet)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes `user`'s unread, unpushed notifications of `kind` about `task` (a newer one
+/// replaces them).
+pub async fn drop_unread(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    task: Uuid,
+    kind: &str,
+) -> Result<()> {
+    diesel::delete(
+        notifications::table
+            .filter(notifications::user_id.eq(user))
+            .filter(notifications::task_id.eq(task))
+            .filter(notifications::kind.eq(kind))
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::pushed_at.is_null()),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

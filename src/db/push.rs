@@ -144,3 +144,16 @@ pub async fn record(conn: &mut AsyncPgConnection, notification: Uuid, device: Uu
         .await?;
     Ok(())
 }
+
+/// Locks `user`'s row until the caller's transaction ends (their registrations queue).
+pub async fn lock_owner(conn: &mut AsyncPgConnection, user: Uuid) -> Result<()> {
+    use crate::db::schema::users;
+    users::table
+        .find(user)
+        .select(users::id)
+        .for_update()
+        .get_result::<Uuid>(conn)
+        .await
+        .optional()?;
+    Ok(())
+}

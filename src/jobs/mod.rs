@@ -100,7 +100,10 @@ impl Worker {
                     let after = e
                         .downcast_ref::<RetryAfter>()
                         .map_or_else(|| backoff(job.attempts), |r| r.0);
-                    let retry_at = Utc::now() + after;
+                    let retry_at = chrono::Duration::from_std(after)
+                        .ok()
+                        .and_then(|d| Utc::now().checked_add_signed(d))
+                        .unwrap_or_else(|| Utc::now() + backoff(job.attempts));
                     tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed");
                     db::jobs::fail(&mut conn, &job, &format!("{e:#}"), retry_at).await?
                 }

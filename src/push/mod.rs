@@ -4,6 +4,7 @@
 
 mod apns;
 mod fcm;
+pub mod public;
 mod web;
 
 use crate::{
@@ -47,6 +48,8 @@ pub enum Outcome {
 /// The push services this server is configured for.
 #[derive(Debug)]
 pub struct Pushers {
+    /// Web Push endpoints may be plain `http` or on private addresses.
+    pub allow_insecure: bool,
     web: web::WebPush,
     fcm: Option<fcm::Fcm>,
     apns: Option<apns::Apns>,
@@ -55,10 +58,21 @@ pub struct Pushers {
 impl Pushers {
     /// The services of `args`, Web Push signing with `vapid` as `subject`.
     pub fn new(args: &PushArgs, vapid: VapidKey, subject: String) -> anyhow::Result<Self> {
+        // The configured services (FCM's token and send URLs) are the operator's.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
+            .timeout(SEND_TIMEOUT)
             .build()
             .context("cannot build the push HTTP client")?;
+        // Web Push endpoints are users': public addresses only, no redirects.
+        let mut users = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
+        if !args.push_allow_insecure {
+            users = users.dns_resolver(std::sync::Arc::new(public::PublicOnly));
+        }
+        let users = users
+            .build()
+            .context("cannot build the Web Push HTTP client")?;
         let fcm = match &args.fcm_credentials {
             Some(path) => Some(fcm::Fcm::new(http.clone(), path, &args.fcm_endpoint)?),
             None => None,
@@ -68,7 +82,8 @@ impl Pushers {
             None => None,
         };
         Ok(Self {
-            web: web::WebPush::new(http, vapid, subject),
+            allow_insecure: args.push_allow_insecure,
+            web: web::WebPush::new(users, vapid, subject, args.push_allow_insecure),
             fcm,
             apns,
         })
@@ -116,7 +131,12 @@ fn by_status(status: reqwest::StatusCode, retry_after: Option<Duration>) -> Opti
     }
 }
 
-/// A `Retry-After` header in seconds (the HTTP-date form is read as "no hint").
+/// The longest one push may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `Retry-After` header in seconds (the HTTP-date form is read as "no hint"), between a
+/// second and an hour whatever it says: a push service (or whoever answers for an endpoint)
+/// cannot park a job for years.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -125,5 +145,5 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|s| Duration::from_secs(s.clamp(1, 3600)))
 }

@@ -60,11 +60,22 @@ pub(super) struct WebPush {
     http: reqwest::Client,
     key: VapidKey,
     subject: String,
+    insecure: bool,
 }
 
 impl WebPush {
-    pub(super) fn new(http: reqwest::Client, key: VapidKey, subject: String) -> Self {
-        Self { http, key, subject }
+    pub(super) fn new(
+        http: reqwest::Client,
+        key: VapidKey,
+        subject: String,
+        insecure: bool,
+    ) -> Self {
+        Self {
+            http,
+            key,
+            subject,
+            insecure,
+        }
     }
 
     pub(super) fn public_key(&self) -> String {
@@ -98,8 +109,18 @@ impl WebPush {
         let (Ok(public), 16) = (p256::PublicKey::from_sec1_bytes(&p256dh), auth.len()) else {
             return Ok(Outcome::Gone);
         };
-        let endpoint = url::Url::parse(&device.address).context("endpoint")?;
-        let uri: http::Uri = device.address.parse().context("endpoint")?;
+        // An endpoint that does not parse, or (registered under other settings) points
+        // inward, is no device.
+        let (Ok(endpoint), Ok(uri)) = (
+            url::Url::parse(&device.address),
+            device.address.parse::<http::Uri>(),
+        ) else {
+            return Ok(Outcome::Gone);
+        };
+        let allowed = endpoint.scheme() == "https" && super::public::host_allowed(endpoint.host());
+        if !self.insecure && !allowed {
+            return Ok(Outcome::Gone);
+        }
         let body = serde_json::to_vec(&push.payload)?;
         let request = WebPushBuilder::new(uri, public, Auth::clone_from_slice(&auth))
             .with_valid_duration(push.ttl)

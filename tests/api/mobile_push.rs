@@ -249,6 +249,33 @@ async fn fcm_and_apns_get_authenticated_well_formed_pushes_and_their_gone_device
         .await
         .unwrap_err();
     assert_eq!(violations(&bad), vec!["address"]);
+    // A Web Push endpoint must be https on a public host: the server does not post to
+    // internal services for whoever registers one.
+    let p256dh =
+        "BO_pqIUWvsVwmlFPAX8aJv2HRmuemc5CXHRBbtzHKhHUMO5GSKyB9cOkmASIwa25xKczEhuJZtErTr_PpJM94AI";
+    for endpoint in [
+        "http://push.example.com/x",
+        "https://127.0.0.1/x",
+        "https://10.1.2.3/x",
+        "https://[::1]/x",
+        "https://localhost/x",
+    ] {
+        let refused = inbox_client(&app)
+            .await
+            .register_push_device(authed(
+                pb::RegisterPushDeviceRequest {
+                    platform: pb::PushPlatform::Web.into(),
+                    address: endpoint.into(),
+                    p256dh: p256dh.into(),
+                    auth: "BTBZMqHH6r4Tts7J_aSIgg".into(),
+                    ..Default::default()
+                },
+                &bob,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(violations(&refused), vec!["address"], "{endpoint}");
+    }
 
     let d = direct(&app, &ann, &bob_id).await;
     client(&app)

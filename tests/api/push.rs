@@ -145,8 +145,10 @@ pub(crate) async fn push_jobs_done(app: &TestApp, at_least: i64) {
     panic!("the push jobs did not finish");
 }
 
+/// The fake listens on plain http at 127.0.0.1, which only this setting accepts.
 fn quick(c: &mut epop::config::Config) {
     c.push.push_delay = Duration::from_millis(300);
+    c.push.push_allow_insecure = true;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,7 +402,10 @@ async fn a_gone_subscription_is_removed_and_a_busy_service_is_retried_after_its_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_between_enqueue_and_send_and_a_second_instance_still_push_exactly_once() {
     let fake = FakePush::start();
-    let slow = |c: &mut epop::config::Config| c.push.push_delay = Duration::from_secs(2);
+    let slow = |c: &mut epop::config::Config| {
+        c.push.push_delay = Duration::from_secs(2);
+        c.push.push_allow_insecure = true;
+    };
     let (a, b) = two_instances_with(&redis_url(), slow).await;
     let (_, ann) = user(&a, "ann").await;
     let (bob_id, bob) = user(&a, "bob").await;

@@ -310,6 +310,9 @@ pub async fn edit(
         members_only(conn, id, &content.mentions()).await?;
         db::saved::keep_current(conn, message).await?;
         let m = db::messages::edit(conn, message, &content, caller.user_id.0).await?;
+        // Notifications show what the message says now.
+        let text = crate::domain::notifications::snippet(&m.body_text);
+        db::notifications::rewrite(conn, m.id, &text).await?;
         let attachments = db::files::of_messages(conn, &[m.id])
             .await?
             .remove(&m.id)

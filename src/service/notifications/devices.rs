@@ -12,6 +12,7 @@ use crate::{
     service::State,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 /// Where a device's pushes go.
@@ -58,8 +59,9 @@ fn decoded(field: &str, value: &str) -> Result<Vec<u8>> {
 }
 
 impl Registration {
-    /// Checks what each platform needs.
-    fn check(&self) -> Result<()> {
+    /// Checks what each platform needs; a Web Push endpoint must be `https` on a host that is
+    /// not a loopback, private or link-local address, unless `insecure` allows it.
+    fn check(&self, insecure: bool) -> Result<()> {
         if self.name.chars().count() > 100 || self.name.contains('\0') {
             return Err(Error::invalid(
                 "name",
@@ -73,14 +75,18 @@ impl Registration {
             Platform::Web => {
                 let url = url::Url::parse(&self.address)
                     .map_err(|_| Error::invalid("address", "is not a URL"))?;
-                if !matches!(url.scheme(), "https" | "http") || self.address.len() > 2048 {
+                let internal = !crate::push::public::host_allowed(url.host());
+                let scheme_ok = url.scheme() == "https" || (insecure && url.scheme() == "http");
+                let uri_ok = self.address.parse::<http::Uri>().is_ok();
+                if !scheme_ok || (internal && !insecure) || !uri_ok || self.address.len() > 2048 {
                     return Err(Error::invalid(
                         "address",
-                        "must be the subscription's https endpoint",
+                        "must be the subscription's https endpoint at its push service",
                     ));
                 }
                 let key = decoded("p256dh", &self.p256dh)?;
-                if key.len() != 65 || key[0] != 4 {
+                let on_curve = web_push_native::p256::PublicKey::from_sec1_bytes(&key).is_ok();
+                if key.len() != 65 || key[0] != 4 || !on_curve {
                     return Err(Error::invalid(
                         "p256dh",
                         "must be an uncompressed P-256 point (65 bytes)",
@@ -119,26 +125,30 @@ pub const MAX_DEVICES: usize = 20;
 
 /// Registers a device of the caller (the same address again updates it).
 pub async fn register(state: &State, caller: &Caller, r: Registration) -> Result<Device> {
-    r.check()?;
+    r.check(state.push.allow_insecure)?;
     let user = caller.user_id.0;
     let mut conn = state.pool.get().await?;
-    let mine = db::push::of_user(&mut conn, user).await?;
-    if mine.len() >= MAX_DEVICES && !mine.iter().any(|d| d.address == r.address) {
-        return Err(Error::FailedPrecondition(format!(
-            "at most {MAX_DEVICES} devices: remove one first"
-        )));
-    }
-    let keys = (r.platform == Platform::Web).then_some((r.p256dh.as_str(), r.auth.as_str()));
-    db::push::register(
-        &mut conn,
-        user,
-        NewDevice {
+    conn.transaction::<_, Error, _>(async |conn| {
+        // One registration of a user at a time: the count holds until the insert.
+        db::push::lock_owner(conn, user).await?;
+        let mine = db::push::of_user(conn, user).await?;
+        let again = mine
+            .iter()
+            .any(|d| d.platform == r.platform.as_str() && d.address == r.address);
+        if mine.len() >= MAX_DEVICES && !again {
+            return Err(Error::FailedPrecondition(format!(
+                "at most {MAX_DEVICES} devices: remove one first"
+            )));
+        }
+        let keys = (r.platform == Platform::Web).then_some((r.p256dh.as_str(), r.auth.as_str()));
+        let new = NewDevice {
             platform: r.platform.as_str(),
             address: &r.address,
             keys,
             name: &r.name,
-        },
-    )
+        };
+        db::push::register(conn, user, new).await
+    })
     .await
 }
 

@@ -292,6 +292,10 @@ pub async fn task(
         },
         _ => format!("{who} changed this task"),
     };
+    if kind == Kind::TaskChanged {
+        // One unread "changed" per task: a burst of edits is one notification, the newest.
+        db::notifications::drop_unread(conn, assignee, task.id.0, kind.as_str()).await?;
+    }
     let new = NewNotification {
         user_id: assignee,
         kind,

@@ -63,19 +63,20 @@ async fn notable(
     let read = db::notable::read_positions(conn, conversation).await?;
     // Per message, whom it notifies and how (a mention replaces a message or reply kind).
     let mut messages: HashMap<Uuid, Message> = HashMap::new();
-    let mut whom: Vec<(Uuid, Uuid, Kind)> = Vec::new();
+    // (message, user, kind, the thread position a reply is unread after).
+    let mut whom: Vec<(Uuid, Uuid, Kind, Option<i64>)> = Vec::new();
     for e in events {
         match &e.body {
             EventBody::MessageCreated { message, .. } if message.deleted_at.is_none() => {
                 if !group {
                     for user in read.keys().filter(|u| **u != message.sender_id) {
-                        whom.push((message.id, *user, Kind::DirectMessage));
+                        whom.push((message.id, *user, Kind::DirectMessage, None));
                     }
                 }
                 if let Some(root) = message.thread_root_id {
-                    for (user, _) in db::notable::followers(conn, root).await? {
+                    for (user, thread_read) in db::notable::followers(conn, root).await? {
                         if user != message.sender_id {
-                            whom.push((message.id, user, Kind::ThreadReply));
+                            whom.push((message.id, user, Kind::ThreadReply, Some(thread_read)));
                         }
                     }
                 }
@@ -94,28 +95,35 @@ async fn notable(
                     }
                 }
                 for user in user_ids {
-                    whom.push((*message_id, *user, Kind::Mention));
+                    whom.push((*message_id, *user, Kind::Mention, None));
                 }
             }
             _ => {}
         }
     }
+    // Deleted since their events were written: they notify nobody.
+    let ids: Vec<Uuid> = messages.keys().copied().collect();
+    let live = db::notable::live_messages(conn, &ids).await?;
+    messages.retain(|id, _| live.contains(id));
     let mentioned: HashSet<(Uuid, Uuid)> = whom
         .iter()
-        .filter(|(.., k)| *k == Kind::Mention)
-        .map(|(m, u, _)| (*m, *u))
+        .filter(|(_, _, k, _)| *k == Kind::Mention)
+        .map(|(m, u, ..)| (*m, *u))
         .collect();
     let senders: Vec<Uuid> = messages.values().map(|m| m.sender_id).collect();
     let names = db::notable::names(conn, &senders).await?;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (message_id, user, kind) in whom {
+    for (message_id, user, kind, thread_read) in whom {
         let Some(m) = messages.get(&message_id) else {
             continue;
         };
         let superseded = kind != Kind::Mention && mentioned.contains(&(message_id, user));
-        // Members only (a mention of someone who left, a follower who left), and not read.
-        let unread = read.get(&user).is_some_and(|r| *r < m.seq);
+        // Members only (a mention of someone who left, a follower who left), and not read
+        // (a reply: in its thread, which may not show in the conversation).
+        let unread = read
+            .get(&user)
+            .is_some_and(|r| thread_read.unwrap_or(*r) < m.seq);
         if superseded || !unread || !seen.insert((message_id, user)) {
             continue;
         }

@@ -48,10 +48,13 @@ pub async fn push(deps: &JobDeps, user: Uuid, topic: Uuid) -> anyhow::Result<()>
             let settings = db::preferences::settings_of(conn, &[user]).await?;
             let quiet = settings.get(&user).is_some_and(|s| s.is_quiet(Utc::now()));
             let muted = db::preferences::is_muted(conn, user, topic).await?;
-            let reason = match (online, muted, quiet) {
+            // Removed from the conversation or project meanwhile: told nothing more of it.
+            let member = db::preferences::belongs(conn, user, topic).await?;
+            let reason = match (online, muted, quiet, member) {
+                (.., false) => Some("not_member"),
                 (true, ..) => Some("online"),
-                (_, true, _) => Some("muted"),
-                (.., true) => Some("quiet_hours"),
+                (_, true, ..) => Some("muted"),
+                (_, _, true, _) => Some("quiet_hours"),
                 _ => None,
             };
             if let Some(reason) = reason {
@@ -66,8 +69,13 @@ pub async fn push(deps: &JobDeps, user: Uuid, topic: Uuid) -> anyhow::Result<()>
             let done = db::push::delivered(conn, newest.id).await?;
             let mut retry: Option<Duration> = None;
             let mut failed = false;
-            for device in devices.iter().filter(|d| !done.contains(&d.id)) {
-                match deps.push.send(device, &push).await {
+            // All devices at once: the job takes one send's time (at most 10 s), not one
+            // per device.
+            let waiting: Vec<&Device> = devices.iter().filter(|d| !done.contains(&d.id)).collect();
+            let outcomes =
+                futures::future::join_all(waiting.iter().map(|d| deps.push.send(d, &push))).await;
+            for (device, outcome) in waiting.into_iter().zip(outcomes) {
+                match outcome {
                     Outcome::Sent => {
                         db::push::record(conn, newest.id, device.id).await?;
                         counted(device, "sent");

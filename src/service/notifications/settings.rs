@@ -13,6 +13,7 @@ use crate::{
     service::State,
 };
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 /// The caller's settings in force.
@@ -59,17 +60,20 @@ pub async fn set_defaults(
 ) -> Result<(ChannelMap, bool)> {
     admin_only(caller)?;
     let mut conn = state.pool.get().await?;
-    let (mut channels, _) = db::preferences::defaults(&mut conn).await?;
-    channels.extend(changes);
-    db::preferences::set_defaults(&mut conn, &channels, previews).await?;
-    let entry = crate::domain::audit::NewAuditEntry::new(
-        crate::domain::audit::Action::NotificationDefaultsChanged,
-        Some(caller.user_id),
-    )
-    .on("notification-defaults".to_owned())
-    .with(serde_json::json!({ "channels": channels, "previews": previews }));
-    db::audit::append(&mut conn, &entry).await?;
-    Ok((channels, previews))
+    conn.transaction::<_, Error, _>(async |conn| {
+        let (mut channels, _) = db::preferences::defaults(conn).await?;
+        channels.extend(changes);
+        db::preferences::set_defaults(conn, &channels, previews).await?;
+        let entry = crate::domain::audit::NewAuditEntry::new(
+            crate::domain::audit::Action::NotificationDefaultsChanged,
+            Some(caller.user_id),
+        )
+        .on("notification-defaults".to_owned())
+        .with(serde_json::json!({ "channels": channels, "previews": previews }));
+        db::audit::append(conn, &entry).await?;
+        Ok((channels, previews))
+    })
+    .await
 }
 
 fn admin_only(caller: &Caller) -> Result<()> {
