@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Notifications under a burst (issue 37): a 200-member group where every member has a Web
 # Push subscription at the fake push service (tests/push/fake_push.py, which verifies VAPID
-# and decrypts each push); one member sends a burst of plain messages (the same run's
-# baseline), then a burst of @all mentions. Prints the send latencies of both bursts and the
-# time until the last push reached the fake. EPOP_PUSH_DELAY is 0 here (the default 5 s
-# delay would be most of the figure); the worker's own time is what is measured.
+# and decrypts each push); one member sends a burst of @all mentions while another sends
+# plain messages every 20 ms to a small group, as in a window before the burst (the same
+# run's baseline). Prints those sends' latencies with and without the burst, the mentions'
+# own, and the time until the last push reached the fake. EPOP_PUSH_DELAY is 0 here (the
+# default 5 s delay would be most of the figure): the worker's own time is what is measured.
 #   MEMBERS=200 MESSAGES=20 benches/notifications.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
