@@ -11,28 +11,36 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::HashSet;
 use uuid::Uuid;
 
-/// A device, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+pub use crate::domain::notifications::Device;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = push_devices, check_for_backend(diesel::pg::Pg))]
-pub struct Device {
-    /// Its id.
-    pub id: Uuid,
-    /// Whose.
-    pub user_id: Uuid,
-    /// `web`, `fcm` or `apns`.
-    pub platform: String,
-    /// The Web Push endpoint, FCM registration token or APNs device token.
-    pub address: String,
-    /// Web Push: the browser's public key.
-    pub p256dh: Option<String>,
-    /// Web Push: the browser's auth secret.
-    pub auth: Option<String>,
-    /// The user's name for it.
-    pub name: String,
-    /// When registered.
-    pub created_at: DateTime<Utc>,
-    /// When a push last reached its service.
-    pub last_sent_at: Option<DateTime<Utc>>,
+struct Row {
+    id: Uuid,
+    user_id: Uuid,
+    platform: String,
+    address: String,
+    p256dh: Option<String>,
+    auth: Option<String>,
+    name: String,
+    created_at: DateTime<Utc>,
+    last_sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<Row> for Device {
+    fn from(r: Row) -> Self {
+        Device {
+            id: r.id,
+            user_id: r.user_id,
+            platform: r.platform,
+            address: r.address,
+            p256dh: r.p256dh,
+            auth: r.auth,
+            name: r.name,
+            created_at: r.created_at,
+            last_sent_at: r.last_sent_at,
+        }
+    }
 }
 
 /// A device to register.
@@ -72,9 +80,10 @@ pub async fn register(
             push_devices::auth.eq(excluded(push_devices::auth)),
             push_devices::name.eq(excluded(push_devices::name)),
         ))
-        .returning(Device::as_returning())
-        .get_result(conn)
-        .await?)
+        .returning(Row::as_returning())
+        .get_result::<Row>(conn)
+        .await?
+        .into())
 }
 
 /// Removes a device of `user`; false when they have none with that id.
@@ -99,12 +108,13 @@ pub async fn remove(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
 
 /// `user`'s devices, oldest first.
 pub async fn of_user(conn: &mut AsyncPgConnection, user: Uuid) -> Result<Vec<Device>> {
-    Ok(push_devices::table
+    let rows: Vec<Row> = push_devices::table
         .filter(push_devices::user_id.eq(user))
         .order((push_devices::created_at, push_devices::id))
-        .select(Device::as_select())
+        .select(Row::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(Device::from).collect())
 }
 
 /// Which of `users` have a device.

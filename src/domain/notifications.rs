@@ -300,6 +300,29 @@ pub fn snippet(text: &str) -> String {
     }
 }
 
+/// A device a user's pushes go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Its id.
+    pub id: Uuid,
+    /// Whose.
+    pub user_id: Uuid,
+    /// `web`, `fcm` or `apns`.
+    pub platform: String,
+    /// The Web Push endpoint, FCM registration token or APNs device token.
+    pub address: String,
+    /// Web Push: the browser's public key.
+    pub p256dh: Option<String>,
+    /// Web Push: the browser's auth secret.
+    pub auth: Option<String>,
+    /// The user's name for it.
+    pub name: String,
+    /// When registered.
+    pub created_at: DateTime<Utc>,
+    /// When a push last reached its service.
+    pub last_sent_at: Option<DateTime<Utc>>,
+}
+
 /// What a push carries to a device: no more than a client needs to show it and open the
 /// right place (the text only when the user allows previews).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,7 @@ mod web;
 
 use crate::{
     config::PushArgs,
-    db::push::Device,
-    domain::notifications::{PushPayload, Urgency},
+    domain::notifications::{Device, PushPayload, Urgency},
 };
 use anyhow::Context;
 use std::time::Duration;

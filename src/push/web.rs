@@ -3,7 +3,7 @@
 //! with `TTL`, `Urgency` and `Topic` (RFC 8030).
 
 use super::{Outcome, Push, by_status, retry_after};
-use crate::db::push::Device;
+use crate::domain::notifications::Device;
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use web_push_native::{

@@ -2,9 +2,8 @@
 
 use super::timestamp;
 use crate::{
-    db::push::Device,
     domain::notifications::{
-        Change, ChannelMap, Channels, Kind, Notification, QuietHours, Settings,
+        Change, ChannelMap, Channels, Device, Kind, Notification, QuietHours, Settings,
     },
     error::{Error, Result},
     pb,

@@ -9,6 +9,7 @@ mod batch;
 mod mentions;
 mod messages;
 mod reactions;
+mod reads;
 mod saved;
 mod search;
 mod stream;
@@ -16,8 +17,9 @@ mod threads;
 
 pub use batch::{ReadQueue, SendQueue};
 pub use mentions::{Badges, badges, mentions};
-pub use messages::{attachments, delete, edit, mark_read, messages, send, send_as_assistant};
+pub use messages::{attachments, delete, edit, messages, send, send_as_assistant};
 pub use reactions::{marks, pin, pins, react, reactions};
+pub use reads::mark_read;
 pub use saved::{save, saved, unsave, versions};
 pub use search::{MAX_SEARCH_DEPTH, search};
 pub use stream::{TYPING_TTL, stream, typing};
