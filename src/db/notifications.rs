@@ -282,3 +282,18 @@ pub async fn drop_unread(
     .await?;
     Ok(())
 }
+
+/// Deletes `user`'s notifications read before `before` (their deliveries go with them).
+pub async fn prune_read(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    before: DateTime<Utc>,
+) -> Result<usize> {
+    Ok(diesel::delete(
+        notifications::table
+            .filter(notifications::user_id.eq(user))
+            .filter(notifications::read_at.lt(before)),
+    )
+    .execute(conn)
+    .await?)
+}

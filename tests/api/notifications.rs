@@ -268,6 +268,36 @@ async fn reading_the_messages_or_the_inbox_clears_notifications_on_every_device_
     assert_eq!(left.unread_count, 0);
     let r = read_told(&mut phone).await;
     assert!(r.all);
+    // What was read a month ago leaves the inbox at the next mark.
+    db_sql(
+        &app.db_name,
+        "UPDATE notifications SET read_at = now() - interval '31 days'",
+    )
+    .await;
+    client(&app)
+        .await
+        .send_message(authed(send(&d, "four"), &ann))
+        .await
+        .unwrap();
+    notified(&mut laptop).await;
+    assert_eq!(inbox(&app, &bob).await.0.len(), 4);
+    let old = "SELECT count(*) AS n FROM notifications WHERE read_at < now() - interval '30 days'";
+    assert_eq!(db_count(&app.db_name, old).await, 3);
+    let one = inbox(&app, &bob).await;
+    assert_eq!(one.1, 1);
+    inbox_client(&app)
+        .await
+        .mark_notifications_read(authed(
+            pb::MarkNotificationsReadRequest {
+                all: true,
+                ..Default::default()
+            },
+            &bob,
+        ))
+        .await
+        .unwrap();
+    let (left, _) = inbox(&app, &bob).await;
+    assert_eq!(left, vec![(DIRECT, "ann: four".to_owned())]);
     // Someone else's notification (or a made-up id) is not theirs to mark.
     let (_, eve) = user(&app, "eve").await;
     let bad = inbox_client(&app)

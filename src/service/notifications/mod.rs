@@ -29,6 +29,9 @@ use uuid::Uuid;
 /// The most notifications one MarkNotificationsRead names.
 pub const MAX_MARKED: usize = 500;
 
+/// How long a read notification stays in the inbox.
+pub const KEPT_READ: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// When notifications are pushed and emailed.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -175,6 +178,8 @@ pub async fn mark_read(state: &State, caller: &Caller, ids: Option<Vec<Uuid>>) -
     let mut conn = state.pool.get().await?;
     let changed = db::notifications::mark_read(&mut conn, user, ids.as_deref()).await?;
     let unread = db::notifications::unread(&mut conn, user).await?;
+    // What was read a month ago leaves the inbox: it does not grow for good.
+    db::notifications::prune_read(&mut conn, user, Utc::now() - KEPT_READ).await?;
     if !changed.is_empty() {
         let all = ids.is_none();
         tell_read(
