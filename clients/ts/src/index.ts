@@ -27,7 +27,6 @@ export {
 } from "./session.js";
 export { events, type EventOptions } from "./events.js";
 export {
-  base64UrlToBytes,
   inbox,
   markNotificationsRead,
   subscribeToPush,

@@ -19,17 +19,8 @@ export interface PushSubscriptionLike {
 
 /** What these helpers use of a `PushManager` (`registration.pushManager`). */
 export interface PushManagerLike {
-  subscribe(options: { userVisibleOnly: boolean; applicationServerKey: Uint8Array }): Promise<PushSubscriptionLike>;
+  subscribe(options: { userVisibleOnly: boolean; applicationServerKey: string }): Promise<PushSubscriptionLike>;
   getSubscription(): Promise<PushSubscriptionLike | null>;
-}
-
-/** The bytes of a base64url string (a VAPID key as the server serves it). */
-export function base64UrlToBytes(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
-  const raw = atob(b64);
-  const out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-  return out;
 }
 
 /**
@@ -44,10 +35,8 @@ export async function subscribeToPush(
   name: string,
 ): Promise<PushDevice> {
   const { vapidPublicKey } = await notifications.getPushConfig({});
-  const subscription = await pushManager.subscribe({
-    userVisibleOnly: true,
-    applicationServerKey: base64UrlToBytes(vapidPublicKey),
-  });
+  // The Push API takes the key as the base64url text the server serves.
+  const subscription = await pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: vapidPublicKey });
   const json = subscription.toJSON();
   return notifications.registerPushDevice({
     platform: PushPlatform.WEB,
