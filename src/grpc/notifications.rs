@@ -93,10 +93,7 @@ impl NotificationService for NotificationApi {
         let target = parse_uuid("target_id", &r.target_id)?;
         let until = time("until", r.until.as_ref())?;
         svc::settings::mute(&self.state, &caller, target, until).await?;
-        Ok(Response::new(pb::NotificationMute {
-            target_id: target.to_string(),
-            until: until.map(crate::grpc::convert::timestamp),
-        }))
+        Ok(Response::new(conv::mute(target, until)))
     }
 
     async fn unmute(
@@ -118,10 +115,7 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(pb::ListMutesResponse {
             mutes: mutes
                 .into_iter()
-                .map(|(target, until)| pb::NotificationMute {
-                    target_id: target.to_string(),
-                    until: until.map(crate::grpc::convert::timestamp),
-                })
+                .map(|(target, until)| conv::mute(target, until))
                 .collect(),
         }))
     }

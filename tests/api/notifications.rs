@@ -81,6 +81,71 @@ pub(crate) async fn direct(app: &TestApp, token: &str, other: &str) -> String {
         .id
 }
 
+/// Project "Apollo" of `owner`, with `member` added to it.
+async fn apollo_with(app: &TestApp, owner: &str, member: &str) -> pb::Project {
+    let mut projects = ProjectServiceClient::new(app.channel().await);
+    let p = projects
+        .create_project(authed(
+            pb::CreateProjectRequest {
+                name: "Apollo".into(),
+                ..Default::default()
+            },
+            owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    projects
+        .add_project_member(authed(
+            pb::AddProjectMemberRequest {
+                project_id: p.id.clone(),
+                user_id: member.into(),
+                role: pb::ProjectRole::Member.into(),
+            },
+            owner,
+        ))
+        .await
+        .unwrap();
+    p
+}
+
+/// Task "Launch" of project `p`, assigned to `assignee` by `token`'s user.
+async fn launch(
+    tasks: &mut TaskServiceClient<Channel>,
+    p: &pb::Project,
+    assignee: &str,
+    token: &str,
+) -> pb::Task {
+    tasks
+        .create_task(authed(
+            pb::CreateTaskRequest {
+                project_id: p.id.clone(),
+                title: "Launch".into(),
+                assignee_id: assignee.into(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Renames task `id` to `title`, as `token`'s user.
+fn retitle(id: &str, title: &str, token: &str) -> tonic::Request<pb::UpdateTaskRequest> {
+    authed(
+        pb::UpdateTaskRequest {
+            id: id.into(),
+            title: Some(title.into()),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["title".into()],
+            }),
+            ..Default::default()
+        },
+        token,
+    )
+}
+
 const DIRECT: i32 = pb::NotificationKind::DirectMessage as i32;
 const MENTION: i32 = pb::NotificationKind::Mention as i32;
 const REPLY: i32 = pb::NotificationKind::ThreadReply as i32;
@@ -334,29 +399,7 @@ async fn tasks_and_projects_notify_the_assignee_and_the_added_member_but_not_the
     let (_, ann) = user(&app, "ann").await;
     let (bob_id, bob) = user(&app, "bob").await;
     let mut bob_stream = open(&app, &bob, "").await;
-    let mut projects = ProjectServiceClient::new(app.channel().await);
-    let p = projects
-        .create_project(authed(
-            pb::CreateProjectRequest {
-                name: "Apollo".into(),
-                ..Default::default()
-            },
-            &ann,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    projects
-        .add_project_member(authed(
-            pb::AddProjectMemberRequest {
-                project_id: p.id.clone(),
-                user_id: bob_id.clone(),
-                role: pb::ProjectRole::Member.into(),
-            },
-            &ann,
-        ))
-        .await
-        .unwrap();
+    let p = apollo_with(&app, &ann, &bob_id).await;
     let n = notified(&mut bob_stream).await;
     assert_eq!(n.kind, pb::NotificationKind::AddedToProject as i32);
     assert_eq!(
@@ -365,44 +408,18 @@ async fn tasks_and_projects_notify_the_assignee_and_the_added_member_but_not_the
     );
 
     let mut tasks = TaskServiceClient::new(app.channel().await);
-    let t = tasks
-        .create_task(authed(
-            pb::CreateTaskRequest {
-                project_id: p.id.clone(),
-                title: "Launch".into(),
-                assignee_id: bob_id.clone(),
-                ..Default::default()
-            },
-            &ann,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = launch(&mut tasks, &p, &bob_id, &ann).await;
     let n = notified(&mut bob_stream).await;
     assert_eq!(n.kind, pb::NotificationKind::TaskAssigned as i32);
     assert_eq!(
         (n.task_id.as_str(), n.project_id.as_str()),
         (t.id.as_str(), p.id.as_str())
     );
-    let update = |title: &str, token: &str| {
-        authed(
-            pb::UpdateTaskRequest {
-                id: t.id.clone(),
-                title: Some(title.into()),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["title".into()],
-                }),
-                ..Default::default()
-            },
-            token,
-        )
-    };
     // Bob's own change tells him nothing; Ann's does.
-    tasks.update_task(update("Launch now", &bob)).await.unwrap();
-    tasks
-        .update_task(update("Launch today", &ann))
-        .await
-        .unwrap();
+    let mine = retitle(&t.id, "Launch now", &bob);
+    tasks.update_task(mine).await.unwrap();
+    let hers = retitle(&t.id, "Launch today", &ann);
+    tasks.update_task(hers).await.unwrap();
     let n = notified(&mut bob_stream).await;
     assert_eq!(n.kind, pb::NotificationKind::TaskChanged as i32);
     assert_eq!(n.title, "Launch today");
@@ -544,43 +561,9 @@ async fn notifications_wanted_by_email_reach_someone_away_in_one_digest_and_mute
     let app = TestApp::spawn_with(|c| c.digest_delay = std::time::Duration::from_millis(200)).await;
     let (_, ann) = user(&app, "ann").await;
     let (bob_id, bob) = user(&app, "bob").await;
-    let mut projects = ProjectServiceClient::new(app.channel().await);
-    let p = projects
-        .create_project(authed(
-            pb::CreateProjectRequest {
-                name: "Apollo".into(),
-                ..Default::default()
-            },
-            &ann,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    projects
-        .add_project_member(authed(
-            pb::AddProjectMemberRequest {
-                project_id: p.id.clone(),
-                user_id: bob_id.clone(),
-                role: pb::ProjectRole::Member.into(),
-            },
-            &ann,
-        ))
-        .await
-        .unwrap();
+    let p = apollo_with(&app, &ann, &bob_id).await;
     let mut tasks = TaskServiceClient::new(app.channel().await);
-    let t = tasks
-        .create_task(authed(
-            pb::CreateTaskRequest {
-                project_id: p.id.clone(),
-                title: "Launch".into(),
-                assignee_id: bob_id.clone(),
-                ..Default::default()
-            },
-            &ann,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = launch(&mut tasks, &p, &bob_id, &ann).await;
     // Both in one email (Bob has no stream open).
     let mail = app.wait_for_emails(1).await.remove(0);
     assert!(mail.contains("Notifications for you:"), "{mail}");
@@ -602,20 +585,8 @@ async fn notifications_wanted_by_email_reach_someone_away_in_one_digest_and_mute
         ))
         .await
         .unwrap();
-    tasks
-        .update_task(authed(
-            pb::UpdateTaskRequest {
-                id: t.id.clone(),
-                title: Some("Launch today".into()),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["title".into()],
-                }),
-                ..Default::default()
-            },
-            &ann,
-        ))
-        .await
-        .unwrap();
+    let hers = retitle(&t.id, "Launch today", &ann);
+    tasks.update_task(hers).await.unwrap();
     // The digest job ran to its end: nothing more was sent.
     for _ in 0..100 {
         let open = db_count(

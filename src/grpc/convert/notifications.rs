@@ -145,3 +145,14 @@ pub fn device(d: Device) -> pb::PushDevice {
         last_sent_time: d.last_sent_at.map(timestamp),
     }
 }
+
+/// The wire form of a mute.
+pub fn mute(
+    target: uuid::Uuid,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> pb::NotificationMute {
+    pb::NotificationMute {
+        target_id: target.to_string(),
+        until: until.map(timestamp),
+    }
+}

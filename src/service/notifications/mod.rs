@@ -15,7 +15,7 @@ use crate::{
     domain::{
         Page, PageSize, PageToken,
         jobs::Job,
-        notifications::{Change, NewNotification, Notification, Read},
+        notifications::{Change, Kind, NewNotification, Notification, Read},
     },
     error::{Error, Result},
     realtime::{Broker, Published},
@@ -61,36 +61,32 @@ pub async fn record(
         .into_iter()
         .collect();
     let settings = db::preferences::settings_of(conn, &users).await?;
-    let channels = |n: &NewNotification| {
+    // The channels `user` wants for `kind` (everyone has settings in force: theirs or the
+    // admin's default).
+    let wants = |user: &Uuid, kind: Kind| {
         settings
-            .get(&n.user_id)
-            .map(|s| s.channels(n.kind))
-            .unwrap_or_else(|| n.kind.default_channels())
+            .get(user)
+            .map_or_else(|| kind.default_channels(), |s| s.channels(kind))
     };
     let rows: Vec<(NewNotification, bool)> = new
         .into_iter()
         .map(|n| {
-            let in_app = channels(&n).in_app;
+            let in_app = wants(&n.user_id, n.kind).in_app;
             (n, in_app)
         })
         .collect();
     let stored = db::notifications::insert(conn, &rows).await?;
-    let wanting: Vec<Uuid> = users
+    let wanting: Vec<Uuid> = stored
         .iter()
-        .copied()
-        .filter(|u| {
-            stored
-                .iter()
-                .any(|n| n.user_id == *u && settings.get(u).is_none_or(|s| s.channels(n.kind).push))
-        })
+        .filter(|n| wants(&n.user_id, n.kind).push)
+        .map(|n| n.user_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
     let devices = db::push::with_devices(conn, &wanting).await?;
-    let (pushed, silent): (Vec<&Notification>, Vec<&Notification>) = stored.iter().partition(|n| {
-        devices.contains(&n.user_id)
-            && settings
-                .get(&n.user_id)
-                .is_none_or(|s| s.channels(n.kind).push)
-    });
+    let (pushed, silent): (Vec<&Notification>, Vec<&Notification>) = stored
+        .iter()
+        .partition(|n| devices.contains(&n.user_id) && wants(&n.user_id, n.kind).push);
     let silent: Vec<Uuid> = silent.iter().map(|n| n.id).collect();
     if !silent.is_empty() {
         db::notifications::set_pushed(conn, &silent).await?;
@@ -109,11 +105,7 @@ pub async fn record(
     }
     let emailed: BTreeSet<Uuid> = stored
         .iter()
-        .filter(|n| {
-            settings
-                .get(&n.user_id)
-                .is_none_or(|s| s.channels(n.kind).email)
-        })
+        .filter(|n| wants(&n.user_id, n.kind).email)
         .map(|n| n.user_id)
         .collect();
     if !emailed.is_empty() {
@@ -129,11 +121,7 @@ pub async fn record(
     }
     Ok(stored
         .into_iter()
-        .filter(|n| {
-            settings
-                .get(&n.user_id)
-                .is_none_or(|s| s.channels(n.kind).in_app)
-        })
+        .filter(|n| wants(&n.user_id, n.kind).in_app)
         .collect())
 }
 
@@ -235,7 +223,6 @@ pub async fn added(
     actor: Uuid,
     added: &[Uuid],
 ) -> Result<Vec<Notification>> {
-    use crate::domain::notifications::Kind;
     let added: Vec<Uuid> = added.iter().copied().filter(|u| *u != actor).collect();
     if added.is_empty() {
         return Ok(Vec::new());
@@ -275,7 +262,6 @@ pub async fn task(
     task: &crate::domain::tasks::Task,
     actor: Option<Uuid>,
 ) -> Result<Vec<Notification>> {
-    use crate::domain::notifications::Kind;
     let Some(assignee) = task.assignee_id.map(|a| a.0) else {
         return Ok(Vec::new());
     };
