@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "epop/v1/files.proto",
     "epop/v1/ai.proto",
     "epop/v1/notifications.proto",
+    "epop/v1/security.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

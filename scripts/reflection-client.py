@@ -21,7 +21,7 @@ pool = descriptor_pool.DescriptorPool(db)
 
 services = sorted(s for s in db.get_services() if s.startswith("epop."))
 print("services:", ", ".join(services))
-assert len(services) == 9, services
+assert len(services) == 10, services
 
 
 def call(service, method, request, metadata=()):

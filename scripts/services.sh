@@ -96,6 +96,21 @@ ensure_browser() {
   fi
 }
 
+# Makes sure the OpenID Provider of the single sign-on tests (tests/oidc/provider.mjs runs
+# the npm package oidc-provider, the version of tests/oidc/package.json) is installed under
+# ~/.cache/epop/oidc; exports EPOP_OIDC_MODULES.
+ensure_oidc() {
+  ensure_packages node:nodejs npm:npm
+  local dir=$HOME/.cache/epop/oidc
+  export EPOP_OIDC_MODULES=$dir/node_modules
+  if ! cmp -s tests/oidc/package.json "$dir/package.json" \
+    || [ ! -d "$EPOP_OIDC_MODULES/oidc-provider" ]; then
+    mkdir -p "$dir"
+    cp tests/oidc/package.json "$dir/package.json"
+    (cd "$dir" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 # Makes sure the S3 server of the file tests (s3s-fs, which checks SigV4 signatures) is
 # installed under ~/.cache/epop/s3s-fs (built once by cargo); exports EPOP_TEST_S3FS.
 S3S_FS_VERSION=0.14.1
@@ -113,14 +128,15 @@ ensure_s3fs() {
 }
 
 # Makes sure the fake Web Push service of the push tests (tests/push/fake_push.py) has the
-# third-party RFC 8291 decryption it checks pushes with (http_ece, cryptography), in a
-# virtualenv under ~/.cache/epop/push-venv; exports EPOP_TEST_PYTHON.
+# third-party RFC 8291 decryption it checks pushes with (http_ece, cryptography), and the
+# two-factor tests their third-party TOTP generator (pyotp), in a virtualenv under
+# ~/.cache/epop/push-venv; exports EPOP_TEST_PYTHON.
 ensure_push_venv() {
   local venv=$HOME/.cache/epop/push-venv
   export EPOP_TEST_PYTHON=$venv/bin/python
   [ -x "$EPOP_TEST_PYTHON" ] || python3 -m venv "$venv"
-  if ! "$EPOP_TEST_PYTHON" -c 'import http_ece, cryptography' 2>/dev/null; then
-    "$venv/bin/pip" install --quiet http_ece cryptography
+  if ! "$EPOP_TEST_PYTHON" -c 'import http_ece, cryptography, pyotp' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet http_ece cryptography pyotp
   fi
 }
 

@@ -2,6 +2,7 @@
 //! setting has an embedded default, so `epop` runs with nothing configured.
 
 mod files;
+pub mod oidc;
 mod push;
 
 pub use files::FilesArgs;
@@ -287,6 +288,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub push: PushArgs,
+
+    #[command(flatten)]
+    pub oidc: oidc::OidcArgs,
 }
 
 /// Settings of the AI assistant.

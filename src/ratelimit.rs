@@ -38,8 +38,11 @@ pub struct ClientIp(pub IpAddr);
 /// Believed only on in-process calls (which have no [`ClientAddr`]).
 pub const PEER_METADATA: &str = "x-epop-peer";
 
-const PER_ADDRESS: [&str; 4] = [
+const PER_ADDRESS: [&str; 7] = [
     "/epop.v1.AuthService/Login",
+    "/epop.v1.AuthService/VerifySecondFactor",
+    "/epop.v1.AuthService/StartOidcSignIn",
+    "/epop.v1.AuthService/FinishOidcSignIn",
     "/epop.v1.AuthService/Refresh",
     "/epop.v1.AuthService/RequestPasswordReset",
     "/epop.v1.AuthService/ConfirmPasswordReset",

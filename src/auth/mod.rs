@@ -8,7 +8,9 @@ pub mod key_file;
 pub mod keyring;
 pub mod layer;
 pub mod lockout;
+pub mod oidc;
 pub mod password;
+pub mod totp;
 
 use crate::{
     domain::{Role, UserId},

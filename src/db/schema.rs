@@ -397,6 +397,77 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oidc_states (state) {
+        state -> Text,
+        provider -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        user_agent -> Text,
+        client_ip -> Nullable<Text>,
+        method -> Text,
+    }
+}
+
+diesel::table! {
+    sign_in_challenges (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        purpose -> Text,
+        attempts -> Int4,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sign_in_policy (id) {
+        id -> Bool,
+        require_second_factor -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_identities (provider, subject) {
+        provider -> Text,
+        subject -> Text,
+        user_id -> Uuid,
+        email -> Text,
+        linked_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_totp (user_id) {
+        user_id -> Uuid,
+        secret -> Bytea,
+        confirmed_at -> Nullable<Timestamptz>,
+        last_step -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(ai_chat_turns -> ai_chats (chat_id));
 diesel::joinable!(ai_chats -> users (user_id));
 diesel::joinable!(ai_usage -> users (user_id));
@@ -422,7 +493,12 @@ diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(push_deliveries -> notifications (notification_id));
 diesel::joinable!(push_deliveries -> push_devices (device_id));
 diesel::joinable!(push_devices -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(sign_in_challenges -> users (user_id));
+diesel::joinable!(user_identities -> users (user_id));
+diesel::joinable!(user_totp -> users (user_id));
 diesel::joinable!(saved_messages -> messages (message_id));
 diesel::joinable!(tasks -> projects (project_id));
 diesel::joinable!(user_divisions -> divisions (division_id));
@@ -456,7 +532,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     projects,
     push_deliveries,
     push_devices,
+    oidc_states,
+    recovery_codes,
     refresh_tokens,
+    sessions,
+    sign_in_challenges,
+    sign_in_policy,
+    user_identities,
+    user_totp,
     roles,
     saved_messages,
     server_secrets,

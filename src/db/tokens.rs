@@ -127,7 +127,8 @@ pub async fn live_grant(
     Ok(role.as_deref().and_then(Role::from_name))
 }
 
-/// Revokes every session of a user, optionally sparing one family (the caller's own).
+/// Revokes every session of a user, optionally sparing one family (the caller's own); answers
+/// how many sessions it ended.
 pub async fn revoke_user(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -140,10 +141,14 @@ pub async fn revoke_user(
     if let Some(f) = except_family {
         q = q.filter(refresh_tokens::family_id.ne(f));
     }
-    q.set(refresh_tokens::revoked_at.eq(now))
-        .execute(conn)
-        .await
-        .map_err(Into::into)
+    let mut families: Vec<Uuid> = q
+        .set(refresh_tokens::revoked_at.eq(now))
+        .returning(refresh_tokens::family_id)
+        .get_results(conn)
+        .await?;
+    families.sort_unstable();
+    families.dedup();
+    Ok(families.len())
 }
 
 /// Stores a password reset token.

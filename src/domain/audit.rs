@@ -49,11 +49,27 @@ pub enum Action {
     SigningKeyRotated,
     /// An admin changed the default notification preferences.
     NotificationDefaultsChanged,
+    /// A user turned a second factor on.
+    SecondFactorEnabled,
+    /// A user turned their second factor off.
+    SecondFactorDisabled,
+    /// An admin removed a user's second factor.
+    SecondFactorReset,
+    /// A user replaced their recovery codes.
+    RecoveryCodesRegenerated,
+    /// An admin changed who must use a second factor.
+    SignInPolicyChanged,
+    /// A single sign-on identity was linked to an account (created or existing).
+    SsoLinked,
+    /// A single sign-on was refused (the reason is in the details).
+    SsoRefused,
+    /// A session was ended by its user or an admin.
+    SessionEnded,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 28] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInLockedOut,
@@ -74,6 +90,14 @@ impl Action {
         Self::DivisionMemberRemoved,
         Self::SigningKeyRotated,
         Self::NotificationDefaultsChanged,
+        Self::SecondFactorEnabled,
+        Self::SecondFactorDisabled,
+        Self::SecondFactorReset,
+        Self::RecoveryCodesRegenerated,
+        Self::SignInPolicyChanged,
+        Self::SsoLinked,
+        Self::SsoRefused,
+        Self::SessionEnded,
     ];
 
     /// The stored name.
@@ -99,6 +123,14 @@ impl Action {
             Self::DivisionMemberRemoved => "division_member_removed",
             Self::SigningKeyRotated => "signing_key_rotated",
             Self::NotificationDefaultsChanged => "notification_defaults_changed",
+            Self::SecondFactorEnabled => "second_factor_enabled",
+            Self::SecondFactorDisabled => "second_factor_disabled",
+            Self::SecondFactorReset => "second_factor_reset",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::SignInPolicyChanged => "sign_in_policy_changed",
+            Self::SsoLinked => "sso_linked",
+            Self::SsoRefused => "sso_refused",
+            Self::SessionEnded => "session_ended",
         }
     }
 

@@ -11,6 +11,7 @@ mod paging;
 pub mod projects;
 pub mod reactions;
 mod rich_text;
+pub mod security;
 pub mod tasks;
 pub mod threads;
 pub mod users;

@@ -5,7 +5,7 @@ use crate::{
     domain::users::{Filter as UserFilter, Order as UserOrder},
     domain::{
         DisplayName, DivisionId, DivisionName, Email, PageSize, PageToken, Password, Role,
-        SearchText, UserId, parse_date,
+        SearchText, UserId, parse_date, parse_uuid, security::SecondFactorPolicy,
     },
     error::Error,
     grpc::convert::{self, Mask},
@@ -260,6 +260,69 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::ListAuditLogResponse {
             entries: page.items.into_iter().map(convert::audit::entry).collect(),
             next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_user_sessions(
+        &self,
+        request: Request<pb::ListUserSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let admin = self.admin(&request).await?;
+        let user = UserId::parse("user_id", &request.get_ref().user_id)?;
+        let list = service::security::sessions_of(&self.state, &admin, user).await?;
+        Ok(Response::new(convert::sessions(list, None)))
+    }
+
+    async fn end_user_sessions(
+        &self,
+        request: Request<pb::EndUserSessionsRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        let admin = self.admin(&request).await?;
+        let r = request.get_ref();
+        let user = UserId::parse("user_id", &r.user_id)?;
+        let session = match r.session_id.as_str() {
+            "" => None,
+            s => Some(parse_uuid("session_id", s)?),
+        };
+        let n = service::security::end_for(&self.state, &admin, user, session).await?;
+        Ok(Response::new(pb::EndSessionResponse {
+            ended: i32::try_from(n).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn reset_second_factor(
+        &self,
+        request: Request<pb::ResetSecondFactorRequest>,
+    ) -> Result<Response<pb::ResetSecondFactorResponse>, Status> {
+        let admin = self.admin(&request).await?;
+        let user = UserId::parse("user_id", &request.get_ref().user_id)?;
+        service::security::reset_second_factor(&self.state, &admin, user).await?;
+        Ok(Response::new(pb::ResetSecondFactorResponse {}))
+    }
+
+    async fn get_sign_in_policy(
+        &self,
+        request: Request<pb::GetSignInPolicyRequest>,
+    ) -> Result<Response<pb::SignInPolicy>, Status> {
+        let admin = self.admin(&request).await?;
+        let p = service::security::policy(&self.state, &admin).await?;
+        Ok(Response::new(pb::SignInPolicy {
+            require_second_factor: p.as_str().into(),
+        }))
+    }
+
+    async fn update_sign_in_policy(
+        &self,
+        request: Request<pb::SignInPolicy>,
+    ) -> Result<Response<pb::SignInPolicy>, Status> {
+        let admin = self.admin(&request).await?;
+        let p = SecondFactorPolicy::parse(
+            "require_second_factor",
+            &request.get_ref().require_second_factor,
+        )?;
+        let p = service::security::set_policy(&self.state, &admin, p).await?;
+        Ok(Response::new(pb::SignInPolicy {
+            require_second_factor: p.as_str().into(),
         }))
     }
 }

@@ -1,12 +1,17 @@
-//! `epop.v1.AuthService`: sign-in, refresh, sign-out, password reset.
+//! `epop.v1.AuthService`: sign-in (password and second factor, or single sign-on), refresh,
+//! sign-out, password reset.
 
 use crate::{
     auth::cookie,
+    domain::security::{ClientInfo, Proof},
     domain::{Email, Password},
     error::Error,
     grpc::convert,
     pb::{self, auth_service_server::AuthService},
-    service::{self, State, auth::Session},
+    service::{
+        self, State,
+        auth::{Challenge, Session, SignIn},
+    },
 };
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
@@ -35,6 +40,55 @@ impl AuthApi {
     fn session_cookies(&self, s: &Session) -> Vec<String> {
         cookie::set(&s.refresh_token, self.state.refresh_ttl)
     }
+
+    /// The reply of a finished sign-in, with its cookie.
+    fn signed_in(
+        &self,
+        s: Session,
+        in_body: bool,
+        recovery_codes: Vec<String>,
+    ) -> Response<pb::LoginResponse> {
+        let cookies = self.session_cookies(&s);
+        let reply = pb::LoginResponse {
+            access_token: s.access_token,
+            token_type: "Bearer".into(),
+            access_token_expire_time: Some(convert::timestamp(s.access_expires_at)),
+            refresh_token: if in_body {
+                s.refresh_token
+            } else {
+                String::new()
+            },
+            refresh_token_expire_time: Some(convert::timestamp(s.refresh_expires_at)),
+            user: Some(convert::user(s.user)),
+            second_factor: None,
+            recovery_codes,
+        };
+        Self::with_cookies(Response::new(reply), cookies)
+    }
+}
+
+/// The reply of a sign-in that needs a second factor: no tokens, no cookie.
+fn challenged(c: Challenge) -> pb::LoginResponse {
+    pb::LoginResponse {
+        token_type: "Bearer".into(),
+        second_factor: Some(pb::SecondFactorChallenge {
+            challenge: c.token,
+            expire_time: Some(convert::timestamp(c.expires_at)),
+            methods: c.methods.into_iter().map(str::to_owned).collect(),
+            enrollment: c.enrollment.map(convert::totp_enrollment),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Who is signing in: the user agent they send and their address.
+fn client<T>(request: &Request<T>) -> ClientInfo {
+    let agent = request
+        .metadata()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    ClientInfo::new(agent, client_ip(request))
 }
 
 /// The client's address, as the rate limits found it (peer, or a trusted proxy's header).
@@ -60,27 +114,73 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let client = client_ip(&request);
+        let client = client(&request);
         let r = request.into_inner();
         let email = Email::parse("email", &r.email)?;
         if r.password.is_empty() {
             return Err(Error::invalid("password", "is required").into());
         }
-        let s = service::auth::login(&self.state, &email, &r.password, client).await?;
-        let cookies = self.session_cookies(&s);
-        let reply = pb::LoginResponse {
-            access_token: s.access_token,
-            token_type: "Bearer".into(),
-            access_token_expire_time: Some(convert::timestamp(s.access_expires_at)),
-            refresh_token: if r.return_refresh_token {
-                s.refresh_token
-            } else {
-                String::new()
-            },
-            refresh_token_expire_time: Some(convert::timestamp(s.refresh_expires_at)),
-            user: Some(convert::user(s.user)),
-        };
-        Ok(Self::with_cookies(Response::new(reply), cookies))
+        match service::auth::login(&self.state, &email, &r.password, &client).await? {
+            SignIn::Session(s) => Ok(self.signed_in(*s, r.return_refresh_token, Vec::new())),
+            SignIn::SecondFactor(c) => Ok(Response::new(challenged(c))),
+        }
+    }
+
+    async fn verify_second_factor(
+        &self,
+        request: Request<pb::VerifySecondFactorRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let client = client(&request);
+        let r = request.into_inner();
+        if r.challenge.is_empty() {
+            return Err(Error::invalid("challenge", "is required").into());
+        }
+        let proof = Proof::parse(&r.code, &r.recovery_code)?;
+        let (s, codes) =
+            service::auth::verify_second_factor(&self.state, &r.challenge, proof, &client).await?;
+        Ok(self.signed_in(s, r.return_refresh_token, codes))
+    }
+
+    async fn list_sign_in_providers(
+        &self,
+        _request: Request<pb::ListSignInProvidersRequest>,
+    ) -> Result<Response<pb::ListSignInProvidersResponse>, Status> {
+        let providers = service::auth::providers(&self.state)
+            .into_iter()
+            .map(|(id, name)| pb::SignInProvider { id, name })
+            .collect();
+        Ok(Response::new(pb::ListSignInProvidersResponse { providers }))
+    }
+
+    async fn start_oidc_sign_in(
+        &self,
+        request: Request<pb::StartOidcSignInRequest>,
+    ) -> Result<Response<pb::StartOidcSignInResponse>, Status> {
+        let r = request.into_inner();
+        if r.provider.is_empty() {
+            return Err(Error::invalid("provider", "is required").into());
+        }
+        let started = service::auth::start_oidc(&self.state, &r.provider).await?;
+        Ok(Response::new(pb::StartOidcSignInResponse {
+            authorization_url: started.url,
+            state: started.state,
+        }))
+    }
+
+    async fn finish_oidc_sign_in(
+        &self,
+        request: Request<pb::FinishOidcSignInRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let client = client(&request);
+        let r = request.into_inner();
+        if r.state.is_empty() {
+            return Err(Error::invalid("state", "is required").into());
+        }
+        if r.code.is_empty() {
+            return Err(Error::invalid("code", "is required").into());
+        }
+        let s = service::auth::finish_oidc(&self.state, &r.state, &r.code, &client).await?;
+        Ok(self.signed_in(s, r.return_refresh_token, Vec::new()))
     }
 
     async fn refresh(

@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod files;
 pub mod notifications;
 pub mod projects;
+pub mod security;
 pub mod tasks;
 pub mod users;
 pub mod web_body;
@@ -20,8 +21,8 @@ use axum::middleware::from_fn_with_state;
 use http::Method;
 use tonic::service::Routes;
 
-/// The fully-qualified names of EPOP's nine services, from the generated code.
-pub const SERVICE_NAMES: [&str; 9] = [
+/// The fully-qualified names of EPOP's ten services, from the generated code.
+pub const SERVICE_NAMES: [&str; 10] = [
     pb::auth_service_server::SERVICE_NAME,
     pb::user_service_server::SERVICE_NAME,
     pb::admin_service_server::SERVICE_NAME,
@@ -31,6 +32,7 @@ pub const SERVICE_NAMES: [&str; 9] = [
     pb::file_service_server::SERVICE_NAME,
     pb::ai_service_server::SERVICE_NAME,
     pb::notification_service_server::SERVICE_NAME,
+    pb::security_service_server::SERVICE_NAME,
 ];
 
 /// The gRPC router: every EPOP service, `grpc.health.v1`, reflection v1 and v1alpha; behind
@@ -98,6 +100,10 @@ pub fn router(
     .add_service(limited!(
         pb::notification_service_server::NotificationServiceServer<_>,
         notifications::NotificationApi::new(state.clone())
+    ))
+    .add_service(limited!(
+        pb::security_service_server::SecurityServiceServer<_>,
+        security::SecurityApi::new(state.clone())
     ))
     // Public too: strangers' messages are small (and what tonic reserves for them as well).
     .add_service(health.max_decoding_message_size(crate::intake::STRANGER_LIMIT))

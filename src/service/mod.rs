@@ -11,6 +11,7 @@ pub mod digests;
 pub mod files;
 pub mod notifications;
 pub mod projects;
+pub mod security;
 pub mod tasks;
 pub mod users;
 
@@ -57,6 +58,8 @@ pub struct State {
     pub reads: Option<crate::service::conversations::ReadQueue>,
     /// Failed sign-ins per account and client address.
     pub lockout: Arc<crate::auth::lockout::Lockout>,
+    /// The single sign-on providers.
+    pub oidc: Arc<crate::auth::oidc::Providers>,
     /// The push services.
     pub push: Arc<crate::push::Pushers>,
     /// When notifications are pushed and emailed.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tonic::{Code, Streaming};
 
 /// Reads until the stream ends; answers its final status (UNAUTHENTICATED expected).
-async fn ends(stream: &mut Streaming<pb::Event>) -> tonic::Status {
+pub(crate) async fn ends(stream: &mut Streaming<pb::Event>) -> tonic::Status {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stream.message().await {

@@ -15,6 +15,7 @@ export * from "./gen/epop/v1/conversations_pb.js";
 export * from "./gen/epop/v1/files_pb.js";
 export * from "./gen/epop/v1/ai_pb.js";
 export * from "./gen/epop/v1/notifications_pb.js";
+export * from "./gen/epop/v1/security_pb.js";
 export * from "./gen/epop/v1/common_pb.js";
 export * from "./gen/google/rpc/error_details_pb.js";
 export {

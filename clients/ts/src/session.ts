@@ -12,7 +12,11 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { AuthService } from "./gen/epop/v1/auth_pb.js";
+import {
+  AuthService,
+  type LoginResponse,
+  type SecondFactorChallenge,
+} from "./gen/epop/v1/auth_pb.js";
 import { BadRequestSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 
 /** The tokens of a session, as the server last issued them. */
@@ -61,9 +65,70 @@ export class Session {
     return this.tokens?.accessToken;
   }
 
-  /** Signs in with a password. */
-  async login(email: string, password: string): Promise<void> {
+  /**
+   * Signs in with a password. Answers undefined when signed in, or the challenge of a second
+   * factor when the account has one (or must enrol one: `methods` is `["totp_enrollment"]`
+   * and `enrollment` holds the authenticator to add): then call `verifySecondFactor`.
+   */
+  async login(email: string, password: string): Promise<SecondFactorChallenge | undefined> {
     const r = await this.auth.login({ email, password, returnRefreshToken: !this.o.cookie });
+    if (r.secondFactor) return r.secondFactor;
+    this.signedIn(r);
+    return undefined;
+  }
+
+  /**
+   * The second step of a sign-in: the challenge's `challenge` with a TOTP code (or a
+   * recovery code). Answers the recovery codes when this sign-in enrolled a new authenticator
+   * (show them once), else an empty list. A wrong code throws UNAUTHENTICATED; the challenge
+   * allows five tries in five minutes.
+   */
+  async verifySecondFactor(
+    challenge: string,
+    proof: { code: string } | { recoveryCode: string },
+  ): Promise<string[]> {
+    const r = await this.auth.verifySecondFactor({
+      challenge,
+      code: "code" in proof ? proof.code : "",
+      recoveryCode: "recoveryCode" in proof ? proof.recoveryCode : "",
+      returnRefreshToken: !this.o.cookie,
+    });
+    this.signedIn(r);
+    return r.recoveryCodes;
+  }
+
+  /**
+   * Starts single sign-on with `provider` (an id from ListSignInProviders): asks the server
+   * for the provider's authorization URL and hands it to `navigate` (in a browser,
+   * `(url) => location.assign(url)`). The provider sends the browser back to the configured
+   * redirect URI, whose page calls `finishSingleSignOn`.
+   */
+  async startSingleSignOn(provider: string, navigate: (url: string) => void | Promise<void>): Promise<void> {
+    const r = await this.auth.startOidcSignIn({ provider });
+    await navigate(r.authorizationUrl);
+  }
+
+  /**
+   * Finishes single sign-on on the redirect URI's page: `callback` is that page's URL (in a
+   * browser, `location.href`), whose `code` and `state` the server checks. Signs in as a
+   * password sign-in does (the refresh cookie in browsers). A provider's error (e.g. the user
+   * declined) is thrown as PERMISSION_DENIED with its description.
+   */
+  async finishSingleSignOn(callback: string | URL): Promise<void> {
+    const q = new URL(callback).searchParams;
+    const error = q.get("error");
+    if (error) {
+      throw new ConnectError(q.get("error_description") ?? error, Code.PermissionDenied);
+    }
+    const r = await this.auth.finishOidcSignIn({
+      code: q.get("code") ?? "",
+      state: q.get("state") ?? "",
+      returnRefreshToken: !this.o.cookie,
+    });
+    this.signedIn(r);
+  }
+
+  private signedIn(r: LoginResponse): void {
     this.accept({
       accessToken: r.accessToken,
       accessTokenExpiresAt: expiry(r.accessTokenExpireTime),

@@ -2,7 +2,8 @@
 // generated Connect-ES client: a bad token gives UNAUTHENTICATED (over HTTP/1.1 this used to
 // be EPIPE), the admin signs in, creates a project and a task, a conversation, and receives
 // a message, a reply in its thread and a reaction on the event stream; a user's inbox and a
-// browser's push subscription go through the package's notification helpers.
+// browser's push subscription go through the package's notification helpers; a user signs
+// in in two steps (TOTP) and with single sign-on (OpenID Connect, the suite's provider).
 //   node out/connect.mjs BASE_URL ADMIN_PASSWORD
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -10,6 +11,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createECDH, randomBytes } from "node:crypto";
+import * as OTPAuth from "otpauth";
 import {
   AdminService,
   AuthService,
@@ -18,6 +20,7 @@ import {
   NotificationKind,
   ConversationService,
   ProjectService,
+  SecurityService,
   TaskService,
   UserService,
   Session,
@@ -309,4 +312,88 @@ for (const c of [cases[0], cases[2], cases[3]]) {
     throw new Error("unsubscribing left the subscription or the device");
   }
   console.log("notifications: the inbox listed and cleared; a push subscription registered with the VAPID key, then removed");
+}
+
+// Two-step sign-in: a user turns TOTP on (codes from the `otpauth` package, as an
+// authenticator app makes them), then the session's login answers a challenge and
+// verifySecondFactor finishes it.
+{
+  const admin = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc", interceptors }),
+  });
+  await admin.login("admin@epop.local", password);
+  const email = `totp-${Date.now()}@example.com`;
+  await createClient(AdminService, admin.transport).createUser({ email, displayName: "Tom", password: "a long enough password" });
+  const first = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc-web", interceptors }),
+  });
+  if ((await first.login(email, "a long enough password")) !== undefined) throw new Error("a challenge before any factor");
+  const security = createClient(SecurityService, first.transport);
+  const enrollment = await security.beginTotpEnrollment({});
+  const totp = OTPAuth.URI.parse(enrollment.otpauthUri);
+  if (!(totp instanceof OTPAuth.TOTP)) throw new Error(`not a TOTP URI: ${enrollment.otpauthUri}`);
+  const { codes } = await security.confirmTotp({ code: totp.generate() });
+  if (codes.length !== 10) throw new Error(`recovery codes: ${codes.length}`);
+
+  const session = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "connect", interceptors }),
+  });
+  const challenge = await session.login(email, "a long enough password");
+  if (!challenge || session.accessToken !== undefined || challenge.methods.join() !== "totp,recovery_code") {
+    throw new Error(`no challenge, or a token before the code: ${JSON.stringify(challenge?.methods)}`);
+  }
+  try {
+    await session.verifySecondFactor(challenge.challenge, { code: "000000" });
+    throw new Error("a wrong code was accepted");
+  } catch (e) {
+    if (ConnectError.from(e).code !== Code.Unauthenticated) throw e;
+  }
+  // The next time step's code: this one was used to confirm the authenticator.
+  await session.verifySecondFactor(challenge.challenge, { code: totp.generate({ timestamp: Date.now() + 30_000 }) });
+  const me = await createClient(UserService, session.transport).getMe({});
+  if (me.email !== email) throw new Error(`signed in as ${me.email}`);
+  console.log("sign-in: two steps with a TOTP code from otpauth; a wrong code refused");
+
+  // Single sign-on with the suite's OpenID Provider: the redirect helper's URL is followed as
+  // a browser would (its cookies kept), and the callback finishes the sign-in.
+  const sso = new Session({
+    transport: (interceptors) => nodeTransport({ baseUrl: base, protocol: "grpc-web", interceptors }),
+  });
+  let callback = "";
+  await sso.startSingleSignOn("acme", async (url) => {
+    callback = await followAsBrowser(`${url}&login_hint=alice`);
+  });
+  await sso.finishSingleSignOn(callback);
+  const alice = await createClient(UserService, sso.transport).getMe({});
+  if (alice.email !== "alice@example.com") throw new Error(`single sign-on as ${alice.email}`);
+  const sessions = await createClient(SecurityService, sso.transport).listSessions({});
+  if (sessions.sessions.find((s) => s.current)?.method !== "oidc:acme") throw new Error("not an SSO session");
+  try {
+    await sso.finishSingleSignOn("http://localhost/auth/callback?error=access_denied&error_description=declined");
+    throw new Error("a provider's error was not thrown");
+  } catch (e) {
+    if (ConnectError.from(e).code !== Code.PermissionDenied) throw e;
+  }
+  console.log("sign-in: single sign-on through the redirect helper with oidc-provider");
+}
+
+/** Follows redirects from `url` with a cookie jar until one leaves the provider: that URL. */
+async function followAsBrowser(url: string): Promise<string> {
+  const jar = new Map<string, string>();
+  let at = new URL(url);
+  const origin = at.origin;
+  for (let i = 0; i < 10; i++) {
+    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+    const r = await fetch(at, { redirect: "manual", headers: { cookie } });
+    for (const c of r.headers.getSetCookie()) {
+      const [pair = ""] = c.split(";");
+      const eq = pair.indexOf("=");
+      if (eq > 0) jar.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+    }
+    const location = r.headers.get("location");
+    if (!location) throw new Error(`no redirect from ${at}: ${r.status} ${await r.text()}`);
+    at = new URL(location, at);
+    if (at.origin !== origin) return at.href;
+  }
+  throw new Error("too many redirects");
 }

@@ -9,6 +9,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Division, DivisionSchema, Role, User, UserSchema } from "./common_pb.js";
 import { file_epop_v1_common } from "./common_pb.js";
+import type { EndSessionResponseSchema, ListSessionsResponseSchema } from "./security_pb.js";
+import { file_epop_v1_security } from "./security_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -18,7 +20,130 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file epop/v1/admin.proto.
  */
 export const file_epop_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNlcG9wL3YxL2FkbWluLnByb3RvEgdlcG9wLnYxIn8KFUFkbWluTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVxdWVyeRgDIAEoCRIbCgRyb2xlGAQgASgOMg0uZXBvcC52MS5Sb2xlEhMKC2RpdmlzaW9uX2lkGAUgASgFIk8KFkFkbWluTGlzdFVzZXJzUmVzcG9uc2USHAoFdXNlcnMYASADKAsyDS5lcG9wLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIn0KEUNyZWF0ZVVzZXJSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIbCgRyb2xlGAQgASgOMg0uZXBvcC52MS5Sb2xlEhQKDGRpdmlzaW9uX2lkcxgFIAMoBSIhChNBZG1pbkdldFVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJIqMCChFVcGRhdGVVc2VyUmVxdWVzdBIKCgJpZBgBIAEoCRIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSEgoFZW1haWwYAyABKAlIAIgBARIZCgxkaXNwbGF5X25hbWUYBCABKAlIAYgBARIVCghwYXNzd29yZBgFIAEoCUgCiAEBEiAKBHJvbGUYBiABKA4yDS5lcG9wLnYxLlJvbGVIA4gBARIUCgxkaXZpc2lvbl9pZHMYByADKAUSFQoIZGlzYWJsZWQYCCABKAhIBIgBAUIICgZfZW1haWxCDwoNX2Rpc3BsYXlfbmFtZUILCglfcGFzc3dvcmRCBwoFX3JvbGVCCwoJX2Rpc2FibGVkIh8KEURlbGV0ZVVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSIWChRMaXN0RGl2aXNpb25zUmVxdWVzdCI9ChVMaXN0RGl2aXNpb25zUmVzcG9uc2USJAoJZGl2aXNpb25zGAEgAygLMhEuZXBvcC52MS5EaXZpc2lvbiIlChVDcmVhdGVEaXZpc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSIxChVVcGRhdGVEaXZpc2lvblJlcXVlc3QSCgoCaWQYASABKAUSDAoEbmFtZRgCIAEoCSIjChVEZWxldGVEaXZpc2lvblJlcXVlc3QSCgoCaWQYASABKAUiGAoWRGVsZXRlRGl2aXNpb25SZXNwb25zZSJAChhBZGREaXZpc2lvbk1lbWJlclJlcXVlc3QSEwoLZGl2aXNpb25faWQYASABKAUSDwoHdXNlcl9pZBgCIAEoCSJDChtSZW1vdmVEaXZpc2lvbk1lbWJlclJlcXVlc3QSEwoLZGl2aXNpb25faWQYASABKAUSDwoHdXNlcl9pZBgCIAEoCSJHChJMaXN0QWlVc2FnZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghmcm9tX2RheRgCIAEoCRIOCgZ0b19kYXkYAyABKAkioQEKB0FpVXNhZ2USDwoHdXNlcl9pZBgBIAEoCRILCgNkYXkYAiABKAkSEAoIcmVxdWVzdHMYAyABKAMSFQoNcHJvbXB0X3Rva2VucxgEIAEoAxIZChFjb21wbGV0aW9uX3Rva2VucxgFIAEoAxIPCgdjdXRfb2ZmGAYgASgDEiMKG2VzdGltYXRlZF9jb21wbGV0aW9uX3Rva2VucxgHIAEoAyI2ChNMaXN0QWlVc2FnZVJlc3BvbnNlEh8KBXVzYWdlGAEgAygLMhAuZXBvcC52MS5BaVVzYWdlIswBChNMaXN0QXVkaXRMb2dSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIQCghhY3Rvcl9pZBgEIAEoCRIOCgZ0YXJnZXQYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrEBCgpBdWRpdEVudHJ5EgoKAmlkGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGlvbhgDIAEoCRIQCghhY3Rvcl9pZBgEIAEoCRIOCgZ0YXJnZXQYBSABKAkSEQoJY2xpZW50X2lwGAYgASgJEigKB2RldGFpbHMYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IlUKFExpc3RBdWRpdExvZ1Jlc3BvbnNlEiQKB2VudHJpZXMYASADKAsyEy5lcG9wLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMqkLCgxBZG1pblNlcnZpY2USaAoLTGlzdEFpVXNhZ2USGy5lcG9wLnYxLkxpc3RBaVVzYWdlUmVxdWVzdBocLmVwb3AudjEuTGlzdEFpVXNhZ2VSZXNwb25zZSIekAIBgtPkkwIVEhMvYXBpL2FkbWluL2FpLXVzYWdlEmkKCUxpc3RVc2VycxIeLmVwb3AudjEuQWRtaW5MaXN0VXNlcnNSZXF1ZXN0Gh8uZXBvcC52MS5BZG1pbkxpc3RVc2Vyc1Jlc3BvbnNlIhuQAgGC0+STAhISEC9hcGkvYWRtaW4vdXNlcnMSVAoKQ3JlYXRlVXNlchIaLmVwb3AudjEuQ3JlYXRlVXNlclJlcXVlc3QaDS5lcG9wLnYxLlVzZXIiG4LT5JMCFToBKiIQL2FwaS9hZG1pbi91c2VycxJYCgdHZXRVc2VyEhwuZXBvcC52MS5BZG1pbkdldFVzZXJSZXF1ZXN0Gg0uZXBvcC52MS5Vc2VyIiCQAgGC0+STAhcSFS9hcGkvYWRtaW4vdXNlcnMve2lkfRJ1CgpVcGRhdGVVc2VyEhouZXBvcC52MS5VcGRhdGVVc2VyUmVxdWVzdBoNLmVwb3AudjEuVXNlciI8gtPkkwI2OgEqWho6ASoyFS9hcGkvYWRtaW4vdXNlcnMve2lkfRoVL2FwaS9hZG1pbi91c2Vycy97aWR9EmQKCkRlbGV0ZVVzZXISGi5lcG9wLnYxLkRlbGV0ZVVzZXJSZXF1ZXN0GhsuZXBvcC52MS5EZWxldGVVc2VyUmVzcG9uc2UiHYLT5JMCFyoVL2FwaS9hZG1pbi91c2Vycy97aWR9Em8KDUxpc3REaXZpc2lvbnMSHS5lcG9wLnYxLkxpc3REaXZpc2lvbnNSZXF1ZXN0Gh4uZXBvcC52MS5MaXN0RGl2aXNpb25zUmVzcG9uc2UiH5ACAYLT5JMCFhIUL2FwaS9hZG1pbi9kaXZpc2lvbnMSZAoOQ3JlYXRlRGl2aXNpb24SHi5lcG9wLnYxLkNyZWF0ZURpdmlzaW9uUmVxdWVzdBoRLmVwb3AudjEuRGl2aXNpb24iH4LT5JMCGToBKiIUL2FwaS9hZG1pbi9kaXZpc2lvbnMSaQoOVXBkYXRlRGl2aXNpb24SHi5lcG9wLnYxLlVwZGF0ZURpdmlzaW9uUmVxdWVzdBoRLmVwb3AudjEuRGl2aXNpb24iJILT5JMCHjoBKhoZL2FwaS9hZG1pbi9kaXZpc2lvbnMve2lkfRJ0Cg5EZWxldGVEaXZpc2lvbhIeLmVwb3AudjEuRGVsZXRlRGl2aXNpb25SZXF1ZXN0Gh8uZXBvcC52MS5EZWxldGVEaXZpc2lvblJlc3BvbnNlIiGC0+STAhsqGS9hcGkvYWRtaW4vZGl2aXNpb25zL3tpZH0SgAEKEUFkZERpdmlzaW9uTWVtYmVyEiEuZXBvcC52MS5BZGREaXZpc2lvbk1lbWJlclJlcXVlc3QaES5lcG9wLnYxLkRpdmlzaW9uIjWC0+STAi86ASoiKi9hcGkvYWRtaW4vZGl2aXNpb25zL3tkaXZpc2lvbl9pZH0vbWVtYmVycxKNAQoUUmVtb3ZlRGl2aXNpb25NZW1iZXISJC5lcG9wLnYxLlJlbW92ZURpdmlzaW9uTWVtYmVyUmVxdWVzdBoRLmVwb3AudjEuRGl2aXNpb24iPILT5JMCNio0L2FwaS9hZG1pbi9kaXZpc2lvbnMve2RpdmlzaW9uX2lkfS9tZW1iZXJzL3t1c2VyX2lkfRJsCgxMaXN0QXVkaXRMb2cSHC5lcG9wLnYxLkxpc3RBdWRpdExvZ1JlcXVlc3QaHS5lcG9wLnYxLkxpc3RBdWRpdExvZ1Jlc3BvbnNlIh+QAgGC0+STAhYSFC9hcGkvYWRtaW4vYXVkaXQtbG9nYgZwcm90bzM", [file_epop_v1_common, file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChNlcG9wL3YxL2FkbWluLnByb3RvEgdlcG9wLnYxIioKF0xpc3RVc2VyU2Vzc2lvbnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiPQoWRW5kVXNlclNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkiKwoYUmVzZXRTZWNvbmRGYWN0b3JSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiGwoZUmVzZXRTZWNvbmRGYWN0b3JSZXNwb25zZSIYChZHZXRTaWduSW5Qb2xpY3lSZXF1ZXN0Ii0KDFNpZ25JblBvbGljeRIdChVyZXF1aXJlX3NlY29uZF9mYWN0b3IYASABKAkifwoVQWRtaW5MaXN0VXNlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBXF1ZXJ5GAMgASgJEhsKBHJvbGUYBCABKA4yDS5lcG9wLnYxLlJvbGUSEwoLZGl2aXNpb25faWQYBSABKAUiTwoWQWRtaW5MaXN0VXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLmVwb3AudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkifQoRQ3JlYXRlVXNlclJlcXVlc3QSDQoFZW1haWwYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEhsKBHJvbGUYBCABKA4yDS5lcG9wLnYxLlJvbGUSFAoMZGl2aXNpb25faWRzGAUgAygFIiEKE0FkbWluR2V0VXNlclJlcXVlc3QSCgoCaWQYASABKAkiowIKEVVwZGF0ZVVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxISCgVlbWFpbBgDIAEoCUgAiAEBEhkKDGRpc3BsYXlfbmFtZRgEIAEoCUgBiAEBEhUKCHBhc3N3b3JkGAUgASgJSAKIAQESIAoEcm9sZRgGIAEoDjINLmVwb3AudjEuUm9sZUgDiAEBEhQKDGRpdmlzaW9uX2lkcxgHIAMoBRIVCghkaXNhYmxlZBgIIAEoCEgEiAEBQggKBl9lbWFpbEIPCg1fZGlzcGxheV9uYW1lQgsKCV9wYXNzd29yZEIHCgVfcm9sZUILCglfZGlzYWJsZWQiHwoRRGVsZXRlVXNlclJlcXVlc3QSCgoCaWQYASABKAkiFAoSRGVsZXRlVXNlclJlc3BvbnNlIhYKFExpc3REaXZpc2lvbnNSZXF1ZXN0Ij0KFUxpc3REaXZpc2lvbnNSZXNwb25zZRIkCglkaXZpc2lvbnMYASADKAsyES5lcG9wLnYxLkRpdmlzaW9uIiUKFUNyZWF0ZURpdmlzaW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKFVVwZGF0ZURpdmlzaW9uUmVxdWVzdBIKCgJpZBgBIAEoBRIMCgRuYW1lGAIgASgJIiMKFURlbGV0ZURpdmlzaW9uUmVxdWVzdBIKCgJpZBgBIAEoBSIYChZEZWxldGVEaXZpc2lvblJlc3BvbnNlIkAKGEFkZERpdmlzaW9uTWVtYmVyUmVxdWVzdBITCgtkaXZpc2lvbl9pZBgBIAEoBRIPCgd1c2VyX2lkGAIgASgJIkMKG1JlbW92ZURpdmlzaW9uTWVtYmVyUmVxdWVzdBITCgtkaXZpc2lvbl9pZBgBIAEoBRIPCgd1c2VyX2lkGAIgASgJIkcKEkxpc3RBaVVzYWdlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCGZyb21fZGF5GAIgASgJEg4KBnRvX2RheRgDIAEoCSKhAQoHQWlVc2FnZRIPCgd1c2VyX2lkGAEgASgJEgsKA2RheRgCIAEoCRIQCghyZXF1ZXN0cxgDIAEoAxIVCg1wcm9tcHRfdG9rZW5zGAQgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAUgASgDEg8KB2N1dF9vZmYYBiABKAMSIwobZXN0aW1hdGVkX2NvbXBsZXRpb25fdG9rZW5zGAcgASgDIjYKE0xpc3RBaVVzYWdlUmVzcG9uc2USHwoFdXNhZ2UYASADKAsyEC5lcG9wLnYxLkFpVXNhZ2UizAEKE0xpc3RBdWRpdExvZ1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGYWN0aW9uGAMgASgJEhAKCGFjdG9yX2lkGAQgASgJEg4KBnRhcmdldBgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAisQEKCkF1ZGl0RW50cnkSCgoCaWQYASABKAMSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYWN0aW9uGAMgASgJEhAKCGFjdG9yX2lkGAQgASgJEg4KBnRhcmdldBgFIAEoCRIRCgljbGllbnRfaXAYBiABKAkSKAoHZGV0YWlscxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiVQoUTGlzdEF1ZGl0TG9nUmVzcG9uc2USJAoHZW50cmllcxgBIAMoCzITLmVwb3AudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyqBAKDEFkbWluU2VydmljZRJoCgtMaXN0QWlVc2FnZRIbLmVwb3AudjEuTGlzdEFpVXNhZ2VSZXF1ZXN0GhwuZXBvcC52MS5MaXN0QWlVc2FnZVJlc3BvbnNlIh6QAgGC0+STAhUSEy9hcGkvYWRtaW4vYWktdXNhZ2USaQoJTGlzdFVzZXJzEh4uZXBvcC52MS5BZG1pbkxpc3RVc2Vyc1JlcXVlc3QaHy5lcG9wLnYxLkFkbWluTGlzdFVzZXJzUmVzcG9uc2UiG5ACAYLT5JMCEhIQL2FwaS9hZG1pbi91c2VycxJUCgpDcmVhdGVVc2VyEhouZXBvcC52MS5DcmVhdGVVc2VyUmVxdWVzdBoNLmVwb3AudjEuVXNlciIbgtPkkwIVOgEqIhAvYXBpL2FkbWluL3VzZXJzElgKB0dldFVzZXISHC5lcG9wLnYxLkFkbWluR2V0VXNlclJlcXVlc3QaDS5lcG9wLnYxLlVzZXIiIJACAYLT5JMCFxIVL2FwaS9hZG1pbi91c2Vycy97aWR9EnUKClVwZGF0ZVVzZXISGi5lcG9wLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0Gg0uZXBvcC52MS5Vc2VyIjyC0+STAjY6ASpaGjoBKjIVL2FwaS9hZG1pbi91c2Vycy97aWR9GhUvYXBpL2FkbWluL3VzZXJzL3tpZH0SZAoKRGVsZXRlVXNlchIaLmVwb3AudjEuRGVsZXRlVXNlclJlcXVlc3QaGy5lcG9wLnYxLkRlbGV0ZVVzZXJSZXNwb25zZSIdgtPkkwIXKhUvYXBpL2FkbWluL3VzZXJzL3tpZH0SbwoNTGlzdERpdmlzaW9ucxIdLmVwb3AudjEuTGlzdERpdmlzaW9uc1JlcXVlc3QaHi5lcG9wLnYxLkxpc3REaXZpc2lvbnNSZXNwb25zZSIfkAIBgtPkkwIWEhQvYXBpL2FkbWluL2RpdmlzaW9ucxJkCg5DcmVhdGVEaXZpc2lvbhIeLmVwb3AudjEuQ3JlYXRlRGl2aXNpb25SZXF1ZXN0GhEuZXBvcC52MS5EaXZpc2lvbiIfgtPkkwIZOgEqIhQvYXBpL2FkbWluL2RpdmlzaW9ucxJpCg5VcGRhdGVEaXZpc2lvbhIeLmVwb3AudjEuVXBkYXRlRGl2aXNpb25SZXF1ZXN0GhEuZXBvcC52MS5EaXZpc2lvbiIkgtPkkwIeOgEqGhkvYXBpL2FkbWluL2RpdmlzaW9ucy97aWR9EnQKDkRlbGV0ZURpdmlzaW9uEh4uZXBvcC52MS5EZWxldGVEaXZpc2lvblJlcXVlc3QaHy5lcG9wLnYxLkRlbGV0ZURpdmlzaW9uUmVzcG9uc2UiIYLT5JMCGyoZL2FwaS9hZG1pbi9kaXZpc2lvbnMve2lkfRKAAQoRQWRkRGl2aXNpb25NZW1iZXISIS5lcG9wLnYxLkFkZERpdmlzaW9uTWVtYmVyUmVxdWVzdBoRLmVwb3AudjEuRGl2aXNpb24iNYLT5JMCLzoBKiIqL2FwaS9hZG1pbi9kaXZpc2lvbnMve2RpdmlzaW9uX2lkfS9tZW1iZXJzEo0BChRSZW1vdmVEaXZpc2lvbk1lbWJlchIkLmVwb3AudjEuUmVtb3ZlRGl2aXNpb25NZW1iZXJSZXF1ZXN0GhEuZXBvcC52MS5EaXZpc2lvbiI8gtPkkwI2KjQvYXBpL2FkbWluL2RpdmlzaW9ucy97ZGl2aXNpb25faWR9L21lbWJlcnMve3VzZXJfaWR9EmwKDExpc3RBdWRpdExvZxIcLmVwb3AudjEuTGlzdEF1ZGl0TG9nUmVxdWVzdBodLmVwb3AudjEuTGlzdEF1ZGl0TG9nUmVzcG9uc2UiH5ACAYLT5JMCFhIUL2FwaS9hZG1pbi9hdWRpdC1sb2cSgwEKEExpc3RVc2VyU2Vzc2lvbnMSIC5lcG9wLnYxLkxpc3RVc2VyU2Vzc2lvbnNSZXF1ZXN0Gh0uZXBvcC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIukAIBgtPkkwIlEiMvYXBpL2FkbWluL3VzZXJzL3t1c2VyX2lkfS9zZXNzaW9ucxKDAQoPRW5kVXNlclNlc3Npb25zEh8uZXBvcC52MS5FbmRVc2VyU2Vzc2lvbnNSZXF1ZXN0GhsuZXBvcC52MS5FbmRTZXNzaW9uUmVzcG9uc2UiMoLT5JMCLDoBKiInL2FwaS9hZG1pbi91c2Vycy97dXNlcl9pZH0vc2Vzc2lvbnMvZW5kEpUBChFSZXNldFNlY29uZEZhY3RvchIhLmVwb3AudjEuUmVzZXRTZWNvbmRGYWN0b3JSZXF1ZXN0GiIuZXBvcC52MS5SZXNldFNlY29uZEZhY3RvclJlc3BvbnNlIjmC0+STAjM6ASoiLi9hcGkvYWRtaW4vdXNlcnMve3VzZXJfaWR9L3NlY29uZC1mYWN0b3IvcmVzZXQSbwoPR2V0U2lnbkluUG9saWN5Eh8uZXBvcC52MS5HZXRTaWduSW5Qb2xpY3lSZXF1ZXN0GhUuZXBvcC52MS5TaWduSW5Qb2xpY3kiJJACAYLT5JMCGxIZL2FwaS9hZG1pbi9zaWduLWluLXBvbGljeRJoChJVcGRhdGVTaWduSW5Qb2xpY3kSFS5lcG9wLnYxLlNpZ25JblBvbGljeRoVLmVwb3AudjEuU2lnbkluUG9saWN5IiSC0+STAh46ASoaGS9hcGkvYWRtaW4vc2lnbi1pbi1wb2xpY3liBnByb3RvMw", [file_epop_v1_common, file_epop_v1_security, file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+
+/**
+ * Asks for a user's sessions.
+ *
+ * @generated from message epop.v1.ListUserSessionsRequest
+ */
+export type ListUserSessionsRequest = Message<"epop.v1.ListUserSessionsRequest"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message epop.v1.ListUserSessionsRequest.
+ * Use `create(ListUserSessionsRequestSchema)` to create a new message.
+ */
+export const ListUserSessionsRequestSchema: GenMessage<ListUserSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_admin, 0);
+
+/**
+ * Ends sessions of a user.
+ *
+ * @generated from message epop.v1.EndUserSessionsRequest
+ */
+export type EndUserSessionsRequest = Message<"epop.v1.EndUserSessionsRequest"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The session to end; empty ends all of them.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message epop.v1.EndUserSessionsRequest.
+ * Use `create(EndUserSessionsRequestSchema)` to create a new message.
+ */
+export const EndUserSessionsRequestSchema: GenMessage<EndUserSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_admin, 1);
+
+/**
+ * Resets a user's second factor.
+ *
+ * @generated from message epop.v1.ResetSecondFactorRequest
+ */
+export type ResetSecondFactorRequest = Message<"epop.v1.ResetSecondFactorRequest"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message epop.v1.ResetSecondFactorRequest.
+ * Use `create(ResetSecondFactorRequestSchema)` to create a new message.
+ */
+export const ResetSecondFactorRequestSchema: GenMessage<ResetSecondFactorRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_admin, 2);
+
+/**
+ * The second factor was removed.
+ *
+ * @generated from message epop.v1.ResetSecondFactorResponse
+ */
+export type ResetSecondFactorResponse = Message<"epop.v1.ResetSecondFactorResponse"> & {
+};
+
+/**
+ * Describes the message epop.v1.ResetSecondFactorResponse.
+ * Use `create(ResetSecondFactorResponseSchema)` to create a new message.
+ */
+export const ResetSecondFactorResponseSchema: GenMessage<ResetSecondFactorResponse> = /*@__PURE__*/
+  messageDesc(file_epop_v1_admin, 3);
+
+/**
+ * Asks for the sign-in policy.
+ *
+ * @generated from message epop.v1.GetSignInPolicyRequest
+ */
+export type GetSignInPolicyRequest = Message<"epop.v1.GetSignInPolicyRequest"> & {
+};
+
+/**
+ * Describes the message epop.v1.GetSignInPolicyRequest.
+ * Use `create(GetSignInPolicyRequestSchema)` to create a new message.
+ */
+export const GetSignInPolicyRequestSchema: GenMessage<GetSignInPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_admin, 4);
+
+/**
+ * Who must use a second factor.
+ *
+ * @generated from message epop.v1.SignInPolicy
+ */
+export type SignInPolicy = Message<"epop.v1.SignInPolicy"> & {
+  /**
+   * "none", "admins" or "everyone". Users it covers who have none enrol at their next
+   * sign-in, before any token is issued. Single sign-on leaves the second factor to the
+   * identity provider.
+   *
+   * @generated from field: string require_second_factor = 1;
+   */
+  requireSecondFactor: string;
+};
+
+/**
+ * Describes the message epop.v1.SignInPolicy.
+ * Use `create(SignInPolicySchema)` to create a new message.
+ */
+export const SignInPolicySchema: GenMessage<SignInPolicy> = /*@__PURE__*/
+  messageDesc(file_epop_v1_admin, 5);
 
 /**
  * A page of users for admins.
@@ -67,7 +192,7 @@ export type AdminListUsersRequest = Message<"epop.v1.AdminListUsersRequest"> & {
  * Use `create(AdminListUsersRequestSchema)` to create a new message.
  */
 export const AdminListUsersRequestSchema: GenMessage<AdminListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 0);
+  messageDesc(file_epop_v1_admin, 6);
 
 /**
  * One page of users, ordered by email then id.
@@ -95,7 +220,7 @@ export type AdminListUsersResponse = Message<"epop.v1.AdminListUsersResponse"> &
  * Use `create(AdminListUsersResponseSchema)` to create a new message.
  */
 export const AdminListUsersResponseSchema: GenMessage<AdminListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 1);
+  messageDesc(file_epop_v1_admin, 7);
 
 /**
  * A new user.
@@ -144,7 +269,7 @@ export type CreateUserRequest = Message<"epop.v1.CreateUserRequest"> & {
  * Use `create(CreateUserRequestSchema)` to create a new message.
  */
 export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 2);
+  messageDesc(file_epop_v1_admin, 8);
 
 /**
  * Identifies a user.
@@ -165,7 +290,7 @@ export type AdminGetUserRequest = Message<"epop.v1.AdminGetUserRequest"> & {
  * Use `create(AdminGetUserRequestSchema)` to create a new message.
  */
 export const AdminGetUserRequestSchema: GenMessage<AdminGetUserRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 3);
+  messageDesc(file_epop_v1_admin, 9);
 
 /**
  * Changes to a user. Only the fields named in `update_mask` change; when the mask is empty,
@@ -237,7 +362,7 @@ export type UpdateUserRequest = Message<"epop.v1.UpdateUserRequest"> & {
  * Use `create(UpdateUserRequestSchema)` to create a new message.
  */
 export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 4);
+  messageDesc(file_epop_v1_admin, 10);
 
 /**
  * Identifies the user to delete.
@@ -258,7 +383,7 @@ export type DeleteUserRequest = Message<"epop.v1.DeleteUserRequest"> & {
  * Use `create(DeleteUserRequestSchema)` to create a new message.
  */
 export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 5);
+  messageDesc(file_epop_v1_admin, 11);
 
 /**
  * The user was deleted.
@@ -273,7 +398,7 @@ export type DeleteUserResponse = Message<"epop.v1.DeleteUserResponse"> & {
  * Use `create(DeleteUserResponseSchema)` to create a new message.
  */
 export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 6);
+  messageDesc(file_epop_v1_admin, 12);
 
 /**
  * Lists divisions.
@@ -288,7 +413,7 @@ export type ListDivisionsRequest = Message<"epop.v1.ListDivisionsRequest"> & {
  * Use `create(ListDivisionsRequestSchema)` to create a new message.
  */
 export const ListDivisionsRequestSchema: GenMessage<ListDivisionsRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 7);
+  messageDesc(file_epop_v1_admin, 13);
 
 /**
  * Every division, by name.
@@ -309,7 +434,7 @@ export type ListDivisionsResponse = Message<"epop.v1.ListDivisionsResponse"> & {
  * Use `create(ListDivisionsResponseSchema)` to create a new message.
  */
 export const ListDivisionsResponseSchema: GenMessage<ListDivisionsResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 8);
+  messageDesc(file_epop_v1_admin, 14);
 
 /**
  * A new division.
@@ -330,7 +455,7 @@ export type CreateDivisionRequest = Message<"epop.v1.CreateDivisionRequest"> & {
  * Use `create(CreateDivisionRequestSchema)` to create a new message.
  */
 export const CreateDivisionRequestSchema: GenMessage<CreateDivisionRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 9);
+  messageDesc(file_epop_v1_admin, 15);
 
 /**
  * A division's new name.
@@ -358,7 +483,7 @@ export type UpdateDivisionRequest = Message<"epop.v1.UpdateDivisionRequest"> & {
  * Use `create(UpdateDivisionRequestSchema)` to create a new message.
  */
 export const UpdateDivisionRequestSchema: GenMessage<UpdateDivisionRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 10);
+  messageDesc(file_epop_v1_admin, 16);
 
 /**
  * Identifies the division to delete.
@@ -379,7 +504,7 @@ export type DeleteDivisionRequest = Message<"epop.v1.DeleteDivisionRequest"> & {
  * Use `create(DeleteDivisionRequestSchema)` to create a new message.
  */
 export const DeleteDivisionRequestSchema: GenMessage<DeleteDivisionRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 11);
+  messageDesc(file_epop_v1_admin, 17);
 
 /**
  * The division was deleted.
@@ -394,7 +519,7 @@ export type DeleteDivisionResponse = Message<"epop.v1.DeleteDivisionResponse"> &
  * Use `create(DeleteDivisionResponseSchema)` to create a new message.
  */
 export const DeleteDivisionResponseSchema: GenMessage<DeleteDivisionResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 12);
+  messageDesc(file_epop_v1_admin, 18);
 
 /**
  * A user to add to a division.
@@ -422,7 +547,7 @@ export type AddDivisionMemberRequest = Message<"epop.v1.AddDivisionMemberRequest
  * Use `create(AddDivisionMemberRequestSchema)` to create a new message.
  */
 export const AddDivisionMemberRequestSchema: GenMessage<AddDivisionMemberRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 13);
+  messageDesc(file_epop_v1_admin, 19);
 
 /**
  * A user to remove from a division.
@@ -450,7 +575,7 @@ export type RemoveDivisionMemberRequest = Message<"epop.v1.RemoveDivisionMemberR
  * Use `create(RemoveDivisionMemberRequestSchema)` to create a new message.
  */
 export const RemoveDivisionMemberRequestSchema: GenMessage<RemoveDivisionMemberRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 14);
+  messageDesc(file_epop_v1_admin, 20);
 
 /**
  * Which AI usage to list.
@@ -485,7 +610,7 @@ export type ListAiUsageRequest = Message<"epop.v1.ListAiUsageRequest"> & {
  * Use `create(ListAiUsageRequestSchema)` to create a new message.
  */
 export const ListAiUsageRequestSchema: GenMessage<ListAiUsageRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 15);
+  messageDesc(file_epop_v1_admin, 21);
 
 /**
  * A user's AI usage on one day.
@@ -550,7 +675,7 @@ export type AiUsage = Message<"epop.v1.AiUsage"> & {
  * Use `create(AiUsageSchema)` to create a new message.
  */
 export const AiUsageSchema: GenMessage<AiUsage> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 16);
+  messageDesc(file_epop_v1_admin, 22);
 
 /**
  * AI usage rows.
@@ -571,7 +696,7 @@ export type ListAiUsageResponse = Message<"epop.v1.ListAiUsageResponse"> & {
  * Use `create(ListAiUsageResponseSchema)` to create a new message.
  */
 export const ListAiUsageResponseSchema: GenMessage<ListAiUsageResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 17);
+  messageDesc(file_epop_v1_admin, 23);
 
 /**
  * Which audit entries to list.
@@ -634,7 +759,7 @@ export type ListAuditLogRequest = Message<"epop.v1.ListAuditLogRequest"> & {
  * Use `create(ListAuditLogRequestSchema)` to create a new message.
  */
 export const ListAuditLogRequestSchema: GenMessage<ListAuditLogRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 18);
+  messageDesc(file_epop_v1_admin, 24);
 
 /**
  * One entry of the audit log.
@@ -661,7 +786,9 @@ export type AuditEntry = Message<"epop.v1.AuditEntry"> & {
    * password_reset, password_changed, refresh_token_reused, user_created, user_updated,
    * role_changed, user_disabled, user_enabled, user_deleted, division_created,
    * division_renamed, division_deleted, division_member_added, division_member_removed,
-   * signing_key_rotated.
+   * signing_key_rotated, notification_defaults_changed, second_factor_enabled,
+   * second_factor_disabled, second_factor_reset, recovery_codes_regenerated,
+   * sign_in_policy_changed, sso_linked, sso_refused, session_ended.
    *
    * @generated from field: string action = 3;
    */
@@ -701,7 +828,7 @@ export type AuditEntry = Message<"epop.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 19);
+  messageDesc(file_epop_v1_admin, 25);
 
 /**
  * A page of the audit log.
@@ -729,7 +856,7 @@ export type ListAuditLogResponse = Message<"epop.v1.ListAuditLogResponse"> & {
  * Use `create(ListAuditLogResponseSchema)` to create a new message.
  */
 export const ListAuditLogResponseSchema: GenMessage<ListAuditLogResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_admin, 20);
+  messageDesc(file_epop_v1_admin, 26);
 
 /**
  * Administration of users, roles and divisions.
@@ -870,6 +997,58 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditLogRequestSchema;
     output: typeof ListAuditLogResponseSchema;
+  },
+  /**
+   * A user's open sessions, most recently used first.
+   *
+   * @generated from rpc epop.v1.AdminService.ListUserSessions
+   */
+  listUserSessions: {
+    methodKind: "unary";
+    input: typeof ListUserSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Ends one session of a user, or all of them (no `session_id`): their streams end on every
+   * instance. Audited.
+   *
+   * @generated from rpc epop.v1.AdminService.EndUserSessions
+   */
+  endUserSessions: {
+    methodKind: "unary";
+    input: typeof EndUserSessionsRequestSchema;
+    output: typeof EndSessionResponseSchema;
+  },
+  /**
+   * Removes a user's second factor and recovery codes (a lost phone): they sign in with
+   * their password alone, or enrol again when the policy requires it. Audited.
+   *
+   * @generated from rpc epop.v1.AdminService.ResetSecondFactor
+   */
+  resetSecondFactor: {
+    methodKind: "unary";
+    input: typeof ResetSecondFactorRequestSchema;
+    output: typeof ResetSecondFactorResponseSchema;
+  },
+  /**
+   * Who must sign in with a second factor.
+   *
+   * @generated from rpc epop.v1.AdminService.GetSignInPolicy
+   */
+  getSignInPolicy: {
+    methodKind: "unary";
+    input: typeof GetSignInPolicyRequestSchema;
+    output: typeof SignInPolicySchema;
+  },
+  /**
+   * Sets who must sign in with a second factor. Audited.
+   *
+   * @generated from rpc epop.v1.AdminService.UpdateSignInPolicy
+   */
+  updateSignInPolicy: {
+    methodKind: "unary";
+    input: typeof SignInPolicySchema;
+    output: typeof SignInPolicySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_epop_v1_admin, 0);

@@ -1,0 +1,85 @@
+-- Sessions a user can see and end, TOTP second factors with recovery codes, short-lived
+-- sign-in challenges, the sign-in policy, and single sign-on (OpenID Connect) state and
+-- linked identities.
+
+-- One row per session family of refresh_tokens (its id is the family id): what a user sees
+-- of their signed-in devices. A session is open while none of its tokens is revoked and
+-- expires_at is ahead.
+CREATE TABLE sessions (
+  id UUID PRIMARY KEY,
+  user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  last_used_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  expires_at TIMESTAMPTZ NOT NULL,
+  user_agent TEXT NOT NULL DEFAULT '',
+  client_ip TEXT,
+  method TEXT NOT NULL DEFAULT 'password'
+);
+CREATE INDEX sessions_user ON sessions (user_id, last_used_at DESC);
+
+-- Sessions signed in before this table existed.
+INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at)
+SELECT family_id, user_id, min(created_at), max(created_at), max(session_expires_at)
+FROM refresh_tokens GROUP BY family_id, user_id
+ON CONFLICT DO NOTHING;
+
+-- A user's TOTP authenticator (RFC 6238); confirmed_at is null while it is being added.
+-- last_step is the last time step whose code was accepted: a code works once.
+CREATE TABLE user_totp (
+  user_id UUID PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+  secret BYTEA NOT NULL,
+  confirmed_at TIMESTAMPTZ,
+  last_step BIGINT NOT NULL DEFAULT 0,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- Single-use recovery codes, as SHA-256 hashes (the codes are 80 random bits).
+CREATE TABLE recovery_codes (
+  user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  code_hash BYTEA NOT NULL,
+  used_at TIMESTAMPTZ,
+  PRIMARY KEY (user_id, code_hash)
+);
+
+-- The step between a right password and the second factor: no token is issued until it is
+-- passed. purpose: 'second_factor' or 'enroll'.
+CREATE TABLE sign_in_challenges (
+  token_hash BYTEA PRIMARY KEY,
+  user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  purpose TEXT NOT NULL CHECK (purpose IN ('second_factor', 'enroll')),
+  attempts INT NOT NULL DEFAULT 0,
+  expires_at TIMESTAMPTZ NOT NULL,
+  used_at TIMESTAMPTZ,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX sign_in_challenges_expiry ON sign_in_challenges (expires_at);
+
+-- Who must sign in with a second factor (one row at most).
+CREATE TABLE sign_in_policy (
+  id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id),
+  require_second_factor TEXT NOT NULL DEFAULT 'none'
+    CHECK (require_second_factor IN ('none', 'admins', 'everyone')),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- An OpenID Connect sign-in under way: what the callback must match (state is the key;
+-- used once), with the PKCE verifier and nonce.
+CREATE TABLE oidc_states (
+  state TEXT PRIMARY KEY,
+  provider TEXT NOT NULL,
+  nonce TEXT NOT NULL,
+  pkce_verifier TEXT NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX oidc_states_created ON oidc_states (created_at);
+
+-- An account's identity at a single sign-on provider (the ID token's `sub`).
+CREATE TABLE user_identities (
+  provider TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  email TEXT NOT NULL,
+  linked_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (provider, subject)
+);
+CREATE INDEX user_identities_user ON user_identities (user_id);

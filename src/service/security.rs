@@ -1,0 +1,270 @@
+//! A user's own sign-in security (a TOTP second factor and its recovery codes; their
+//! sessions, seen and ended) and an admin's view of it (a user's sessions, resetting their
+//! second factor, the sign-in policy). Ending a session revokes its refresh tokens and ends
+//! its streams on every instance (through the broker's revocations).
+
+use crate::{
+    auth::{
+        Caller,
+        totp::{self, Enrollment},
+    },
+    db,
+    domain::UserId,
+    domain::audit::{Action, NewAuditEntry},
+    domain::security::{Proof, SecondFactorPolicy, SessionInfo},
+    error::{Error, Result},
+    realtime::Revoked,
+    service::{State, admin::Admin},
+};
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+use uuid::Uuid;
+
+/// What protects a user's sign-in.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// Whether a TOTP authenticator is on.
+    pub totp_enabled: bool,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
+    /// Whether the policy requires a second factor of them.
+    pub required: bool,
+    /// Linked single sign-on identities: (provider, email, linked at).
+    pub identities: Vec<(String, String, DateTime<Utc>)>,
+}
+
+/// The caller's sign-in security.
+pub async fn overview(state: &State, caller: &Caller) -> Result<Overview> {
+    let mut conn = state.pool.get().await?;
+    let user = caller.user_id;
+    Ok(Overview {
+        totp_enabled: db::second_factor::totp_enabled(&mut conn, user).await?,
+        recovery_codes_left: db::second_factor::recovery_codes_left(&mut conn, user).await?,
+        required: db::second_factor::policy(&mut conn)
+            .await?
+            .requires(caller.role),
+        identities: db::identities::of_user(&mut conn, user).await?,
+    })
+}
+
+/// Starts adding an authenticator: a new secret, replacing one not yet confirmed.
+pub async fn begin_totp(state: &State, caller: &Caller) -> Result<Enrollment> {
+    let mut conn = state.pool.get().await?;
+    let user = db::users::get(&mut conn, caller.user_id)
+        .await?
+        .ok_or_else(|| Error::NotFound("user"))?;
+    let secret = totp::new_secret();
+    if !db::second_factor::put_pending(&mut conn, caller.user_id, &secret).await? {
+        return Err(Error::FailedPrecondition(
+            "a second factor is already on: turn it off first".into(),
+        ));
+    }
+    totp::enrollment(&secret, &user.email)
+}
+
+/// Checks `proof` against the authenticator of `user` (locked): a code not used before, or
+/// an unused recovery code (when `recovery` allows). Uses it up.
+async fn prove(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    proof: &Proof,
+    confirmed: bool,
+) -> Result<()> {
+    let t = db::second_factor::totp_for_update(conn, user)
+        .await?
+        .filter(|t| t.confirmed_at.is_some() == confirmed)
+        .ok_or_else(|| {
+            Error::FailedPrecondition(if confirmed {
+                "no second factor is on".into()
+            } else {
+                "start the enrolment first".into()
+            })
+        })?;
+    let ok = match proof {
+        Proof::Code(code) => match totp::accept(&t.secret, code, t.last_step)? {
+            Some(step) => {
+                db::second_factor::accept_step(conn, user, step).await?;
+                true
+            }
+            None => false,
+        },
+        Proof::Recovery(code) => {
+            confirmed
+                && db::second_factor::use_recovery_code(conn, user, &totp::recovery_hash(code))
+                    .await?
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let field = match proof {
+            Proof::Code(_) => "code",
+            Proof::Recovery(_) => "recovery_code",
+        };
+        Err(Error::invalid(field, "is wrong or was already used"))
+    }
+}
+
+/// Turns the new authenticator on with its first code: the recovery codes.
+pub async fn confirm_totp(state: &State, caller: &Caller, code: Proof) -> Result<Vec<String>> {
+    let user = caller.user_id;
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        prove(conn, user, &code, false).await?;
+        let (codes, hashes) = totp::recovery_codes();
+        db::second_factor::replace_recovery_codes(conn, user, &hashes).await?;
+        let entry = NewAuditEntry::new(Action::SecondFactorEnabled, Some(user))
+            .on_user(user)
+            .with(json!({ "method": "totp" }));
+        db::audit::append(conn, &entry).await?;
+        Ok(codes)
+    })
+    .await
+}
+
+/// Turns the second factor off with a code or a recovery code, unless the policy requires it.
+pub async fn disable_totp(state: &State, caller: &Caller, proof: Proof) -> Result<()> {
+    let user = caller.user_id;
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        if db::second_factor::policy(conn).await?.requires(caller.role) {
+            return Err(Error::FailedPrecondition(
+                "the sign-in policy requires a second factor of you".into(),
+            ));
+        }
+        prove(conn, user, &proof, true).await?;
+        db::second_factor::remove(conn, user).await?;
+        let entry = NewAuditEntry::new(Action::SecondFactorDisabled, Some(user)).on_user(user);
+        db::audit::append(conn, &entry).await
+    })
+    .await
+}
+
+/// Replaces the recovery codes, given a current code.
+pub async fn regenerate_codes(state: &State, caller: &Caller, code: Proof) -> Result<Vec<String>> {
+    let user = caller.user_id;
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        prove(conn, user, &code, true).await?;
+        let (codes, hashes) = totp::recovery_codes();
+        db::second_factor::replace_recovery_codes(conn, user, &hashes).await?;
+        let entry = NewAuditEntry::new(Action::RecoveryCodesRegenerated, Some(user)).on_user(user);
+        db::audit::append(conn, &entry).await?;
+        Ok(codes)
+    })
+    .await
+}
+
+/// The open sessions of `user`.
+pub async fn sessions(state: &State, user: UserId) -> Result<Vec<SessionInfo>> {
+    let mut conn = state.pool.get().await?;
+    db::sessions::list_open(&mut conn, user).await
+}
+
+/// Ends sessions of `user`: `session` (NOT_FOUND unless theirs), or all but `keep`; by
+/// `actor`, audited. Answers how many ended.
+async fn end(
+    state: &State,
+    actor: UserId,
+    user: UserId,
+    session: Option<Uuid>,
+    keep: Option<Uuid>,
+) -> Result<usize> {
+    let mut conn = state.pool.get().await?;
+    let ended = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let n = match session {
+                Some(id) => {
+                    if !db::sessions::belongs_to(conn, id, user).await? {
+                        return Err(Error::NotFound("session"));
+                    }
+                    usize::from(db::tokens::revoke_family(conn, id).await? > 0)
+                }
+                None => db::tokens::revoke_user(conn, user, keep).await?,
+            };
+            let entry = NewAuditEntry::new(Action::SessionEnded, Some(actor))
+                .on_user(user)
+                .with(json!({ "session": session, "kept": keep, "ended": n }));
+            db::audit::append(conn, &entry).await?;
+            Ok(n)
+        })
+        .await?;
+    let revoked = match (session, keep) {
+        (Some(id), _) => Revoked::Only(id),
+        (None, Some(kept)) => Revoked::AllBut(kept),
+        (None, None) => Revoked::All,
+    };
+    state.broker.revoke(user.0, revoked);
+    Ok(ended)
+}
+
+/// Ends one of the caller's sessions.
+pub async fn end_own(state: &State, caller: &Caller, session: Uuid) -> Result<usize> {
+    end(state, caller.user_id, caller.user_id, Some(session), None).await
+}
+
+/// Ends every session of the caller but the current one.
+pub async fn end_others(state: &State, caller: &Caller) -> Result<usize> {
+    let keep = Some(caller.session);
+    end(state, caller.user_id, caller.user_id, None, keep).await
+}
+
+/// An admin ends one session of `user`, or all of them.
+pub async fn end_for(
+    state: &State,
+    admin: &Admin,
+    user: UserId,
+    session: Option<Uuid>,
+) -> Result<usize> {
+    end(state, admin.user_id(), user, session, None).await
+}
+
+/// An admin lists the sessions of `user` (NOT_FOUND for no such user).
+pub async fn sessions_of(state: &State, _admin: &Admin, user: UserId) -> Result<Vec<SessionInfo>> {
+    let mut conn = state.pool.get().await?;
+    if db::users::get(&mut conn, user).await?.is_none() {
+        return Err(Error::NotFound("user"));
+    }
+    db::sessions::list_open(&mut conn, user).await
+}
+
+/// An admin removes the second factor of `user`.
+pub async fn reset_second_factor(state: &State, admin: &Admin, user: UserId) -> Result<()> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        if db::users::get(conn, user).await?.is_none() {
+            return Err(Error::NotFound("user"));
+        }
+        let had = db::second_factor::remove(conn, user).await?;
+        let entry = NewAuditEntry::new(Action::SecondFactorReset, Some(admin.user_id()))
+            .on_user(user)
+            .with(json!({ "had_one": had }));
+        db::audit::append(conn, &entry).await
+    })
+    .await
+}
+
+/// The sign-in policy.
+pub async fn policy(state: &State, _admin: &Admin) -> Result<SecondFactorPolicy> {
+    let mut conn = state.pool.get().await?;
+    db::second_factor::policy(&mut conn).await
+}
+
+/// Sets the sign-in policy.
+pub async fn set_policy(
+    state: &State,
+    admin: &Admin,
+    policy: SecondFactorPolicy,
+) -> Result<SecondFactorPolicy> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let before = db::second_factor::policy(conn).await?;
+        db::second_factor::set_policy(conn, policy).await?;
+        let entry = NewAuditEntry::new(Action::SignInPolicyChanged, Some(admin.user_id()))
+            .with(json!({ "from": before.as_str(), "to": policy.as_str() }));
+        db::audit::append(conn, &entry).await
+    })
+    .await?;
+    Ok(policy)
+}
