@@ -157,6 +157,7 @@ impl App {
             ai: Arc::new(crate::parts::assistant(&config.ai)),
             lockout: Arc::new(crate::parts::lockout(&config).await?),
             oidc: Arc::new(crate::parts::oidc(&config)?),
+            passkeys: Arc::new(crate::parts::passkeys(&config)?),
             streams: crate::realtime::session::StreamLimits {
                 max_per_user: config.max_streams_per_user.max(1),
                 closing: stop.clone(),

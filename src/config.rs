@@ -291,6 +291,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
+
+    #[command(flatten)]
+    pub passkeys: oidc::PasskeyArgs,
 }
 
 /// Settings of the AI assistant.

@@ -38,8 +38,14 @@ pub struct ClientIp(pub IpAddr);
 /// Believed only on in-process calls (which have no [`ClientAddr`]).
 pub const PEER_METADATA: &str = "x-epop-peer";
 
-const PER_ADDRESS: [&str; 7] = [
+const PER_ADDRESS: [&str; 13] = [
+    "/epop.v1.SecurityService/FinishPasskeyRegistration",
     "/epop.v1.AuthService/Login",
+    "/epop.v1.AuthService/StartPasskeySignIn",
+    "/epop.v1.AuthService/FinishPasskeySignIn",
+    "/epop.v1.SecurityService/ConfirmTotp",
+    "/epop.v1.SecurityService/DisableTotp",
+    "/epop.v1.SecurityService/RegenerateRecoveryCodes",
     "/epop.v1.AuthService/VerifySecondFactor",
     "/epop.v1.AuthService/StartOidcSignIn",
     "/epop.v1.AuthService/FinishOidcSignIn",

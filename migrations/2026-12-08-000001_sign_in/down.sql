@@ -1,3 +1,5 @@
+DROP TABLE webauthn_ceremonies;
+DROP TABLE passkeys;
 DROP TABLE user_identities;
 DROP TABLE oidc_states;
 DROP TABLE sign_in_policy;

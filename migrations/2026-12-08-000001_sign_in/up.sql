@@ -47,6 +47,8 @@ CREATE TABLE sign_in_challenges (
   token_hash BYTEA PRIMARY KEY,
   user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
   purpose TEXT NOT NULL CHECK (purpose IN ('second_factor', 'enroll')),
+  -- How the first step was passed: 'password' or 'oidc:<provider>'.
+  first_factor TEXT NOT NULL DEFAULT 'password',
   attempts INT NOT NULL DEFAULT 0,
   expires_at TIMESTAMPTZ NOT NULL,
   used_at TIMESTAMPTZ,
@@ -69,6 +71,8 @@ CREATE TABLE oidc_states (
   provider TEXT NOT NULL,
   nonce TEXT NOT NULL,
   pkce_verifier TEXT NOT NULL,
+  -- SHA-256 of the binder the starting client holds (its cookie).
+  binder_hash BYTEA NOT NULL,
   created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX oidc_states_created ON oidc_states (created_at);
@@ -83,3 +87,27 @@ CREATE TABLE user_identities (
   PRIMARY KEY (provider, subject)
 );
 CREATE INDEX user_identities_user ON user_identities (user_id);
+
+-- Passkeys (WebAuthn credentials), several per user. static_state and dynamic_state are
+-- webauthn_rp's encodings (the public key; the signature counter and flags).
+CREATE TABLE passkeys (
+  id BYTEA PRIMARY KEY,
+  user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  static_state BYTEA NOT NULL,
+  dynamic_state BYTEA NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  last_used_at TIMESTAMPTZ
+);
+CREATE INDEX passkeys_user ON passkeys (user_id);
+
+-- WebAuthn ceremonies under way, by challenge: kind 'register', 'sign_in' or
+-- 'second_factor'; user_id for those bound to a user.
+CREATE TABLE webauthn_ceremonies (
+  challenge BYTEA PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('register', 'sign_in', 'second_factor')),
+  user_id UUID REFERENCES users(id) ON DELETE CASCADE,
+  state BYTEA NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies (expires_at);

@@ -41,6 +41,22 @@ pub fn read(headers: &HeaderMap) -> Option<String> {
     read_named(headers, NAME)
 }
 
+/// The name of the cookie that binds a single sign-on to the browser that started it.
+pub const OIDC_NAME: &str = "epop_oidc";
+
+/// `set-cookie` values that store a single sign-on's binder (ten minutes, where the sign-in
+/// is finished: the REST route and gRPC-Web's path).
+pub fn set_oidc(binder: &str) -> Vec<String> {
+    PATHS
+        .iter()
+        .map(|path| {
+            format!(
+                "{OIDC_NAME}={binder}; HttpOnly; Secure; SameSite=Strict; Path={path}; Max-Age=600"
+            )
+        })
+        .collect()
+}
+
 /// The name of the event stream's cookie.
 pub const EVENTS_NAME: &str = "epop_events";
 /// Where browsers send it: the REST event stream only.

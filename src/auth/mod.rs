@@ -9,6 +9,7 @@ pub mod keyring;
 pub mod layer;
 pub mod lockout;
 pub mod oidc;
+pub mod passkeys;
 pub mod password;
 pub mod totp;
 

@@ -1,5 +1,6 @@
-//! The settings of single sign-on with OpenID Connect: the providers (issuer, client, what to
-//! do with new users, group-to-role mapping) and where they send the browser back.
+//! The settings of sign-in beyond passwords: single sign-on with OpenID Connect (the
+//! providers: issuer, client, what to do with new users, group-to-role mapping; where they
+//! send the browser back) and passkeys (the WebAuthn relying party).
 
 use clap::Args;
 use serde::Deserialize;
@@ -21,6 +22,20 @@ pub struct OidcArgs {
     /// `/auth/callback`.
     #[arg(long, env = "EPOP_OIDC_REDIRECT_URL")]
     pub oidc_redirect_url: Option<String>,
+}
+
+/// Settings of passkeys (WebAuthn).
+#[derive(Debug, Clone, Args)]
+pub struct PasskeyArgs {
+    /// The WebAuthn relying party id: the domain passkeys belong to (the web app's host or a
+    /// parent domain of it). Unset: the host of EPOP_PUBLIC_URL.
+    #[arg(long, env = "EPOP_WEBAUTHN_RP_ID")]
+    pub webauthn_rp_id: Option<String>,
+
+    /// The origins of the pages that use passkeys, comma-separated (e.g.
+    /// `https://app.example.com`). Unset: the origin of EPOP_PUBLIC_URL.
+    #[arg(long, env = "EPOP_WEBAUTHN_ORIGINS", value_delimiter = ',')]
+    pub webauthn_origins: Vec<String>,
 }
 
 /// What to do with someone the provider vouches for who has no account here.

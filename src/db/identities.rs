@@ -21,6 +21,8 @@ pub struct Pending {
     pub nonce: String,
     /// The PKCE verifier.
     pub pkce_verifier: String,
+    /// The SHA-256 of the starting client's binder.
+    pub binder_hash: Vec<u8>,
 }
 
 /// Stores a sign-in under way; removes those older than `ttl`.
@@ -40,6 +42,7 @@ pub async fn insert_state(
             oidc_states::provider.eq(&pending.provider),
             oidc_states::nonce.eq(&pending.nonce),
             oidc_states::pkce_verifier.eq(&pending.pkce_verifier),
+            oidc_states::binder_hash.eq(&pending.binder_hash),
         ))
         .execute(conn)
         .await?;

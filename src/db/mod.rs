@@ -17,6 +17,7 @@ pub mod messages;
 pub mod notable;
 pub mod notifications;
 pub mod outage;
+pub mod passkeys;
 pub mod preferences;
 pub mod prepared;
 pub mod projects;

@@ -403,7 +403,20 @@ diesel::table! {
         provider -> Text,
         nonce -> Text,
         pkce_verifier -> Text,
+        binder_hash -> Bytea,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Bytea,
+        user_id -> Uuid,
+        name -> Text,
+        static_state -> Bytea,
+        dynamic_state -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -433,6 +446,7 @@ diesel::table! {
         token_hash -> Bytea,
         user_id -> Uuid,
         purpose -> Text,
+        first_factor -> Text,
         attempts -> Int4,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
@@ -468,6 +482,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webauthn_ceremonies (challenge) {
+        challenge -> Bytea,
+        kind -> Text,
+        user_id -> Nullable<Uuid>,
+        state -> Bytea,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(ai_chat_turns -> ai_chats (chat_id));
 diesel::joinable!(ai_chats -> users (user_id));
 diesel::joinable!(ai_usage -> users (user_id));
@@ -493,6 +517,7 @@ diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(push_deliveries -> notifications (notification_id));
 diesel::joinable!(push_deliveries -> push_devices (device_id));
 diesel::joinable!(push_devices -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -533,6 +558,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     push_deliveries,
     push_devices,
     oidc_states,
+    passkeys,
+    webauthn_ceremonies,
     recovery_codes,
     refresh_tokens,
     sessions,

@@ -153,26 +153,47 @@ pub struct Challenge {
     pub user_id: uuid::Uuid,
     /// `second_factor` or `enroll`.
     pub purpose: String,
+    /// How the first step was passed: `password` or `oidc:<provider>`.
+    pub first_factor: String,
     /// Wrong codes so far.
     pub attempts: i32,
 }
 
-/// Stores a challenge (by hash) for `user`, valid until `expires_at`; removes expired ones.
+/// The most open challenges of one user: more would let guesses in flight at once slip past
+/// the sign-in limits, which count each when it is answered.
+const MAX_OPEN: i64 = 3;
+
+/// Stores a challenge (by hash) for `user` after a first step passed by `first_factor`, valid
+/// until `expires_at`; removes expired ones, and the user's oldest beyond [`MAX_OPEN`].
 pub async fn insert_challenge(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
     user: UserId,
-    purpose: &str,
+    (purpose, first_factor): (&str, &str),
     expires_at: DateTime<Utc>,
 ) -> Result<()> {
     diesel::delete(sign_in_challenges::table.filter(sign_in_challenges::expires_at.lt(now)))
         .execute(conn)
         .await?;
+    let keep = sign_in_challenges::table
+        .filter(sign_in_challenges::user_id.eq(user.0))
+        .order(sign_in_challenges::created_at.desc())
+        .limit(MAX_OPEN - 1)
+        .select(sign_in_challenges::token_hash);
+    let keep: Vec<Vec<u8>> = keep.load(conn).await?;
+    diesel::delete(
+        sign_in_challenges::table
+            .filter(sign_in_challenges::user_id.eq(user.0))
+            .filter(sign_in_challenges::token_hash.ne_all(keep)),
+    )
+    .execute(conn)
+    .await?;
     diesel::insert_into(sign_in_challenges::table)
         .values((
             sign_in_challenges::token_hash.eq(hash),
             sign_in_challenges::user_id.eq(user.0),
             sign_in_challenges::purpose.eq(purpose),
+            sign_in_challenges::first_factor.eq(first_factor),
             sign_in_challenges::expires_at.eq(expires_at),
         ))
         .execute(conn)
@@ -198,6 +219,14 @@ pub async fn open_challenge_for_update(
         .await
         .optional()
         .map_err(Into::into)
+}
+
+/// Removes every challenge of `user` (their password or second factor changed).
+pub async fn drop_challenges(conn: &mut AsyncPgConnection, user: UserId) -> Result<()> {
+    diesel::delete(sign_in_challenges::table.filter(sign_in_challenges::user_id.eq(user.0)))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Counts a wrong code against the challenge with this hash.

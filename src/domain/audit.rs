@@ -65,11 +65,15 @@ pub enum Action {
     SsoRefused,
     /// A session was ended by its user or an admin.
     SessionEnded,
+    /// A user registered a passkey.
+    PasskeyAdded,
+    /// A user removed a passkey.
+    PasskeyRemoved,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 30] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInLockedOut,
@@ -98,6 +102,8 @@ impl Action {
         Self::SsoLinked,
         Self::SsoRefused,
         Self::SessionEnded,
+        Self::PasskeyAdded,
+        Self::PasskeyRemoved,
     ];
 
     /// The stored name.
@@ -131,6 +137,8 @@ impl Action {
             Self::SsoLinked => "sso_linked",
             Self::SsoRefused => "sso_refused",
             Self::SessionEnded => "session_ended",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
         }
     }
 

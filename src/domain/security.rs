@@ -51,6 +51,40 @@ impl ClientInfo {
     }
 }
 
+/// A registered passkey, as its user sees it.
+#[derive(Debug, Clone)]
+pub struct PasskeyInfo {
+    /// The credential id.
+    pub id: Vec<u8>,
+    /// The name its user gave it.
+    pub name: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// When it last signed in.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A passkey's name: 1 to 64 characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyName(String);
+
+impl PasskeyName {
+    /// The name in `field`.
+    pub fn parse(field: &str, raw: &str) -> Result<Self> {
+        let name = raw.trim();
+        match name.chars().count() {
+            0 => Err(Error::invalid(field, "is required")),
+            1..=64 => Ok(Self(name.to_owned())),
+            _ => Err(Error::invalid(field, "must be at most 64 characters")),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Who must sign in with a second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecondFactorPolicy {
@@ -100,11 +134,23 @@ pub enum Proof {
     Code(String),
     /// A recovery code, normalised (upper case, no separators).
     Recovery(String),
+    /// A passkey's assertion (`credential.toJSON()`, as JSON).
+    Passkey(String),
 }
 
 impl Proof {
-    /// The proof in `code` or `recovery_code` (exactly one of them); field errors name them.
-    pub fn parse(code: &str, recovery_code: &str) -> Result<Self> {
+    /// The proof in `code`, `recovery_code` or `passkey_json` (exactly one of them); field
+    /// errors name them.
+    pub fn parse(code: &str, recovery_code: &str, passkey_json: &str) -> Result<Self> {
+        if !passkey_json.trim().is_empty() {
+            if !(code.trim().is_empty() && recovery_code.trim().is_empty()) {
+                return Err(Error::invalid(
+                    "passkey_json",
+                    "give one of code, recovery_code and passkey_json",
+                ));
+            }
+            return Ok(Self::Passkey(passkey_json.to_owned()));
+        }
         match (code.trim(), recovery_code.trim()) {
             ("", "") => Err(Error::invalid("code", "is required (or recovery_code)")),
             (c, "") => Self::code("code", c),
@@ -138,11 +184,12 @@ impl Proof {
         Ok(Self::Code(code.to_owned()))
     }
 
-    /// How a sign-in with this proof is named in its session and the audit log.
-    pub fn method(&self) -> &'static str {
+    /// How a second step with this proof is named in sessions and the audit log.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::Code(_) => "password+totp",
-            Self::Recovery(_) => "password+recovery_code",
+            Self::Code(_) => "totp",
+            Self::Recovery(_) => "recovery_code",
+            Self::Passkey(_) => "passkey",
         }
     }
 }
@@ -157,17 +204,18 @@ mod tests {
     #[test]
     fn proofs_are_six_digits_or_a_sixteen_character_recovery_code() {
         assert_eq!(
-            Proof::parse(" 123456 ", "").unwrap(),
+            Proof::parse(" 123456 ", "", "").unwrap(),
             Proof::Code("123456".into())
         );
         assert_eq!(
-            Proof::parse("", "abcd-efgh-ijkl-mnop").unwrap(),
+            Proof::parse("", "abcd-efgh-ijkl-mnop", "").unwrap(),
             Proof::Recovery("ABCDEFGHIJKLMNOP".into())
         );
         for (c, r) in [("12345", ""), ("12345a", ""), ("", "short"), ("", "")] {
-            assert!(Proof::parse(c, r).is_err(), "{c:?} {r:?}");
+            assert!(Proof::parse(c, r, "").is_err(), "{c:?} {r:?}");
         }
-        assert!(Proof::parse("123456", "ABCDEFGHIJKLMNOP").is_err());
+        assert!(Proof::parse("123456", "ABCDEFGHIJKLMNOP", "").is_err());
+        assert!(Proof::parse("123456", "", "{}").is_err());
     }
 
     #[test]

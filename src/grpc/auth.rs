@@ -3,10 +3,10 @@
 
 use crate::{
     auth::cookie,
-    domain::security::{ClientInfo, Proof},
+    domain::security::Proof,
     domain::{Email, Password},
     error::Error,
-    grpc::convert,
+    grpc::{client_info as client, client_ip, convert},
     pb::{self, auth_service_server::AuthService},
     service::{
         self, State,
@@ -76,27 +76,10 @@ fn challenged(c: Challenge) -> pb::LoginResponse {
             expire_time: Some(convert::timestamp(c.expires_at)),
             methods: c.methods.into_iter().map(str::to_owned).collect(),
             enrollment: c.enrollment.map(convert::totp_enrollment),
+            passkey_options_json: c.passkey_options.unwrap_or_default(),
         }),
         ..Default::default()
     }
-}
-
-/// Who is signing in: the user agent they send and their address.
-fn client<T>(request: &Request<T>) -> ClientInfo {
-    let agent = request
-        .metadata()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    ClientInfo::new(agent, client_ip(request))
-}
-
-/// The client's address, as the rate limits found it (peer, or a trusted proxy's header).
-fn client_ip<T>(request: &Request<T>) -> Option<std::net::IpAddr> {
-    request
-        .extensions()
-        .get::<crate::ratelimit::ClientIp>()
-        .map(|c| c.0)
 }
 
 /// The refresh token from the body, or else from the `epop_refresh` cookie.
@@ -135,10 +118,31 @@ impl AuthService for AuthApi {
         if r.challenge.is_empty() {
             return Err(Error::invalid("challenge", "is required").into());
         }
-        let proof = Proof::parse(&r.code, &r.recovery_code)?;
+        let proof = Proof::parse(&r.code, &r.recovery_code, &r.passkey_json)?;
         let (s, codes) =
             service::auth::verify_second_factor(&self.state, &r.challenge, proof, &client).await?;
         Ok(self.signed_in(s, r.return_refresh_token, codes))
+    }
+
+    async fn start_passkey_sign_in(
+        &self,
+        _request: Request<pb::StartPasskeySignInRequest>,
+    ) -> Result<Response<pb::PasskeyOptions>, Status> {
+        let options_json = service::passkeys::start(&self.state, "sign_in", None).await?;
+        Ok(Response::new(pb::PasskeyOptions { options_json }))
+    }
+
+    async fn finish_passkey_sign_in(
+        &self,
+        request: Request<pb::FinishPasskeySignInRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let client = client(&request);
+        let r = request.into_inner();
+        if r.credential_json.is_empty() {
+            return Err(Error::invalid("credential_json", "is required").into());
+        }
+        let s = service::passkeys::sign_in(&self.state, &r.credential_json, &client).await?;
+        Ok(self.signed_in(s, r.return_refresh_token, Vec::new()))
     }
 
     async fn list_sign_in_providers(
@@ -161,10 +165,13 @@ impl AuthService for AuthApi {
             return Err(Error::invalid("provider", "is required").into());
         }
         let started = service::auth::start_oidc(&self.state, &r.provider).await?;
-        Ok(Response::new(pb::StartOidcSignInResponse {
+        let cookies = cookie::set_oidc(&started.binder);
+        let reply = pb::StartOidcSignInResponse {
             authorization_url: started.url,
             state: started.state,
-        }))
+            binder: started.binder,
+        };
+        Ok(Self::with_cookies(Response::new(reply), cookies))
     }
 
     async fn finish_oidc_sign_in(
@@ -172,6 +179,7 @@ impl AuthService for AuthApi {
         request: Request<pb::FinishOidcSignInRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let client = client(&request);
+        let cookie_binder = cookie::read_named(request.metadata().as_ref(), cookie::OIDC_NAME);
         let r = request.into_inner();
         if r.state.is_empty() {
             return Err(Error::invalid("state", "is required").into());
@@ -179,8 +187,16 @@ impl AuthService for AuthApi {
         if r.code.is_empty() {
             return Err(Error::invalid("code", "is required").into());
         }
-        let s = service::auth::finish_oidc(&self.state, &r.state, &r.code, &client).await?;
-        Ok(self.signed_in(s, r.return_refresh_token, Vec::new()))
+        let binder = if r.binder.is_empty() {
+            cookie_binder.unwrap_or_default()
+        } else {
+            r.binder.clone()
+        };
+        let signed = service::auth::finish_oidc(&self.state, &r.state, &r.code, &binder, &client);
+        match signed.await? {
+            SignIn::Session(s) => Ok(self.signed_in(*s, r.return_refresh_token, Vec::new())),
+            SignIn::SecondFactor(c) => Ok(Response::new(challenged(c))),
+        }
     }
 
     async fn refresh(

@@ -21,6 +21,25 @@ use axum::middleware::from_fn_with_state;
 use http::Method;
 use tonic::service::Routes;
 
+/// The client's address, as the rate limits found it (peer, or a trusted proxy's header), on
+/// the RPCs limited per address.
+pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<crate::ratelimit::ClientIp>()
+        .map(|c| c.0)
+}
+
+/// Who is calling: the user agent they send and their address.
+pub fn client_info<T>(request: &tonic::Request<T>) -> crate::domain::security::ClientInfo {
+    let agent = request
+        .metadata()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    crate::domain::security::ClientInfo::new(agent, client_ip(request))
+}
+
 /// The fully-qualified names of EPOP's ten services, from the generated code.
 pub const SERVICE_NAMES: [&str; 10] = [
     pb::auth_service_server::SERVICE_NAME,

@@ -3,10 +3,11 @@
 use crate::{
     auth::Caller,
     domain::parse_uuid,
-    domain::security::Proof,
-    grpc::convert,
+    domain::security::{PasskeyName, Proof},
+    error::Error,
+    grpc::{client_info, convert},
     pb::{self, security_service_server::SecurityService},
-    service::{State, security as svc},
+    service::{State, passkeys, security as svc},
 };
 use tonic::{Request, Response, Status};
 
@@ -54,8 +55,13 @@ impl SecurityService for SecurityApi {
         request: Request<pb::ConfirmTotpRequest>,
     ) -> Result<Response<pb::RecoveryCodes>, Status> {
         let caller = Caller::of(&request)?;
-        let code = Proof::code("code", &request.get_ref().code)?;
-        let codes = svc::confirm_totp(&self.state, &caller, code).await?;
+        let client = client_info(&request);
+        let r = request.get_ref();
+        let code = Proof::code("code", &r.code)?;
+        if r.password.is_empty() {
+            return Err(Error::invalid("password", "is required").into());
+        }
+        let codes = svc::confirm_totp(&self.state, &caller, code, &r.password, &client).await?;
         Ok(Response::new(pb::RecoveryCodes { codes }))
     }
 
@@ -65,8 +71,8 @@ impl SecurityService for SecurityApi {
     ) -> Result<Response<pb::DisableTotpResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.get_ref();
-        let proof = Proof::parse(&r.code, &r.recovery_code)?;
-        svc::disable_totp(&self.state, &caller, proof).await?;
+        let proof = Proof::parse(&r.code, &r.recovery_code, "")?;
+        svc::disable_totp(&self.state, &caller, proof, &client_info(&request)).await?;
         Ok(Response::new(pb::DisableTotpResponse {}))
     }
 
@@ -76,8 +82,58 @@ impl SecurityService for SecurityApi {
     ) -> Result<Response<pb::RecoveryCodes>, Status> {
         let caller = Caller::of(&request)?;
         let code = Proof::code("code", &request.get_ref().code)?;
-        let codes = svc::regenerate_codes(&self.state, &caller, code).await?;
+        let codes =
+            svc::regenerate_codes(&self.state, &caller, code, &client_info(&request)).await?;
         Ok(Response::new(pb::RecoveryCodes { codes }))
+    }
+
+    async fn begin_passkey_registration(
+        &self,
+        request: Request<pb::BeginPasskeyRegistrationRequest>,
+    ) -> Result<Response<pb::PasskeyOptions>, Status> {
+        let caller = Caller::of(&request)?;
+        let options_json = passkeys::begin_registration(&self.state, &caller).await?;
+        Ok(Response::new(pb::PasskeyOptions { options_json }))
+    }
+
+    async fn finish_passkey_registration(
+        &self,
+        request: Request<pb::FinishPasskeyRegistrationRequest>,
+    ) -> Result<Response<pb::Passkey>, Status> {
+        let caller = Caller::of(&request)?;
+        let r = request.get_ref();
+        let name = PasskeyName::parse("name", &r.name)?;
+        if r.credential_json.is_empty() {
+            return Err(Error::invalid("credential_json", "is required").into());
+        }
+        if r.password.is_empty() {
+            return Err(Error::invalid("password", "is required").into());
+        }
+        let new = (&name, r.credential_json.as_str());
+        let client = client_info(&request);
+        let p = passkeys::finish_registration(&self.state, &caller, new, &r.password, &client);
+        Ok(Response::new(convert::passkey(p.await?)))
+    }
+
+    async fn list_passkeys(
+        &self,
+        request: Request<pb::ListPasskeysRequest>,
+    ) -> Result<Response<pb::ListPasskeysResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let list = passkeys::list(&self.state, &caller).await?;
+        Ok(Response::new(pb::ListPasskeysResponse {
+            passkeys: list.into_iter().map(convert::passkey).collect(),
+        }))
+    }
+
+    async fn delete_passkey(
+        &self,
+        request: Request<pb::DeletePasskeyRequest>,
+    ) -> Result<Response<pb::DeletePasskeyResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let id = convert::passkey_id(&request.get_ref().passkey_id)?;
+        passkeys::delete(&self.state, &caller, &id).await?;
+        Ok(Response::new(pb::DeletePasskeyResponse {}))
     }
 
     async fn list_sessions(

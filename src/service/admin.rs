@@ -137,6 +137,7 @@ pub async fn update_user(
             }
             if revoke {
                 db::tokens::revoke_user(conn, id, None).await?;
+                db::second_factor::drop_challenges(conn, id).await?;
             }
             let user = db::users::get(conn, id)
                 .await?
@@ -202,6 +203,7 @@ pub async fn delete_user(state: &State, admin: &Admin, id: UserId) -> Result<()>
                 return Err(Error::NotFound("user"));
             }
             db::tokens::revoke_user(conn, id, None).await?;
+            db::second_factor::drop_challenges(conn, id).await?;
             let entry = NewAuditEntry::new(Action::UserDeleted, Some(admin.user_id())).on_user(id);
             db::audit::append(conn, &entry).await?;
             // Their messages stay (authored by "Deleted user"); their memberships go.

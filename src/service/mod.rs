@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod digests;
 pub mod files;
 pub mod notifications;
+pub mod passkeys;
 pub mod projects;
 pub mod security;
 pub mod tasks;
@@ -60,6 +61,8 @@ pub struct State {
     pub lockout: Arc<crate::auth::lockout::Lockout>,
     /// The single sign-on providers.
     pub oidc: Arc<crate::auth::oidc::Providers>,
+    /// The WebAuthn relying party of passkeys.
+    pub passkeys: Arc<crate::auth::passkeys::RelyingParty>,
     /// The push services.
     pub push: Arc<crate::push::Pushers>,
     /// When notifications are pushed and emailed.

@@ -11,7 +11,7 @@ use crate::{
     db,
     domain::UserId,
     domain::audit::{Action, NewAuditEntry},
-    domain::security::{Proof, SecondFactorPolicy, SessionInfo},
+    domain::security::{ClientInfo, Proof, SecondFactorPolicy, SessionInfo},
     error::{Error, Result},
     realtime::Revoked,
     service::{State, admin::Admin},
@@ -63,13 +63,63 @@ pub async fn begin_totp(state: &State, caller: &Caller) -> Result<Enrollment> {
     totp::enrollment(&secret, &user.email)
 }
 
-/// Checks `proof` against the authenticator of `user` (locked): a code not used before, or
-/// an unused recovery code (when `recovery` allows). Uses it up.
+/// The sign-in limits of `caller` from `client`: refused while locked out. Answers the
+/// caller's email, which failures are counted under.
+async fn limited(state: &State, caller: &Caller, client: &ClientInfo) -> Result<String> {
+    let email = {
+        let mut conn = state.pool.get().await?;
+        db::users::get(&mut conn, caller.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))?
+            .email
+    };
+    if let Some(ip) = client.ip
+        && let Some((wait, scope)) = state.lockout.locked(&email, ip).await
+    {
+        crate::metrics::rate_limited(scope.metric());
+        return Err(Error::RetryLater(
+            format!("{}: try again later", scope.reason()),
+            wait,
+        ));
+    }
+    Ok(email)
+}
+
+/// Checks the caller's `password` again before a change that adds a way in (a second factor,
+/// a passkey): a stolen access token alone must not make itself permanent or lock the owner
+/// out. A wrong one counts toward the sign-in limits. Answers the caller's email.
+pub(crate) async fn reauthenticate(
+    state: &State,
+    caller: &Caller,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<String> {
+    let email = limited(state, caller, client).await?;
+    let hash = {
+        let mut conn = state.pool.get().await?;
+        db::users::password_hash(&mut conn, caller.user_id).await?
+    };
+    if !state.hasher.verify(password, hash).await? {
+        if let Some(ip) = client.ip {
+            state.lockout.failed(&email, ip).await;
+        }
+        return Err(Error::invalid("password", "is not the current password"));
+    }
+    Ok(email)
+}
+
+/// Checks `proof` against the authenticator of `user` (locked), which must be confirmed or
+/// not as `confirmed` says: a code not used before, or an unused recovery code. Uses it up.
+/// A wrong one counts toward the sign-in limits of `email` from `client`, as a wrong
+/// password does: guessing codes with a stolen access token is bounded like guessing them
+/// at sign-in.
 async fn prove(
+    state: &State,
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    (user, email): (UserId, &str),
     proof: &Proof,
     confirmed: bool,
+    client: &ClientInfo,
 ) -> Result<()> {
     let t = db::second_factor::totp_for_update(conn, user)
         .await?
@@ -94,28 +144,40 @@ async fn prove(
                 && db::second_factor::use_recovery_code(conn, user, &totp::recovery_hash(code))
                     .await?
         }
+        Proof::Passkey(_) => false,
     };
     if ok {
-        Ok(())
-    } else {
-        let field = match proof {
-            Proof::Code(_) => "code",
-            Proof::Recovery(_) => "recovery_code",
-        };
-        Err(Error::invalid(field, "is wrong or was already used"))
+        return Ok(());
     }
+    if let Some(ip) = client.ip {
+        state.lockout.failed(email, ip).await;
+    }
+    let field = match proof {
+        Proof::Code(_) => "code",
+        Proof::Recovery(_) => "recovery_code",
+        Proof::Passkey(_) => "passkey_json",
+    };
+    Err(Error::invalid(field, "is wrong or was already used"))
 }
 
-/// Turns the new authenticator on with its first code: the recovery codes.
-pub async fn confirm_totp(state: &State, caller: &Caller, code: Proof) -> Result<Vec<String>> {
+/// Turns the new authenticator on with its first code and the password: the recovery codes.
+pub async fn confirm_totp(
+    state: &State,
+    caller: &Caller,
+    code: Proof,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<Vec<String>> {
     let user = caller.user_id;
+    let email = reauthenticate(state, caller, password, client).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        prove(conn, user, &code, false).await?;
+        prove(state, conn, (user, &email), &code, false, client).await?;
         let (codes, hashes) = totp::recovery_codes();
         db::second_factor::replace_recovery_codes(conn, user, &hashes).await?;
         let entry = NewAuditEntry::new(Action::SecondFactorEnabled, Some(user))
             .on_user(user)
+            .from_ip(client.ip)
             .with(json!({ "method": "totp" }));
         db::audit::append(conn, &entry).await?;
         Ok(codes)
@@ -124,8 +186,14 @@ pub async fn confirm_totp(state: &State, caller: &Caller, code: Proof) -> Result
 }
 
 /// Turns the second factor off with a code or a recovery code, unless the policy requires it.
-pub async fn disable_totp(state: &State, caller: &Caller, proof: Proof) -> Result<()> {
+pub async fn disable_totp(
+    state: &State,
+    caller: &Caller,
+    proof: Proof,
+    client: &ClientInfo,
+) -> Result<()> {
     let user = caller.user_id;
+    let email = limited(state, caller, client).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         if db::second_factor::policy(conn).await?.requires(caller.role) {
@@ -133,23 +201,34 @@ pub async fn disable_totp(state: &State, caller: &Caller, proof: Proof) -> Resul
                 "the sign-in policy requires a second factor of you".into(),
             ));
         }
-        prove(conn, user, &proof, true).await?;
+        prove(state, conn, (user, &email), &proof, true, client).await?;
         db::second_factor::remove(conn, user).await?;
-        let entry = NewAuditEntry::new(Action::SecondFactorDisabled, Some(user)).on_user(user);
+        db::second_factor::drop_challenges(conn, user).await?;
+        let entry = NewAuditEntry::new(Action::SecondFactorDisabled, Some(user))
+            .on_user(user)
+            .from_ip(client.ip);
         db::audit::append(conn, &entry).await
     })
     .await
 }
 
 /// Replaces the recovery codes, given a current code.
-pub async fn regenerate_codes(state: &State, caller: &Caller, code: Proof) -> Result<Vec<String>> {
+pub async fn regenerate_codes(
+    state: &State,
+    caller: &Caller,
+    code: Proof,
+    client: &ClientInfo,
+) -> Result<Vec<String>> {
     let user = caller.user_id;
+    let email = limited(state, caller, client).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
-        prove(conn, user, &code, true).await?;
+        prove(state, conn, (user, &email), &code, true, client).await?;
         let (codes, hashes) = totp::recovery_codes();
         db::second_factor::replace_recovery_codes(conn, user, &hashes).await?;
-        let entry = NewAuditEntry::new(Action::RecoveryCodesRegenerated, Some(user)).on_user(user);
+        let entry = NewAuditEntry::new(Action::RecoveryCodesRegenerated, Some(user))
+            .on_user(user)
+            .from_ip(client.ip);
         db::audit::append(conn, &entry).await?;
         Ok(codes)
     })
@@ -229,14 +308,21 @@ pub async fn sessions_of(state: &State, _admin: &Admin, user: UserId) -> Result<
     db::sessions::list_open(&mut conn, user).await
 }
 
-/// An admin removes the second factor of `user`.
+/// An admin removes the second factor of `user` (another admin's job for their own: a
+/// policy that requires one must not be undone without it).
 pub async fn reset_second_factor(state: &State, admin: &Admin, user: UserId) -> Result<()> {
+    if user == admin.user_id() {
+        return Err(Error::FailedPrecondition(
+            "another admin must reset your own second factor".into(),
+        ));
+    }
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         if db::users::get(conn, user).await?.is_none() {
             return Err(Error::NotFound("user"));
         }
         let had = db::second_factor::remove(conn, user).await?;
+        db::second_factor::drop_challenges(conn, user).await?;
         let entry = NewAuditEntry::new(Action::SecondFactorReset, Some(admin.user_id()))
             .on_user(user)
             .with(json!({ "had_one": had }));

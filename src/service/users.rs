@@ -67,6 +67,7 @@ pub async fn change_password(
         };
         db::users::update(conn, caller.user_id, changes).await?;
         db::tokens::revoke_user(conn, caller.user_id, Some(caller.session)).await?;
+        db::second_factor::drop_challenges(conn, caller.user_id).await?;
         let entry = NewAuditEntry::new(Action::PasswordChanged, Some(caller.user_id))
             .on_user(caller.user_id);
         db::audit::append(conn, &entry).await?;

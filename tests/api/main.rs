@@ -31,6 +31,7 @@ mod mobile_push;
 mod notifications;
 mod nul;
 mod observability;
+mod passkeys;
 mod postgres_tls;
 mod presence;
 mod pressure;

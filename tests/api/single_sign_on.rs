@@ -138,11 +138,18 @@ async fn authorize(url: &str, login: &str) -> (String, String) {
     panic!("too many redirects");
 }
 
-/// Finishes a sign-in over REST, as the app's callback page does: (status, body, set-cookie).
-async fn finish(app: &TestApp, code: &str, state: &str) -> (u16, serde_json::Value, String) {
+/// Finishes a sign-in over REST, as the app's callback page does, with the browser's binder
+/// cookie: (status, body, set-cookie).
+async fn finish(
+    app: &TestApp,
+    code: &str,
+    state: &str,
+    binder: &str,
+) -> (u16, serde_json::Value, String) {
     let reply = reqwest::Client::new()
         .post(format!("{}/api/auth/oidc/finish", app.url()))
         .header("user-agent", "EPOP-Web/1.0")
+        .header("cookie", format!("epop_oidc={binder}"))
         .json(&serde_json::json!({ "code": code, "state": state }))
         .send()
         .await
@@ -160,7 +167,7 @@ async fn sign_in(app: &TestApp, provider: &str, login: &str) -> (u16, serde_json
     let started = start(app, provider).await.expect("the sign-in starts");
     let (code, state) = authorize(&started.authorization_url, login).await;
     assert_eq!(state, started.state);
-    finish(app, &code, &state).await
+    finish(app, &code, &state, &started.binder).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,15 +291,33 @@ async fn single_sign_on_refuses_a_wrong_nonce_a_replayed_state_an_unverified_ema
         .collect();
     url.query_pairs_mut().clear().extend_pairs(pairs);
     let (code, state) = authorize(url.as_str(), "alice").await;
-    let (status, body, cookie) = finish(&app, &code, &state).await;
+    let (status, body, cookie) = finish(&app, &code, &state, &started.binder).await;
     assert_eq!((status, body["code"].as_i64()), (401, Some(16)), "{body}");
     assert!(cookie.is_empty());
+
+    // A callback link finished by someone else's browser (login CSRF: an attacker's own
+    // sign-in, sent to a victim) is refused, and so is one without the binder.
+    let started = start(&app, "acme").await.unwrap();
+    let (code, state) = authorize(&started.authorization_url, "alice").await;
+    let victims = start(&app, "acme").await.unwrap();
+    let (status, body, _) = finish(&app, &code, &state, &victims.binder).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("another browser"),
+        "{body}"
+    );
+    let started = start(&app, "acme").await.unwrap();
+    let (code, state) = authorize(&started.authorization_url, "alice").await;
+    assert_eq!(finish(&app, &code, &state, "").await.0, 401);
 
     // A state works once, even with a good code.
     let started = start(&app, "acme").await.unwrap();
     let (code, state) = authorize(&started.authorization_url, "alice").await;
-    assert_eq!(finish(&app, &code, &state).await.0, 200);
-    let (status, body, _) = finish(&app, &code, &state).await;
+    assert_eq!(finish(&app, &code, &state, &started.binder).await.0, 200);
+    let (status, body, _) = finish(&app, &code, &state, &started.binder).await;
     assert_eq!(status, 401);
     assert!(
         body["message"].as_str().unwrap().contains("already used"),
@@ -322,4 +347,61 @@ async fn single_sign_on_refuses_a_wrong_nonce_a_replayed_state_an_unverified_ema
 
     let unknown = start(&app, "nope").await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_sign_on_asks_for_the_accounts_second_factor_and_a_role_change_ends_old_sessions() {
+    let idp = Provider::start();
+    let app = app_with(&idp.issuer).await;
+
+    // Alice turned TOTP on: a verified email at the provider is not enough to get in.
+    app.create_user("alice@example.com", "user-password-1", pb::Role::User)
+        .await;
+    let alice = app.login("alice@example.com", "user-password-1").await;
+    let (uri, _) = crate::two_factor::enrol(&app, &alice.access_token).await;
+    let (status, body, cookie) = sign_in(&app, "acme", "alice").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["accessToken"].as_str().unwrap_or_default().is_empty(),
+        "{body}"
+    );
+    assert!(
+        !cookie.contains("epop_refresh="),
+        "no session before the code"
+    );
+    let challenge = body["secondFactor"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = crate::two_factor::pyotp_code(&uri, 1);
+    let done = crate::two_factor::second_step(&app, &challenge, &code, "")
+        .await
+        .expect("the code finishes the single sign-on");
+    let sessions = crate::two_factor::security(&app)
+        .await
+        .list_sessions(authed(pb::ListSessionsRequest {}, &done.access_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    let current = sessions.iter().find(|s| s.current).unwrap();
+    assert_eq!(current.method, "oidc:acme+totp");
+
+    // Boss has a password session as a USER; the provider's group makes them ADMIN: the
+    // old session (whose token says USER) ends at once, not when a cache expires.
+    app.create_user("boss@example.com", "user-password-1", pb::Role::User)
+        .await;
+    let old = app.login("boss@example.com", "user-password-1").await;
+    app.get_me(&old.access_token)
+        .await
+        .expect("the old session works");
+    let (status, body, _) = sign_in(&app, "acme", "boss").await;
+    assert_eq!(status, 200, "{body}");
+    let boss = app
+        .get_me(body["accessToken"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(boss.role, pb::Role::Admin as i32);
+    let ended = app.get_me(&old.access_token).await.unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated);
 }

@@ -46,7 +46,7 @@ pub(crate) async fn password_step(app: &TestApp, email: &str) -> pb::LoginRespon
         .into_inner()
 }
 
-async fn second_step(
+pub(crate) async fn second_step(
     app: &TestApp,
     challenge: &str,
     code: &str,
@@ -59,13 +59,15 @@ async fn second_step(
             code: code.into(),
             recovery_code: recovery.into(),
             return_refresh_token: true,
+            passkey_json: String::new(),
         })
         .await
         .map(|r| r.into_inner())
 }
 
-/// Turns TOTP on for the holder of `token`: (otpauth URI, recovery codes).
-async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
+/// Turns TOTP on for the holder of `token` (password `user-password-1`): (otpauth URI,
+/// recovery codes).
+pub(crate) async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
     let e = security(app)
         .await
         .begin_totp_enrollment(authed(pb::BeginTotpEnrollmentRequest {}, token))
@@ -82,17 +84,32 @@ async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
         .confirm_totp(authed(
             pb::ConfirmTotpRequest {
                 code: "12345".into(),
+                password: "user-password-1".into(),
             },
             token,
         ))
         .await
         .unwrap_err();
     assert_eq!(violations(&wrong), ["code"]);
+    // A stolen access token alone cannot turn it on: the password is asked.
+    let no_password = security(app)
+        .await
+        .confirm_totp(authed(
+            pb::ConfirmTotpRequest {
+                code: pyotp_code(&e.otpauth_uri, 0),
+                password: "not-the-password".into(),
+            },
+            token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&no_password), ["password"]);
     let codes = security(app)
         .await
         .confirm_totp(authed(
             pb::ConfirmTotpRequest {
                 code: pyotp_code(&e.otpauth_uri, 0),
+                password: "user-password-1".into(),
             },
             token,
         ))
@@ -103,7 +120,7 @@ async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
     (e.otpauth_uri, codes)
 }
 
-fn challenge_of(r: &pb::LoginResponse) -> String {
+pub(crate) fn challenge_of(r: &pb::LoginResponse) -> String {
     assert!(
         r.access_token.is_empty() && r.refresh_token.is_empty(),
         "no token before the code"
@@ -348,6 +365,22 @@ async fn a_policy_for_admins_makes_them_enrol_before_any_token_and_an_admin_can_
         ))
         .await
         .expect("the reset");
+    let own = app
+        .admin()
+        .await
+        .reset_second_factor(authed(
+            pb::ResetSecondFactorRequest {
+                user_id: ada.id.clone(),
+            },
+            &ada_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        own.code(),
+        Code::FailedPrecondition,
+        "not one's own: {own:?}"
+    );
     let after = password_step(&app, "ada@example.com").await;
     assert_eq!(after.second_factor.unwrap().methods, ["totp_enrollment"]);
     let actions = audit_actions(&app, &root).await;
@@ -363,4 +396,56 @@ async fn a_policy_for_admins_makes_them_enrol_before_any_token_and_an_admin_can_
     set_policy(&app, &root, "everyone").await.unwrap();
     let u = password_step(&app, "ursula@example.com").await;
     assert_eq!(u.second_factor.unwrap().methods, ["totp_enrollment"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_codes_with_a_stolen_session_is_bounded_by_the_sign_in_limits() {
+    let app = TestApp::spawn_with(|c| c.login_lockout = "4/15m".parse().unwrap()).await;
+    let (_, token) = user(&app, "gus").await;
+    // Enrolling tries a wrong password once: the first of four failures.
+    let (uri, _) = enrol(&app, &token).await;
+    let regenerate = |code: String| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            security(app)
+                .await
+                .regenerate_recovery_codes(authed(
+                    pb::RegenerateRecoveryCodesRequest { code },
+                    &token,
+                ))
+                .await
+        }
+    };
+    for n in 0..3 {
+        let e = regenerate(format!("{:06}", 111_111 * (n + 1)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    }
+    let locked = regenerate(pyotp_code(&uri, 1)).await.unwrap_err();
+    assert_eq!(locked.code(), Code::ResourceExhausted, "{locked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_voids_the_second_steps_started_with_the_old_one() {
+    let app = TestApp::spawn().await;
+    let (_, token) = user(&app, "paula").await;
+    let (uri, _) = enrol(&app, &token).await;
+    let pending = challenge_of(&password_step(&app, "paula@example.com").await);
+    app.users()
+        .await
+        .change_password(authed(
+            pb::ChangePasswordRequest {
+                current_password: "user-password-1".into(),
+                new_password: "user-password-2".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("the password changes");
+    let void = second_step(&app, &pending, &pyotp_code(&uri, 1), "")
+        .await
+        .unwrap_err();
+    assert!(void.message().contains("sign in again"), "{void:?}");
 }

@@ -48,6 +48,8 @@ export class Session {
   private tokens?: Tokens;
   private readonly auth: Client<typeof AuthService>;
   private renewing?: Promise<void>;
+  /** The binder of a single sign-on this session started (browsers: its cookie instead). */
+  private oidcBinder?: string;
   private timer?: ReturnType<typeof setTimeout>;
 
   constructor(private readonly o: SessionOptions) {
@@ -78,19 +80,22 @@ export class Session {
   }
 
   /**
-   * The second step of a sign-in: the challenge's `challenge` with a TOTP code (or a
-   * recovery code). Answers the recovery codes when this sign-in enrolled a new authenticator
+   * The second step of a sign-in: the challenge's `challenge` with a TOTP code, a recovery
+   * code, or a passkey's answer to `passkeyOptionsJson` (in a browser:
+   * `JSON.stringify((await navigator.credentials.get({ publicKey:
+   * PublicKeyCredential.parseRequestOptionsFromJSON(JSON.parse(options)) })).toJSON())`). Answers the recovery codes when this sign-in enrolled a new authenticator
    * (show them once), else an empty list. A wrong code throws UNAUTHENTICATED; the challenge
    * allows five tries in five minutes.
    */
   async verifySecondFactor(
     challenge: string,
-    proof: { code: string } | { recoveryCode: string },
+    proof: { code: string } | { recoveryCode: string } | { passkeyJson: string },
   ): Promise<string[]> {
     const r = await this.auth.verifySecondFactor({
       challenge,
       code: "code" in proof ? proof.code : "",
       recoveryCode: "recoveryCode" in proof ? proof.recoveryCode : "",
+      passkeyJson: "passkeyJson" in proof ? proof.passkeyJson : "",
       returnRefreshToken: !this.o.cookie,
     });
     this.signedIn(r);
@@ -105,16 +110,21 @@ export class Session {
    */
   async startSingleSignOn(provider: string, navigate: (url: string) => void | Promise<void>): Promise<void> {
     const r = await this.auth.startOidcSignIn({ provider });
+    // Browsers keep the binder in an HttpOnly cookie, which survives the redirect; other
+    // clients (whose session object does) send it back themselves.
+    this.oidcBinder = this.o.cookie ? undefined : r.binder;
     await navigate(r.authorizationUrl);
   }
 
   /**
    * Finishes single sign-on on the redirect URI's page: `callback` is that page's URL (in a
-   * browser, `location.href`), whose `code` and `state` the server checks. Signs in as a
-   * password sign-in does (the refresh cookie in browsers). A provider's error (e.g. the user
-   * declined) is thrown as PERMISSION_DENIED with its description.
+   * browser, `location.href`), whose `code` and `state` the server checks, with the binder of
+   * the client that started it. Signs in as a password sign-in does (the refresh cookie in
+   * browsers); or, when the account has a second factor, answers its challenge for
+   * `verifySecondFactor`. A provider's error (e.g. the user declined) is thrown as
+   * PERMISSION_DENIED with its description.
    */
-  async finishSingleSignOn(callback: string | URL): Promise<void> {
+  async finishSingleSignOn(callback: string | URL): Promise<SecondFactorChallenge | undefined> {
     const q = new URL(callback).searchParams;
     const error = q.get("error");
     if (error) {
@@ -124,8 +134,12 @@ export class Session {
       code: q.get("code") ?? "",
       state: q.get("state") ?? "",
       returnRefreshToken: !this.o.cookie,
+      binder: this.oidcBinder ?? "",
     });
+    this.oidcBinder = undefined;
+    if (r.secondFactor) return r.secondFactor;
     this.signedIn(r);
+    return undefined;
   }
 
   private signedIn(r: LoginResponse): void {

@@ -15,7 +15,7 @@ pub use json::{json_to_struct, struct_to_json};
 pub use projects::{
     member, project, project_role_from_pb, project_role_to_pb, status_from_pb, status_to_pb, task,
 };
-pub use security::{security, sessions, totp_enrollment};
+pub use security::{passkey, passkey_id, security, sessions, totp_enrollment};
 
 use crate::{
     domain::Role,

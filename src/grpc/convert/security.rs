@@ -1,8 +1,13 @@
 //! Wire forms of sign-in security: TOTP enrolments, sessions, the sign-in overview.
 
 use crate::{
-    auth::totp::Enrollment, domain::security::SessionInfo, pb, service::security::Overview,
+    auth::totp::Enrollment,
+    domain::security::{PasskeyInfo, SessionInfo},
+    error::{Error, Result},
+    pb,
+    service::security::Overview,
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 /// A TOTP enrolment.
@@ -12,6 +17,25 @@ pub fn totp_enrollment(e: Enrollment) -> pb::TotpEnrollment {
         otpauth_uri: e.uri,
         qr_svg: e.qr_svg,
     }
+}
+
+/// A passkey.
+pub fn passkey(p: PasskeyInfo) -> pb::Passkey {
+    pb::Passkey {
+        id: URL_SAFE_NO_PAD.encode(&p.id),
+        name: p.name,
+        create_time: Some(super::timestamp(p.created_at)),
+        last_use_time: p.last_used_at.map(super::timestamp),
+    }
+}
+
+/// A passkey's id from its base64url form.
+pub fn passkey_id(raw: &str) -> Result<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Error::invalid("passkey_id", "is not a passkey id"))
 }
 
 /// Sessions, `current` marked.

@@ -99,7 +99,7 @@ pub async fn login(
     }
     match user {
         Some(user) if matches && !user.disabled => {
-            if let Some(challenge) = second_factor::challenge(state, &user).await? {
+            if let Some(challenge) = second_factor::challenge(state, &user, "password").await? {
                 return Ok(SignIn::SecondFactor(challenge));
             }
             if let Some(ip) = ip {
@@ -107,7 +107,7 @@ pub async fn login(
             }
             let mut conn = state.pool.get().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                open(state, conn, user, client, "password").await
+                open_session(state, conn, user, client, "password").await
             })
             .await
             .map(|s| SignIn::Session(Box::new(s)))
@@ -132,7 +132,7 @@ pub async fn login(
 
 /// Opens a new session of `user` (signed in by `method`), audited, inside the caller's
 /// transaction.
-async fn open(
+pub(crate) async fn open_session(
     state: &State,
     conn: &mut AsyncPgConnection,
     user: User,

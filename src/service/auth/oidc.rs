@@ -4,7 +4,7 @@
 //! email (then linked), or a new account when the provider's settings allow; the group claim
 //! may set the role. The session is the same as a password sign-in's.
 
-use super::{Session, open};
+use super::{SignIn, open_session};
 use crate::{
     auth::oidc::{Identity, Started},
     config::oidc::{NewUsers, Provider},
@@ -31,18 +31,35 @@ pub fn providers(state: &State) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A started sign-in: where to send the browser, and the binder its client must present.
+#[derive(Debug, Clone)]
+pub struct OidcStart {
+    /// The provider's authorization URL.
+    pub url: String,
+    /// The state in it.
+    pub state: String,
+    /// The binder (a cookie for browsers).
+    pub binder: String,
+}
+
 /// Starts a sign-in at `provider`: the URL to send the browser to.
-pub async fn start_oidc(state: &State, provider: &str) -> Result<Started> {
+pub async fn start_oidc(state: &State, provider: &str) -> Result<OidcStart> {
     let entry = state.oidc.get(provider)?;
-    let started = state.oidc.start(entry).await?;
+    let started: Started = state.oidc.start(entry).await?;
+    let binder = super::new_token();
     let pending = Pending {
         provider: provider.to_owned(),
         nonce: started.nonce.clone(),
         pkce_verifier: started.pkce_verifier.clone(),
+        binder_hash: super::token_hash(&binder),
     };
     let mut conn = state.pool.get().await?;
     db::identities::insert_state(&mut conn, &started.state, &pending, STATE_TTL).await?;
-    Ok(started)
+    Ok(OidcStart {
+        url: started.url,
+        state: started.state,
+        binder,
+    })
 }
 
 async fn refuse(
@@ -59,13 +76,15 @@ async fn refuse(
     err
 }
 
-/// Finishes a sign-in with the provider's `state` and `code`.
+/// Finishes a sign-in with the provider's `state` and `code`, by the client holding `binder`:
+/// a session, or the account's second factor to pass first.
 pub async fn finish_oidc(
     state: &State,
     st: &str,
     code: &str,
+    binder: &str,
     client: &ClientInfo,
-) -> Result<Session> {
+) -> Result<SignIn> {
     let pending = {
         let mut conn = state.pool.get().await?;
         db::identities::take_state(&mut conn, st, STATE_TTL).await?
@@ -76,6 +95,12 @@ pub async fn finish_oidc(
         return Err(refuse(state, client, "", "unknown or used state", err).await);
     };
     let provider = pending.provider.as_str();
+    if super::token_hash(binder) != pending.binder_hash {
+        let err = Error::Unauthenticated(
+            "this sign-in was started by another browser or app: start again".into(),
+        );
+        return Err(refuse(state, client, provider, "binder missing or wrong", err).await);
+    }
     let entry = state.oidc.get(provider)?;
     let identity = match state
         .oidc
@@ -90,46 +115,73 @@ pub async fn finish_oidc(
     };
     let config = entry.config.clone();
     // A created account's password is random and unknown (a reset email can set one); it is
-    // hashed before any connection is taken.
-    let placeholder = state
-        .hasher
-        .hash(&Password::parse("password", &super::new_token())?)
-        .await?;
+    // hashed, only when an account will be created, before any connection is held.
+    let placeholder = if creates(state, &config, &identity).await? {
+        let random = Password::parse("password", &super::new_token())?;
+        Some(state.hasher.hash(&random).await?)
+    } else {
+        None
+    };
     let mut conn = state.pool.get().await?;
     let outcome = conn
         .transaction::<_, Error, _>(async |conn| {
-            let Some(user) = account(conn, &config, &identity, &placeholder, client).await? else {
-                return Ok(None);
-            };
-            let method = format!("oidc:{}", config.id);
-            open(state, conn, user, client, &method).await.map(Some)
+            account(conn, &config, &identity, placeholder.as_deref(), client).await
         })
         .await;
-    match outcome {
-        Ok(Some(session)) => Ok(session),
+    drop(conn);
+    let (user, role_changed) = match outcome {
+        Ok(Some(found)) => found,
         Ok(None) => {
             let err = Error::PermissionDenied(
                 "no account here matches this sign-in: ask an admin to create one".into(),
             );
-            Err(refuse(
+            return Err(refuse(
                 state,
                 client,
                 provider,
                 "no account and new users refused",
                 err,
             )
-            .await)
+            .await);
         }
-        Err(e @ Error::PermissionDenied(_)) => Err(refuse(
-            state,
-            client,
-            provider,
-            "email not verified or account disabled",
-            e,
-        )
-        .await),
-        Err(e) => Err(e),
+        Err(e @ Error::PermissionDenied(_)) => {
+            let why = "email not verified or account disabled";
+            return Err(refuse(state, client, provider, why, e).await);
+        }
+        Err(e) => return Err(e),
+    };
+    if role_changed {
+        // The role changed: the user's other sessions were revoked with it.
+        state
+            .broker
+            .revoke(user.id.0, crate::realtime::Revoked::All);
     }
+    let method = format!("oidc:{}", config.id);
+    if let Some(challenge) = super::second_factor::challenge(state, &user, &method).await? {
+        return Ok(SignIn::SecondFactor(challenge));
+    }
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        open_session(state, conn, user, client, &method).await
+    })
+    .await
+    .map(|s| SignIn::Session(Box::new(s)))
+}
+
+/// Whether `identity` will get a new account: nothing linked, a verified email nobody has,
+/// and a provider that creates accounts.
+async fn creates(state: &State, config: &Provider, identity: &Identity) -> Result<bool> {
+    let email = match (&identity.email, identity.email_verified) {
+        (Some(e), true) if config.new_users == NewUsers::Create => Email::parse("email", e)?,
+        _ => return Ok(false),
+    };
+    let mut conn = state.pool.get().await?;
+    Ok(
+        db::identities::linked_user(&mut conn, &config.id, &identity.subject)
+            .await?
+            .is_none()
+            && db::users::find_by_email(&mut conn, &email).await?.is_none(),
+    )
 }
 
 /// The account `identity` signs in to: linked before, or with its verified email (then
@@ -138,14 +190,15 @@ async fn account(
     conn: &mut AsyncPgConnection,
     config: &Provider,
     identity: &Identity,
-    placeholder: &str,
+    placeholder: Option<&str>,
     client: &ClientInfo,
-) -> Result<Option<db::users::User>> {
+) -> Result<Option<(db::users::User, bool)>> {
     let mapped = mapped_role(config, &identity.groups);
     if let Some(id) = db::identities::linked_user(conn, &config.id, &identity.subject).await? {
         let user = db::users::get(conn, id).await?.filter(|u| !u.disabled);
-        let user =
-            user.ok_or_else(|| Error::PermissionDenied("this account is disabled".into()))?;
+        let user = user.ok_or_else(|| {
+            Error::PermissionDenied("this account is disabled or was deleted".into())
+        })?;
         return apply_role(conn, user, mapped).await.map(Some);
     }
     let email = match (&identity.email, identity.email_verified) {
@@ -161,11 +214,13 @@ async fn account(
             return Err(Error::PermissionDenied("this account is disabled".into()));
         }
         Some((u, _)) => (u, "existing"),
-        None if config.new_users == NewUsers::Create => (
-            create(conn, config, identity, &email, placeholder).await?,
-            "created",
-        ),
-        None => return Ok(None),
+        None => match (config.new_users, placeholder) {
+            (NewUsers::Create, Some(hash)) => (
+                create(conn, config, identity, &email, hash).await?,
+                "created",
+            ),
+            _ => return Ok(None),
+        },
     };
     db::identities::link(conn, &config.id, &identity.subject, user.id, email.as_str()).await?;
     let entry = NewAuditEntry::new(Action::SsoLinked, Some(user.id))
@@ -176,35 +231,45 @@ async fn account(
     apply_role(conn, user, mapped).await.map(Some)
 }
 
-/// The role the user's groups give: the highest mapped one; None when nothing maps.
+/// The role the provider's groups give when a groups claim is configured: the highest mapped
+/// one, or the default role when none maps (the provider decides); None without a claim.
 fn mapped_role(config: &Provider, groups: &[String]) -> Option<Role> {
+    config.groups_claim.as_ref()?;
     let roles = groups
         .iter()
         .filter_map(|g| config.group_roles.get(g))
         .filter_map(|r| Role::from_name(r));
-    roles.max_by_key(|r| *r == Role::Admin)
+    let default = Role::from_name(&config.default_role).unwrap_or(Role::User);
+    Some(roles.max_by_key(|r| *r == Role::Admin).unwrap_or(default))
 }
 
-/// `user` with the role their groups map to, when one does and differs (audited).
+/// `user` with the role their groups map to, when one does and differs (audited; their
+/// sessions revoked, as an admin's role change does), and whether it changed. The last
+/// active admin is not demoted.
 async fn apply_role(
     conn: &mut AsyncPgConnection,
     mut user: db::users::User,
     mapped: Option<Role>,
-) -> Result<db::users::User> {
+) -> Result<(db::users::User, bool)> {
     let Some(role) = mapped.filter(|r| *r != user.role) else {
-        return Ok(user);
+        return Ok((user, false));
     };
+    if user.role == Role::Admin && db::users::count_active_admins(conn).await? <= 1 {
+        tracing::warn!(user = %user.id.0, "single sign-on would demote the last admin: kept");
+        return Ok((user, false));
+    }
     let changes = db::users::UserChanges {
         role: Some(role),
         ..Default::default()
     };
     db::users::update(conn, user.id, changes).await?;
+    db::tokens::revoke_user(conn, user.id, None).await?;
     let entry = NewAuditEntry::new(Action::RoleChanged, None)
         .on_user(user.id)
         .with(json!({ "from": user.role.as_str(), "to": role.as_str(), "by": "sso group claim" }));
     db::audit::append(conn, &entry).await?;
     user.role = role;
-    Ok(user)
+    Ok((user, true))
 }
 
 /// A new account for `identity`, with the provider's default role and division.

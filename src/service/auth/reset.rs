@@ -72,6 +72,7 @@ pub async fn confirm_reset(
             return Err(invalid());
         }
         db::tokens::revoke_user(conn, user, None).await?;
+        db::second_factor::drop_challenges(conn, user).await?;
         let entry = NewAuditEntry::new(Action::PasswordReset, Some(user))
             .on_user(user)
             .from_ip(client);

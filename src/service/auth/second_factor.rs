@@ -2,7 +2,7 @@
 //! issued before it is passed) answered with a TOTP code or a recovery code; or, when the
 //! policy requires a second factor the account lacks, the enrolment of one.
 
-use super::{Session, new_token, open, token_hash};
+use super::{Session, new_token, open_session, token_hash};
 use crate::{
     auth::totp::{self, Enrollment},
     db::{self, users::User},
@@ -34,33 +34,52 @@ pub struct Challenge {
     pub methods: Vec<&'static str>,
     /// The authenticator to add, when enrolment is required.
     pub enrollment: Option<Enrollment>,
+    /// The options of a passkey step, when the user has passkeys.
+    pub passkey_options: Option<String>,
 }
 
-/// The challenge `user` must pass after their password: a code when they have an
-/// authenticator, the enrolment of one when the policy requires it; None when neither.
-pub(super) async fn challenge(state: &State, user: &User) -> Result<Option<Challenge>> {
+/// The challenge `user` must pass after the first step (`first_factor`: `password` or
+/// `oidc:<provider>`): a code when they have an authenticator, the enrolment of one when the
+/// policy requires it; None when neither.
+pub(super) async fn challenge(
+    state: &State,
+    user: &User,
+    first_factor: &str,
+) -> Result<Option<Challenge>> {
     let mut conn = state.pool.get().await?;
-    let (purpose, methods, enrollment) =
-        if db::second_factor::totp_enabled(&mut conn, user.id).await? {
-            ("second_factor", vec!["totp", "recovery_code"], None)
-        } else if db::second_factor::policy(&mut conn)
-            .await?
-            .requires(user.role)
-        {
-            let secret = totp::new_secret();
-            db::second_factor::put_pending(&mut conn, user.id, &secret).await?;
-            let e = totp::enrollment(&secret, user.email.as_str())?;
-            ("enroll", vec!["totp_enrollment"], Some(e))
-        } else {
-            return Ok(None);
-        };
+    let totp_on = db::second_factor::totp_enabled(&mut conn, user.id).await?;
+    let passkeys = db::passkeys::any(&mut conn, user.id).await?;
+    let mut passkey_options = None;
+    let (purpose, methods, enrollment) = if totp_on || passkeys {
+        let mut methods = Vec::new();
+        if totp_on {
+            methods.extend(["totp", "recovery_code"]);
+        }
+        if passkeys {
+            methods.push("passkey");
+            let bound = Some(user.id);
+            passkey_options =
+                Some(crate::service::passkeys::start(state, "second_factor", bound).await?);
+        }
+        ("second_factor", methods, None)
+    } else if db::second_factor::policy(&mut conn)
+        .await?
+        .requires(user.role)
+    {
+        let secret = totp::new_secret();
+        db::second_factor::put_pending(&mut conn, user.id, &secret).await?;
+        let e = totp::enrollment(&secret, user.email.as_str())?;
+        ("enroll", vec!["totp_enrollment"], Some(e))
+    } else {
+        return Ok(None);
+    };
     let token = new_token();
     let expires_at = Utc::now() + CHALLENGE_TTL;
     db::second_factor::insert_challenge(
         &mut conn,
         &token_hash(&token),
         user.id,
-        purpose,
+        (purpose, first_factor),
         expires_at,
     )
     .await?;
@@ -68,13 +87,15 @@ pub(super) async fn challenge(state: &State, user: &User) -> Result<Option<Chall
         token,
         expires_at,
         methods,
+        passkey_options,
         enrollment,
     }))
 }
 
 enum Outcome {
     Passed(Box<Session>, Vec<String>),
-    Wrong,
+    Wrong(String, UserId),
+    Locked(std::time::Duration, crate::auth::lockout::Scope),
     Void,
 }
 
@@ -86,7 +107,9 @@ fn void() -> Error {
 
 /// Finishes a sign-in with its challenge and a code (or recovery code): a session, and the
 /// recovery codes when this confirmed a new authenticator. A wrong code counts toward the
-/// sign-in limits of the account and address, and toward the challenge's five.
+/// sign-in limits of the account and address, and toward the challenge's five. Guesses at
+/// one challenge are answered one at a time (its row is locked), each after the limits have
+/// counted the one before.
 pub async fn verify_second_factor(
     state: &State,
     challenge: &str,
@@ -94,26 +117,6 @@ pub async fn verify_second_factor(
     client: &ClientInfo,
 ) -> Result<(Session, Vec<String>)> {
     let hash = token_hash(challenge);
-    let user = {
-        let mut conn = state.pool.get().await?;
-        match db::second_factor::open_challenge_for_update(&mut conn, &hash, MAX_ATTEMPTS).await? {
-            Some(c) => db::users::get(&mut conn, UserId(c.user_id)).await?,
-            None => None,
-        }
-    };
-    let Some(user) = user.filter(|u| !u.disabled) else {
-        return Err(void());
-    };
-    let email = user.email.clone();
-    if let Some(ip) = client.ip
-        && let Some((wait, scope)) = state.lockout.locked(email.as_str(), ip).await
-    {
-        crate::metrics::rate_limited(scope.metric());
-        return Err(Error::RetryLater(
-            format!("{}: try again later", scope.reason()),
-            wait,
-        ));
-    }
     let mut conn = state.pool.get().await?;
     // The transaction commits a wrong code's count too.
     let outcome = conn
@@ -123,22 +126,38 @@ pub async fn verify_second_factor(
             else {
                 return Ok(Outcome::Void);
             };
-            let Some(t) = db::second_factor::totp_for_update(conn, user.id).await? else {
+            let user = db::users::get(conn, UserId(c.user_id)).await?;
+            let Some(user) = user.filter(|u| !u.disabled) else {
                 return Ok(Outcome::Void);
             };
-            let enrolling = c.purpose == "enroll";
-            if enrolling != t.confirmed_at.is_none() {
-                return Ok(Outcome::Void);
+            if let Some(ip) = client.ip
+                && let Some((wait, scope)) = state.lockout.locked(&user.email, ip).await
+            {
+                return Ok(Outcome::Locked(wait, scope));
             }
-            let passed = match &proof {
-                Proof::Code(code) => match totp::accept(&t.secret, code, t.last_step)? {
+            let enrolling = c.purpose == "enroll";
+            let totp = db::second_factor::totp_for_update(conn, user.id).await?;
+            let totp = totp.filter(|t| enrolling == t.confirmed_at.is_none());
+            let passed = match (&proof, totp) {
+                (Proof::Passkey(json), _) if !enrolling => {
+                    let kind = "second_factor";
+                    let verified =
+                        crate::service::passkeys::verify(state, conn, kind, Some(user.id), json);
+                    match verified.await {
+                        Ok(_) => true,
+                        Err(Error::Unauthenticated(_)) => false,
+                        Err(e) => return Err(e),
+                    }
+                }
+                (Proof::Passkey(_), _) | (_, None) => false,
+                (Proof::Code(code), Some(t)) => match totp::accept(&t.secret, code, t.last_step)? {
                     Some(step) => {
                         db::second_factor::accept_step(conn, user.id, step).await?;
                         true
                     }
                     None => false,
                 },
-                Proof::Recovery(code) => {
+                (Proof::Recovery(code), Some(_)) => {
                     !enrolling
                         && db::second_factor::use_recovery_code(
                             conn,
@@ -150,7 +169,10 @@ pub async fn verify_second_factor(
             };
             if !passed {
                 db::second_factor::count_attempt(conn, &hash).await?;
-                return Ok(Outcome::Wrong);
+                if let Some(ip) = client.ip {
+                    state.lockout.failed(&user.email, ip).await;
+                }
+                return Ok(Outcome::Wrong(user.email, user.id));
             }
             db::second_factor::use_challenge(conn, &hash).await?;
             let mut codes = Vec::new();
@@ -164,33 +186,32 @@ pub async fn verify_second_factor(
                     .with(json!({ "method": "totp", "at_sign_in": true }));
                 db::audit::append(conn, &entry).await?;
             }
-            let session = open(state, conn, user.clone(), client, proof.method()).await?;
+            if let Some(ip) = client.ip {
+                state.lockout.succeeded(&user.email, ip).await;
+            }
+            let method = format!("{}+{}", c.first_factor, proof.kind());
+            let session = open_session(state, conn, user, client, &method).await?;
             Ok(Outcome::Passed(Box::new(session), codes))
         })
         .await?;
+    drop(conn);
     match outcome {
-        Outcome::Passed(session, codes) => {
-            if let Some(ip) = client.ip {
-                state.lockout.succeeded(email.as_str(), ip).await;
-            }
-            Ok((*session, codes))
-        }
-        Outcome::Wrong => {
-            wrong_code(state, &email, user.id, client).await;
+        Outcome::Passed(session, codes) => Ok((*session, codes)),
+        Outcome::Wrong(email, user) => {
+            let entry = NewAuditEntry::new(Action::SignInFailed, None)
+                .on_user(user)
+                .from_ip(client.ip)
+                .with(json!({ "email": email, "reason": "wrong second factor" }));
+            audit::record(state, entry).await;
             Err(Error::Unauthenticated("wrong code".into()))
+        }
+        Outcome::Locked(wait, scope) => {
+            crate::metrics::rate_limited(scope.metric());
+            Err(Error::RetryLater(
+                format!("{}: try again later", scope.reason()),
+                wait,
+            ))
         }
         Outcome::Void => Err(void()),
     }
-}
-
-/// Counts a wrong second factor toward the sign-in limits, audited.
-async fn wrong_code(state: &State, email: &str, user: UserId, client: &ClientInfo) {
-    if let Some(ip) = client.ip {
-        state.lockout.failed(email, ip).await;
-    }
-    let entry = NewAuditEntry::new(Action::SignInFailed, None)
-        .on_user(user)
-        .from_ip(client.ip)
-        .with(json!({ "email": email, "reason": "wrong second factor" }));
-    audit::record(state, entry).await;
 }

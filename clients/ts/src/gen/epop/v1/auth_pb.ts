@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file epop/v1/auth.proto.
  */
 export const file_epop_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChJlcG9wL3YxL2F1dGgucHJvdG8SB2Vwb3AudjEiTQoMTG9naW5SZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhwKFHJldHVybl9yZWZyZXNoX3Rva2VuGAMgASgIIrkCCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEjwKGGFjY2Vzc190b2tlbl9leHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgEIAEoCRI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCgR1c2VyGAYgASgLMg0uZXBvcC52MS5Vc2VyEjUKDXNlY29uZF9mYWN0b3IYByABKAsyHi5lcG9wLnYxLlNlY29uZEZhY3RvckNoYWxsZW5nZRIWCg5yZWNvdmVyeV9jb2RlcxgIIAMoCSKZAQoVU2Vjb25kRmFjdG9yQ2hhbGxlbmdlEhEKCWNoYWxsZW5nZRgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWV0aG9kcxgDIAMoCRIrCgplbnJvbGxtZW50GAQgASgLMhcuZXBvcC52MS5Ub3RwRW5yb2xsbWVudCJFCg5Ub3RwRW5yb2xsbWVudBIOCgZzZWNyZXQYASABKAkSEwoLb3RwYXV0aF91cmkYAiABKAkSDgoGcXJfc3ZnGAMgASgJInEKGVZlcmlmeVNlY29uZEZhY3RvclJlcXVlc3QSEQoJY2hhbGxlbmdlGAEgASgJEgwKBGNvZGUYAiABKAkSFQoNcmVjb3ZlcnlfY29kZRgDIAEoCRIcChRyZXR1cm5fcmVmcmVzaF90b2tlbhgEIAEoCCIcChpMaXN0U2lnbkluUHJvdmlkZXJzUmVxdWVzdCIqCg5TaWduSW5Qcm92aWRlchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJIkkKG0xpc3RTaWduSW5Qcm92aWRlcnNSZXNwb25zZRIqCglwcm92aWRlcnMYASADKAsyFy5lcG9wLnYxLlNpZ25JblByb3ZpZGVyIioKFlN0YXJ0T2lkY1NpZ25JblJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkiQwoXU3RhcnRPaWRjU2lnbkluUmVzcG9uc2USGQoRYXV0aG9yaXphdGlvbl91cmwYASABKAkSDQoFc3RhdGUYAiABKAkiVAoXRmluaXNoT2lkY1NpZ25JblJlcXVlc3QSDQoFc3RhdGUYASABKAkSDAoEY29kZRgCIAEoCRIcChRyZXR1cm5fcmVmcmVzaF90b2tlbhgDIAEoCCJFCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJEhwKFHJldHVybl9yZWZyZXNoX3Rva2VuGAIgASgIIuwBCg9SZWZyZXNoUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEj0KGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYBiABKAsyDS5lcG9wLnYxLlVzZXIiJgoNTG9nb3V0UmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIhAKDkxvZ291dFJlc3BvbnNlIiwKG1JlcXVlc3RQYXNzd29yZFJlc2V0UmVxdWVzdBINCgVlbWFpbBgBIAEoCSIeChxSZXF1ZXN0UGFzc3dvcmRSZXNldFJlc3BvbnNlIkIKG0NvbmZpcm1QYXNzd29yZFJlc2V0UmVxdWVzdBINCgV0b2tlbhgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiHgocQ29uZmlybVBhc3N3b3JkUmVzZXRSZXNwb25zZTKZCAoLQXV0aFNlcnZpY2USUgoFTG9naW4SFS5lcG9wLnYxLkxvZ2luUmVxdWVzdBoWLmVwb3AudjEuTG9naW5SZXNwb25zZSIagtPkkwIUOgEqIg8vYXBpL2F1dGgvbG9naW4SegoSVmVyaWZ5U2Vjb25kRmFjdG9yEiIuZXBvcC52MS5WZXJpZnlTZWNvbmRGYWN0b3JSZXF1ZXN0GhYuZXBvcC52MS5Mb2dpblJlc3BvbnNlIiiC0+STAiI6ASoiHS9hcGkvYXV0aC9sb2dpbi9zZWNvbmQtZmFjdG9yEoABChNMaXN0U2lnbkluUHJvdmlkZXJzEiMuZXBvcC52MS5MaXN0U2lnbkluUHJvdmlkZXJzUmVxdWVzdBokLmVwb3AudjEuTGlzdFNpZ25JblByb3ZpZGVyc1Jlc3BvbnNlIh6QAgGC0+STAhUSEy9hcGkvYXV0aC9wcm92aWRlcnMSdQoPU3RhcnRPaWRjU2lnbkluEh8uZXBvcC52MS5TdGFydE9pZGNTaWduSW5SZXF1ZXN0GiAuZXBvcC52MS5TdGFydE9pZGNTaWduSW5SZXNwb25zZSIfgtPkkwIZOgEqIhQvYXBpL2F1dGgvb2lkYy9zdGFydBJuChBGaW5pc2hPaWRjU2lnbkluEiAuZXBvcC52MS5GaW5pc2hPaWRjU2lnbkluUmVxdWVzdBoWLmVwb3AudjEuTG9naW5SZXNwb25zZSIggtPkkwIaOgEqIhUvYXBpL2F1dGgvb2lkYy9maW5pc2gSWgoHUmVmcmVzaBIXLmVwb3AudjEuUmVmcmVzaFJlcXVlc3QaGC5lcG9wLnYxLlJlZnJlc2hSZXNwb25zZSIcgtPkkwIWOgEqIhEvYXBpL2F1dGgvcmVmcmVzaBJWCgZMb2dvdXQSFi5lcG9wLnYxLkxvZ291dFJlcXVlc3QaFy5lcG9wLnYxLkxvZ291dFJlc3BvbnNlIhuC0+STAhU6ASoiEC9hcGkvYXV0aC9sb2dvdXQSiAEKFFJlcXVlc3RQYXNzd29yZFJlc2V0EiQuZXBvcC52MS5SZXF1ZXN0UGFzc3dvcmRSZXNldFJlcXVlc3QaJS5lcG9wLnYxLlJlcXVlc3RQYXNzd29yZFJlc2V0UmVzcG9uc2UiI4LT5JMCHToBKiIYL2FwaS9hdXRoL3Bhc3N3b3JkLXJlc2V0EpABChRDb25maXJtUGFzc3dvcmRSZXNldBIkLmVwb3AudjEuQ29uZmlybVBhc3N3b3JkUmVzZXRSZXF1ZXN0GiUuZXBvcC52MS5Db25maXJtUGFzc3dvcmRSZXNldFJlc3BvbnNlIiuC0+STAiU6ASoiIC9hcGkvYXV0aC9wYXNzd29yZC1yZXNldC9jb25maXJtYgZwcm90bzM", [file_epop_v1_common, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("ChJlcG9wL3YxL2F1dGgucHJvdG8SB2Vwb3AudjEiTQoMTG9naW5SZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhwKFHJldHVybl9yZWZyZXNoX3Rva2VuGAMgASgIIrkCCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEjwKGGFjY2Vzc190b2tlbl9leHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgEIAEoCRI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCgR1c2VyGAYgASgLMg0uZXBvcC52MS5Vc2VyEjUKDXNlY29uZF9mYWN0b3IYByABKAsyHi5lcG9wLnYxLlNlY29uZEZhY3RvckNoYWxsZW5nZRIWCg5yZWNvdmVyeV9jb2RlcxgIIAMoCSK3AQoVU2Vjb25kRmFjdG9yQ2hhbGxlbmdlEhEKCWNoYWxsZW5nZRgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWV0aG9kcxgDIAMoCRIrCgplbnJvbGxtZW50GAQgASgLMhcuZXBvcC52MS5Ub3RwRW5yb2xsbWVudBIcChRwYXNza2V5X29wdGlvbnNfanNvbhgFIAEoCSJFCg5Ub3RwRW5yb2xsbWVudBIOCgZzZWNyZXQYASABKAkSEwoLb3RwYXV0aF91cmkYAiABKAkSDgoGcXJfc3ZnGAMgASgJIocBChlWZXJpZnlTZWNvbmRGYWN0b3JSZXF1ZXN0EhEKCWNoYWxsZW5nZRgBIAEoCRIMCgRjb2RlGAIgASgJEhUKDXJlY292ZXJ5X2NvZGUYAyABKAkSHAoUcmV0dXJuX3JlZnJlc2hfdG9rZW4YBCABKAgSFAoMcGFzc2tleV9qc29uGAUgASgJIhsKGVN0YXJ0UGFzc2tleVNpZ25JblJlcXVlc3QiJgoOUGFzc2tleU9wdGlvbnMSFAoMb3B0aW9uc19qc29uGAEgASgJIlMKGkZpbmlzaFBhc3NrZXlTaWduSW5SZXF1ZXN0EhcKD2NyZWRlbnRpYWxfanNvbhgBIAEoCRIcChRyZXR1cm5fcmVmcmVzaF90b2tlbhgCIAEoCCIcChpMaXN0U2lnbkluUHJvdmlkZXJzUmVxdWVzdCIqCg5TaWduSW5Qcm92aWRlchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJIkkKG0xpc3RTaWduSW5Qcm92aWRlcnNSZXNwb25zZRIqCglwcm92aWRlcnMYASADKAsyFy5lcG9wLnYxLlNpZ25JblByb3ZpZGVyIioKFlN0YXJ0T2lkY1NpZ25JblJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkiUwoXU3RhcnRPaWRjU2lnbkluUmVzcG9uc2USGQoRYXV0aG9yaXphdGlvbl91cmwYASABKAkSDQoFc3RhdGUYAiABKAkSDgoGYmluZGVyGAMgASgJImQKF0ZpbmlzaE9pZGNTaWduSW5SZXF1ZXN0Eg0KBXN0YXRlGAEgASgJEgwKBGNvZGUYAiABKAkSHAoUcmV0dXJuX3JlZnJlc2hfdG9rZW4YAyABKAgSDgoGYmluZGVyGAQgASgJIkUKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkSHAoUcmV0dXJuX3JlZnJlc2hfdG9rZW4YAiABKAgi7AEKD1JlZnJlc2hSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKdG9rZW5fdHlwZRgCIAEoCRI8ChhhY2Nlc3NfdG9rZW5fZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXJlZnJlc2hfdG9rZW4YBCABKAkSPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoEdXNlchgGIAEoCzINLmVwb3AudjEuVXNlciImCg1Mb2dvdXRSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiEAoOTG9nb3V0UmVzcG9uc2UiLAobUmVxdWVzdFBhc3N3b3JkUmVzZXRSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJIh4KHFJlcXVlc3RQYXNzd29yZFJlc2V0UmVzcG9uc2UiQgobQ29uZmlybVBhc3N3b3JkUmVzZXRSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIeChxDb25maXJtUGFzc3dvcmRSZXNldFJlc3BvbnNlMokKCgtBdXRoU2VydmljZRJSCgVMb2dpbhIVLmVwb3AudjEuTG9naW5SZXF1ZXN0GhYuZXBvcC52MS5Mb2dpblJlc3BvbnNlIhqC0+STAhQ6ASoiDy9hcGkvYXV0aC9sb2dpbhJ6ChJWZXJpZnlTZWNvbmRGYWN0b3ISIi5lcG9wLnYxLlZlcmlmeVNlY29uZEZhY3RvclJlcXVlc3QaFi5lcG9wLnYxLkxvZ2luUmVzcG9uc2UiKILT5JMCIjoBKiIdL2FwaS9hdXRoL2xvZ2luL3NlY29uZC1mYWN0b3ISdQoSU3RhcnRQYXNza2V5U2lnbkluEiIuZXBvcC52MS5TdGFydFBhc3NrZXlTaWduSW5SZXF1ZXN0GhcuZXBvcC52MS5QYXNza2V5T3B0aW9ucyIigtPkkwIcOgEqIhcvYXBpL2F1dGgvcGFzc2tleS9zdGFydBJ3ChNGaW5pc2hQYXNza2V5U2lnbkluEiMuZXBvcC52MS5GaW5pc2hQYXNza2V5U2lnbkluUmVxdWVzdBoWLmVwb3AudjEuTG9naW5SZXNwb25zZSIjgtPkkwIdOgEqIhgvYXBpL2F1dGgvcGFzc2tleS9maW5pc2gSgAEKE0xpc3RTaWduSW5Qcm92aWRlcnMSIy5lcG9wLnYxLkxpc3RTaWduSW5Qcm92aWRlcnNSZXF1ZXN0GiQuZXBvcC52MS5MaXN0U2lnbkluUHJvdmlkZXJzUmVzcG9uc2UiHpACAYLT5JMCFRITL2FwaS9hdXRoL3Byb3ZpZGVycxJ1Cg9TdGFydE9pZGNTaWduSW4SHy5lcG9wLnYxLlN0YXJ0T2lkY1NpZ25JblJlcXVlc3QaIC5lcG9wLnYxLlN0YXJ0T2lkY1NpZ25JblJlc3BvbnNlIh+C0+STAhk6ASoiFC9hcGkvYXV0aC9vaWRjL3N0YXJ0Em4KEEZpbmlzaE9pZGNTaWduSW4SIC5lcG9wLnYxLkZpbmlzaE9pZGNTaWduSW5SZXF1ZXN0GhYuZXBvcC52MS5Mb2dpblJlc3BvbnNlIiCC0+STAho6ASoiFS9hcGkvYXV0aC9vaWRjL2ZpbmlzaBJaCgdSZWZyZXNoEhcuZXBvcC52MS5SZWZyZXNoUmVxdWVzdBoYLmVwb3AudjEuUmVmcmVzaFJlc3BvbnNlIhyC0+STAhY6ASoiES9hcGkvYXV0aC9yZWZyZXNoElYKBkxvZ291dBIWLmVwb3AudjEuTG9nb3V0UmVxdWVzdBoXLmVwb3AudjEuTG9nb3V0UmVzcG9uc2UiG4LT5JMCFToBKiIQL2FwaS9hdXRoL2xvZ291dBKIAQoUUmVxdWVzdFBhc3N3b3JkUmVzZXQSJC5lcG9wLnYxLlJlcXVlc3RQYXNzd29yZFJlc2V0UmVxdWVzdBolLmVwb3AudjEuUmVxdWVzdFBhc3N3b3JkUmVzZXRSZXNwb25zZSIjgtPkkwIdOgEqIhgvYXBpL2F1dGgvcGFzc3dvcmQtcmVzZXQSkAEKFENvbmZpcm1QYXNzd29yZFJlc2V0EiQuZXBvcC52MS5Db25maXJtUGFzc3dvcmRSZXNldFJlcXVlc3QaJS5lcG9wLnYxLkNvbmZpcm1QYXNzd29yZFJlc2V0UmVzcG9uc2UiK4LT5JMCJToBKiIgL2FwaS9hdXRoL3Bhc3N3b3JkLXJlc2V0L2NvbmZpcm1iBnByb3RvMw", [file_epop_v1_common, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * Credentials for signing in.
@@ -151,8 +151,9 @@ export type SecondFactorChallenge = Message<"epop.v1.SecondFactorChallenge"> & {
   expireTime?: Timestamp | undefined;
 
   /**
-   * What it accepts: "totp" and "recovery_code", or "totp_enrollment" when the sign-in
-   * policy requires a second factor the account does not have yet (then `enrollment` is set).
+   * What it accepts: "totp" and "recovery_code" (with an authenticator app), "passkey" (with
+   * a passkey registered), or "totp_enrollment" when the sign-in policy requires a second
+   * factor the account does not have yet (then `enrollment` is set).
    *
    * @generated from field: repeated string methods = 3;
    */
@@ -164,6 +165,14 @@ export type SecondFactorChallenge = Message<"epop.v1.SecondFactorChallenge"> & {
    * @generated from field: epop.v1.TotpEnrollment enrollment = 4;
    */
   enrollment?: TotpEnrollment | undefined;
+
+  /**
+   * When "passkey" is among the methods: the options for `navigator.credentials.get()`
+   * (JSON for `PublicKeyCredential.parseRequestOptionsFromJSON`).
+   *
+   * @generated from field: string passkey_options_json = 5;
+   */
+  passkeyOptionsJson: string;
 };
 
 /**
@@ -241,6 +250,14 @@ export type VerifySecondFactorRequest = Message<"epop.v1.VerifySecondFactorReque
    * @generated from field: bool return_refresh_token = 4;
    */
   returnRefreshToken: boolean;
+
+  /**
+   * Or one of the account's passkeys: the browser's answer to `passkey_options_json`
+   * (`credential.toJSON()` as JSON).
+   *
+   * @generated from field: string passkey_json = 5;
+   */
+  passkeyJson: string;
 };
 
 /**
@@ -249,6 +266,70 @@ export type VerifySecondFactorRequest = Message<"epop.v1.VerifySecondFactorReque
  */
 export const VerifySecondFactorRequestSchema: GenMessage<VerifySecondFactorRequest> = /*@__PURE__*/
   messageDesc(file_epop_v1_auth, 4);
+
+/**
+ * Starts a passkey sign-in.
+ *
+ * @generated from message epop.v1.StartPasskeySignInRequest
+ */
+export type StartPasskeySignInRequest = Message<"epop.v1.StartPasskeySignInRequest"> & {
+};
+
+/**
+ * Describes the message epop.v1.StartPasskeySignInRequest.
+ * Use `create(StartPasskeySignInRequestSchema)` to create a new message.
+ */
+export const StartPasskeySignInRequestSchema: GenMessage<StartPasskeySignInRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_auth, 5);
+
+/**
+ * Options for the browser's WebAuthn call.
+ *
+ * @generated from message epop.v1.PasskeyOptions
+ */
+export type PasskeyOptions = Message<"epop.v1.PasskeyOptions"> & {
+  /**
+   * The `publicKey` options as JSON, for `PublicKeyCredential.parse*OptionsFromJSON`.
+   *
+   * @generated from field: string options_json = 1;
+   */
+  optionsJson: string;
+};
+
+/**
+ * Describes the message epop.v1.PasskeyOptions.
+ * Use `create(PasskeyOptionsSchema)` to create a new message.
+ */
+export const PasskeyOptionsSchema: GenMessage<PasskeyOptions> = /*@__PURE__*/
+  messageDesc(file_epop_v1_auth, 6);
+
+/**
+ * The browser's answer to a passkey sign-in.
+ *
+ * @generated from message epop.v1.FinishPasskeySignInRequest
+ */
+export type FinishPasskeySignInRequest = Message<"epop.v1.FinishPasskeySignInRequest"> & {
+  /**
+   * `credential.toJSON()` as JSON.
+   *
+   * @generated from field: string credential_json = 1;
+   */
+  credentialJson: string;
+
+  /**
+   * As in LoginRequest.
+   *
+   * @generated from field: bool return_refresh_token = 2;
+   */
+  returnRefreshToken: boolean;
+};
+
+/**
+ * Describes the message epop.v1.FinishPasskeySignInRequest.
+ * Use `create(FinishPasskeySignInRequestSchema)` to create a new message.
+ */
+export const FinishPasskeySignInRequestSchema: GenMessage<FinishPasskeySignInRequest> = /*@__PURE__*/
+  messageDesc(file_epop_v1_auth, 7);
 
 /**
  * Asks for the single sign-on providers.
@@ -263,7 +344,7 @@ export type ListSignInProvidersRequest = Message<"epop.v1.ListSignInProvidersReq
  * Use `create(ListSignInProvidersRequestSchema)` to create a new message.
  */
 export const ListSignInProvidersRequestSchema: GenMessage<ListSignInProvidersRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 5);
+  messageDesc(file_epop_v1_auth, 8);
 
 /**
  * A single sign-on provider.
@@ -291,7 +372,7 @@ export type SignInProvider = Message<"epop.v1.SignInProvider"> & {
  * Use `create(SignInProviderSchema)` to create a new message.
  */
 export const SignInProviderSchema: GenMessage<SignInProvider> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 6);
+  messageDesc(file_epop_v1_auth, 9);
 
 /**
  * The configured single sign-on providers.
@@ -312,7 +393,7 @@ export type ListSignInProvidersResponse = Message<"epop.v1.ListSignInProvidersRe
  * Use `create(ListSignInProvidersResponseSchema)` to create a new message.
  */
 export const ListSignInProvidersResponseSchema: GenMessage<ListSignInProvidersResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 7);
+  messageDesc(file_epop_v1_auth, 10);
 
 /**
  * Starts a single sign-on.
@@ -333,7 +414,7 @@ export type StartOidcSignInRequest = Message<"epop.v1.StartOidcSignInRequest"> &
  * Use `create(StartOidcSignInRequestSchema)` to create a new message.
  */
 export const StartOidcSignInRequestSchema: GenMessage<StartOidcSignInRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 8);
+  messageDesc(file_epop_v1_auth, 11);
 
 /**
  * Where to send the browser.
@@ -354,6 +435,16 @@ export type StartOidcSignInResponse = Message<"epop.v1.StartOidcSignInResponse">
    * @generated from field: string state = 2;
    */
   state: string;
+
+  /**
+   * Binds the sign-in to this client: browsers also get it as the HttpOnly `epop_oidc`
+   * cookie and need do nothing; other clients send it back in FinishOidcSignIn. A callback
+   * finished by a client without it is refused (no one can sign you in to their account by
+   * sending you their callback link).
+   *
+   * @generated from field: string binder = 3;
+   */
+  binder: string;
 };
 
 /**
@@ -361,7 +452,7 @@ export type StartOidcSignInResponse = Message<"epop.v1.StartOidcSignInResponse">
  * Use `create(StartOidcSignInResponseSchema)` to create a new message.
  */
 export const StartOidcSignInResponseSchema: GenMessage<StartOidcSignInResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 9);
+  messageDesc(file_epop_v1_auth, 12);
 
 /**
  * The provider's answer, from the redirect URI's query.
@@ -389,6 +480,13 @@ export type FinishOidcSignInRequest = Message<"epop.v1.FinishOidcSignInRequest">
    * @generated from field: bool return_refresh_token = 3;
    */
   returnRefreshToken: boolean;
+
+  /**
+   * The binder from StartOidcSignIn; empty: the `epop_oidc` cookie.
+   *
+   * @generated from field: string binder = 4;
+   */
+  binder: string;
 };
 
 /**
@@ -396,7 +494,7 @@ export type FinishOidcSignInRequest = Message<"epop.v1.FinishOidcSignInRequest">
  * Use `create(FinishOidcSignInRequestSchema)` to create a new message.
  */
 export const FinishOidcSignInRequestSchema: GenMessage<FinishOidcSignInRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 10);
+  messageDesc(file_epop_v1_auth, 13);
 
 /**
  * A request to rotate the refresh token.
@@ -424,7 +522,7 @@ export type RefreshRequest = Message<"epop.v1.RefreshRequest"> & {
  * Use `create(RefreshRequestSchema)` to create a new message.
  */
 export const RefreshRequestSchema: GenMessage<RefreshRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 11);
+  messageDesc(file_epop_v1_auth, 14);
 
 /**
  * The rotated session.
@@ -480,7 +578,7 @@ export type RefreshResponse = Message<"epop.v1.RefreshResponse"> & {
  * Use `create(RefreshResponseSchema)` to create a new message.
  */
 export const RefreshResponseSchema: GenMessage<RefreshResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 12);
+  messageDesc(file_epop_v1_auth, 15);
 
 /**
  * A request to end a session.
@@ -501,7 +599,7 @@ export type LogoutRequest = Message<"epop.v1.LogoutRequest"> & {
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 13);
+  messageDesc(file_epop_v1_auth, 16);
 
 /**
  * The session is over; the cookie is cleared.
@@ -516,7 +614,7 @@ export type LogoutResponse = Message<"epop.v1.LogoutResponse"> & {
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 14);
+  messageDesc(file_epop_v1_auth, 17);
 
 /**
  * A request to reset a forgotten password.
@@ -537,7 +635,7 @@ export type RequestPasswordResetRequest = Message<"epop.v1.RequestPasswordResetR
  * Use `create(RequestPasswordResetRequestSchema)` to create a new message.
  */
 export const RequestPasswordResetRequestSchema: GenMessage<RequestPasswordResetRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 15);
+  messageDesc(file_epop_v1_auth, 18);
 
 /**
  * Always empty: the answer does not reveal whether the account exists.
@@ -552,7 +650,7 @@ export type RequestPasswordResetResponse = Message<"epop.v1.RequestPasswordReset
  * Use `create(RequestPasswordResetResponseSchema)` to create a new message.
  */
 export const RequestPasswordResetResponseSchema: GenMessage<RequestPasswordResetResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 16);
+  messageDesc(file_epop_v1_auth, 19);
 
 /**
  * A new password, with the token from the reset email.
@@ -580,7 +678,7 @@ export type ConfirmPasswordResetRequest = Message<"epop.v1.ConfirmPasswordResetR
  * Use `create(ConfirmPasswordResetRequestSchema)` to create a new message.
  */
 export const ConfirmPasswordResetRequestSchema: GenMessage<ConfirmPasswordResetRequest> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 17);
+  messageDesc(file_epop_v1_auth, 20);
 
 /**
  * The password was changed and every session of the user was revoked.
@@ -595,7 +693,7 @@ export type ConfirmPasswordResetResponse = Message<"epop.v1.ConfirmPasswordReset
  * Use `create(ConfirmPasswordResetResponseSchema)` to create a new message.
  */
 export const ConfirmPasswordResetResponseSchema: GenMessage<ConfirmPasswordResetResponse> = /*@__PURE__*/
-  messageDesc(file_epop_v1_auth, 18);
+  messageDesc(file_epop_v1_auth, 21);
 
 /**
  * Authentication: sessions made of a short-lived access token (JWT) and a rotating refresh token.
@@ -630,6 +728,29 @@ export const AuthService: GenService<{
     output: typeof LoginResponseSchema;
   },
   /**
+   * Starts a sign-in with a passkey alone: answers the options for the browser's
+   * `navigator.credentials.get()` (JSON for `PublicKeyCredential.parseRequestOptionsFromJSON`).
+   *
+   * @generated from rpc epop.v1.AuthService.StartPasskeySignIn
+   */
+  startPasskeySignIn: {
+    methodKind: "unary";
+    input: typeof StartPasskeySignInRequestSchema;
+    output: typeof PasskeyOptionsSchema;
+  },
+  /**
+   * Finishes a passkey sign-in with the browser's answer (`credential.toJSON()` as JSON): the
+   * passkey's signature, origin, challenge (once) and user verification are checked. Sets
+   * the `epop_refresh` cookie, as a password sign-in does.
+   *
+   * @generated from rpc epop.v1.AuthService.FinishPasskeySignIn
+   */
+  finishPasskeySignIn: {
+    methodKind: "unary";
+    input: typeof FinishPasskeySignInRequestSchema;
+    output: typeof LoginResponseSchema;
+  },
+  /**
    * The single sign-on providers a sign-in page can offer.
    *
    * @generated from rpc epop.v1.AuthService.ListSignInProviders
@@ -655,7 +776,9 @@ export const AuthService: GenService<{
    * Finishes an OpenID Connect sign-in: exchanges the code, checks the ID token (signature,
    * issuer, audience, expiry, nonce) and signs in the account linked to the provider's
    * subject, or linked by verified email, or created (as the provider's settings say). Each
-   * `state` works once. Sets the `epop_refresh` cookie, as a password sign-in does.
+   * `state` works once, and only for the client that started it (the binder). Sets the
+   * `epop_refresh` cookie, as a password sign-in does; or, when the account has a second
+   * factor (or the policy requires one), answers its challenge as Login does.
    *
    * @generated from rpc epop.v1.AuthService.FinishOidcSignIn
    */

@@ -1,0 +1,178 @@
+//! Passkeys: registering several per user (named, removable), signing in with one alone
+//! (passwordless: a passkey is possession and user verification in one), and as the second
+//! step of a password or single sign-on. Ceremonies are kept in the database by their
+//! challenge, so any instance finishes what another started, and each is used once.
+
+use crate::{
+    auth::{Caller, passkeys::Stored},
+    db,
+    domain::UserId,
+    domain::audit::{Action, NewAuditEntry},
+    domain::security::{ClientInfo, PasskeyInfo, PasskeyName},
+    error::{Error, Result},
+    service::{
+        State,
+        auth::{Session, open_session},
+    },
+};
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+
+fn expiry(t: std::time::SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(t)
+}
+
+fn expired() -> Error {
+    Error::Unauthenticated("this passkey ceremony expired or was already used: start again".into())
+}
+
+/// Starts registering a passkey for the caller: the options for `navigator.credentials.create`.
+pub async fn begin_registration(state: &State, caller: &Caller) -> Result<String> {
+    let mut conn = state.pool.get().await?;
+    let user = db::users::get(&mut conn, caller.user_id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    let existing = db::passkeys::list(&mut conn, caller.user_id)
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    let started =
+        state
+            .passkeys
+            .start_registration(user.id.0, &user.email, &user.display_name, existing)?;
+    let expires_at = expiry(started.expires_at);
+    let kind = "register";
+    let user = Some(caller.user_id);
+    db::passkeys::insert_ceremony(
+        &mut conn,
+        &started.challenge,
+        kind,
+        user,
+        &started.state,
+        expires_at,
+    )
+    .await?;
+    Ok(started.options)
+}
+
+/// Verifies and stores the caller's new passkey, named `name`, given their password.
+pub async fn finish_registration(
+    state: &State,
+    caller: &Caller,
+    (name, credential): (&PasskeyName, &str),
+    password: &str,
+    client: &ClientInfo,
+) -> Result<PasskeyInfo> {
+    let challenge = crate::auth::passkeys::RelyingParty::registration_challenge(credential)?;
+    crate::service::security::reauthenticate(state, caller, password, client).await?;
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let Some((Some(user), ceremony)) =
+            db::passkeys::take_ceremony(conn, &challenge, "register").await?
+        else {
+            return Err(expired());
+        };
+        if user != caller.user_id.0 {
+            return Err(expired());
+        }
+        let new = state.passkeys.finish_registration(&ceremony, credential)?;
+        let states = (new.static_state.as_slice(), new.dynamic_state.as_slice());
+        let info =
+            db::passkeys::insert(conn, caller.user_id, &new.id, name.as_str(), states).await?;
+        let entry = NewAuditEntry::new(Action::PasskeyAdded, Some(caller.user_id))
+            .on_user(caller.user_id)
+            .with(json!({ "name": name.as_str() }));
+        db::audit::append(conn, &entry).await?;
+        Ok(info)
+    })
+    .await
+}
+
+/// The caller's passkeys.
+pub async fn list(state: &State, caller: &Caller) -> Result<Vec<PasskeyInfo>> {
+    let mut conn = state.pool.get().await?;
+    db::passkeys::list(&mut conn, caller.user_id).await
+}
+
+/// Removes one of the caller's passkeys (NOT_FOUND when it is not theirs).
+pub async fn delete(state: &State, caller: &Caller, id: &[u8]) -> Result<()> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        if !db::passkeys::delete(conn, caller.user_id, id).await? {
+            return Err(Error::NotFound("passkey"));
+        }
+        let entry = NewAuditEntry::new(Action::PasskeyRemoved, Some(caller.user_id))
+            .on_user(caller.user_id);
+        db::audit::append(conn, &entry).await
+    })
+    .await
+}
+
+/// Starts a passkey sign-in (`kind` `sign_in`, anyone's passkey) or the passkey step of
+/// `user`'s sign-in (`second_factor`): the options for `navigator.credentials.get`.
+pub async fn start(state: &State, kind: &str, user: Option<UserId>) -> Result<String> {
+    let started = state.passkeys.start_sign_in()?;
+    let mut conn = state.pool.get().await?;
+    let expires_at = expiry(started.expires_at);
+    db::passkeys::insert_ceremony(
+        &mut conn,
+        &started.challenge,
+        kind,
+        user,
+        &started.state,
+        expires_at,
+    )
+    .await?;
+    Ok(started.options)
+}
+
+/// Verifies an assertion of ceremony `kind` inside the caller's transaction: the passkey's
+/// user (which must be `expected`, when given). The passkey's counter is updated.
+pub(crate) async fn verify(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    expected: Option<UserId>,
+    credential: &str,
+) -> Result<UserId> {
+    let (challenge, id, handle) = crate::auth::passkeys::RelyingParty::assertion(credential)?;
+    let Some((bound, ceremony)) = db::passkeys::take_ceremony(conn, &challenge, kind).await? else {
+        return Err(expired());
+    };
+    if bound.is_some() && bound != expected.map(|u| u.0) {
+        return Err(expired());
+    }
+    let unknown = || Error::Unauthenticated("this passkey is not registered here".into());
+    let (user, static_state, dynamic_state) = db::passkeys::stored_for_update(conn, &id)
+        .await?
+        .ok_or_else(unknown)?;
+    if user != handle || expected.is_some_and(|e| e.0 != user) {
+        return Err(unknown());
+    }
+    let stored = Stored {
+        user,
+        static_state,
+        dynamic_state,
+    };
+    let dynamic = state
+        .passkeys
+        .finish_sign_in(&ceremony, credential, &stored)?;
+    db::passkeys::used(conn, &id, &dynamic).await?;
+    Ok(UserId(user))
+}
+
+/// Signs in with a passkey alone.
+pub async fn sign_in(state: &State, credential: &str, client: &ClientInfo) -> Result<Session> {
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let id = verify(state, conn, "sign_in", None, credential).await?;
+        let user = db::users::get(conn, id).await?.filter(|u| !u.disabled);
+        let user = user.ok_or_else(|| {
+            Error::Unauthenticated("this account is disabled or was deleted".into())
+        })?;
+        open_session(state, conn, user, client, "passkey").await
+    })
+    .await
+}
