@@ -38,7 +38,8 @@ pub struct ClientIp(pub IpAddr);
 /// Believed only on in-process calls (which have no [`ClientAddr`]).
 pub const PEER_METADATA: &str = "x-epop-peer";
 
-const PER_ADDRESS: [&str; 13] = [
+const PER_ADDRESS: [&str; 14] = [
+    "/epop.v1.SecurityService/DeletePasskey",
     "/epop.v1.SecurityService/FinishPasskeyRegistration",
     "/epop.v1.AuthService/Login",
     "/epop.v1.AuthService/StartPasskeySignIn",

@@ -49,6 +49,9 @@ CREATE TABLE sign_in_challenges (
   purpose TEXT NOT NULL CHECK (purpose IN ('second_factor', 'enroll')),
   -- How the first step was passed: 'password' or 'oidc:<provider>'.
   first_factor TEXT NOT NULL DEFAULT 'password',
+  -- A single sign-on's identity, linked (and its role applied) only once the second step
+  -- passes: {"version": 1, "provider", "subject", "email", "email_verified", "name", "groups"}.
+  pending JSONB,
   attempts INT NOT NULL DEFAULT 0,
   expires_at TIMESTAMPTZ NOT NULL,
   used_at TIMESTAMPTZ,

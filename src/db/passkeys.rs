@@ -119,6 +119,14 @@ pub async fn delete(conn: &mut AsyncPgConnection, user: UserId, id: &[u8]) -> Re
     Ok(n == 1)
 }
 
+/// Removes every passkey of `user`; answers how many.
+pub async fn remove_all(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
+    diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user.0)))
+        .execute(conn)
+        .await
+        .map_err(Into::into)
+}
+
 /// Keeps a ceremony under way (`kind`: `register`, `sign_in` or `second_factor`), for `user`
 /// when it is theirs; removes expired ones.
 pub async fn insert_ceremony(

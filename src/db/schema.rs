@@ -447,6 +447,7 @@ diesel::table! {
         user_id -> Uuid,
         purpose -> Text,
         first_factor -> Text,
+        pending -> Nullable<Jsonb>,
         attempts -> Int4,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,

@@ -155,6 +155,8 @@ pub struct Challenge {
     pub purpose: String,
     /// How the first step was passed: `password` or `oidc:<provider>`.
     pub first_factor: String,
+    /// A single sign-on's identity to link once the second step passes.
+    pub pending: Option<serde_json::Value>,
     /// Wrong codes so far.
     pub attempts: i32,
 }
@@ -163,15 +165,32 @@ pub struct Challenge {
 /// the sign-in limits, which count each when it is answered.
 const MAX_OPEN: i64 = 3;
 
-/// Stores a challenge (by hash) for `user` after a first step passed by `first_factor`, valid
-/// until `expires_at`; removes expired ones, and the user's oldest beyond [`MAX_OPEN`].
+/// What a new challenge is for: its purpose (`second_factor` or `enroll`), how the first step
+/// was passed, and a single sign-on's identity to link once it is passed.
+#[derive(Debug, Clone, Copy)]
+pub struct ChallengeKind<'a> {
+    /// `second_factor` or `enroll`.
+    pub purpose: &'a str,
+    /// `password` or `oidc:<provider>`.
+    pub first_factor: &'a str,
+    /// The identity to link afterwards.
+    pub pending: Option<&'a serde_json::Value>,
+}
+
+/// Stores a challenge (by hash) for `user`, valid until `expires_at`; removes expired ones,
+/// and the user's oldest beyond [`MAX_OPEN`]. Call it inside a transaction: the user's
+/// challenges are counted under a lock on them, so concurrent sign-ins cannot exceed it.
 pub async fn insert_challenge(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
     user: UserId,
-    (purpose, first_factor): (&str, &str),
+    kind: ChallengeKind<'_>,
     expires_at: DateTime<Utc>,
 ) -> Result<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+        .bind::<diesel::sql_types::Uuid, _>(user.0)
+        .execute(conn)
+        .await?;
     diesel::delete(sign_in_challenges::table.filter(sign_in_challenges::expires_at.lt(now)))
         .execute(conn)
         .await?;
@@ -192,8 +211,9 @@ pub async fn insert_challenge(
         .values((
             sign_in_challenges::token_hash.eq(hash),
             sign_in_challenges::user_id.eq(user.0),
-            sign_in_challenges::purpose.eq(purpose),
-            sign_in_challenges::first_factor.eq(first_factor),
+            sign_in_challenges::purpose.eq(kind.purpose),
+            sign_in_challenges::first_factor.eq(kind.first_factor),
+            sign_in_challenges::pending.eq(kind.pending),
             sign_in_challenges::expires_at.eq(expires_at),
         ))
         .execute(conn)

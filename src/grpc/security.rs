@@ -131,8 +131,19 @@ impl SecurityService for SecurityApi {
         request: Request<pb::DeletePasskeyRequest>,
     ) -> Result<Response<pb::DeletePasskeyResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let id = convert::passkey_id(&request.get_ref().passkey_id)?;
-        passkeys::delete(&self.state, &caller, &id).await?;
+        let r = request.get_ref();
+        let id = convert::passkey_id(&r.passkey_id)?;
+        if r.password.is_empty() {
+            return Err(Error::invalid("password", "is required").into());
+        }
+        passkeys::delete(
+            &self.state,
+            &caller,
+            &id,
+            &r.password,
+            &client_info(&request),
+        )
+        .await?;
         Ok(Response::new(pb::DeletePasskeyResponse {}))
     }
 

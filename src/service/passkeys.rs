@@ -68,15 +68,16 @@ pub async fn finish_registration(
     let challenge = crate::auth::passkeys::RelyingParty::registration_challenge(credential)?;
     crate::service::security::reauthenticate(state, caller, password, client).await?;
     let mut conn = state.pool.get().await?;
+    // Used up first: a failed answer cannot be tried again.
+    let Some((Some(user), ceremony)) =
+        db::passkeys::take_ceremony(&mut conn, &challenge, "register").await?
+    else {
+        return Err(expired());
+    };
+    if user != caller.user_id.0 {
+        return Err(expired());
+    }
     conn.transaction::<_, Error, _>(async |conn| {
-        let Some((Some(user), ceremony)) =
-            db::passkeys::take_ceremony(conn, &challenge, "register").await?
-        else {
-            return Err(expired());
-        };
-        if user != caller.user_id.0 {
-            return Err(expired());
-        }
         let new = state.passkeys.finish_registration(&ceremony, credential)?;
         let states = (new.static_state.as_slice(), new.dynamic_state.as_slice());
         let info =
@@ -96,12 +97,27 @@ pub async fn list(state: &State, caller: &Caller) -> Result<Vec<PasskeyInfo>> {
     db::passkeys::list(&mut conn, caller.user_id).await
 }
 
-/// Removes one of the caller's passkeys (NOT_FOUND when it is not theirs).
-pub async fn delete(state: &State, caller: &Caller, id: &[u8]) -> Result<()> {
+/// Removes one of the caller's passkeys, given their password (NOT_FOUND when it is not
+/// theirs); not the last second factor the policy requires of them.
+pub async fn delete(
+    state: &State,
+    caller: &Caller,
+    id: &[u8],
+    password: &str,
+    client: &ClientInfo,
+) -> Result<()> {
+    crate::service::security::reauthenticate(state, caller, password, client).await?;
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         if !db::passkeys::delete(conn, caller.user_id, id).await? {
             return Err(Error::NotFound("passkey"));
+        }
+        let left = db::passkeys::any(conn, caller.user_id).await?
+            || db::second_factor::totp_enabled(conn, caller.user_id).await?;
+        if !left && db::second_factor::policy(conn).await?.requires(caller.role) {
+            return Err(Error::FailedPrecondition(
+                "the sign-in policy requires a second factor of you: add another first".into(),
+            ));
         }
         let entry = NewAuditEntry::new(Action::PasskeyRemoved, Some(caller.user_id))
             .on_user(caller.user_id);
@@ -110,14 +126,24 @@ pub async fn delete(state: &State, caller: &Caller, id: &[u8]) -> Result<()> {
     .await
 }
 
-/// Starts a passkey sign-in (`kind` `sign_in`, anyone's passkey) or the passkey step of
-/// `user`'s sign-in (`second_factor`): the options for `navigator.credentials.get`.
+/// Starts a passkey sign-in (`kind` `sign_in`, anyone's passkey): the options for
+/// `navigator.credentials.get`.
 pub async fn start(state: &State, kind: &str, user: Option<UserId>) -> Result<String> {
-    let started = state.passkeys.start_sign_in()?;
     let mut conn = state.pool.get().await?;
+    start_in(state, &mut conn, kind, user).await
+}
+
+/// [`start`] on the caller's connection; `second_factor` binds the ceremony to `user`.
+pub(crate) async fn start_in(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    user: Option<UserId>,
+) -> Result<String> {
+    let started = state.passkeys.start_sign_in()?;
     let expires_at = expiry(started.expires_at);
     db::passkeys::insert_ceremony(
-        &mut conn,
+        conn,
         &started.challenge,
         kind,
         user,
@@ -128,8 +154,22 @@ pub async fn start(state: &State, kind: &str, user: Option<UserId>) -> Result<St
     Ok(started.options)
 }
 
-/// Verifies an assertion of ceremony `kind` inside the caller's transaction: the passkey's
-/// user (which must be `expected`, when given). The passkey's counter is updated.
+/// Takes (uses up) the ceremony of `kind` an assertion answers: (whom it is bound to, its
+/// state).
+async fn take(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    credential: &str,
+) -> Result<(Option<uuid::Uuid>, Vec<u8>)> {
+    let (challenge, _, _) = crate::auth::passkeys::RelyingParty::assertion(credential)?;
+    db::passkeys::take_ceremony(conn, &challenge, kind)
+        .await?
+        .ok_or_else(expired)
+}
+
+/// Verifies an assertion of ceremony `kind` inside the caller's transaction (whose commit
+/// uses the ceremony up, also when it fails): the passkey's user (which must be `expected`,
+/// when given). The passkey's counter is updated.
 pub(crate) async fn verify(
     state: &State,
     conn: &mut AsyncPgConnection,
@@ -137,10 +177,19 @@ pub(crate) async fn verify(
     expected: Option<UserId>,
     credential: &str,
 ) -> Result<UserId> {
-    let (challenge, id, handle) = crate::auth::passkeys::RelyingParty::assertion(credential)?;
-    let Some((bound, ceremony)) = db::passkeys::take_ceremony(conn, &challenge, kind).await? else {
-        return Err(expired());
-    };
+    let ceremony = take(conn, kind, credential).await?;
+    check(state, conn, ceremony, expected, credential).await
+}
+
+/// Checks an assertion against its ceremony and the stored passkey it names.
+async fn check(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    (bound, ceremony): (Option<uuid::Uuid>, Vec<u8>),
+    expected: Option<UserId>,
+    credential: &str,
+) -> Result<UserId> {
+    let (_, id, handle) = crate::auth::passkeys::RelyingParty::assertion(credential)?;
     if bound.is_some() && bound != expected.map(|u| u.0) {
         return Err(expired());
     }
@@ -163,16 +212,27 @@ pub(crate) async fn verify(
     Ok(UserId(user))
 }
 
-/// Signs in with a passkey alone.
+/// Signs in with a passkey alone. The ceremony is used up first, so a failed answer cannot
+/// be tried again.
 pub async fn sign_in(state: &State, credential: &str, client: &ClientInfo) -> Result<Session> {
     let mut conn = state.pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        let id = verify(state, conn, "sign_in", None, credential).await?;
-        let user = db::users::get(conn, id).await?.filter(|u| !u.disabled);
-        let user = user.ok_or_else(|| {
-            Error::Unauthenticated("this account is disabled or was deleted".into())
-        })?;
-        open_session(state, conn, user, client, "passkey").await
-    })
-    .await
+    let ceremony = take(&mut conn, "sign_in", credential).await?;
+    let outcome = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let id = check(state, conn, ceremony, None, credential).await?;
+            let user = db::users::get(conn, id).await?.filter(|u| !u.disabled);
+            let user = user.ok_or_else(|| {
+                Error::Unauthenticated("this account is disabled or was deleted".into())
+            })?;
+            open_session(state, conn, user, client, "passkey").await
+        })
+        .await;
+    drop(conn);
+    if let Err(Error::Unauthenticated(why)) = &outcome {
+        let entry = NewAuditEntry::new(Action::SignInFailed, None)
+            .from_ip(client.ip)
+            .with(json!({ "method": "passkey", "reason": why }));
+        crate::service::audit::record(state, entry).await;
+    }
+    outcome
 }

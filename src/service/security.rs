@@ -121,8 +121,19 @@ async fn prove(
     confirmed: bool,
     client: &ClientInfo,
 ) -> Result<()> {
-    let t = db::second_factor::totp_for_update(conn, user)
-        .await?
+    let t = db::second_factor::totp_for_update(conn, user).await?;
+    // Guesses sent at once are answered one at a time (the row is locked), each after the
+    // limits counted the one before.
+    if let Some(ip) = client.ip
+        && let Some((wait, scope)) = state.lockout.locked(email, ip).await
+    {
+        crate::metrics::rate_limited(scope.metric());
+        return Err(Error::RetryLater(
+            format!("{}: try again later", scope.reason()),
+            wait,
+        ));
+    }
+    let t = t
         .filter(|t| t.confirmed_at.is_some() == confirmed)
         .ok_or_else(|| {
             Error::FailedPrecondition(if confirmed {
@@ -322,10 +333,11 @@ pub async fn reset_second_factor(state: &State, admin: &Admin, user: UserId) -> 
             return Err(Error::NotFound("user"));
         }
         let had = db::second_factor::remove(conn, user).await?;
+        let passkeys = db::passkeys::remove_all(conn, user).await?;
         db::second_factor::drop_challenges(conn, user).await?;
         let entry = NewAuditEntry::new(Action::SecondFactorReset, Some(admin.user_id()))
             .on_user(user)
-            .with(json!({ "had_one": had }));
+            .with(json!({ "had_totp": had, "passkeys_removed": passkeys }));
         db::audit::append(conn, &entry).await
     })
     .await

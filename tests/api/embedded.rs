@@ -190,10 +190,16 @@ async fn a_killed_embedded_postgres_is_started_again_and_a_server_whose_cluster_
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("epop_embedded_postgres_restarts_total 1"),
-        "counted"
-    );
+    // At least once: under a loaded machine a start may take a retry, and each death seen
+    // while the cluster came up counts too.
+    let restarts = metrics
+        .lines()
+        .find(|l| l.starts_with("epop_embedded_postgres_restarts_total "));
+    let counted = restarts
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(counted >= 1.0, "counted: {restarts:?}");
 
     // It dies again, and the server is stopped at once: a clean stop, not an error.
     signal::kill(Pid::from_raw(postmaster(&data)), signal::Signal::SIGKILL).unwrap();

@@ -242,7 +242,13 @@ async fn passkeys_made_in_chromium_sign_in_alone_or_after_a_password_and_can_be_
         async move {
             security(app)
                 .await
-                .delete_passkey(authed(pb::DeletePasskeyRequest { passkey_id: id }, &token))
+                .delete_passkey(authed(
+                    pb::DeletePasskeyRequest {
+                        passkey_id: id,
+                        password: "user-password-1".into(),
+                    },
+                    &token,
+                ))
                 .await
         }
     };

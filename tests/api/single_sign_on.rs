@@ -373,6 +373,10 @@ async fn single_sign_on_asks_for_the_accounts_second_factor_and_a_role_change_en
         .as_str()
         .unwrap()
         .to_owned();
+    // Nothing is linked before the second factor passes.
+    let linked = "SELECT count(*) AS n FROM user_identities i JOIN users u ON u.id = i.user_id \
+                  WHERE u.email = 'alice@example.com'";
+    assert_eq!(db_count(&app.db_name, linked).await, 0);
     let code = crate::two_factor::pyotp_code(&uri, 1);
     let done = crate::two_factor::second_step(&app, &challenge, &code, "")
         .await
@@ -386,6 +390,11 @@ async fn single_sign_on_asks_for_the_accounts_second_factor_and_a_role_change_en
         .sessions;
     let current = sessions.iter().find(|s| s.current).unwrap();
     assert_eq!(current.method, "oidc:acme+totp");
+    assert_eq!(
+        db_count(&app.db_name, linked).await,
+        1,
+        "linked once passed"
+    );
 
     // Boss has a password session as a USER; the provider's group makes them ADMIN: the
     // old session (whose token says USER) ends at once, not when a cache expires.

@@ -99,7 +99,9 @@ pub async fn login(
     }
     match user {
         Some(user) if matches && !user.disabled => {
-            if let Some(challenge) = second_factor::challenge(state, &user, "password").await? {
+            if let Some(challenge) =
+                second_factor::challenge(state, &user, "password", None).await?
+            {
                 return Ok(SignIn::SecondFactor(challenge));
             }
             if let Some(ip) = ip {

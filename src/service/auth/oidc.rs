@@ -114,6 +114,16 @@ pub async fn finish_oidc(
         Err(e) => return Err(e),
     };
     let config = entry.config.clone();
+    let method = format!("oidc:{}", config.id);
+    // An account that has a second factor (or that the policy covers) passes it first:
+    // nothing is linked, and no role changed, for someone who has not.
+    if let Some(user) = existing(state, &config, &identity).await? {
+        let pending = stored_identity(&config.id, &identity);
+        let ch = super::second_factor::challenge(state, &user, &method, Some(&pending));
+        if let Some(challenge) = ch.await? {
+            return Ok(SignIn::SecondFactor(challenge));
+        }
+    }
     // A created account's password is random and unknown (a reset email can set one); it is
     // hashed, only when an account will be created, before any connection is held.
     let placeholder = if creates(state, &config, &identity).await? {
@@ -156,8 +166,8 @@ pub async fn finish_oidc(
             .broker
             .revoke(user.id.0, crate::realtime::Revoked::All);
     }
-    let method = format!("oidc:{}", config.id);
-    if let Some(challenge) = super::second_factor::challenge(state, &user, &method).await? {
+    // A new account the policy covers enrols before any token.
+    if let Some(challenge) = super::second_factor::challenge(state, &user, &method, None).await? {
         return Ok(SignIn::SecondFactor(challenge));
     }
     let mut conn = state.pool.get().await?;
@@ -166,6 +176,73 @@ pub async fn finish_oidc(
     })
     .await
     .map(|s| SignIn::Session(Box::new(s)))
+}
+
+/// The active account `identity` would sign in to, without changing anything: the one linked
+/// to it, or the one with its verified email.
+async fn existing(
+    state: &State,
+    config: &Provider,
+    identity: &Identity,
+) -> Result<Option<db::users::User>> {
+    let mut conn = state.pool.get().await?;
+    let user = match db::identities::linked_user(&mut conn, &config.id, &identity.subject).await? {
+        Some(id) => db::users::get(&mut conn, id).await?,
+        None => match (&identity.email, identity.email_verified) {
+            (Some(e), true) => {
+                let email = Email::parse("email", e)?;
+                db::users::find_by_email(&mut conn, &email)
+                    .await?
+                    .map(|(u, _)| u)
+            }
+            _ => None,
+        },
+    };
+    Ok(user.filter(|u| !u.disabled))
+}
+
+/// The stored form of a sign-in's identity, kept with its second-factor challenge.
+fn stored_identity(provider: &str, identity: &Identity) -> serde_json::Value {
+    json!({
+        "version": 1,
+        "provider": provider,
+        "subject": identity.subject,
+        "email": identity.email,
+        "email_verified": identity.email_verified,
+        "name": identity.name,
+        "groups": identity.groups,
+    })
+}
+
+/// Links the identity kept by [`stored_identity`] once its second factor passed, inside the caller's
+/// transaction: the account (which must be the challenge's) and whether its role changed.
+pub(super) async fn link_pending(
+    state: &State,
+    conn: &mut AsyncPgConnection,
+    pending: &serde_json::Value,
+    client: &ClientInfo,
+) -> Result<(db::users::User, bool)> {
+    let broken = || Error::Internal(anyhow::anyhow!("a pending sign-in's identity is malformed"));
+    let text = |k: &str| pending.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let provider = text("provider").ok_or_else(broken)?;
+    let identity = Identity {
+        subject: text("subject").ok_or_else(broken)?,
+        email: text("email"),
+        email_verified: pending["email_verified"].as_bool().unwrap_or(false),
+        name: text("name"),
+        groups: pending["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let config = state.oidc.get(&provider)?.config.clone();
+    account(conn, &config, &identity, None, client)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("sign in again".into()))
 }
 
 /// Whether `identity` will get a new account: nothing linked, a verified email nobody has,

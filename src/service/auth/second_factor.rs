@@ -40,11 +40,13 @@ pub struct Challenge {
 
 /// The challenge `user` must pass after the first step (`first_factor`: `password` or
 /// `oidc:<provider>`): a code when they have an authenticator, the enrolment of one when the
-/// policy requires it; None when neither.
+/// policy requires it; None when neither. `pending` is a single sign-on's identity, linked
+/// only once the challenge is passed.
 pub(super) async fn challenge(
     state: &State,
     user: &User,
     first_factor: &str,
+    pending: Option<&serde_json::Value>,
 ) -> Result<Option<Challenge>> {
     let mut conn = state.pool.get().await?;
     let totp_on = db::second_factor::totp_enabled(&mut conn, user.id).await?;
@@ -58,8 +60,9 @@ pub(super) async fn challenge(
         if passkeys {
             methods.push("passkey");
             let bound = Some(user.id);
-            passkey_options =
-                Some(crate::service::passkeys::start(state, "second_factor", bound).await?);
+            let started =
+                crate::service::passkeys::start_in(state, &mut conn, "second_factor", bound);
+            passkey_options = Some(started.await?);
         }
         ("second_factor", methods, None)
     } else if db::second_factor::policy(&mut conn)
@@ -75,13 +78,15 @@ pub(super) async fn challenge(
     };
     let token = new_token();
     let expires_at = Utc::now() + CHALLENGE_TTL;
-    db::second_factor::insert_challenge(
-        &mut conn,
-        &token_hash(&token),
-        user.id,
-        (purpose, first_factor),
-        expires_at,
-    )
+    let kind = db::second_factor::ChallengeKind {
+        purpose,
+        first_factor,
+        pending,
+    };
+    let hash = token_hash(&token);
+    conn.transaction::<_, Error, _>(async |conn| {
+        db::second_factor::insert_challenge(conn, &hash, user.id, kind, expires_at).await
+    })
     .await?;
     Ok(Some(Challenge {
         token,
@@ -93,7 +98,8 @@ pub(super) async fn challenge(
 }
 
 enum Outcome {
-    Passed(Box<Session>, Vec<String>),
+    /// The session, recovery codes, and whether a linked single sign-on changed the role.
+    Passed(Box<Session>, Vec<String>, bool),
     Wrong(String, UserId),
     Locked(std::time::Duration, crate::auth::lockout::Scope),
     Void,
@@ -189,14 +195,32 @@ pub async fn verify_second_factor(
             if let Some(ip) = client.ip {
                 state.lockout.succeeded(&user.email, ip).await;
             }
+            let mut role_changed = false;
+            let mut user = user;
+            if let Some(pending) = &c.pending {
+                // The single sign-on's identity is linked (and its role applied) only now.
+                let (linked, changed) =
+                    super::oidc::link_pending(state, conn, pending, client).await?;
+                if linked.id != user.id {
+                    return Err(Error::Unauthenticated("sign in again".into()));
+                }
+                (user, role_changed) = (linked, changed);
+            }
             let method = format!("{}+{}", c.first_factor, proof.kind());
             let session = open_session(state, conn, user, client, &method).await?;
-            Ok(Outcome::Passed(Box::new(session), codes))
+            Ok(Outcome::Passed(Box::new(session), codes, role_changed))
         })
         .await?;
     drop(conn);
     match outcome {
-        Outcome::Passed(session, codes) => Ok((*session, codes)),
+        Outcome::Passed(session, codes, role_changed) => {
+            if role_changed {
+                // The user's other sessions were revoked with the role; the new one is not.
+                let revoked = crate::realtime::Revoked::All;
+                state.broker.revoke(session.user.id.0, revoked);
+            }
+            Ok((*session, codes))
+        }
         Outcome::Wrong(email, user) => {
             let entry = NewAuditEntry::new(Action::SignInFailed, None)
                 .on_user(user)

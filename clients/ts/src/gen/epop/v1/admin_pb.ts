@@ -1020,8 +1020,9 @@ export const AdminService: GenService<{
     output: typeof EndSessionResponseSchema;
   },
   /**
-   * Removes a user's second factor and recovery codes (a lost phone): they sign in with
-   * their password alone, or enrol again when the policy requires it. Audited.
+   * Removes a user's second factors (authenticator, recovery codes and passkeys: a lost
+   * phone): they sign in with their password alone, or enrol again when the policy requires
+   * it. Not one's own: another admin must. Audited.
    *
    * @generated from rpc epop.v1.AdminService.ResetSecondFactor
    */
