@@ -34,6 +34,7 @@ const send = (text: string) =>
 // The page's own origin.
 const files: Record<string, [string, string]> = {
   "/": ["text/html", readFileSync(`${here}../browser/page.html`, "utf8")],
+  "/auth/callback": ["text/html", readFileSync(`${here}../browser/page.html`, "utf8")],
   "/page.js": ["text/javascript", readFileSync(`${here}page.js`, "utf8")],
 };
 const site = createServer((req, res) => {
@@ -95,8 +96,13 @@ try {
   if (all.join("|") !== "first live message|before the expiry|after the refresh") {
     throw new Error(`the page shows ${JSON.stringify(all)}`);
   }
+  // Single sign-on: the page goes to the identity provider (the suite's oidc-provider) and
+  // comes back to /auth/callback, which finishes the sign-in with its binder cookie.
+  await page.evaluate(() => (window as any).epop.singleSignOn("acme", "alice")).catch(() => {});
+  await seen("single sign-on as alice@example.com");
+  if (!page.url().startsWith(`${origin}/auth/callback?`)) throw new Error(`ended at ${page.url()}`);
   console.log(
-    `browser: ${origin} signed in over gRPC-Web to ${api}, saw messages live, decoded violations, refreshed through the cookie; Connect (GET and POST, error details) works too`,
+    `browser: ${origin} signed in over gRPC-Web to ${api}, saw messages live, decoded violations, refreshed through the cookie; Connect (GET and POST, error details) works too; single sign-on through oidc-provider and back with the binder cookie`,
   );
 } finally {
   await browser.close();

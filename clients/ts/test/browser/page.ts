@@ -1,6 +1,8 @@
 // The page of the browser test: signs in with the generated client over gRPC-Web (the
 // refresh token stays in the HttpOnly cookie), then shows the messages of the event stream
 // as they arrive. The API is on another origin: ?api=<base URL>&email=..&password=..
+// At /auth/callback it is the single sign-on's redirect page: it finishes the sign-in the
+// identity provider sent the browser back from (the API is remembered in sessionStorage).
 // Progress goes to the console, which the driver reads; `window.epop` lets it call in.
 import { createClient } from "@connectrpc/connect";
 import {
@@ -15,7 +17,8 @@ import {
 } from "@epop/client";
 
 const q = new URLSearchParams(location.search);
-const api = q.get("api")!;
+const callback = location.pathname === "/auth/callback";
+const api = callback ? sessionStorage.getItem("api")! : q.get("api")!;
 const status = document.getElementById("status")!;
 const say = (line: string) => {
   status.textContent = line;
@@ -32,6 +35,11 @@ const users = createClient(UserService, transport);
 const conversations = createClient(ConversationService, transport);
 
 (window as any).epop = {
+  /** Starts single sign-on at `provider` as `login` (the test provider's login_hint). */
+  async singleSignOn(provider: string, login: string) {
+    sessionStorage.setItem("api", api);
+    await session.startSingleSignOn(provider, (url) => location.assign(`${url}&login_hint=${login}`));
+  },
   /** GetMe with the session's current token. */
   async whoAmI() {
     return (await users.getMe({})).email;
@@ -62,7 +70,16 @@ const conversations = createClient(ConversationService, transport);
   },
 };
 
-try {
+if (callback) {
+  try {
+    // The binder is the HttpOnly cookie StartOidcSignIn set: this browser started it.
+    const challenge = await session.finishSingleSignOn(location.href);
+    if (challenge) throw new Error("a second factor was asked");
+    say(`single sign-on as ${(await users.getMe({})).email}`);
+  } catch (e) {
+    say(`failed ${e}`);
+  }
+} else try {
   await session.login(q.get("email")!, q.get("password")!);
   say(`signed in as ${(await users.getMe({})).email}`);
   // The server ends a stream when its access token expires; the helper renews the token
