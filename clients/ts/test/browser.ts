@@ -2,7 +2,9 @@
 // uses this package over gRPC-Web: it signs in (the refresh token set as an HttpOnly cookie),
 // shows messages arriving live on the event stream, decodes field violations from the
 // trailers, and when its access token expires (the server runs with a 5 s lifetime and ends
-// the stream then) renews it through the cookie and resumes with nothing missed. Proves CORS, trailers, the cookie and streaming.
+// the stream then) renews it through the cookie and resumes with nothing missed; then it
+// signs in with single sign-on through the suite's OpenID Provider and back to its callback
+// page. Proves CORS, trailers, the cookies and streaming.
 //   node out/browser.mjs API_BASE_URL ADMIN_PASSWORD PAGE_PORT
 import { createClient } from "@connectrpc/connect";
 import { chromium, type ConsoleMessage } from "playwright-core";
