@@ -198,12 +198,20 @@ impl App {
         let ready = Arc::new(AtomicBool::new(false));
         // Registered before the first call can arrive, so health never answers "unknown".
         crate::probes::report_health(&health, &ready, db::ping(&state.pool).await).await;
-        let limits = Arc::new(crate::ratelimit::RateLimits::new(
+        let limits = crate::ratelimit::RateLimits::new(
             config.auth_rate_limit,
             config.write_rate_limit,
             config.trusted_proxies.clone(),
             config.ipv6_prefix,
-        ));
+        );
+        let limits = Arc::new(match &config.redis_url {
+            Some(url) => {
+                let prefix = format!("{}:rate:", config.redis_channel);
+                let url = secrecy::ExposeSecret::expose_secret(url);
+                limits.shared_through(url, &prefix).await?
+            }
+            None => limits,
+        });
         limits.spawn_cleanup(halt.clone());
         let intake =
             crate::intake::Intake::new(config.request_buffer_bytes, config.body_read_timeout);

@@ -182,24 +182,32 @@ async fn a_killed_embedded_postgres_is_started_again_and_a_server_whose_cluster_
     let back = back.expect("the service came back within a minute");
     eprintln!("service back {back:?} after the postmaster was killed");
     assert_ne!(postmaster(&data), first, "a new postmaster");
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    // At least once: under a loaded machine a start may take a retry, and each death seen
-    // while the cluster came up counts too.
-    let restarts = metrics
-        .lines()
-        .find(|l| l.starts_with("epop_embedded_postgres_restarts_total "));
-    let counted = restarts
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(counted >= 1.0, "counted: {restarts:?}");
+    // Counted once `pg_ctl start` has returned, which may be a moment after the cluster
+    // accepts connections (it polls): wait for it rather than race it.
+    let mut restarts = None;
+    for _ in 0..50 {
+        let metrics = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        restarts = metrics
+            .lines()
+            .find(|l| l.starts_with("epop_embedded_postgres_restarts_total "))
+            .map(str::to_owned);
+        if restarts.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        restarts.as_deref(),
+        Some("epop_embedded_postgres_restarts_total 1"),
+        "counted once"
+    );
 
     // It dies again, and the server is stopped at once: a clean stop, not an error.
     signal::kill(Pid::from_raw(postmaster(&data)), signal::Signal::SIGKILL).unwrap();

@@ -145,6 +145,15 @@ pub async fn two_instances_with(
     redis_url: &str,
     tweak: impl Fn(&mut Config),
 ) -> (TestApp, TestApp) {
+    let mut apps = instances(redis_url, 2, tweak).await;
+    let b = apps.pop().expect("two");
+    let a = apps.pop().expect("two");
+    (a, b)
+}
+
+/// `n` servers on one fresh database behind the Redis at `redis_url` (as behind a load
+/// balancer), sharing a channel and a signing key, each configured by `tweak` too.
+pub async fn instances(redis_url: &str, n: usize, tweak: impl Fn(&mut Config)) -> Vec<TestApp> {
     let channel = format!("epop:test:{}", uuid::Uuid::new_v4());
     let shared = |c: &mut Config| {
         tweak(c);
@@ -156,13 +165,17 @@ pub async fn two_instances_with(
                 .into(),
         );
     };
-    let a = TestApp::spawn_with(shared).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&a.db_name, dir.path());
-    shared(&mut cfg);
-    let mut b = TestApp::start(cfg, a.db_name.clone()).await;
-    b._dir = Some(dir);
-    (a, b)
+    let first = TestApp::spawn_with(shared).await;
+    let mut apps = vec![first];
+    for _ in 1..n {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(&apps[0].db_name, dir.path());
+        shared(&mut cfg);
+        let mut app = TestApp::start(cfg, apps[0].db_name.clone()).await;
+        app._dir = Some(dir);
+        apps.push(app);
+    }
+    apps
 }
 
 /// A real `epop` process (so that it can die by SIGKILL) on database `db_name`, with the

@@ -217,3 +217,83 @@ async fn with_redis_failed_sign_ins_on_one_instance_count_on_the_other() {
     let e = login_err(&b, right).await;
     assert_eq!(e.code(), Code::ResourceExhausted);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_the_address_limit_holds_across_three_instances() {
+    let apps = instances(&redis_url(), 3, |c| {
+        c.auth_rate_limit = "4/1m".parse().unwrap();
+    })
+    .await;
+    // Sign-in attempts spread over the instances, as a load balancer would: the fifth from
+    // this address is refused, whichever instance gets it (each alone has seen at most two).
+    let mut codes = vec![];
+    for i in 0..6 {
+        codes.push(
+            login_err(&apps[i % 3], wrong("nobody@example.com"))
+                .await
+                .code(),
+        );
+    }
+    assert_eq!(
+        codes,
+        [
+            vec![Code::Unauthenticated; 4],
+            vec![Code::ResourceExhausted; 2]
+        ]
+        .concat()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_the_per_user_limit_holds_across_three_instances() {
+    let apps = instances(&redis_url(), 3, |c| {
+        c.write_rate_limit = "4/1m".parse().unwrap();
+    })
+    .await;
+    let (_, ann) = user(&apps[0], "ann").await;
+    let (bob_id, _) = user(&apps[1], "bob").await;
+    let g = group(&apps[0], &ann, &[&bob_id]).await;
+    let mut codes = vec![];
+    for i in 0..6 {
+        let sent = client(&apps[i % 3])
+            .await
+            .send_message(authed(send(&g, &format!("m{i}")), &ann))
+            .await;
+        codes.push(sent.err().map(|e| e.code()));
+    }
+    assert_eq!(
+        codes,
+        [vec![None; 4], vec![Some(Code::ResourceExhausted); 2]].concat(),
+        "four sends per minute across the instances"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_unreachable_each_instance_still_limits_on_its_own() {
+    let mut redis = crate::events::OwnRedis::start();
+    let app = TestApp::spawn_with(|c| {
+        c.redis_url = Some(redis.url().into());
+        c.redis_channel = format!("epop:test:{}", uuid::Uuid::new_v4());
+        c.auth_rate_limit = "3/1m".parse().unwrap();
+    })
+    .await;
+    redis.kill();
+    let started = std::time::Instant::now();
+    let mut codes = vec![];
+    for _ in 0..4 {
+        codes.push(login_err(&app, wrong("nobody@example.com")).await.code());
+    }
+    assert_eq!(
+        codes,
+        [
+            vec![Code::Unauthenticated; 3],
+            vec![Code::ResourceExhausted]
+        ]
+        .concat()
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "Redis gone costs no wait: {took:?}"
+    );
+}

@@ -3,7 +3,11 @@
 //! refused call is RESOURCE_EXHAUSTED with `retry-after` (whole seconds) on gRPC and gRPC-Web,
 //! and 429 with `Retry-After` on REST. The client address is the connection's peer or, when
 //! the peer is a configured trusted proxy, the nearest address in `X-Forwarded-For` that is
-//! not one. Limits are per instance.
+//! not one. With Redis configured the limits hold across instances (counted there, see
+//! [`shared`]); each instance also keeps its own count, which alone decides while Redis is
+//! unreachable.
+
+pub mod shared;
 
 use crate::auth::Caller;
 use axum::{
@@ -122,12 +126,14 @@ pub fn address_group(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// The limiters of one instance.
+/// The limiters of one instance, and the ones every instance shares when Redis is configured.
 pub struct RateLimits {
     trusted: Vec<IpAddr>,
     ipv6_prefix: u8,
     by_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     by_user: Option<DefaultKeyedRateLimiter<Uuid>>,
+    rates: (Rate, Rate),
+    shared: Option<shared::Counter>,
 }
 
 impl RateLimits {
@@ -139,7 +145,24 @@ impl RateLimits {
             ipv6_prefix,
             by_address: auth.limiter(),
             by_user: writes.limiter(),
+            rates: (auth, writes),
+            shared: None,
         }
+    }
+
+    /// These limits, counted across instances in the Redis at `url` too (keys under
+    /// `prefix`).
+    pub async fn shared_through(mut self, url: &str, prefix: &str) -> anyhow::Result<Self> {
+        self.shared = Some(shared::Counter::new(url, prefix).await?);
+        Ok(self)
+    }
+
+    /// The wait before another call of `key` under `rate` across instances, if it must wait;
+    /// None when it may go, or when Redis cannot answer (then this instance's count decided).
+    async fn shared_wait(&self, rate: Rate, key: String) -> Option<Duration> {
+        let counter = self.shared.as_ref()?;
+        let limit = shared::Shared::of(rate)?;
+        counter.take(limit, &key).await.filter(|w| !w.is_zero())
     }
 
     /// Forgets idle clients every minute until `stop`.
@@ -210,35 +233,58 @@ pub async fn limit(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
+    let now = DefaultClock::default().now();
     let refused = if PER_ADDRESS.contains(&path) {
         let ip = peer(&req).map(|p| limits.client_ip(p, req.headers()));
         if let Some(ip) = ip {
             req.extensions_mut().insert(ClientIp(ip));
         }
+        let what = ("attempts from this address", "address");
         match (&limits.by_address, ip) {
-            (Some(l), Some(ip)) => l
-                .check_key(&address_group(ip, limits.ipv6_prefix))
-                .err()
-                .map(|n| (n, "attempts from this address", "address")),
+            (Some(l), Some(ip)) => {
+                let group = address_group(ip, limits.ipv6_prefix);
+                match l.check_key(&group) {
+                    Err(n) => Some((n.wait_time_from(now), what)),
+                    Ok(()) => limits
+                        .shared_wait(limits.rates.0, format!("a:{}", hashed(&group.to_string())))
+                        .await
+                        .map(|w| (w, what)),
+                }
+            }
             _ => None,
         }
     } else if PER_USER.contains(&path) {
         let user = req.extensions().get::<Caller>().map(|c| c.user_id.0);
+        let what = ("writes", "user");
         match (&limits.by_user, user) {
-            (Some(l), Some(user)) => l.check_key(&user).err().map(|n| (n, "writes", "user")),
+            (Some(l), Some(user)) => match l.check_key(&user) {
+                Err(n) => Some((n.wait_time_from(now), what)),
+                Ok(()) => limits
+                    .shared_wait(limits.rates.1, format!("u:{user}"))
+                    .await
+                    .map(|w| (w, what)),
+            },
             _ => None,
         }
     } else {
         None
     };
     match refused {
-        Some((not_until, what, limit)) => {
+        Some((wait, (what, limit))) => {
             crate::metrics::rate_limited(limit);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
             refuse(wait, what)
         }
         None => next.run(req).await,
     }
+}
+
+/// A key's hash (so Redis holds no client address).
+fn hashed(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn refuse(wait: Duration, what: &str) -> Response {
