@@ -33,6 +33,7 @@
 pub mod ai;
 pub mod app;
 pub mod auth;
+pub mod bounded_redis;
 pub mod config;
 pub mod cors;
 pub mod csrf;

@@ -14,8 +14,8 @@
 //! expire by themselves), and while Redis cannot be reached (each attempt bounded in time,
 //! then left alone for a few seconds) the instance's own counts still hold.
 
+use crate::bounded_redis::BoundedRedis;
 use crate::ratelimit::{Rate, address_group};
-use bb8_redis::{RedisConnectionManager, bb8};
 use sha2::{Digest, Sha256};
 use std::{
     collections::HashMap,
@@ -23,12 +23,6 @@ use std::{
     sync::Mutex,
     time::{Duration, Instant},
 };
-
-/// The most time one Redis round trip of the lockout may take before the instance's own
-/// counts decide alone.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-/// After a Redis failure, how long the lockout leaves Redis alone.
-const REDIS_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a count is kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,18 +80,11 @@ impl Limits {
     }
 }
 
-struct Redis {
-    pool: bb8::Pool<RedisConnectionManager>,
-    prefix: String,
-    /// Until when Redis is left alone after a failure.
-    resting: Mutex<Option<Instant>>,
-}
-
 /// The failed sign-ins, by account and address.
 pub struct Lockout {
     limits: Limits,
     local: Mutex<HashMap<[u8; 32], (u32, Instant)>>,
-    redis: Option<Redis>,
+    redis: Option<BoundedRedis>,
 }
 
 impl std::fmt::Debug for Lockout {
@@ -139,17 +126,9 @@ impl Lockout {
 
     /// Counts in this process and in the Redis at `url`, under keys starting with `prefix`.
     pub async fn redis(limits: Limits, url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let pool = bb8::Pool::builder()
-            .max_size(4)
-            .connection_timeout(REDIS_TIMEOUT)
-            .build(RedisConnectionManager::new(url)?)
-            .await?;
+        let names = ("lockout", "epop_lockout_redis_failures_total");
         Ok(Self {
-            redis: Some(Redis {
-                pool,
-                prefix: prefix.to_owned(),
-                resting: Mutex::new(None),
-            }),
+            redis: Some(BoundedRedis::connect(url, prefix, 4, names).await?),
             ..Self::local(limits)
         })
     }
@@ -221,13 +200,13 @@ impl Lockout {
         let Some(redis) = &self.redis else { return };
         let mut pipe = redis::pipe();
         for (_, rate, k) in &keys {
-            let key = redis_key(&redis.prefix, k);
+            let key = redis_key(redis, k);
             let ms = u64::try_from(rate.period.as_millis()).unwrap_or(u64::MAX);
             // The window starts with the first failure: its expiry is set only then.
             pipe.incr(&key, 1).ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(ms).arg("NX").ignore();
         }
-        self.run::<()>(redis, pipe).await;
+        redis.run::<()>(pipe).await;
     }
 
     /// Clears the count of `email` from `ip` after a successful sign-in (the per-address and
@@ -241,8 +220,8 @@ impl Lockout {
             .remove(&k);
         if let Some(redis) = &self.redis {
             let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(redis_key(&redis.prefix, &k)).ignore();
-            self.run::<()>(redis, pipe).await;
+            pipe.cmd("DEL").arg(redis_key(redis, &k)).ignore();
+            redis.run::<()>(pipe).await;
         }
     }
 
@@ -254,10 +233,10 @@ impl Lockout {
         let redis = self.redis.as_ref()?;
         let mut pipe = redis::pipe();
         for (_, _, k) in keys {
-            let key = redis_key(&redis.prefix, k);
+            let key = redis_key(redis, k);
             pipe.get(&key).pttl(&key);
         }
-        let flat: Vec<redis::Value> = self.run(redis, pipe).await?;
+        let flat: Vec<redis::Value> = redis.run(pipe).await?;
         flat.chunks(2)
             .map(|pair| {
                 let count = redis::from_redis_value::<Option<u32>>(pair[0].clone()).ok()?;
@@ -266,46 +245,11 @@ impl Lockout {
             })
             .collect::<Option<Vec<_>>>()
     }
-
-    /// Runs `pipe` on Redis within [`REDIS_TIMEOUT`], unless Redis is resting after a failure;
-    /// a failure makes it rest for [`REDIS_BACKOFF`].
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        redis: &Redis,
-        pipe: redis::Pipeline,
-    ) -> Option<T> {
-        {
-            let resting = redis.resting.lock().unwrap_or_else(|p| p.into_inner());
-            if resting.is_some_and(|until| Instant::now() < until) {
-                return None;
-            }
-        }
-        let attempt = async {
-            let mut conn = redis.pool.get().await.map_err(|e| e.to_string())?;
-            pipe.query_async::<T>(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let outcome = tokio::time::timeout(REDIS_TIMEOUT, attempt)
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
-        match outcome {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(error = %e, rest = ?REDIS_BACKOFF,
-                    "lockout: Redis unreachable, counting on this instance alone");
-                metrics::counter!("epop_lockout_redis_failures_total").increment(1);
-                *redis.resting.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now() + REDIS_BACKOFF);
-                None
-            }
-        }
-    }
 }
 
-fn redis_key(prefix: &str, k: &[u8; 32]) -> String {
+fn redis_key(redis: &BoundedRedis, k: &[u8; 32]) -> String {
     let hex: String = k[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    redis.key(&hex)
 }
 
 #[cfg(test)]

@@ -96,6 +96,23 @@ fn public_key(json: serde_json::Value) -> String {
     }
 }
 
+/// A started ceremony: its challenge, expiry and encoded server state, and the client's
+/// options as JSON.
+fn started(
+    challenge: webauthn_rp::response::SentChallenge,
+    expires_at: SystemTime,
+    state: Vec<u8>,
+    client: &impl serde::Serialize,
+) -> Result<Started> {
+    let options = serde_json::to_value(client).map_err(internal)?;
+    Ok(Started {
+        challenge: challenge.0.to_be_bytes().to_vec(),
+        expires_at,
+        state,
+        options: public_key(options),
+    })
+}
+
 fn handle(user: Uuid) -> Result<UserHandle16> {
     UserHandle16::decode(*user.as_bytes()).map_err(internal)
 }
@@ -141,13 +158,8 @@ impl RelyingParty {
         // one) lack credProtect, and user verification is required at every sign-in anyway.
         options.extensions.cred_protect = CredProtect::None;
         let (server, client) = options.start_ceremony().map_err(internal)?;
-        let options = serde_json::to_value(&client).map_err(internal)?;
-        Ok(Started {
-            challenge: server.sent_challenge().0.to_be_bytes().to_vec(),
-            expires_at: server.expiration(),
-            state: server.encode().map_err(internal)?,
-            options: public_key(options),
-        })
+        let state = server.encode().map_err(internal)?;
+        started(server.sent_challenge(), server.expiration(), state, &client)
     }
 
     /// The challenge a registration response answers.
@@ -189,13 +201,8 @@ impl RelyingParty {
         let (server, client) = DiscoverableCredentialRequestOptions::passkey(&self.rp_id)
             .start_ceremony()
             .map_err(internal)?;
-        let options = serde_json::to_value(&client).map_err(internal)?;
-        Ok(Started {
-            challenge: server.sent_challenge().0.to_be_bytes().to_vec(),
-            expires_at: server.expiration(),
-            state: server.encode().map_err(internal)?,
-            options: public_key(options),
-        })
+        let state = server.encode().map_err(internal)?;
+        started(server.sent_challenge(), server.expiration(), state, &client)
     }
 
     /// What an assertion names: (its challenge, credential id, user).

@@ -1,19 +1,11 @@
 //! The rate limits shared by every instance through Redis: GCRA (the generic cell rate
 //! algorithm governor uses too) in one Lua script, so a check is one atomic round trip and
 //! the limits hold for a client however a load balancer spreads its calls. While Redis is
-//! unreachable (a failure rests it for a few seconds), each instance's own limiter decides.
+//! unreachable ([`BoundedRedis`]), each instance's own limiter decides.
 
 use super::Rate;
-use bb8_redis::RedisConnectionManager;
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
-
-/// How long a check may wait for Redis before the instance's own limits decide.
-const TIMEOUT: Duration = Duration::from_millis(250);
-/// How long Redis is left alone after a failure.
-const BACKOFF: Duration = Duration::from_secs(5);
+use crate::bounded_redis::BoundedRedis;
+use std::time::Duration;
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: the emission interval (ms)
 /// and the burst. Answers 0 when the call may go, else the milliseconds to wait. Redis's own
@@ -52,70 +44,30 @@ impl Shared {
 }
 
 /// The Redis the shared limits are counted in.
+#[derive(Debug)]
 pub struct Counter {
-    pool: bb8::Pool<RedisConnectionManager>,
-    prefix: String,
+    redis: BoundedRedis,
     script: redis::Script,
-    resting: Mutex<Option<Instant>>,
-}
-
-impl std::fmt::Debug for Counter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counter")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Counter {
     /// Counts in the Redis at `url`, under keys starting with `prefix`.
     pub async fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let pool = bb8::Pool::builder()
-            .max_size(8)
-            .connection_timeout(TIMEOUT)
-            .build(RedisConnectionManager::new(url)?)
-            .await?;
+        let names = ("rate limits", "epop_rate_limit_redis_failures_total");
         Ok(Self {
-            pool,
-            prefix: prefix.to_owned(),
+            redis: BoundedRedis::connect(url, prefix, 8, names).await?,
             script: redis::Script::new(SCRIPT),
-            resting: Mutex::new(None),
         })
     }
 
     /// Takes one call of `key` under `limit`: Some(wait) when refused, Some(zero) when it may
     /// go; None when Redis cannot answer now (the instance's own limits decide).
     pub async fn take(&self, limit: Shared, key: &str) -> Option<Duration> {
-        {
-            let resting = self.resting.lock().unwrap_or_else(|p| p.into_inner());
-            if resting.is_some_and(|until| Instant::now() < until) {
-                return None;
-            }
-        }
-        let key = format!("{}{key}", self.prefix);
-        let attempt = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            self.script
-                .key(&key)
-                .arg(limit.interval_ms)
-                .arg(limit.burst)
-                .invoke_async::<u64>(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let outcome = tokio::time::timeout(TIMEOUT, attempt)
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
-        match outcome {
-            Ok(wait) => Some(Duration::from_millis(wait)),
-            Err(e) => {
-                tracing::warn!(error = %e, rest = ?BACKOFF,
-                    "rate limits: Redis unreachable, each instance limits on its own");
-                metrics::counter!("epop_rate_limit_redis_failures_total").increment(1);
-                *self.resting.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now() + BACKOFF);
-                None
-            }
-        }
+        let mut invocation = self.script.key(self.redis.key(key));
+        invocation.arg(limit.interval_ms).arg(limit.burst);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        let (wait,): (u64,) = self.redis.run(pipe).await?;
+        Some(Duration::from_millis(wait))
     }
 }

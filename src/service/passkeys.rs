@@ -4,7 +4,10 @@
 //! challenge, so any instance finishes what another started, and each is used once.
 
 use crate::{
-    auth::{Caller, passkeys::Stored},
+    auth::{
+        Caller,
+        passkeys::{Started, Stored},
+    },
     db,
     domain::UserId,
     domain::audit::{Action, NewAuditEntry},
@@ -42,11 +45,20 @@ pub async fn begin_registration(state: &State, caller: &Caller) -> Result<String
         state
             .passkeys
             .start_registration(user.id.0, &user.email, &user.display_name, existing)?;
+    keep(&mut conn, started, "register", Some(caller.user_id)).await
+}
+
+/// Keeps a started ceremony of `kind` (for `user`, when bound) until it is answered: the
+/// options to send the browser.
+async fn keep(
+    conn: &mut AsyncPgConnection,
+    started: Started,
+    kind: &str,
+    user: Option<UserId>,
+) -> Result<String> {
     let expires_at = expiry(started.expires_at);
-    let kind = "register";
-    let user = Some(caller.user_id);
     db::passkeys::insert_ceremony(
-        &mut conn,
+        conn,
         &started.challenge,
         kind,
         user,
@@ -141,17 +153,7 @@ pub(crate) async fn start_in(
     user: Option<UserId>,
 ) -> Result<String> {
     let started = state.passkeys.start_sign_in()?;
-    let expires_at = expiry(started.expires_at);
-    db::passkeys::insert_ceremony(
-        conn,
-        &started.challenge,
-        kind,
-        user,
-        &started.state,
-        expires_at,
-    )
-    .await?;
-    Ok(started.options)
+    keep(conn, started, kind, user).await
 }
 
 /// Takes (uses up) the ceremony of `kind` an assertion answers: (whom it is bound to, its
