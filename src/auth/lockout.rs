@@ -176,6 +176,22 @@ impl Lockout {
         found
     }
 
+    /// Refuses (RESOURCE_EXHAUSTED, saying when to retry) while signing in to `email` from
+    /// `ip` is locked out; a call with no known address passes.
+    pub async fn check(&self, email: &str, ip: Option<IpAddr>) -> crate::error::Result<()> {
+        let Some(ip) = ip else { return Ok(()) };
+        match self.locked(email, ip).await {
+            Some((wait, scope)) => {
+                crate::metrics::rate_limited(scope.metric());
+                Err(crate::error::Error::RetryLater(
+                    format!("{}: try again later", scope.reason()),
+                    wait,
+                ))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Records a wrong password for `email` from `ip`.
     pub async fn failed(&self, email: &str, ip: IpAddr) {
         let keys = self.keys(email, ip);

@@ -73,15 +73,7 @@ async fn limited(state: &State, caller: &Caller, client: &ClientInfo) -> Result<
             .ok_or(Error::NotFound("user"))?
             .email
     };
-    if let Some(ip) = client.ip
-        && let Some((wait, scope)) = state.lockout.locked(&email, ip).await
-    {
-        crate::metrics::rate_limited(scope.metric());
-        return Err(Error::RetryLater(
-            format!("{}: try again later", scope.reason()),
-            wait,
-        ));
-    }
+    state.lockout.check(&email, client.ip).await?;
     Ok(email)
 }
 
@@ -124,15 +116,7 @@ async fn prove(
     let t = db::second_factor::totp_for_update(conn, user).await?;
     // Guesses sent at once are answered one at a time (the row is locked), each after the
     // limits counted the one before.
-    if let Some(ip) = client.ip
-        && let Some((wait, scope)) = state.lockout.locked(email, ip).await
-    {
-        crate::metrics::rate_limited(scope.metric());
-        return Err(Error::RetryLater(
-            format!("{}: try again later", scope.reason()),
-            wait,
-        ));
-    }
+    state.lockout.check(email, client.ip).await?;
     let t = t
         .filter(|t| t.confirmed_at.is_some() == confirmed)
         .ok_or_else(|| {
@@ -142,22 +126,7 @@ async fn prove(
                 "start the enrolment first".into()
             })
         })?;
-    let ok = match proof {
-        Proof::Code(code) => match totp::accept(&t.secret, code, t.last_step)? {
-            Some(step) => {
-                db::second_factor::accept_step(conn, user, step).await?;
-                true
-            }
-            None => false,
-        },
-        Proof::Recovery(code) => {
-            confirmed
-                && db::second_factor::use_recovery_code(conn, user, &totp::recovery_hash(code))
-                    .await?
-        }
-        Proof::Passkey(_) => false,
-    };
-    if ok {
+    if crate::service::auth::passes(conn, user, &t, proof, !confirmed).await? {
         return Ok(());
     }
     if let Some(ip) = client.ip {

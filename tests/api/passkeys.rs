@@ -110,11 +110,8 @@ async fn register(
         .into_inner()
 }
 
-async fn passwordless(
-    app: &TestApp,
-    browser: &mut Browser,
-    page: usize,
-) -> Result<pb::LoginResponse, tonic::Status> {
+/// The browser's answer on `page` to a new passkey sign-in.
+async fn assertion(app: &TestApp, browser: &mut Browser, page: usize) -> String {
     let options = app
         .auth()
         .await
@@ -123,14 +120,23 @@ async fn passwordless(
         .unwrap()
         .into_inner()
         .options_json;
-    let assertion = browser
+    browser
         .ceremony(page, "get", &options)
         .await
-        .expect("the authenticator signs");
+        .expect("the authenticator signs")
+}
+
+/// Signs in with the passkey of `page` alone.
+async fn passwordless(
+    app: &TestApp,
+    browser: &mut Browser,
+    page: usize,
+) -> Result<pb::LoginResponse, tonic::Status> {
+    let credential_json = assertion(app, browser, page).await;
     app.auth()
         .await
         .finish_passkey_sign_in(pb::FinishPasskeySignInRequest {
-            credential_json: assertion,
+            credential_json,
             return_refresh_token: true,
         })
         .await
@@ -171,15 +177,7 @@ async fn passkeys_made_in_chromium_sign_in_alone_or_after_a_password_and_can_be_
     assert_ne!(laptop.id, phone.id);
 
     // The phone's passkey alone signs in; the same answer again does not.
-    let options = app
-        .auth()
-        .await
-        .start_passkey_sign_in(pb::StartPasskeySignInRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .options_json;
-    let assertion = browser.ceremony(1, "get", &options).await.unwrap();
+    let assertion = assertion(&app, &mut browser, 1).await;
     let finish = |credential_json: String| {
         let app = &app;
         async move {

@@ -190,4 +190,5 @@ mod second_factor;
 pub use oidc::{finish_oidc, providers, start_oidc};
 pub use refresh::{logout, refresh};
 pub use reset::{RESET_EVERY, RESET_TTL, confirm_reset, request_reset, send_reset_email};
+pub(crate) use second_factor::passes;
 pub use second_factor::{Challenge, verify_second_factor};

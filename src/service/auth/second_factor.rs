@@ -97,11 +97,36 @@ pub(super) async fn challenge(
     }))
 }
 
+/// Whether `proof` passes `t`, the authenticator of `user` (locked): a code of a time step
+/// not used before, or (not while enrolling) an unused recovery code. Uses it up. A passkey is
+/// not this check's to pass.
+pub(crate) async fn passes(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: UserId,
+    t: &db::second_factor::Totp,
+    proof: &Proof,
+    enrolling: bool,
+) -> Result<bool> {
+    Ok(match proof {
+        Proof::Code(code) => match totp::accept(&t.secret, code, t.last_step)? {
+            Some(step) => {
+                db::second_factor::accept_step(conn, user, step).await?;
+                true
+            }
+            None => false,
+        },
+        Proof::Recovery(code) => {
+            let hash = totp::recovery_hash(code);
+            !enrolling && db::second_factor::use_recovery_code(conn, user, &hash).await?
+        }
+        Proof::Passkey(_) => false,
+    })
+}
+
 enum Outcome {
     /// The session, recovery codes, and whether a linked single sign-on changed the role.
     Passed(Box<Session>, Vec<String>, bool),
     Wrong(String, UserId),
-    Locked(std::time::Duration, crate::auth::lockout::Scope),
     Void,
 }
 
@@ -136,11 +161,8 @@ pub async fn verify_second_factor(
             let Some(user) = user.filter(|u| !u.disabled) else {
                 return Ok(Outcome::Void);
             };
-            if let Some(ip) = client.ip
-                && let Some((wait, scope)) = state.lockout.locked(&user.email, ip).await
-            {
-                return Ok(Outcome::Locked(wait, scope));
-            }
+            // Nothing written yet: a refusal leaves the challenge as it was.
+            state.lockout.check(&user.email, client.ip).await?;
             let enrolling = c.purpose == "enroll";
             let totp = db::second_factor::totp_for_update(conn, user.id).await?;
             let totp = totp.filter(|t| enrolling == t.confirmed_at.is_none());
@@ -155,23 +177,8 @@ pub async fn verify_second_factor(
                         Err(e) => return Err(e),
                     }
                 }
-                (Proof::Passkey(_), _) | (_, None) => false,
-                (Proof::Code(code), Some(t)) => match totp::accept(&t.secret, code, t.last_step)? {
-                    Some(step) => {
-                        db::second_factor::accept_step(conn, user.id, step).await?;
-                        true
-                    }
-                    None => false,
-                },
-                (Proof::Recovery(code), Some(_)) => {
-                    !enrolling
-                        && db::second_factor::use_recovery_code(
-                            conn,
-                            user.id,
-                            &totp::recovery_hash(code),
-                        )
-                        .await?
-                }
+                (_, Some(t)) => passes(conn, user.id, &t, &proof, enrolling).await?,
+                (_, None) => false,
             };
             if !passed {
                 db::second_factor::count_attempt(conn, &hash).await?;
@@ -228,13 +235,6 @@ pub async fn verify_second_factor(
                 .with(json!({ "email": email, "reason": "wrong second factor" }));
             audit::record(state, entry).await;
             Err(Error::Unauthenticated("wrong code".into()))
-        }
-        Outcome::Locked(wait, scope) => {
-            crate::metrics::rate_limited(scope.metric());
-            Err(Error::RetryLater(
-                format!("{}: try again later", scope.reason()),
-                wait,
-            ))
         }
         Outcome::Void => Err(void()),
     }
