@@ -154,7 +154,7 @@ impl App {
         };
         let state = State {
             grants,
-            ai: Arc::new(crate::parts::assistant(&config.ai)),
+            ai: Arc::new(crate::parts::assistant(&config, &broker).await?),
             lockout: Arc::new(crate::parts::lockout(&config).await?),
             oidc: Arc::new(crate::parts::oidc(&config)?),
             passkeys: Arc::new(crate::parts::passkeys(&config)?),

@@ -3,7 +3,7 @@
 //! caller's own counts decide meanwhile, so a Redis outage never means no limit and never
 //! makes a request wait.
 
-use bb8_redis::RedisConnectionManager;
+use crate::redis_link::Redis;
 use std::{
     sync::Mutex,
     time::{Duration, Instant},
@@ -16,7 +16,7 @@ pub const BACKOFF: Duration = Duration::from_secs(5);
 
 /// A Redis whose round trips are bounded, and rested after a failure.
 pub struct BoundedRedis {
-    pool: bb8::Pool<RedisConnectionManager>,
+    redis: Redis,
     prefix: String,
     /// Until when Redis is left alone after a failure.
     resting: Mutex<Option<Instant>>,
@@ -44,13 +44,8 @@ impl BoundedRedis {
         connections: u32,
         (user, failures): (&'static str, &'static str),
     ) -> anyhow::Result<Self> {
-        let pool = bb8::Pool::builder()
-            .max_size(connections)
-            .connection_timeout(TIMEOUT)
-            .build(RedisConnectionManager::new(url)?)
-            .await?;
         Ok(Self {
-            pool,
+            redis: Redis::new(url, connections, TIMEOUT)?,
             prefix: prefix.to_owned(),
             resting: Mutex::new(None),
             user,
@@ -66,27 +61,43 @@ impl BoundedRedis {
     /// Runs `pipe` within [`TIMEOUT`], unless Redis is resting after a failure; None when it
     /// cannot answer now (a failure rests it for [`BACKOFF`]).
     pub async fn run<T: redis::FromRedisValue>(&self, pipe: redis::Pipeline) -> Option<T> {
+        self.bounded(async {
+            let mut conn = self.redis.get().await?;
+            pipe.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs a script (loading it first where Redis does not have it: a restarted or newly
+    /// promoted node), bounded as [`run`](Self::run).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        self.bounded(async {
+            let mut conn = self.redis.get().await?;
+            invocation.invoke_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    async fn bounded<T>(&self, attempt: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
         {
             let resting = self.resting.lock().unwrap_or_else(|p| p.into_inner());
             if resting.is_some_and(|until| Instant::now() < until) {
                 return None;
             }
         }
-        let attempt = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            pipe.query_async::<T>(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
         let outcome = tokio::time::timeout(TIMEOUT, attempt)
             .await
-            .unwrap_or_else(|_| Err("timed out".into()));
+            .unwrap_or_else(|_| Err((redis::ErrorKind::Io, "timed out").into()));
         match outcome {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!(error = %e, rest = ?BACKOFF, user = self.user,
                     "Redis unreachable: each instance counts on its own");
                 metrics::counter!(self.failures).increment(1);
+                self.redis.reset().await;
                 *self.resting.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(Instant::now() + BACKOFF);
                 None

@@ -22,6 +22,8 @@
 //! - [`service`]: business rules, authorization and transactions.
 //! - [`db`]: the pool, the embedded PostgreSQL, the generated schema and the queries.
 //! - [`realtime`]: the broker, resumable event stream sessions and their cursors.
+//! - [`redis_link`]: Redis, a single server or a cluster; [`bounded_redis`]: Redis for
+//!   checks that must not wait on it.
 //! - [`jobs`]: the durable jobs table worker (handlers are registered in [`app`]).
 //! - [`mail`]: the email sender (SMTP or `.eml` files).
 //! - [`push`]: push services (Web Push with VAPID, FCM HTTP v1, APNs).
@@ -52,6 +54,7 @@ pub mod probes;
 pub mod push;
 pub mod ratelimit;
 pub mod realtime;
+pub mod redis_link;
 pub mod rest;
 pub mod serve;
 pub mod service;

@@ -5,8 +5,13 @@ use crate::{auth::jwt::JwtKeys, config::Config, service};
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 
-/// The AI assistant: its provider when `EPOP_AI_BASE_URL` is set, and its limits.
-pub fn assistant(a: &crate::config::AiArgs) -> service::ai::Assistant {
+/// The AI assistant: its provider when `EPOP_AI_BASE_URL` is set, and its limits (across
+/// the instances, with Redis: counted where the broker's leases and the rate limits are).
+pub async fn assistant(
+    config: &Config,
+    broker: &crate::realtime::Broker,
+) -> anyhow::Result<service::ai::Assistant> {
+    let a = &config.ai;
     let provider = a.ai_base_url.as_ref().map(|url| {
         crate::ai::Provider::new(
             url,
@@ -16,13 +21,19 @@ pub fn assistant(a: &crate::config::AiArgs) -> service::ai::Assistant {
             a.ai_idle_timeout,
         )
     });
-    service::ai::Assistant {
+    let mut limits = service::ai::Limits::new(a.ai_requests_per_minute, a.ai_max_concurrent);
+    if let (Some(url), Some(leases)) = (&config.redis_url, broker.leases()) {
+        let prefix = format!("{}:rate:", config.redis_channel);
+        let counter = crate::ratelimit::shared::Counter::new(url.expose_secret(), &prefix).await?;
+        limits = limits.shared_through(leases, counter);
+    }
+    Ok(service::ai::Assistant {
         provider,
-        limits: service::ai::Limits::new(a.ai_requests_per_minute, a.ai_max_concurrent),
+        limits,
         max_prompt_chars: a.ai_max_prompt_chars.max(1_000),
         answer_timeout: a.ai_answer_timeout,
         context_messages: a.ai_context_messages.clamp(1, 200),
-    }
+    })
 }
 
 /// The file settings: S3 when a bucket is configured, else `<data-dir>/files` served by this

@@ -263,9 +263,11 @@ impl Lockout {
     }
 }
 
+/// The Redis key of count `k`. Every count carries one hash tag, so that the counts one
+/// sign-in reads and writes together (one pipeline) are in one slot of a Redis Cluster.
 fn redis_key(redis: &BoundedRedis, k: &[u8; 32]) -> String {
     let hex: String = k[..16].iter().map(|b| format!("{b:02x}")).collect();
-    redis.key(&hex)
+    redis.key(&format!("{{lockout}}{hex}"))
 }
 
 #[cfg(test)]

@@ -78,18 +78,21 @@ fn split_tls_settings(url: &str) -> anyhow::Result<(String, Mode, Option<String>
         Ok(true)
     };
     let mut rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let mut parsed = url::Url::parse(url).context("DATABASE_URL is not a valid URL")?;
-        let mut kept = Vec::new();
-        for (k, v) in parsed.query_pairs() {
+        // Only the query is rewritten: the authority may name several hosts
+        // (`h1:5432,h2:5432`, libpq's failover list), which a URL parser refuses.
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             if !take(&k, &v)? {
-                kept.push((k.into_owned(), v.into_owned()));
+                kept.append_pair(&k, &v);
             }
         }
-        parsed.set_query(None);
-        if !kept.is_empty() {
-            parsed.query_pairs_mut().extend_pairs(kept);
+        let kept = kept.finish();
+        if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{kept}")
         }
-        parsed.to_string()
     } else {
         let mut kept = Vec::new();
         for word in url.split_whitespace() {
@@ -249,6 +252,13 @@ mod tests {
             split_tls_settings("host='/run/pg' user='me' dbname=epop sslmode=verify-ca").unwrap();
         assert_eq!(kv, "host='/run/pg' user='me' dbname=epop sslmode=require");
         assert_eq!(mode, Mode::VerifyCa);
+        let (url, _, _) =
+            split_tls_settings("postgres://u@h1:5432,h2:5433/epop?target_session_attrs=read-write")
+                .unwrap();
+        assert_eq!(
+            url,
+            "postgres://u@h1:5432,h2:5433/epop?target_session_attrs=read-write&sslmode=prefer"
+        );
         let err = split_tls_settings("postgres://db/epop?sslmode=always").unwrap_err();
         assert!(err.to_string().contains("sslmode `always`"), "{err}");
     }

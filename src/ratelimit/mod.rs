@@ -7,6 +7,7 @@
 //! [`shared`]); each instance also keeps its own count, which alone decides while Redis is
 //! unreachable.
 
+pub mod leases;
 pub mod shared;
 
 use crate::auth::Caller;

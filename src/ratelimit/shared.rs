@@ -65,9 +65,7 @@ impl Counter {
     pub async fn take(&self, limit: Shared, key: &str) -> Option<Duration> {
         let mut invocation = self.script.key(self.redis.key(key));
         invocation.arg(limit.interval_ms).arg(limit.burst);
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation);
-        let (wait,): (u64,) = self.redis.run(pipe).await?;
+        let wait: u64 = self.redis.invoke(&invocation).await?;
         Some(Duration::from_millis(wait))
     }
 }

@@ -7,8 +7,6 @@ use super::{
     presence::Presence,
 };
 use crate::db::{events::Event, projects::Project, tasks::Task};
-use anyhow::Context;
-use bb8_redis::RedisConnectionManager;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -191,6 +189,8 @@ pub struct Broker {
     redis: Option<super::redis::Outbox>,
     /// With Redis: presence across instances.
     presence: Option<Presence>,
+    /// With Redis: the leases that cap a user's streams across instances.
+    leases: Option<Arc<crate::ratelimit::leases::Leases>>,
 }
 
 impl Broker {
@@ -204,21 +204,14 @@ impl Broker {
         stop: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Self> {
         let mut broker = Self::default();
-        let pool = bb8::Pool::builder()
-            .max_size(4)
-            .connection_timeout(Duration::from_secs(5))
-            .build(RedisConnectionManager::new(url)?)
-            .await
-            .context("cannot create the Redis pool")?;
-        let queue = super::redis::start(
-            url,
-            channel,
-            pool.clone(),
-            broker.inboxes.clone(),
-            stop.clone(),
-        )?;
+        let redis = crate::redis_link::Redis::new(url, 4, Duration::from_secs(5))?;
+        let queue =
+            super::redis::start(redis.clone(), channel, broker.inboxes.clone(), stop.clone());
         broker.redis = Some(queue);
-        broker.presence = Some(Presence::new(pool, channel, presence_ttl));
+        broker.presence = Some(Presence::new(redis, channel, presence_ttl));
+        let prefix = format!("{channel}:leases:");
+        broker.leases =
+            Some(crate::ratelimit::leases::Leases::new(url, &prefix, stop.clone()).await?);
         tokio::spawn(broker.clone().refresh_claims(stop));
         Ok(broker)
     }
@@ -365,7 +358,7 @@ impl Broker {
 
     /// Counts a stream of `user` as open unless they have `max` open here already (then
     /// answers false); the first one makes them online.
-    pub fn try_stream_opened(&self, user: Uuid, max: usize) -> bool {
+    fn try_stream_opened(&self, user: Uuid, max: usize) -> bool {
         let first = {
             let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
             let n = streams.entry(user).or_default();
@@ -380,6 +373,30 @@ impl Broker {
             self.announce(user, true);
         }
         true
+    }
+
+    /// With Redis, the leases that count concurrency across the instances.
+    pub fn leases(&self) -> Option<Arc<crate::ratelimit::leases::Leases>> {
+        self.leases.clone()
+    }
+
+    /// Counts a new stream of `user` if they have fewer than `max` open: with Redis across
+    /// the instances (a lease, given back when dropped; while Redis cannot answer this
+    /// instance's count decides alone), and on this instance. Err when they have `max`.
+    pub async fn open_stream(
+        &self,
+        user: Uuid,
+        max: usize,
+    ) -> Result<Option<crate::ratelimit::leases::Lease>, ()> {
+        let lease = match &self.leases {
+            Some(leases) => leases.take("streams", user, max).await.transpose()?,
+            None => None,
+        };
+        if self.try_stream_opened(user, max) {
+            Ok(lease)
+        } else {
+            Err(())
+        }
     }
 
     /// Counts a stream of `user` as closed; after the grace period with none open, they are

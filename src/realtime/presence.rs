@@ -6,7 +6,7 @@
 //! claim is live; the claims of a crashed instance lapse, and whichever instance sweeps first
 //! announces those users offline.
 
-use bb8_redis::RedisConnectionManager;
+use crate::redis_link::{Conn, Redis};
 use redis::Script;
 use std::{sync::Arc, time::Duration};
 use uuid::Uuid;
@@ -87,7 +87,7 @@ return gone
 /// This instance's view of presence in Redis.
 #[derive(Clone)]
 pub struct Presence {
-    pool: bb8::Pool<RedisConnectionManager>,
+    redis: Redis,
     prefix: String,
     ranking: String,
     instance: String,
@@ -105,14 +105,16 @@ impl std::fmt::Debug for Presence {
 }
 
 impl Presence {
-    /// Presence under keys `<channel>:online:<user>` and `<channel>:online`, as a fresh
-    /// instance whose claims last `ttl` unless renewed.
-    pub fn new(pool: bb8::Pool<RedisConnectionManager>, channel: &str, ttl: Duration) -> Self {
+    /// Presence under keys `{<channel>:online}:<user>` and `{<channel>:online}`, as a fresh
+    /// instance whose claims last `ttl` unless renewed. The keys share one hash tag: the
+    /// scripts touch the ranking and many users' keys at once, which a Redis Cluster allows
+    /// in one slot only.
+    pub fn new(redis: Redis, channel: &str, ttl: Duration) -> Self {
         let script = |body: &str| Script::new(&format!("{NOW}{body}"));
         Self {
-            pool,
-            prefix: format!("{channel}:online:"),
-            ranking: format!("{channel}:online"),
+            redis,
+            prefix: format!("{{{channel}:online}}:"),
+            ranking: format!("{{{channel}:online}}"),
             instance: Uuid::new_v4().to_string(),
             ttl,
             scripts: Arc::new([
@@ -133,8 +135,20 @@ impl Presence {
         format!("{}{user}", self.prefix)
     }
 
-    async fn conn(&self) -> anyhow::Result<bb8::PooledConnection<'_, RedisConnectionManager>> {
-        self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))
+    /// Runs a script; after a failure the next call connects afresh.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> anyhow::Result<T> {
+        let result = async {
+            let mut conn: Conn = self.redis.get().await?;
+            invocation.invoke_async(&mut conn).await
+        }
+        .await;
+        if result.is_err() {
+            self.redis.reset().await;
+        }
+        Ok(result?)
     }
 
     /// Claims (or renews) `users` for this instance; answers those who had no live claim
@@ -150,7 +164,7 @@ impl Presence {
             for u in batch {
                 invocation.key(self.key(*u)).arg(u.to_string());
             }
-            let flags: Vec<u8> = invocation.invoke_async(&mut *self.conn().await?).await?;
+            let flags: Vec<u8> = self.invoke(&invocation).await?;
             came.extend(
                 batch
                     .iter()
@@ -179,7 +193,7 @@ impl Presence {
             .key(&self.ranking)
             .arg(release)
             .arg(user.to_string());
-        Ok(invocation.invoke_async(&mut *self.conn().await?).await?)
+        self.invoke(&invocation).await
     }
 
     /// Those of `users` with a live claim.
@@ -190,7 +204,7 @@ impl Presence {
             for u in batch {
                 invocation.key(self.key(*u));
             }
-            let positions: Vec<usize> = invocation.invoke_async(&mut *self.conn().await?).await?;
+            let positions: Vec<usize> = self.invoke(&invocation).await?;
             online.extend(
                 positions
                     .into_iter()
@@ -205,7 +219,7 @@ impl Presence {
     pub async fn sweep(&self) -> anyhow::Result<Vec<Uuid>> {
         let mut invocation = self.scripts[3].key(&self.ranking);
         invocation.arg(&self.prefix);
-        let gone: Vec<String> = invocation.invoke_async(&mut *self.conn().await?).await?;
+        let gone: Vec<String> = self.invoke(&invocation).await?;
         Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
     }
 }

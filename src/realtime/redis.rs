@@ -1,15 +1,24 @@
 //! Redis pub/sub fan-out between instances: one task publishes this instance's events in
-//! order (through a bb8 pool, in pipelines of what queued meanwhile; a failed publish is
-//! retried before the next), and one dedicated subscriber connection per instance feeds
-//! every instance's events to the local streams' inboxes. The subscriber reconnects and
-//! resubscribes by itself (redis' PubSub does not), and after each (re)subscription asks the
-//! local sessions to re-read the log, so what was published while it was away is not lost.
+//! order (in pipelines of what queued meanwhile; a failed publish is retried before the
+//! next), and one subscriber per instance feeds every instance's events to the local
+//! streams' inboxes. After each (re)subscription the local sessions re-read the log, so what
+//! was published while the subscriber was away is not lost.
+//!
+//! On a single Redis, everything goes over one channel (`PUBLISH` / `SUBSCRIBE`); the
+//! subscriber reconnects and resubscribes by itself (redis' PubSub does not). On a Redis
+//! Cluster, classic pub/sub would copy every message to every node, so events go over
+//! [`SHARDS`] sharded channels (`SPUBLISH` / `SSUBSCRIBE`, Redis 7) whose slots are spread
+//! evenly over the slot space: each event reaches only the master (and replicas) of its
+//! channel's slot. An event's channel follows from what it is about (its conversation,
+//! project or user), so the events of one conversation keep their order. Every instance
+//! subscribes to every channel, and subscribes again from a new view of the cluster when a
+//! node's connection drops (a failover), then rewinds the sessions.
 
-use crate::realtime::{Published, inboxes::Inboxes};
-use anyhow::Context;
-use bb8_redis::RedisConnectionManager;
+use crate::realtime::{BoardChange, Published, inboxes::Inboxes};
+use crate::redis_link::Redis;
 use futures::StreamExt;
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -25,8 +34,12 @@ const QUEUE: usize = 65_536;
 const BATCH: usize = 256;
 /// How a [`Published::Revoked`] begins in its JSON form (serde's externally tagged enum).
 const REVOKED_PREFIX: &[u8] = br#"{"Revoked""#;
+/// The longest one attempt to publish may take.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to publish one event.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// How many sharded channels a Redis Cluster carries the events on.
+pub const SHARDS: usize = 16;
 
 /// This instance's events on their way to Redis, in order.
 #[derive(Debug, Clone)]
@@ -47,68 +60,149 @@ impl Outbox {
     }
 }
 
-/// Starts the publisher (on `pool`) and the subscriber; returns the publisher's queue.
-pub fn start(
-    url: &str,
-    channel: &str,
-    pool: bb8::Pool<RedisConnectionManager>,
-    local: Arc<Inboxes>,
-    stop: CancellationToken,
-) -> anyhow::Result<Outbox> {
-    let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+/// The channels of one deployment: the one of a single Redis, and the sharded ones of a
+/// cluster.
+#[derive(Debug, Clone)]
+struct Channels {
+    single: String,
+    sharded: Vec<String>,
+}
+
+impl Channels {
+    /// `channel`, and [`SHARDS`] names `{<channel>:<n>}` whose slots fall one in each
+    /// [`SHARDS`]th of the slot space (a cluster's masters hold ranges of it).
+    fn new(channel: &str) -> Self {
+        let width = 16384 / SHARDS;
+        let mut sharded = vec![String::new(); SHARDS];
+        let mut left = SHARDS;
+        for n in 0.. {
+            let name = format!("{{{channel}:{n}}}");
+            let range = usize::from(crate::redis_link::slot(&name)) / width;
+            if sharded[range].is_empty() {
+                sharded[range] = name;
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        Self {
+            single: channel.to_owned(),
+            sharded,
+        }
+    }
+
+    /// The sharded channels `item` goes to: the one of what it is about, or all of them.
+    fn shards_of(item: &Published) -> std::ops::Range<usize> {
+        match order_key(item) {
+            Some(key) => {
+                let i = (key.as_u128() % SHARDS as u128) as usize;
+                i..i + 1
+            }
+            None => 0..SHARDS,
+        }
+    }
+}
+
+/// What `item` is about, whose events must keep their order between instances (a
+/// conversation, a project, a user); None for what concerns everyone.
+fn order_key(item: &Published) -> Option<uuid::Uuid> {
+    match item {
+        Published::Durable { event, .. } => Some(event.conversation_id),
+        Published::Typing {
+            conversation_id, ..
+        } => Some(*conversation_id),
+        Published::Assistant { delta, .. } => Some(delta.conversation_id),
+        Published::Board { change, .. } => Some(match change {
+            BoardChange::Task(task) => task.project_id.0,
+            BoardChange::TaskDeleted { project_id, .. }
+            | BoardChange::ProjectDeleted { project_id } => *project_id,
+            BoardChange::Project(project) => project.id.0,
+        }),
+        Published::Inbox { recipients, .. } => recipients.iter().next().copied(),
+        Published::Presence { user_id, .. } | Published::Revoked { user_id, .. } => Some(*user_id),
+        Published::Rewind => None,
+    }
+}
+
+/// Starts the publisher (on `redis`) and the subscriber; returns the publisher's queue.
+pub fn start(redis: Redis, channel: &str, local: Arc<Inboxes>, stop: CancellationToken) -> Outbox {
     let (queue, mut rx) = mpsc::channel::<Published>(QUEUE);
     let outbox = Outbox {
         queue,
         overflowed: Arc::default(),
     };
     let overflowed = outbox.overflowed.clone();
-    let channel = channel.to_owned();
-    let publish_channel = channel.clone();
-    let publish_stop = stop.clone();
+    let channels = Channels::new(channel);
+    let (publish_redis, publish_channels, publish_stop) =
+        (redis.clone(), channels.clone(), stop.clone());
     tokio::spawn(async move {
         // Whatever queued while the last batch was on its way goes in one pipeline: one
         // round trip for many events (one at a time fell behind under load).
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
-            publish(&pool, &publish_channel, &batch, &publish_stop).await;
+            publish(&publish_redis, &publish_channels, &batch, &publish_stop).await;
             batch.clear();
             if overflowed.swap(false, Ordering::Relaxed) {
-                publish(&pool, &publish_channel, &[Published::Rewind], &publish_stop).await;
+                let rewind = [Published::Rewind];
+                publish(&publish_redis, &publish_channels, &rewind, &publish_stop).await;
             }
         }
     });
-    tokio::spawn(subscribe_forever(client, channel, local, stop));
-    Ok(outbox)
+    tokio::spawn(subscribe_forever(redis, channels, local, stop));
+    outbox
 }
 
-/// Publishes `items` in order in one pipeline, retrying with backoff until Redis takes them
-/// or the server stops: the events after them wait, so other instances see this instance's
-/// events in order, and a quiet conversation cannot hide a message that one failed publish lost. (A publish that
-/// timed out may still have reached Redis: sessions drop a durable event they already
-/// delivered, and ephemeral ones are harmless twice.)
+/// Publishes `items` in order (per channel, one pipeline each), retrying with backoff until
+/// Redis takes them or the server stops: the events after them wait, so other instances see
+/// this instance's events in order, and a quiet conversation cannot hide a message that one
+/// failed publish lost. (A publish that timed out may still have reached Redis: sessions drop
+/// a durable event they already delivered, and ephemeral ones are harmless twice.)
 async fn publish(
-    pool: &bb8::Pool<RedisConnectionManager>,
-    channel: &str,
+    redis: &Redis,
+    channels: &Channels,
     items: &[Published],
     stop: &CancellationToken,
 ) {
-    let mut pipe = redis::pipe();
-    for item in items {
-        if let Ok(payload) = serde_json::to_vec(item) {
-            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-        }
-    }
+    let payloads: Vec<_> = items
+        .iter()
+        .filter_map(|item| Some((item, serde_json::to_vec(item).ok()?)))
+        .collect();
     let mut delay = Duration::from_millis(50);
     loop {
         let sent = async {
-            let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            pipe.query_async::<()>(&mut *conn)
-                .await
-                .map_err(anyhow::Error::from)
+            let mut pipes = BTreeMap::<&str, redis::Pipeline>::new();
+            if redis.is_cluster().await? {
+                for (item, payload) in &payloads {
+                    for shard in Channels::shards_of(item) {
+                        let channel = channels.sharded[shard].as_str();
+                        let pipe = pipes.entry(channel).or_insert_with(redis::pipe);
+                        pipe.cmd("SPUBLISH").arg(channel).arg(payload).ignore();
+                    }
+                }
+            } else {
+                let pipe = pipes.entry(&channels.single).or_insert_with(redis::pipe);
+                for (_, payload) in &payloads {
+                    pipe.cmd("PUBLISH")
+                        .arg(&channels.single)
+                        .arg(payload)
+                        .ignore();
+                }
+            }
+            futures::future::try_join_all(pipes.values().map(|pipe| async move {
+                let mut conn = redis.get().await?;
+                pipe.query_async::<()>(&mut conn).await
+            }))
+            .await
+            .map(drop)
         };
-        match sent.await {
+        let sent = tokio::time::timeout(PUBLISH_TIMEOUT, sent)
+            .await
+            .unwrap_or_else(|_| Err((redis::ErrorKind::Io, "timed out").into()));
+        match sent {
             Ok(()) => return,
             Err(e) => {
+                redis.reset().await;
                 metrics::counter!("epop_broker_publish_failures_total").increment(1);
                 tracing::warn!(error = %e, retry_in = ?delay, "redis publish failed");
             }
@@ -122,21 +216,25 @@ async fn publish(
 }
 
 async fn subscribe_forever(
-    client: redis::Client,
-    channel: String,
+    redis: Redis,
+    channels: Channels,
     local: Arc<Inboxes>,
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match subscribe_once(&client, &channel, &local, &stop, &mut delay).await {
+        let subscribed = match redis.is_cluster().await {
+            Ok(false) => subscribe_once(&redis, &channels.single, &local, &stop, &mut delay).await,
+            Ok(true) => {
+                subscribe_sharded(&redis, &channels.sharded, &local, &stop, &mut delay).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match subscribed {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "redis subscription lost"),
         }
-        // Other instances' revocations do not arrive until the subscription is back.
-        if let Some(w) = local.watcher() {
-            w.unlinked();
-        }
+        unlinked(&local);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
@@ -145,14 +243,21 @@ async fn subscribe_forever(
     }
 }
 
+/// Other instances' revocations do not arrive until the subscription is back.
+fn unlinked(local: &Inboxes) {
+    if let Some(w) = local.watcher() {
+        w.unlinked();
+    }
+}
+
 async fn subscribe_once(
-    client: &redis::Client,
+    redis: &Redis,
     channel: &str,
     local: &Inboxes,
     stop: &CancellationToken,
     delay: &mut Duration,
 ) -> anyhow::Result<()> {
-    let mut pubsub = client.get_async_pubsub().await?;
+    let mut pubsub = redis.pubsub().await?;
     pubsub.subscribe(channel).await?;
     *delay = Duration::from_millis(100);
     tracing::info!(channel, "subscribed to redis");
@@ -163,24 +268,72 @@ async fn subscribe_once(
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
             msg = messages.next() => {
-                let msg = msg.context("redis closed the subscription")?;
-                let payload = msg.get_payload_bytes();
-                // No stream open here (an instance that only serves requests): nobody
-                // would read the event, so it is not even parsed, unless it is a revocation
-                // (the authentication layer's cache must hear of it).
-                if local.is_empty() && !payload.starts_with(REVOKED_PREFIX) {
-                    metrics::counter!("epop_broker_received_total", "kind" => "unread").increment(1);
-                    continue;
-                }
-                match serde_json::from_slice::<Published>(payload) {
-                    Ok(item) => {
-                        received(&item);
-                        local.dispatch(item);
+                let msg = msg.ok_or_else(|| anyhow::anyhow!("redis closed the subscription"))?;
+                deliver(local, msg.get_payload_bytes());
+            }
+        }
+    }
+}
+
+/// Subscribes to the sharded channels of a cluster, on a connection of its own, and delivers
+/// until the server stops. When a node's connection drops (a master died, slots moved) the
+/// subscription is made again on a new connection, from a new view of the cluster, which
+/// finds the replica promoted in the dead master's place; then the sessions re-read the log,
+/// where whatever was published meanwhile is.
+async fn subscribe_sharded(
+    redis: &Redis,
+    channels: &[String],
+    local: &Inboxes,
+    stop: &CancellationToken,
+    delay: &mut Duration,
+) -> anyhow::Result<()> {
+    let (tx, mut pushes) = mpsc::unbounded_channel();
+    let mut conn = redis.subscriber(tx).await?;
+    // One at a time: a command's channels must share a slot.
+    for channel in channels {
+        conn.ssubscribe(channel).await?;
+    }
+    *delay = Duration::from_millis(100);
+    tracing::info!(
+        channels = channels.len(),
+        "subscribed to the redis cluster's sharded channels"
+    );
+    local.dispatch(Published::Rewind);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            push = pushes.recv() => {
+                let push = push.ok_or_else(|| anyhow::anyhow!("the cluster connection closed"))?;
+                match push.kind {
+                    redis::PushKind::SMessage => {
+                        if let Some(redis::Value::BulkString(payload)) = push.data.get(1) {
+                            deliver(local, payload);
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "unreadable broker message"),
+                    redis::PushKind::Disconnection => anyhow::bail!("a cluster node's connection dropped"),
+                    redis::PushKind::SUnsubscribe => anyhow::bail!("a channel's slot moved"),
+                    _ => {}
                 }
             }
         }
+    }
+}
+
+/// Hands one message from Redis to the local sessions.
+fn deliver(local: &Inboxes, payload: &[u8]) {
+    // No stream open here (an instance that only serves requests): nobody would read the
+    // event, so it is not even parsed, unless it is a revocation (the authentication
+    // layer's cache must hear of it).
+    if local.is_empty() && !payload.starts_with(REVOKED_PREFIX) {
+        metrics::counter!("epop_broker_received_total", "kind" => "unread").increment(1);
+        return;
+    }
+    match serde_json::from_slice::<Published>(payload) {
+        Ok(item) => {
+            received(&item);
+            local.dispatch(item);
+        }
+        Err(e) => tracing::warn!(error = %e, "unreadable broker message"),
     }
 }
 

@@ -383,15 +383,16 @@ pub async fn open(
     let lifetime = (caller.expires_at - Utc::now())
         .to_std()
         .unwrap_or(Duration::ZERO);
-    if !broker.try_stream_opened(user.0, limits.max_per_user) {
+    let Ok(lease) = broker.open_stream(user.0, limits.max_per_user).await else {
         crate::metrics::rate_limited("streams");
         return Err(Error::ResourceExhausted(format!(
-            "too many open event streams: at most {} per user on one server; close one",
+            "too many open event streams: at most {} per user; close one",
             limits.max_per_user
         )));
-    }
+    };
     let closing = limits.closing.clone();
     tokio::spawn(async move {
+        let _lease = lease;
         let result = run(&mut session, &mut live, lifetime, &closing).await;
         if let Err(e) = result {
             tracing::warn!(user = %user, error = %e, "event stream failed");

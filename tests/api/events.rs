@@ -444,13 +444,19 @@ impl Across {
 
 /// A redis-server of the test's own, on a free port, that can be stopped and restarted.
 pub(crate) struct OwnRedis {
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    extra: Vec<String>,
 }
 
 impl OwnRedis {
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// One started with `extra` arguments too (e.g. cluster mode).
+    pub(crate) fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -460,6 +466,7 @@ impl OwnRedis {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
@@ -477,6 +484,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.extra)
             .current_dir(self.dir.path())
             .stdout(std::process::Stdio::null())
             .spawn()

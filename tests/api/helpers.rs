@@ -283,6 +283,14 @@ impl TestApp {
         }
     }
 
+    /// Starts a server with `cfg`, whose database is not one of the test server's (the
+    /// test owns it, so nothing is dropped).
+    pub async fn start_elsewhere(cfg: Config) -> Self {
+        let mut app = Self::start(cfg, String::new()).await;
+        app.drop_db = false;
+        app
+    }
+
     /// Starts a graceful stop without waiting for it.
     pub fn begin_stop(&self) {
         self.stop.cancel();

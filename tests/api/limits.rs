@@ -297,3 +297,42 @@ async fn with_redis_unreachable_each_instance_still_limits_on_its_own() {
         "Redis gone costs no wait: {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_the_address_limit_holds_after_redis_forgets_its_scripts() {
+    // A restarted Redis, or a replica promoted in a master's place, has no scripts loaded:
+    // the limit's script is loaded again, not given up on (each instance then deciding alone).
+    let redis = crate::events::OwnRedis::start();
+    let apps = instances(&redis.url(), 2, |c| {
+        c.auth_rate_limit = "4/1m".parse().unwrap();
+    })
+    .await;
+    let mut codes = vec![];
+    for i in 0..6 {
+        if i == 2 {
+            let mut conn = redis::Client::open(redis.url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+        codes.push(
+            login_err(&apps[i % 2], wrong("nobody@example.com"))
+                .await
+                .code(),
+        );
+    }
+    assert_eq!(
+        codes,
+        [
+            vec![Code::Unauthenticated; 4],
+            vec![Code::ResourceExhausted; 2]
+        ]
+        .concat()
+    );
+}

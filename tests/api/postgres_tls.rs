@@ -2,107 +2,43 @@
 //! pg_hba.conf), with a certificate from a throwaway CA naming `localhost` only. Each
 //! `sslmode` does what libpq's does, and a server on `verify-full` serves calls.
 
-use crate::{helpers::*, test_ca::*};
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use crate::{helpers::*, pg_cluster::Cluster, test_ca::*};
+use std::{os::unix::fs::PermissionsExt, path::Path};
 
-/// A running TLS-only cluster; stopped on drop.
+/// A running TLS-only cluster; stopped on drop (the cluster before its directory).
 struct TlsCluster {
-    bin: PathBuf,
-    pgdata: PathBuf,
-    port: u16,
-    run_as: Option<nix::unistd::User>,
-    _dir: tempfile::TempDir,
+    cluster: Cluster,
+    dir: tempfile::TempDir,
 }
 
 impl TlsCluster {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         test_ca(dir.path(), "DNS:localhost");
-        let bin = epop::db::embedded::find_bin_dir().expect("PostgreSQL is installed");
-        let run_as = nix::unistd::geteuid()
-            .is_root()
-            .then(|| nix::unistd::User::from_name("postgres").unwrap().unwrap());
-        let pgdata = dir.path().join("pg");
-        let cluster = Self {
-            bin,
-            pgdata: pgdata.clone(),
-            port: free_port(),
-            run_as,
-            _dir: dir,
-        };
-        let root = cluster._dir.path();
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.path();
+        let cluster = Cluster::new(root.join("pg"));
         std::fs::set_permissions(root.join("key.pem"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
-        std::fs::create_dir(&pgdata).unwrap();
-        std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700)).unwrap();
-        if let Some(u) = &cluster.run_as {
-            for f in [pgdata.clone(), root.join("key.pem"), root.join("cert.pem")] {
-                nix::unistd::chown(&f, Some(u.uid), Some(u.gid)).unwrap();
-            }
+        for f in ["key.pem", "cert.pem"] {
+            cluster.own(&root.join(f));
         }
-        let p = |f: &str| root.join(f).to_string_lossy().into_owned();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &pgdata.to_string_lossy(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-locale",
-            ],
-        );
+        cluster.init();
         std::fs::write(
-            pgdata.join("pg_hba.conf"),
+            cluster.pgdata.join("pg_hba.conf"),
             "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 reject\n",
         )
         .unwrap();
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-            cluster.port,
-            pgdata.display(),
+        let p = |f: &str| root.join(f).to_string_lossy().into_owned();
+        cluster.start(&format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
             p("cert.pem"),
             p("key.pem"),
-        );
-        let log = pgdata.join("log");
-        cluster.run(
-            "pg_ctl",
-            &[
-                "start",
-                "-w",
-                "-D",
-                &pgdata.to_string_lossy(),
-                "-l",
-                &log.to_string_lossy(),
-                "-o",
-                &options,
-            ],
-        );
-        cluster
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let out = self.command(program, args);
-        assert!(out.status.success(), "{program} {args:?}: {out:?}");
-    }
-
-    fn command(&self, program: &str, args: &[&str]) -> std::process::Output {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(self.bin.join(program));
-        cmd.args(args).env("LC_ALL", "C");
-        if let Some(u) = &self.run_as {
-            cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-        }
-        cmd.output().unwrap()
+        ));
+        Self { cluster, dir }
     }
 
     fn ca(&self) -> String {
-        self._dir
+        self.dir
             .path()
             .join("ca.pem")
             .to_string_lossy()
@@ -110,14 +46,7 @@ impl TlsCluster {
     }
 
     fn url(&self, host: &str, params: &str) -> String {
-        format!("postgres://postgres@{host}:{}/postgres?{params}", self.port)
-    }
-}
-
-impl Drop for TlsCluster {
-    fn drop(&mut self) {
-        let pgdata = self.pgdata.to_string_lossy().into_owned();
-        let _ = self.command("pg_ctl", &["stop", "-m", "immediate", "-D", &pgdata]);
+        self.cluster.url(host, params)
     }
 }
 

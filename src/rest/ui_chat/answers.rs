@@ -5,7 +5,7 @@
 //! rejoins on any instance and two answers of one chat never mix. An answer that ended is no
 //! longer here: it is in the saved chat.
 
-use bb8_redis::{RedisConnectionManager, bb8};
+use crate::redis_link::Redis;
 use futures::{StreamExt, stream::BoxStream};
 use redis::AsyncCommands;
 use std::{
@@ -42,11 +42,10 @@ impl Default for Answers {
     }
 }
 
-/// The Redis side: a pool for writes, the client for each follower's own connection.
+/// The Redis side: writes, and each follower's own connection.
 #[derive(Debug)]
 pub struct Shared {
-    pool: bb8::Pool<RedisConnectionManager>,
-    client: redis::Client,
+    redis: Redis,
     prefix: String,
     /// How long an answer may run (the record's lifetime while it does).
     ttl: Duration,
@@ -88,14 +87,8 @@ pub enum Recorder {
 impl Answers {
     /// Answers recorded in the Redis at `url` under `prefix`, living at most `ttl`.
     pub async fn redis(url: &str, prefix: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let pool = bb8::Pool::builder()
-            .max_size(4)
-            .connection_timeout(REDIS_TIMEOUT)
-            .build(RedisConnectionManager::new(url)?)
-            .await?;
         Ok(Self::Redis(Arc::new(Shared {
-            pool,
-            client: redis::Client::open(url)?,
+            redis: Redis::new(url, 4, REDIS_TIMEOUT)?,
             prefix: prefix.to_owned(),
             ttl: ttl + ENDED_TTL,
             followers: Arc::new(tokio::sync::Semaphore::new(MAX_FOLLOWERS)),
@@ -115,8 +108,9 @@ impl Answers {
                 }
             }
             Self::Redis(shared) => {
-                // The chat points at its newest answer's own stream.
-                let pointer = format!("{}{key}", shared.prefix);
+                // The chat points at its newest answer's own stream (one hash tag: one
+                // slot of a Redis Cluster, read together by a follower).
+                let pointer = shared.pointer(key);
                 let stream = format!("{pointer}:{}", uuid::Uuid::new_v4());
                 let mut pipe = redis::pipe();
                 pipe.set_ex(&pointer, &stream, shared.ttl.as_secs())
@@ -223,17 +217,23 @@ impl Drop for Recorder {
 }
 
 impl Shared {
-    /// Runs `pipe` on a pooled connection; false (logged) when Redis failed.
+    /// The key that points at chat `key`'s newest answer.
+    fn pointer(&self, key: &str) -> String {
+        format!("{{{}{key}}}", self.prefix)
+    }
+
+    /// Runs `pipe`; false (logged) when Redis failed.
     async fn run(&self, pipe: &redis::Pipeline) -> bool {
         let result = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut *conn))
+            let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
+            tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn))
                 .await
                 .map_err(|_| "timed out".to_owned())?
                 .map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = &result {
+            self.redis.reset().await;
             tracing::warn!(error = %e, "recording an AI answer in redis failed: it cannot be rejoined");
         }
         result.is_ok()
@@ -244,14 +244,11 @@ impl Shared {
         key: &str,
         room: tokio::sync::OwnedSemaphorePermit,
     ) -> Option<BoxStream<'static, Arc<str>>> {
-        let pointer = format!("{}{key}", self.prefix);
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let pointer = self.pointer(key);
         // A connection of its own: XREAD BLOCK holds it.
         let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .redis
+            .dedicated()
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "cannot reach redis to rejoin an answer"))
             .ok()?;

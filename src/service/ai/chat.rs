@@ -73,7 +73,7 @@ pub async fn chat(
             ));
         }
     }
-    let slot = ai.limits.admit(caller.user_id.0)?;
+    let slot = ai.limits.admit_shared(caller.user_id.0).await?;
     // A saved chat is the history: of the request's turns only the last (the question) is
     // new, and it is stored once. Only the newest turns are read; the prompt keeps what fits.
     let mut conn = state.pool.get().await?;

@@ -45,7 +45,7 @@ pub async fn ask(
     crate::service::conversations::get(state, caller, id).await?;
     let content = RichText::from_plain(&question.content)
         .ok_or_else(|| Error::invalid("question", "must hold some text"))?;
-    let slot = ai.limits.admit(caller.user_id.0)?;
+    let slot = ai.limits.admit_shared(caller.user_id.0).await?;
     let until = Utc::now() + ai.answer_timeout + CLAIM_SLACK;
     let mut conn = state.pool.get().await?;
     if !db::ai::claim_assistant(&mut conn, id.0, until).await? {
