@@ -2,11 +2,13 @@
 """The load balancer of docker/ proven without a container engine (run by scripts/lb).
 
 Debian's haproxy runs docker/haproxy.cfg, the file the compose stack mounts, unchanged (its
-addresses come from the environment), in front of two `epop` instances on one PostgreSQL and
-one Redis, with no signing key configured (they share the database's). Through the balancer
-only:
+addresses come from the environment), in front of three `epop` instances on one PostgreSQL
+and one Redis, with no signing key configured (they share the database's). Through the
+balancer only:
 
-- REST signs in, and calls spread over both replicas accept the token;
+- REST signs in, and calls spread over the replicas accept the token;
+- the cap on a user's event streams holds across the replicas: with ten open, spread over
+  three replicas (none has more than four), the eleventh is refused (429);
 - grpcurl (native gRPC over h2c) lists the services through reflection and calls GetMe;
 - gRPC-Web over HTTP/1.1 calls GetMe (data and trailer frames) and gets UNAUTHENTICATED for
   a bad token;
@@ -14,7 +16,12 @@ only:
   message is sent while the stream is down; the stream reopened with `Last-Event-ID` gets it,
   and nothing twice;
 - the killed replica is restarted and rejoins; then the same with a native gRPC stream read by
-  grpcurl and resumed with `resume_cursor`.
+  grpcurl and resumed with `resume_cursor`;
+- a rolling restart: each replica in turn is stopped gracefully (SIGTERM) and started again
+  while a sender posts messages without pause (retrying a refused send with its idempotency
+  key) and a follower reads the SSE stream (reopening it with `Last-Event-ID` when its
+  replica stops): no send fails in a way a client cannot retry, and the follower gets every
+  acknowledged message once, in order.
 
 Standard library only. Usage:
   lb-test.py EPOP_BIN DATABASE_URL REDIS_URL GRPCURL HAPROXY_CFG
@@ -31,7 +38,8 @@ import uuid
 
 EPOP, DATABASE_URL, REDIS_URL, GRPCURL, CFG = sys.argv[1:6]
 LB = 18500
-PORTS = {"epop1": 18501, "epop2": 18502}
+PORTS = {"epop1": 18501, "epop2": 18502, "epop3": 18503}
+ALL = set(PORTS)
 PASSWORD = "lb-admin-password"
 WORK = tempfile.mkdtemp(prefix="epop-lb-")
 procs = {}
@@ -47,7 +55,7 @@ def wait(check, what, seconds=20.0):
         try:
             if check():
                 return
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException, AssertionError):
             pass
         time.sleep(0.1)
     raise SystemExit(f"lb: timed out waiting for {what}")
@@ -213,6 +221,7 @@ def main():
         EPOP_LB_BIND=f"127.0.0.1:{LB}",
         EPOP1_ADDR=f"127.0.0.1:{PORTS['epop1']}",
         EPOP2_ADDR=f"127.0.0.1:{PORTS['epop2']}",
+        EPOP3_ADDR=f"127.0.0.1:{PORTS['epop3']}",
     )
     haproxy = subprocess.Popen(
         ["haproxy", "-db", "-f", CFG], env=env,
@@ -234,8 +243,9 @@ def run():
     status, _, data = call("POST", "/api/auth/login", {"email": "admin@epop.local", "password": PASSWORD})
     assert status == 200, (status, data)
     token = json.loads(data)["accessToken"]
-    wait(lambda: backends(token) == {"epop1", "epop2"}, "calls spread over both replicas")
-    log("REST: signed in; calls reached epop1 and epop2 with one token")
+    wait(lambda: backends(token) == ALL, "calls spread over the replicas")
+    log("REST: signed in; calls reached epop1, epop2 and epop3 with one token")
+    stream_cap(token)
     status, _, _ = call("GET", "/metrics")
     assert status == 403, status
     log("/metrics is refused through the balancer (403)")
@@ -283,7 +293,7 @@ def run():
     again.conn.close()
 
     start(killed)
-    wait(lambda: backends(token) == {"epop1", "epop2"}, f"{killed} to rejoin")
+    wait(lambda: backends(token) == ALL, f"{killed} to rejoin")
     log(f"{killed} restarted and back in rotation")
 
     # A native gRPC stream: the same, resumed with resume_cursor.
@@ -302,6 +312,103 @@ def run():
     assert resumed.backend() != killed, resumed.backend()
     resumed.stop()
     log(f"gRPC stream: {killed} killed mid-stream; resumed on {resumed.backend()} with resume_cursor: g2 and g3 once")
+    start(killed)
+    wait(lambda: backends(token) == ALL, f"{killed} to rejoin")
+    rolling_restart(token, conversation)
+
+
+def stream_cap(token):
+    """Ten streams (the default cap) spread over the replicas; the eleventh is refused."""
+    streams = [Sse(token) for _ in range(10)]
+    spread = {}
+    for s in streams:
+        spread[s.backend] = spread.get(s.backend, 0) + 1
+    assert max(spread.values()) < 10, spread
+    c = http.client.HTTPConnection("127.0.0.1", LB, timeout=10)
+    c.request("GET", "/api/events", headers={"authorization": f"Bearer {token}", "accept": "text/event-stream"})
+    r = c.getresponse()
+    assert r.status == 429, r.status
+    c.close()
+    for s in streams:
+        s.conn.close()
+    # A replica learns that a stream's client went away when it next writes to it (a
+    # heartbeat, every 15 s): then its place is free again.
+    def reopens():
+        s = Sse(token)
+        s.conn.close()
+        return True
+    wait(reopens, "the closed streams' places to be given back", 40)
+    log(f"stream cap: 10 streams open over the replicas {spread}; the 11th refused with 429; "
+        "places given back once the replicas saw the streams closed")
+
+
+class Follower:
+    """Follows the SSE stream through the balancer, reopening it with Last-Event-ID."""
+
+    def __init__(self, token):
+        self.token, self.texts, self.last, self.reopened = token, [], None, 0
+        self.done = threading.Event()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                s = Sse(self.token, last_event_id=self.last)
+            except (AssertionError, OSError, http.client.HTTPException):
+                time.sleep(0.2)
+                continue
+            seen = 0
+            while True:
+                ended = s.ended
+                for event_id, data in s.events[seen:]:
+                    seen += 1
+                    if event_id:
+                        self.last = event_id
+                    if "messageCreated" in data:
+                        self.texts.append(data["messageCreated"]["text"])
+                if ended or self.done.is_set():
+                    break
+                time.sleep(0.05)
+            s.conn.close()
+            self.reopened += 1
+
+
+def rolling_restart(token, conversation):
+    """Each replica stopped gracefully and started again under a steady load."""
+    follower = Follower(token)
+    # Live from here on: a message sent now reaches the follower.
+    wait(lambda: send(conversation, "warm", token) and time.sleep(0.3) is None and "warm" in follower.texts,
+         "the follower to read the stream")
+    acked, done = [], threading.Event()
+
+    def load():
+        i = 0
+        while not done.is_set():
+            send(conversation, f"r{i}", token)
+            acked.append(f"r{i}")
+            i += 1
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=load, daemon=True)
+    sender.start()
+    started = time.time()
+    for name in PORTS:
+        time.sleep(2)  # the load runs on all three between restarts
+        procs[name].terminate()
+        procs[name].wait(timeout=30)
+        log(f"rolling restart: {name} stopped gracefully ({len(acked)} sends acknowledged so far)")
+        start(name)
+        wait(lambda: backends(token) == ALL, f"{name} to rejoin")
+    time.sleep(2)
+    done.set()
+    sender.join()
+    send(conversation, "end", token)
+    wait(lambda: "end" in follower.texts, "the follower to read the last message", 30)
+    follower.done.set()
+    got = [t for t in follower.texts if t.startswith("r") or t == "end"]
+    assert got == acked + ["end"], (len(got), len(acked), [t for t in got if got.count(t) > 1][:5])
+    log(f"rolling restart of 3 replicas in {time.time() - started:.1f} s: {len(acked)} sends acknowledged, "
+        f"each read once and in order by a follower that reopened its stream {follower.reopened} times")
 
 
 def grpc_web(token):

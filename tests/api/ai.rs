@@ -526,3 +526,52 @@ async fn the_assistant_answers_in_a_conversation_live_for_members_on_two_instanc
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_the_ai_limits_hold_across_three_instances() {
+    let fake = FakeAi::start().await;
+    let apps = instances(&redis_url(), 3, |c| {
+        fake.configure(c);
+        c.ai.ai_max_concurrent = 2;
+        c.ai.ai_requests_per_minute = 4;
+    })
+    .await;
+    let (_, ann) = user(&apps[0], "ann").await;
+    // Two answers at once, on two instances: a third is refused on the third instance,
+    // which alone has none.
+    let mut first = chat(&apps[0], &ann, ask("hang")).await.unwrap();
+    first.message().await.unwrap().unwrap();
+    let mut second = chat(&apps[1], &ann, ask("hang")).await.unwrap();
+    second.message().await.unwrap().unwrap();
+    let e = chat(&apps[2], &ann, ask("tokens=1")).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(e.message().contains("at once"), "{}", e.message());
+    drop((first, second));
+    // Four requests a minute across them all: two were made; of four more, two are refused
+    // (each instance alone has seen at most two).
+    let mut refused = 0;
+    for i in 0..4 {
+        let mut again = None;
+        // A slot comes back once its instance sees the client gone.
+        for _ in 0..50 {
+            match chat(&apps[i % 3], &ann, ask("tokens=1")).await {
+                Ok(s) => {
+                    again = Some(s);
+                    break;
+                }
+                Err(e) if e.message().contains("at once") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                    refused += 1;
+                    break;
+                }
+            }
+        }
+        if let Some(s) = again {
+            read_all(s).await;
+        }
+    }
+    assert_eq!(refused, 2, "four requests a minute across the instances");
+}
