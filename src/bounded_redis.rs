@@ -44,8 +44,10 @@ impl BoundedRedis {
         connections: u32,
         (user, failures): (&'static str, &'static str),
     ) -> anyhow::Result<Self> {
+        let redis = Redis::new(url, connections, TIMEOUT)?;
+        redis.connect_in_background();
         Ok(Self {
-            redis: Redis::new(url, connections, TIMEOUT)?,
+            redis,
             prefix: prefix.to_owned(),
             resting: Mutex::new(None),
             user,
@@ -87,6 +89,12 @@ impl BoundedRedis {
             if resting.is_some_and(|until| Instant::now() < until) {
                 return None;
             }
+        }
+        // Connecting (to every node of a cluster) may take longer than one round trip may:
+        // it is done in the background, and the caller decides alone meanwhile.
+        if !self.redis.is_linked() {
+            self.redis.connect_in_background();
+            return None;
         }
         let outcome = tokio::time::timeout(TIMEOUT, attempt)
             .await

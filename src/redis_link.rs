@@ -15,7 +15,13 @@ use redis::{
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::Mutex;
 
 /// A Redis server or cluster; cheap to clone.
@@ -29,6 +35,10 @@ struct Inner {
     connections: u32,
     wait: Duration,
     link: Mutex<Option<Link>>,
+    /// Whether `link` holds a link (read without the lock).
+    linked: AtomicBool,
+    /// Whether a background connection is under way.
+    connecting: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -76,6 +86,8 @@ impl Redis {
                 connections,
                 wait,
                 link: Mutex::new(None),
+                linked: AtomicBool::new(false),
+                connecting: AtomicBool::new(false),
             }),
         })
     }
@@ -97,7 +109,28 @@ impl Redis {
             Link::Single(pool)
         };
         *link = Some(made.clone());
+        self.inner.linked.store(true, Ordering::Release);
         Ok(made)
+    }
+
+    /// True once connected (and not reset since).
+    pub fn is_linked(&self) -> bool {
+        self.inner.linked.load(Ordering::Acquire)
+    }
+
+    /// Connects in the background unless connected or connecting: for callers whose own
+    /// deadline is shorter than a cluster's first connection.
+    pub fn connect_in_background(&self) {
+        if self.is_linked() || self.inner.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.link().await {
+                tracing::warn!(error = %e, "cannot connect to Redis");
+            }
+            this.inner.connecting.store(false, Ordering::Release);
+        });
     }
 
     /// After a failure: a cluster connection is dropped, so that the next command connects
@@ -109,6 +142,7 @@ impl Redis {
         let mut link = self.inner.link.lock().await;
         if matches!(&*link, Some(Link::Cluster(_))) {
             *link = None;
+            self.inner.linked.store(false, Ordering::Release);
         }
     }
 
@@ -116,13 +150,26 @@ impl Redis {
     async fn is_cluster_node(&self) -> RedisResult<bool> {
         let mut last = None;
         for seed in &self.inner.seeds {
-            match self.own_connection(seed).await {
-                Ok(mut conn) => {
-                    let info: String = redis::cmd("INFO")
-                        .arg("cluster")
-                        .query_async(&mut conn)
-                        .await?;
-                    return Ok(info.contains("cluster_enabled:1"));
+            let answer = async {
+                let mut conn = self.own_connection(seed).await?;
+                redis::cmd("INFO")
+                    .arg("cluster")
+                    .query_async::<String>(&mut conn)
+                    .await
+            };
+            match answer.await {
+                Ok(info) => return Ok(info.contains("cluster_enabled:1")),
+                // INFO refused (an ACL, a managed service that renamed it): a cluster
+                // answers it, so this is a single server.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::ResponseError | redis::ServerErrorKind::NoPerm
+                        )
+                    ) =>
+                {
+                    return Ok(false);
                 }
                 Err(e) => last = Some(e),
             }

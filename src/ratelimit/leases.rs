@@ -4,7 +4,9 @@
 //! while fewer than the limit are live (one Lua script: atomic), renewed while held, and
 //! given back when done; the leases of an instance that died lapse within [`TTL`]. While
 //! Redis is unreachable ([`BoundedRedis`]) the instance's own count decides alone (it always
-//! applies too); leases taken meanwhile are not counted until their next renewal.
+//! applies too); a lease granted meanwhile is held all the same, and counted in Redis from
+//! its next renewal. A lease given back is removed after each renewal round too, until Redis
+//! takes the removal (so neither a renewal racing it nor a resting Redis keeps it alive).
 
 use crate::bounded_redis::BoundedRedis;
 use futures::StreamExt;
@@ -50,6 +52,8 @@ pub struct Leases {
     scripts: [redis::Script; 2],
     /// The leases held here, by set.
     held: Mutex<HashMap<String, Vec<Uuid>>>,
+    /// Leases given back whose removal Redis has not confirmed yet.
+    released: Mutex<Vec<(String, Uuid)>>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -80,6 +84,7 @@ impl Leases {
             redis: BoundedRedis::connect(url, prefix, 4, names).await?,
             scripts: [script(TAKE), script(RENEW)],
             held: Mutex::default(),
+            released: Mutex::default(),
         });
         tokio::spawn(leases.clone().renew_forever(stop));
         Ok(leases)
@@ -91,29 +96,35 @@ impl Leases {
         self.redis.key(&format!("{kind}:{{{user}}}"))
     }
 
-    /// Takes one of `user`'s at most `limit` leases of `kind`: Some(Ok) when granted,
-    /// Some(Err(())) when `limit` are live across the instances, None when Redis cannot
-    /// answer now.
-    pub async fn take(
-        self: &Arc<Self>,
-        kind: &str,
-        user: Uuid,
-        limit: usize,
-    ) -> Option<Result<Lease, ()>> {
+    /// Takes one of `user`'s at most `limit` leases of `kind`: Err when `limit` are live
+    /// across the instances. While Redis cannot answer, the lease is granted (the caller's
+    /// own count decides) and counted in Redis from its next renewal.
+    pub async fn take(self: &Arc<Self>, kind: &str, user: Uuid, limit: usize) -> Result<Lease, ()> {
         let key = self.key(kind, user);
         let id = Uuid::new_v4();
         let mut invocation = self.scripts[0].key(&key);
         invocation.arg(limit).arg(ttl_ms()).arg(id.to_string());
-        let granted: u8 = self.redis.invoke(&invocation).await?;
-        if granted == 0 {
-            return Some(Err(()));
+        if self.redis.invoke::<u8>(&invocation).await == Some(0) {
+            return Err(());
         }
         lock(&self.held).entry(key.clone()).or_default().push(id);
-        Some(Ok(Lease {
+        Ok(Lease {
             leases: self.clone(),
             key,
             id,
-        }))
+        })
+    }
+
+    /// Removes the leases given back, keeping those Redis did not take the removal of.
+    async fn remove_released(&self) {
+        let released = std::mem::take(&mut *lock(&self.released));
+        for (key, id) in released {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZREM").arg(&key).arg(id.to_string()).ignore();
+            if self.redis.run::<()>(pipe).await.is_none() {
+                lock(&self.released).push((key, id));
+            }
+        }
     }
 
     /// Renews every lease held here, every third of [`TTL`], until `stop`.
@@ -141,6 +152,8 @@ impl Leases {
                     }
                 })
                 .await;
+            // After the round: a lease given back during it may have been renewed.
+            self.remove_released().await;
         }
     }
 }
@@ -156,13 +169,16 @@ impl Drop for Lease {
                 }
             }
         }
-        let (leases, key, id) = (self.leases.clone(), self.key.clone(), self.id);
+        // (Past this many, a removal waiting for Redis is dropped: the lease lapses by
+        // itself within the TTL anyway.)
+        let mut released = lock(&self.leases.released);
+        if released.len() < 10_000 {
+            released.push((self.key.clone(), self.id));
+        }
+        drop(released);
+        let leases = self.leases.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let mut pipe = redis::pipe();
-                pipe.cmd("ZREM").arg(&key).arg(id.to_string()).ignore();
-                let _: Option<()> = leases.redis.run(pipe).await;
-            });
+            runtime.spawn(async move { leases.remove_released().await });
         }
     }
 }

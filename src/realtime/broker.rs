@@ -381,7 +381,7 @@ impl Broker {
     }
 
     /// Counts a new stream of `user` if they have fewer than `max` open: with Redis across
-    /// the instances (a lease, given back when dropped; while Redis cannot answer this
+    /// the instances (a lease, given back when dropped; while Redis cannot answer, this
     /// instance's count decides alone), and on this instance. Err when they have `max`.
     pub async fn open_stream(
         &self,
@@ -389,7 +389,7 @@ impl Broker {
         max: usize,
     ) -> Result<Option<crate::ratelimit::leases::Lease>, ()> {
         let lease = match &self.leases {
-            Some(leases) => leases.take("streams", user, max).await.transpose()?,
+            Some(leases) => Some(leases.take("streams", user, max).await?),
             None => None,
         };
         if self.try_stream_opened(user, max) {

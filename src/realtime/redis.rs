@@ -34,6 +34,12 @@ const QUEUE: usize = 65_536;
 const BATCH: usize = 256;
 /// How a [`Published::Revoked`] begins in its JSON form (serde's externally tagged enum).
 const REVOKED_PREFIX: &[u8] = br#"{"Revoked""#;
+/// How often the cluster subscriber checks that each of its channels still delivers (a
+/// master cut off without closing its connections sends no disconnection): it publishes a
+/// probe on each, and subscribes again when one did not come back by the next check.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How a probe begins (never a JSON event).
+const PROBE: &str = "probe:";
 /// The longest one attempt to publish may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to publish one event.
@@ -72,11 +78,13 @@ impl Channels {
     /// `channel`, and [`SHARDS`] names `{<channel>:<n>}` whose slots fall one in each
     /// [`SHARDS`]th of the slot space (a cluster's masters hold ranges of it).
     fn new(channel: &str) -> Self {
+        // Braces in the name would make a hash tag of part of it (all in one slot).
+        let tag = channel.replace(['{', '}'], "");
         let width = 16384 / SHARDS;
         let mut sharded = vec![String::new(); SHARDS];
         let mut left = SHARDS;
         for n in 0.. {
-            let name = format!("{{{channel}:{n}}}");
+            let name = format!("{{{tag}:{n}}}");
             let range = usize::from(crate::redis_link::slot(&name)) / width;
             if sharded[range].is_empty() {
                 sharded[range] = name;
@@ -92,15 +100,10 @@ impl Channels {
         }
     }
 
-    /// The sharded channels `item` goes to: the one of what it is about, or all of them.
-    fn shards_of(item: &Published) -> std::ops::Range<usize> {
-        match order_key(item) {
-            Some(key) => {
-                let i = (key.as_u128() % SHARDS as u128) as usize;
-                i..i + 1
-            }
-            None => 0..SHARDS,
-        }
+    /// The sharded channel `item` goes to: the one of what it is about (a rewind, about
+    /// everything, goes on the first: every instance subscribes to every channel).
+    fn shard_of(item: &Published) -> usize {
+        order_key(item).map_or(0, |key| (key.as_u128() % SHARDS as u128) as usize)
     }
 }
 
@@ -174,11 +177,9 @@ async fn publish(
             let mut pipes = BTreeMap::<&str, redis::Pipeline>::new();
             if redis.is_cluster().await? {
                 for (item, payload) in &payloads {
-                    for shard in Channels::shards_of(item) {
-                        let channel = channels.sharded[shard].as_str();
-                        let pipe = pipes.entry(channel).or_insert_with(redis::pipe);
-                        pipe.cmd("SPUBLISH").arg(channel).arg(payload).ignore();
-                    }
+                    let channel = channels.sharded[Channels::shard_of(item)].as_str();
+                    let pipe = pipes.entry(channel).or_insert_with(redis::pipe);
+                    pipe.cmd("SPUBLISH").arg(channel).arg(payload).ignore();
                 }
             } else {
                 let pipe = pipes.entry(&channels.single).or_insert_with(redis::pipe);
@@ -299,14 +300,41 @@ async fn subscribe_sharded(
         "subscribed to the redis cluster's sharded channels"
     );
     local.dispatch(Published::Rewind);
+    let mine = format!("{PROBE}{}:", uuid::Uuid::new_v4());
+    let mut heard = vec![true; channels.len()];
+    let mut probe = tokio::time::interval(PROBE_EVERY);
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
+            _ = probe.tick() => {
+                if let Some(i) = heard.iter().position(|h| !h) {
+                    anyhow::bail!("channel {} stopped delivering", channels[i]);
+                }
+                heard.fill(false);
+                let sent = async {
+                    for (i, channel) in channels.iter().enumerate() {
+                        redis::cmd("SPUBLISH").arg(channel).arg(format!("{mine}{i}"))
+                            .query_async::<i64>(&mut conn).await?;
+                    }
+                    anyhow::Ok(())
+                };
+                tokio::time::timeout(PUBLISH_TIMEOUT, sent).await??;
+            }
             push = pushes.recv() => {
                 let push = push.ok_or_else(|| anyhow::anyhow!("the cluster connection closed"))?;
                 match push.kind {
                     redis::PushKind::SMessage => {
-                        if let Some(redis::Value::BulkString(payload)) = push.data.get(1) {
+                        let Some(redis::Value::BulkString(payload)) = push.data.get(1) else {
+                            continue;
+                        };
+                        if payload.starts_with(PROBE.as_bytes()) {
+                            let probe = std::str::from_utf8(payload).unwrap_or_default();
+                            if let Some(i) = probe.strip_prefix(&mine).and_then(|i| i.parse::<usize>().ok())
+                                && let Some(h) = heard.get_mut(i)
+                            {
+                                *h = true;
+                            }
+                        } else {
                             deliver(local, payload);
                         }
                     }

@@ -96,11 +96,8 @@ impl Limits {
     pub async fn admit_shared(&self, user: Uuid) -> Result<Slot> {
         let mut lease = None;
         if let Some((leases, counter)) = &self.shared {
-            match leases.take("ai", user, self.concurrent).await {
-                Some(Err(())) => return Err(self.too_many_at_once()),
-                Some(Ok(l)) => lease = Some(l),
-                None => {}
-            }
+            let taken = leases.take("ai", user, self.concurrent).await;
+            lease = Some(taken.map_err(|()| self.too_many_at_once())?);
             if let Some(limit) = Shared::of(self.rate)
                 && let Some(wait) = counter.take(limit, &format!("ai:{user}")).await
                 && !wait.is_zero()
