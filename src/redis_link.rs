@@ -70,11 +70,7 @@ impl Redis {
     /// `connections` pooled connections to a single server, each command waiting at most
     /// `wait` to connect. Fails on a URL Redis' client does not accept.
     pub fn new(url: &str, connections: u32, wait: Duration) -> anyhow::Result<Self> {
-        let seeds: Vec<String> = url
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let seeds = seeds(url);
         anyhow::ensure!(!seeds.is_empty(), "REDIS_URL names no Redis");
         for seed in &seeds {
             redis::Client::open(seed.as_str())
@@ -282,6 +278,25 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// The URLs in `url`: several when it lists them separated by commas, each a `redis://` or
+/// `rediss://` URL; else `url` itself (a comma may be part of a password).
+fn seeds(url: &str) -> Vec<String> {
+    let parts: Vec<String> = url
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.len() > 1
+        && parts
+            .iter()
+            .all(|p| p.starts_with("redis://") || p.starts_with("rediss://"))
+    {
+        parts
+    } else {
+        vec![url.trim().to_owned()]
+    }
+}
+
 /// The cluster hash slot of `key` (CRC16 of its hash tag, or of the whole key), as Redis
 /// computes it.
 pub fn slot(key: &str) -> u16 {
@@ -297,6 +312,15 @@ pub fn slot(key: &str) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_urls_are_a_clusters_nodes_and_a_comma_in_a_password_is_not() {
+        assert_eq!(
+            seeds("redis://a:1, rediss://b:2"),
+            ["redis://a:1", "rediss://b:2"]
+        );
+        assert_eq!(seeds("redis://:pa,ss@h:6379"), ["redis://:pa,ss@h:6379"]);
+    }
 
     #[test]
     fn slots_are_those_redis_computes() {
