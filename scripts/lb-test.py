@@ -7,6 +7,9 @@ and one Redis, with no signing key configured (they share the database's). Throu
 balancer only:
 
 - REST signs in, and calls spread over the replicas accept the token;
+- the per-address limit holds across the replicas: public sign-in calls from one client
+  address (forwarded by the balancer) are refused from about the 301st of a minute, not the
+  901st;
 - the cap on a user's event streams holds across the replicas: with ten open, spread over
   three replicas (none has more than four), the eleventh is refused (429);
 - grpcurl (native gRPC over h2c) lists the services through reflection and calls GetMe;
@@ -245,6 +248,7 @@ def run():
     token = json.loads(data)["accessToken"]
     wait(lambda: backends(token) == ALL, "calls spread over the replicas")
     log("REST: signed in; calls reached epop1, epop2 and epop3 with one token")
+    address_limit(token)
     stream_cap(token)
     status, _, _ = call("GET", "/metrics")
     assert status == 403, status
@@ -315,6 +319,27 @@ def run():
     start(killed)
     wait(lambda: backends(token) == ALL, f"{killed} to rejoin")
     rolling_restart(token, conversation)
+
+
+def address_limit(token):
+    """The per-address limit of the public sign-in calls (300 a minute by default) holds
+    across the replicas: calls from one client address, spread over all three, are refused
+    from about the 301st (each replica alone would allow 300)."""
+    seen, refused_at = set(), None
+    body = {"email": "nobody@example.com"}
+    for n in range(1, 500):
+        # The balancer is a trusted proxy: the address it forwards is the client's.
+        status, headers, _ = call("POST", "/api/auth/password-reset", body, headers={"x-forwarded-for": "203.0.113.9"})
+        if status == 429:
+            refused_at = n
+            break
+        assert status == 200, status
+        seen.add(headers["x-epop-backend"])
+    assert refused_at is not None and refused_at <= 330 and seen == ALL, (refused_at, seen)
+    status, _, _ = call("GET", "/api/users/me", token=token)
+    assert status == 200, status
+    log(f"address limit: password-reset requests from one address over {sorted(seen)} refused from "
+        f"call {refused_at} (300 a minute across the replicas); other addresses unaffected")
 
 
 def stream_cap(token):
