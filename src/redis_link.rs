@@ -24,6 +24,14 @@ use std::{
 };
 use tokio::sync::Mutex;
 
+/// A script whose body begins with `now`, the moment in ms of Redis' own clock (so that
+/// instances' clocks need not agree).
+pub fn script_at_redis_time(body: &str) -> redis::Script {
+    redis::Script::new(&format!(
+        "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n{body}"
+    ))
+}
+
 /// A Redis server or cluster; cheap to clone.
 #[derive(Clone)]
 pub struct Redis {

@@ -21,12 +21,6 @@ use uuid::Uuid;
 /// How long a lease lives unless renewed.
 pub const TTL: Duration = Duration::from_secs(30);
 
-/// The moment, in ms of Redis' clock.
-const NOW: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-";
-
 /// KEYS[1]: the user's set of one kind. ARGV: the limit, the ttl (ms), the lease. Drops the
 /// lapsed leases; grants this one (1) when fewer than the limit are live, else 0.
 const TAKE: &str = r"
@@ -79,7 +73,7 @@ impl Leases {
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let names = ("concurrency limits", "epop_lease_redis_failures_total");
-        let script = |body: &str| redis::Script::new(&format!("{NOW}{body}"));
+        let script = crate::redis_link::script_at_redis_time;
         let leases = Arc::new(Self {
             redis: BoundedRedis::connect(url, prefix, 4, names).await?,
             scripts: [script(TAKE), script(RENEW)],

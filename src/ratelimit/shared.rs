@@ -9,10 +9,8 @@ use std::time::Duration;
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: the emission interval (ms)
 /// and the burst. Answers 0 when the call may go, else the milliseconds to wait. Redis's own
-/// clock is used, so instances' clocks need not agree.
+/// clock is used (`now`), so instances' clocks need not agree.
 const SCRIPT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -56,7 +54,7 @@ impl Counter {
         let names = ("rate limits", "epop_rate_limit_redis_failures_total");
         Ok(Self {
             redis: BoundedRedis::connect(url, prefix, 8, names).await?,
-            script: redis::Script::new(SCRIPT),
+            script: crate::redis_link::script_at_redis_time(SCRIPT),
         })
     }
 

@@ -14,12 +14,6 @@ use uuid::Uuid;
 /// How many users one call carries.
 const BATCH: usize = 256;
 
-/// The moment, in ms of Redis' clock, every script measures from.
-const NOW: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-";
-
 /// `KEYS[1]`: the sorted set; `KEYS[2..]`: user hashes; `ARGV[1]`: instance; `ARGV[2]`: ttl in
 /// ms; `ARGV[3..]`: the users' ids. Claims each user for the instance, dropping lapsed
 /// claims; answers per user 1 when nobody had a live claim before (the user came online).
@@ -110,7 +104,7 @@ impl Presence {
     /// scripts touch the ranking and many users' keys at once, which a Redis Cluster allows
     /// in one slot only.
     pub fn new(redis: Redis, channel: &str, ttl: Duration) -> Self {
-        let script = |body: &str| Script::new(&format!("{NOW}{body}"));
+        let script = crate::redis_link::script_at_redis_time;
         Self {
             redis,
             prefix: format!("{{{channel}:online}}:"),

@@ -218,6 +218,15 @@ async fn with_redis_failed_sign_ins_on_one_instance_count_on_the_other() {
     assert_eq!(e.code(), Code::ResourceExhausted);
 }
 
+/// Four wrong passwords answered as such, then two refused by the limit.
+fn four_then_refused() -> Vec<Code> {
+    [
+        vec![Code::Unauthenticated; 4],
+        vec![Code::ResourceExhausted; 2],
+    ]
+    .concat()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_redis_the_address_limit_holds_across_three_instances() {
     let apps = instances(&redis_url(), 3, |c| {
@@ -234,14 +243,7 @@ async fn with_redis_the_address_limit_holds_across_three_instances() {
                 .code(),
         );
     }
-    assert_eq!(
-        codes,
-        [
-            vec![Code::Unauthenticated; 4],
-            vec![Code::ResourceExhausted; 2]
-        ]
-        .concat()
-    );
+    assert_eq!(codes, four_then_refused());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,12 +329,5 @@ async fn with_redis_the_address_limit_holds_after_redis_forgets_its_scripts() {
                 .code(),
         );
     }
-    assert_eq!(
-        codes,
-        [
-            vec![Code::Unauthenticated; 4],
-            vec![Code::ResourceExhausted; 2]
-        ]
-        .concat()
-    );
+    assert_eq!(codes, four_then_refused());
 }
