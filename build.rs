@@ -41,5 +41,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Smaller starting buffers: see src/grpc/codec.rs.
         .codec_path("crate::grpc::codec::SmallBufferCodec")
         .compile_fds(compiler.file_descriptor_set())?;
+
+    // tonic's hello world, the baseline of benches/unary-overhead.sh (src/bin/greeter.rs),
+    // generated as tonic's examples generate it: stock codec, not part of EPOP's API.
+    println!("cargo:rerun-if-changed=benches/greeter");
+    let mut greeter = protox::Compiler::new(["benches/greeter"])?;
+    greeter.open_files(["helloworld.proto"])?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .compile_fds(greeter.file_descriptor_set())?;
     Ok(())
 }

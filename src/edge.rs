@@ -9,7 +9,6 @@ use std::sync::{Arc, atomic::AtomicBool};
 use tower::ServiceExt;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
@@ -90,22 +89,41 @@ pub fn router(grpc: Router, rest: crate::rest::Rest, o: Options) -> anyhow::Resu
         "strict-transport-security",
         "max-age=63072000; includeSubDomains",
     ));
-    let mut router =
-        Router::new().fallback(|req: Request| async move { dispatch(req).await as Response });
-    for (name, value) in security.into_iter().chain(hsts) {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            http::HeaderName::from_static(name),
-            http::HeaderValue::from_static(value),
-        ));
-    }
-    Ok(router
+    let headers: Arc<[(http::HeaderName, http::HeaderValue)]> = security
+        .into_iter()
+        .chain(hsts)
+        .map(|(name, value)| {
+            (
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            )
+        })
+        .collect();
+    // One stack around the dispatch (outermost first), not a boxed service per layer as
+    // `Router::layer` makes: a call clones it once.
+    let stack = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(axum::middleware::from_fn_with_state(
             cookie_origins,
             crate::csrf::guard,
         ))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
+        // The security headers, unless the answer set its own.
+        .map_response(move |mut response: Response| {
+            let set = response.headers_mut();
+            for (name, value) in headers.iter() {
+                if !set.contains_key(name) {
+                    set.insert(name.clone(), value.clone());
+                }
+            }
+            response
+        })
+        .service(tower::service_fn(move |req: Request| {
+            let answer = dispatch(req);
+            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        }));
+    Ok(Router::new().fallback_service(stack))
 }
 
 fn is_grpc(req: &Request) -> bool {

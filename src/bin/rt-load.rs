@@ -23,6 +23,8 @@ mod latency;
 mod reads;
 #[path = "rt_load/soak.rs"]
 mod soak;
+#[path = "rt_load/stages.rs"]
+mod stages;
 
 use clap::{Parser, Subcommand};
 use epop::{

@@ -136,19 +136,24 @@ pub fn router(
             .build_v1alpha()?
             .max_decoding_message_size(crate::intake::STRANGER_LIMIT),
     );
-    Ok(routes
-        .into_axum_router()
-        // Inside authentication: per-user limits know the caller.
-        .layer(from_fn_with_state(rpc_timeout, deadline::bound))
-        .layer(from_fn_with_state(limits, crate::ratelimit::limit))
-        // Bodies are read only once their caller is known.
-        .layer(from_fn_with_state(bodies, web_body::take))
-        .layer(from_fn_with_state(state.gate(), authenticate))
+    // The layers wrap the router as a whole (outermost first), not each of its routes as
+    // `Router::layer` would: a call then clones one plain stack instead of a boxed service
+    // per layer and route.
+    let stack = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(crate::metrics::tag_protocol))
+        .layer(cors(cors_origins)?)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .map_request(|req: http::Request<tonic::body::Body>| req.map(axum::body::Body::new))
         // Every call counted, refused ones included, as native gRPC (trailers, not frames).
         .layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .layer(cors(cors_origins)?)
-        .layer(axum::middleware::from_fn(crate::metrics::tag_protocol)))
+        .layer(from_fn_with_state(state.gate(), authenticate))
+        // Bodies are read only once their caller is known.
+        .layer(from_fn_with_state(bodies, web_body::take))
+        // Inside authentication: per-user limits know the caller.
+        .layer(from_fn_with_state(limits, crate::ratelimit::limit))
+        .layer(from_fn_with_state(rpc_timeout, deadline::bound))
+        .service(routes.into_axum_router());
+    Ok(axum::Router::new().fallback_service(stack))
 }
 
 /// CORS for browser gRPC-Web and Connect clients (their preflights come here): only the

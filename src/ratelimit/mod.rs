@@ -16,10 +16,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use http::HeaderMap;
 use std::{
     net::{IpAddr, SocketAddr},
@@ -234,7 +231,6 @@ pub async fn limit(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    let now = DefaultClock::default().now();
     let refused = if PER_ADDRESS.contains(&path) {
         let ip = peer(&req).map(|p| limits.client_ip(p, req.headers()));
         if let Some(ip) = ip {
@@ -245,7 +241,7 @@ pub async fn limit(
             (Some(l), Some(ip)) => {
                 let group = address_group(ip, limits.ipv6_prefix);
                 match l.check_key(&group) {
-                    Err(n) => Some((n.wait_time_from(now), what)),
+                    Err(n) => Some((n.wait_time_from(l.clock().now()), what)),
                     Ok(()) => limits
                         .shared_wait(limits.rates.0, format!("a:{}", hashed(&group.to_string())))
                         .await
@@ -259,7 +255,7 @@ pub async fn limit(
         let what = ("writes", "user");
         match (&limits.by_user, user) {
             (Some(l), Some(user)) => match l.check_key(&user) {
-                Err(n) => Some((n.wait_time_from(now), what)),
+                Err(n) => Some((n.wait_time_from(l.clock().now()), what)),
                 Ok(()) => limits
                     .shared_wait(limits.rates.1, format!("u:{user}"))
                     .await

@@ -11,6 +11,7 @@ use std::{
         Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::Instant,
 };
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
@@ -42,13 +43,16 @@ pub trait GrantWatcher: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct Slot {
     id: u64,
-    tx: mpsc::Sender<Arc<Published>>,
+    tx: mpsc::Sender<Dispatched>,
     lagged: Arc<AtomicBool>,
 }
 
+/// An event handed to an inbox, and when.
+pub type Dispatched = (Arc<Published>, Instant);
+
 impl Slot {
-    fn push(&self, item: &Arc<Published>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(item.clone())
+    fn push(&self, item: &Arc<Published>, at: Instant) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send((item.clone(), at))
             && !self.lagged.swap(true, Ordering::AcqRel)
         {
             metrics::counter!("epop_stream_inbox_overflows_total").increment(1);
@@ -105,6 +109,7 @@ impl Inboxes {
             _ => {}
         }
         let item = Arc::new(item);
+        let at = Instant::now();
         let users = self.users();
         let recipients = match &*item {
             Published::Durable { recipients, .. }
@@ -117,11 +122,11 @@ impl Inboxes {
                     .get(user_id)
                     .into_iter()
                     .flatten()
-                    .for_each(|s| s.push(&item));
+                    .for_each(|s| s.push(&item, at));
                 return;
             }
             Published::Presence { .. } | Published::Rewind => {
-                users.values().flatten().for_each(|s| s.push(&item));
+                users.values().flatten().for_each(|s| s.push(&item, at));
                 return;
             }
         };
@@ -132,13 +137,13 @@ impl Inboxes {
                 .iter()
                 .filter_map(|u| users.get(u))
                 .flatten()
-                .for_each(|s| s.push(&item));
+                .for_each(|s| s.push(&item, at));
         } else {
             users
                 .iter()
                 .filter(|(u, _)| recipients.contains(u))
                 .flat_map(|(_, slots)| slots)
-                .for_each(|s| s.push(&item));
+                .for_each(|s| s.push(&item, at));
         }
     }
 
@@ -156,7 +161,7 @@ impl Inboxes {
 /// One stream's inbox; dropping it removes it from the dispatch.
 #[derive(Debug)]
 pub struct Inbox {
-    rx: mpsc::Receiver<Arc<Published>>,
+    rx: mpsc::Receiver<Dispatched>,
     lagged: Arc<AtomicBool>,
     owner: Arc<Inboxes>,
     user: Uuid,
@@ -166,7 +171,7 @@ pub struct Inbox {
 impl Inbox {
     /// The next event, or `Lagged` once after the inbox overflowed (events were dropped
     /// since; those still queued are older than the gap and come next).
-    pub async fn recv(&mut self) -> Result<Arc<Published>, RecvError> {
+    pub async fn recv(&mut self) -> Result<Dispatched, RecvError> {
         if self.lagged.swap(false, Ordering::AcqRel) {
             return Err(RecvError::Lagged(0));
         }

@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod cursor;
 pub mod inboxes;
+pub mod item;
 pub mod presence;
 pub mod redis;
 pub mod session;

@@ -10,12 +10,12 @@ use crate::{
     domain::UserId,
     error::{Error, Result},
     realtime::{
-        BoardChange, Broker, Published, Revoked,
+        Broker, Published, Revoked,
         cursor::{CursorKey, Positions},
         inboxes::Inbox,
     },
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::Stream;
 use std::{
     collections::HashSet,
@@ -46,62 +46,7 @@ pub const RESYNC_SPREAD: Duration = Duration::from_secs(5);
 /// How often an idle stream sends a heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// What a stream sends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Item {
-    /// A durable event, with the cursor to resume after it.
-    Event {
-        /// The event.
-        event: Box<Event>,
-        /// The cursor after it.
-        cursor: String,
-    },
-    /// Someone is typing.
-    Typing {
-        /// The conversation.
-        conversation_id: Uuid,
-        /// Who.
-        user_id: Uuid,
-        /// Until when.
-        expires_at: DateTime<Utc>,
-    },
-    /// Someone went online or offline.
-    Presence {
-        /// Who.
-        user_id: Uuid,
-        /// Online when true.
-        online: bool,
-    },
-    /// Who of the user's contacts is online (once, when the stream opens).
-    PresenceSnapshot(Vec<Uuid>),
-    /// A project board changed.
-    Board(BoardChange),
-    /// The user's inbox changed.
-    Inbox(crate::domain::notifications::Change),
-    /// A piece of the assistant's answer.
-    Assistant(crate::domain::ai::AssistantDelta),
-    /// Reload state, wait `retry_after`, and open a fresh stream from `cursor`: the last item.
-    Resync {
-        /// Why.
-        reason: String,
-        /// Where to resume after reloading.
-        cursor: String,
-        /// How long to wait before reconnecting (random, to spread reconnections).
-        retry_after: Duration,
-    },
-    /// Keep-alive.
-    Heartbeat,
-    /// The stream's grant ended (token expired, session or user revoked): the last item.
-    End {
-        /// Why, and what to do.
-        reason: String,
-    },
-    /// The server is shutting down: the last item; the client resumes elsewhere.
-    Unavailable {
-        /// Why, and what to do.
-        reason: String,
-    },
-}
+pub use super::item::Item;
 
 /// What bounds the streams of one server.
 #[derive(Debug, Clone)]
@@ -110,26 +55,6 @@ pub struct StreamLimits {
     pub max_per_user: usize,
     /// Cancelled when the server starts shutting down: streams end, new ones are refused.
     pub closing: tokio_util::sync::CancellationToken,
-}
-
-impl Item {
-    /// What the item costs to hold, roughly: its cursor and its message text.
-    fn weight(&self) -> usize {
-        match self {
-            Item::Event { event, cursor } => {
-                let text = match &event.body {
-                    db::events::EventBody::MessageCreated { message, .. }
-                    | db::events::EventBody::MessageUpdated { message, .. } => {
-                        message.body_text.len()
-                    }
-                    _ => 0,
-                };
-                256 + cursor.len() + text
-            }
-            Item::PresenceSnapshot(users) => 64 + users.len() * 16,
-            _ => 256,
-        }
-    }
 }
 
 /// The receiving end of a stream: ends when the session does; dropping it ends the session.
@@ -145,6 +70,13 @@ impl Stream for Events {
         let polled = self.rx.poll_recv(cx);
         if let Poll::Ready(Some(item)) = &polled {
             self.bytes.fetch_sub(item.weight(), Ordering::Relaxed);
+            if let Item::Event {
+                received: Some(at), ..
+            } = item
+            {
+                metrics::histogram!("epop_stream_handoff_seconds")
+                    .record(at.elapsed().as_secs_f64());
+            }
         }
         polled
     }
@@ -233,7 +165,7 @@ impl Session {
     }
 
     /// Delivers an event unless it was delivered already.
-    fn deliver(&mut self, event: Event) -> Result<(), Stop> {
+    fn deliver(&mut self, event: Event, received: Option<std::time::Instant>) -> Result<(), Stop> {
         let seen = self.positions.get(&event.conversation_id).copied();
         if seen.is_some_and(|s| event.seq <= s) {
             return Ok(());
@@ -247,6 +179,7 @@ impl Session {
         self.send(Item::Event {
             event: Box::new(event),
             cursor,
+            received,
         })
     }
 
@@ -268,29 +201,33 @@ impl Session {
             return Ok(Err(Stop));
         }
         for e in events {
-            if let Err(stop) = self.deliver(e) {
+            if let Err(stop) = self.deliver(e, None) {
                 return Ok(Err(stop));
             }
         }
         Ok(Ok(()))
     }
 
-    async fn on_published(&mut self, item: &Published) -> Result<Result<(), Stop>> {
+    async fn on_published(
+        &mut self,
+        item: &Published,
+        received: std::time::Instant,
+    ) -> Result<Result<(), Stop>> {
         let me = self.user.0;
         match item {
             Published::Durable { event, recipients } if recipients.contains(&me) => {
                 if matches!(event.body, db::events::EventBody::Membership { .. }) {
                     // Who shares a conversation with the user may have changed.
-                    self.load_contacts().await?;
+                    Box::pin(self.load_contacts()).await?;
                 }
                 let next = self.positions.get(&event.conversation_id).map(|s| s + 1);
                 if next == Some(event.seq) {
-                    Ok(self.deliver(event.clone()))
+                    Ok(self.deliver(event.clone(), Some(received)))
                 } else if next.is_some_and(|n| event.seq < n) {
                     Ok(Ok(()))
                 } else {
                     // A gap, or a conversation new to this stream: the log fills it in order.
-                    self.catch_up(Some(event.conversation_id)).await
+                    Box::pin(self.catch_up(Some(event.conversation_id))).await
                 }
             }
             Published::Typing {
@@ -310,9 +247,9 @@ impl Session {
                 Ok(self.send(Item::Inbox(change.clone())))
             }
             Published::Assistant { delta, recipients } if recipients.contains(&me) => {
-                Ok(self.send(Item::Assistant(delta.clone())))
+                Ok(self.send(Item::Assistant(Box::new(delta.clone()))))
             }
-            Published::Rewind => self.catch_up(None).await,
+            Published::Rewind => Box::pin(self.catch_up(None)).await,
             Published::Presence { user_id, online } if self.contacts.contains(user_id) => Ok(self
                 .send(Item::Presence {
                     user_id: *user_id,
@@ -404,6 +341,10 @@ pub async fn open(
     Ok(Events { rx, bytes })
 }
 
+/// The stream's loop. The steps that read the database (catching up, reloading contacts,
+/// asking who is online) are rare and their futures large (KiBs: a pool checkout and a
+/// query each), so they are boxed when taken: an idle stream's task holds only the loop's
+/// own small state.
 async fn run(
     session: &mut Session,
     live: &mut Inbox,
@@ -412,12 +353,12 @@ async fn run(
 ) -> Result<()> {
     let expiry = tokio::time::sleep(lifetime);
     tokio::pin!(expiry);
-    if session.catch_up(None).await?.is_err() {
+    if Box::pin(session.catch_up(None)).await?.is_err() {
         return Ok(());
     }
-    session.load_contacts().await?;
+    Box::pin(session.load_contacts()).await?;
     let contacts = session.contacts.iter().copied().collect();
-    let online = session.broker.online_among(contacts).await;
+    let online = Box::pin(session.broker.online_among(contacts)).await;
     if session.send(Item::PresenceSnapshot(online)).is_err() {
         return Ok(());
     }
@@ -434,9 +375,9 @@ async fn run(
             )),
             _ = heartbeat.tick() => session.send(Item::Heartbeat),
             received = live.recv() => match received {
-                Ok(item) => session.on_published(&item).await?,
+                Ok((item, at)) => session.on_published(&item, at).await?,
                 // The inbox overflowed: the log has everything that was dropped.
-                Err(RecvError::Lagged(_)) => session.catch_up(None).await?,
+                Err(RecvError::Lagged(_)) => Box::pin(session.catch_up(None)).await?,
                 Err(RecvError::Closed) => return Ok(()),
             },
         };

@@ -3,7 +3,7 @@
 //! delivery, lost and duplicated deliveries, the server's batch sizes, and the highest
 //! delivered rate whose p99 stays under 50 ms.
 
-use super::{State, authed, batches, connect, text_message};
+use super::{State, authed, batches, connect, stages, text_message};
 use epop::pb::{self, conversation_service_client::ConversationServiceClient, event::Kind};
 use std::{
     sync::{
@@ -145,8 +145,10 @@ pub async fn latency(
     let mut best: Option<f64> = None;
     let mut next = 0usize;
     let mut batch_lines = Vec::new();
+    let mut stage_lines = Vec::new();
     for &rate in rates {
         let batches_before = batches::Batches::scrape(send_url).await?;
+        let stages_before = stages::Stages::scrape(send_url, recv_url).await?;
         let n = (rate * seconds) as usize;
         let first = next;
         let start = Instant::now();
@@ -217,6 +219,13 @@ pub async fn latency(
             f64::from(max) / 1e3,
             failed.swap(0, Relaxed)
         );
+        let mean = lat.iter().map(|l| f64::from(*l)).sum::<f64>() / lat.len().max(1) as f64;
+        let staged = stages::Stages::scrape(send_url, recv_url).await?;
+        stage_lines.push(format!(
+            "{rate:>10} sends/s: mean {:5.2} ms = {}",
+            mean / 1e3,
+            staged.since(&stages_before)
+        ));
         let batched = batches::Batches::scrape(send_url).await?;
         batch_lines.push(format!(
             "{rate:>10} sends/s: {}",
@@ -229,6 +238,12 @@ pub async fn latency(
             println!("stopping: p99 is past {:?}", P99_TARGET * 10);
             break;
         }
+    }
+    println!(
+        "where the time went, in ms (means; from the servers' histograms: the send's wait for the writer, the writer's transaction, from the transaction's first statement to its arrival on B through Redis, then to the stream's encoder; the rest of the mean is the client's send and the stream's transport):"
+    );
+    for line in stage_lines {
+        println!("{line}");
     }
     println!("transactions of the sends (the server's epop_send_batch_size):");
     for line in batch_lines {

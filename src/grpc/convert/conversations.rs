@@ -105,7 +105,7 @@ pub fn conversation(s: Summary) -> pb::Conversation {
 pub fn event(item: Item) -> pb::Event {
     use pb::event::Kind as K;
     let (cursor, kind) = match item {
-        Item::Event { event, cursor } => (cursor, durable(*event)),
+        Item::Event { event, cursor, .. } => (cursor, durable(*event)),
         Item::Typing {
             conversation_id,
             user_id,

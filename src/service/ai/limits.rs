@@ -11,10 +11,7 @@ use crate::{
         shared::{Counter, Shared},
     },
 };
-use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use std::{
     collections::HashMap,
     num::NonZeroU32,
@@ -120,7 +117,7 @@ impl Limits {
         }
         if let Err(until) = self.per_minute.check_key(&user) {
             return Err(Self::too_often(
-                until.wait_time_from(DefaultClock::default().now()),
+                until.wait_time_from(self.per_minute.clock().now()),
             ));
         }
         *n += 1;

@@ -23,6 +23,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, oneshot};
 
+/// The histogram of how long requests wait in the queue (`stage="queue"`) and how long a
+/// batch takes from its BEGIN to its COMMIT's answer (`stage="commit"`), per writer.
+const STAGES: &str = "epop_batch_stage_seconds";
 /// How many requests may wait for the writer before callers wait to queue.
 const QUEUE: usize = 4096;
 /// The longest a writer waits for its connection (its pool is its own: only connecting
@@ -141,6 +144,8 @@ impl<B: Batch> std::fmt::Debug for Queue<B> {
 struct Waiting<B: Batch> {
     item: B::Item,
     reply: Reply<B>,
+    /// When it was queued.
+    queued: std::time::Instant,
 }
 
 /// Where an outcome goes.
@@ -187,7 +192,11 @@ impl<B: Batch> Queue<B> {
     pub async fn send(&self, item: B::Item) -> Result<B::Outcome> {
         let (reply, outcome) = oneshot::channel();
         self.tx
-            .send(Waiting { item, reply })
+            .send(Waiting {
+                item,
+                reply,
+                queued: std::time::Instant::now(),
+            })
             .await
             .map_err(|_| Error::Unavailable("the server is stopping".into()))?;
         outcome
@@ -218,9 +227,17 @@ async fn writer<B: Batch>(
             continue;
         }
         metrics::histogram!(B::SIZES).record(batch.len() as f64);
+        let taken = std::time::Instant::now();
+        let waited = metrics::histogram!(STAGES, "writer" => B::THREAD, "stage" => "queue");
+        for w in &batch {
+            waited.record(taken.duration_since(w.queued).as_secs_f64());
+        }
         let (items, replies): (Vec<B::Item>, Vec<Reply<B>>) =
             batch.drain(..).map(|w| (w.item, w.reply)).unzip();
-        match commit::<B>(&pool, &items).await {
+        let committed = commit::<B>(&pool, &items).await;
+        metrics::histogram!(STAGES, "writer" => B::THREAD, "stage" => "commit")
+            .record(taken.elapsed().as_secs_f64());
+        match committed {
             Ok(outcomes) => answer::<B>(&broker, replies, outcomes),
             // Whether the batch committed is unknown: none of it may be written again.
             Err(Failed::Unknown) => {
