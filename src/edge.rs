@@ -8,7 +8,7 @@ use axum::{Router, extract::Request, response::Response};
 use std::sync::{Arc, atomic::AtomicBool};
 use tower::ServiceExt;
 use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -102,7 +102,7 @@ pub fn router(grpc: Router, rest: crate::rest::Rest, o: Options) -> anyhow::Resu
     // One stack around the dispatch (outermost first), not a boxed service per layer as
     // `Router::layer` makes: a call clones it once.
     let stack = tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(axum::middleware::from_fn_with_state(
@@ -124,6 +124,20 @@ pub fn router(grpc: Router, rest: crate::rest::Rest, o: Options) -> anyhow::Resu
             async move { Ok::<_, std::convert::Infallible>(answer.await) }
         }));
     Ok(Router::new().fallback_service(stack))
+}
+
+/// Request ids: random (version 4) UUIDs from the thread's generator, which tower-http's
+/// `MakeRequestUuid` takes from the operating system, one system call per request.
+#[derive(Debug, Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        http::HeaderValue::from_str(&id.to_string())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 fn is_grpc(req: &Request) -> bool {

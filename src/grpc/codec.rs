@@ -1,7 +1,7 @@
-//! The protobuf codec of every service: tonic-prost's, with 1 KiB starting buffers instead
-//! of 8 KiB. Every open stream keeps its encode buffer for as long as it lives, so the
-//! default made each idle event stream cost about 8 KiB more; buffers still grow whenever a
-//! message needs it.
+//! The protobuf codec of every service: tonic-prost's, with 256-byte starting buffers
+//! instead of 8 KiB. Every open stream keeps its encode buffer for as long as it lives, so
+//! the default made each idle event stream cost about 8 KiB more (1 KiB, about 0.5 KiB
+//! more than this); buffers still grow whenever a message needs it.
 
 use std::marker::PhantomData;
 use tonic::codec::BufferSettings;
@@ -18,7 +18,7 @@ impl<T, U> Default for SmallBufferCodec<T, U> {
 }
 
 fn settings() -> BufferSettings {
-    BufferSettings::new(1024, 32 * 1024)
+    BufferSettings::new(256, 32 * 1024)
 }
 
 impl<T, U> tonic::codec::Codec for SmallBufferCodec<T, U>

@@ -47,12 +47,13 @@ struct Slot {
     lagged: Arc<AtomicBool>,
 }
 
-/// An event handed to an inbox, and when.
-pub type Dispatched = (Arc<Published>, Instant);
+/// An event handed to the inboxes, and when: one allocation shared by its recipients, so an
+/// inbox's slots are a pointer each (every inbox allocates its first 32 at once).
+pub type Dispatched = Arc<(Published, Instant)>;
 
 impl Slot {
-    fn push(&self, item: &Arc<Published>, at: Instant) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send((item.clone(), at))
+    fn push(&self, item: &Dispatched) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(item.clone())
             && !self.lagged.swap(true, Ordering::AcqRel)
         {
             metrics::counter!("epop_stream_inbox_overflows_total").increment(1);
@@ -108,10 +109,9 @@ impl Inboxes {
             (Published::Rewind, Some(w)) => w.linked(),
             _ => {}
         }
-        let item = Arc::new(item);
-        let at = Instant::now();
+        let item = Arc::new((item, Instant::now()));
         let users = self.users();
-        let recipients = match &*item {
+        let recipients = match &item.0 {
             Published::Durable { recipients, .. }
             | Published::Typing { recipients, .. }
             | Published::Assistant { recipients, .. }
@@ -122,11 +122,11 @@ impl Inboxes {
                     .get(user_id)
                     .into_iter()
                     .flatten()
-                    .for_each(|s| s.push(&item, at));
+                    .for_each(|s| s.push(&item));
                 return;
             }
             Published::Presence { .. } | Published::Rewind => {
-                users.values().flatten().for_each(|s| s.push(&item, at));
+                users.values().flatten().for_each(|s| s.push(&item));
                 return;
             }
         };
@@ -137,13 +137,13 @@ impl Inboxes {
                 .iter()
                 .filter_map(|u| users.get(u))
                 .flatten()
-                .for_each(|s| s.push(&item, at));
+                .for_each(|s| s.push(&item));
         } else {
             users
                 .iter()
                 .filter(|(u, _)| recipients.contains(u))
                 .flat_map(|(_, slots)| slots)
-                .for_each(|s| s.push(&item, at));
+                .for_each(|s| s.push(&item));
         }
     }
 

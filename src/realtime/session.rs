@@ -59,7 +59,7 @@ pub struct StreamLimits {
 
 /// The receiving end of a stream: ends when the session does; dropping it ends the session.
 pub struct Events {
-    rx: mpsc::Receiver<Item>,
+    rx: mpsc::Receiver<Box<Item>>,
     bytes: Arc<AtomicUsize>,
 }
 
@@ -72,13 +72,13 @@ impl Stream for Events {
             self.bytes.fetch_sub(item.weight(), Ordering::Relaxed);
             if let Item::Event {
                 received: Some(at), ..
-            } = item
+            } = &**item
             {
                 metrics::histogram!("epop_stream_handoff_seconds")
                     .record(at.elapsed().as_secs_f64());
             }
         }
-        polled
+        polled.map(|item| item.map(|boxed| *boxed))
     }
 }
 
@@ -95,7 +95,8 @@ struct Session {
     positions: Positions,
     /// The people who share a conversation with the user: whose presence they see.
     contacts: HashSet<Uuid>,
-    out: mpsc::Sender<Item>,
+    /// Boxed items: the channel allocates its first 32 slots at once, for every stream.
+    out: mpsc::Sender<Box<Item>>,
     bytes: Arc<AtomicUsize>,
 }
 
@@ -108,7 +109,7 @@ impl Session {
         }
         // Counted before it can be received (and subtracted), never after.
         self.bytes.fetch_add(weight, Ordering::Relaxed);
-        match self.out.try_send(item) {
+        match self.out.try_send(Box::new(item)) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.bytes.fetch_sub(weight, Ordering::Relaxed);
@@ -144,7 +145,7 @@ impl Session {
         self.bytes.fetch_add(last.weight(), Ordering::Relaxed);
         let out = self.out.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), out.send(last)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), out.send(Box::new(last))).await;
         });
         Stop
     }
@@ -375,7 +376,7 @@ async fn run(
             )),
             _ = heartbeat.tick() => session.send(Item::Heartbeat),
             received = live.recv() => match received {
-                Ok((item, at)) => session.on_published(&item, at).await?,
+                Ok(dispatched) => session.on_published(&dispatched.0, dispatched.1).await?,
                 // The inbox overflowed: the log has everything that was dropped.
                 Err(RecvError::Lagged(_)) => Box::pin(session.catch_up(None)).await?,
                 Err(RecvError::Closed) => return Ok(()),
