@@ -64,7 +64,8 @@ pub struct Rest {
     routes: Arc<Routes>,
     openapi: Arc<serde_json::Value>,
     grpc: Router,
-    cors: tower_http::cors::CorsLayer,
+    /// Shared: the edge is cloned for every request (its handlers' state).
+    cors: Arc<tower_http::cors::CorsLayer>,
     origins: Arc<Vec<HeaderValue>>,
 }
 
@@ -107,14 +108,14 @@ impl Rest {
             routes: Arc::new(routes),
             openapi: Arc::new(openapi),
             grpc,
-            cors,
+            cors: Arc::new(cors),
             origins: Arc::new(origins),
         })
     }
 
     /// The axum routes: `/api/openapi.json` and every annotated RPC under `/api/`.
     pub fn router(self) -> Router {
-        let (cors, origins) = (self.cors.clone(), self.origins.clone());
+        let (cors, origins) = ((*self.cors).clone(), self.origins.clone());
         let router = Router::new()
             .route(
                 "/api/openapi.json",
@@ -290,12 +291,16 @@ fn behind_cors(
     cors: tower_http::cors::CorsLayer,
     origins: Arc<Vec<HeaderValue>>,
 ) -> Router {
-    router
-        .layer(cors)
+    // Around the router as a whole: `Router::layer` would box both layers per route, and
+    // every call would clone those boxes.
+    let stack = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(
             origins,
             crate::cors::only_listed,
         ))
+        .layer(cors)
+        .service(router);
+    Router::new().fallback_service(stack)
 }
 
 async fn unary(

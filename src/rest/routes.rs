@@ -108,21 +108,19 @@ impl Routes {
     /// The most specific route (most literal segments) for `method` and `path`.
     pub fn find(&self, method: &Method, path: &str) -> Found<'_> {
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;
-        let mut other_verbs = vec![];
         let segs = template::split(path.strip_prefix('/').unwrap_or(path));
-        for r in &self.routes {
-            let found = if r.template.has_verb() {
+        let matches = |r: &Route| {
+            if r.template.has_verb() {
                 r.template.matches(path)
             } else {
                 r.template.matches_segments(&segs)
-            };
-            let Some(vars) = found else {
-                continue;
-            };
-            if r.method != *method {
-                other_verbs.push(r.method.clone());
-                continue;
             }
+        };
+        // The method's routes first; the others only to tell a wrong method from no route.
+        for r in self.routes.iter().filter(|r| r.method == *method) {
+            let Some(vars) = matches(r) else {
+                continue;
+            };
             if best
                 .as_ref()
                 .is_none_or(|(b, _)| r.template.literal_count() > b.template.literal_count())
@@ -130,13 +128,19 @@ impl Routes {
                 best = Some((r, vars));
             }
         }
-        match best {
-            Some((r, vars)) => Found::Route(r, vars),
-            None if !other_verbs.is_empty() => {
-                other_verbs.dedup();
-                Found::WrongMethod(other_verbs)
-            }
-            None => Found::NotFound,
+        if let Some((r, vars)) = best {
+            return Found::Route(r, vars);
         }
+        let mut other_verbs: Vec<Method> = self
+            .routes
+            .iter()
+            .filter(|r| r.method != *method && matches(r).is_some())
+            .map(|r| r.method.clone())
+            .collect();
+        if other_verbs.is_empty() {
+            return Found::NotFound;
+        }
+        other_verbs.dedup();
+        Found::WrongMethod(other_verbs)
     }
 }
