@@ -74,12 +74,18 @@ impl Stream for Events {
                 received: Some(at), ..
             } = &**item
             {
-                metrics::histogram!("epop_stream_handoff_seconds")
-                    .record(at.elapsed().as_secs_f64());
+                handoff().record(at.elapsed().as_secs_f64());
             }
         }
         polled.map(|item| item.map(|boxed| *boxed))
     }
+}
+
+/// `epop_stream_handoff_seconds`, looked up once: it is recorded for every live delivery.
+/// (The recorder is installed before the server builds anything that streams.)
+fn handoff() -> &'static metrics::Histogram {
+    static HANDOFF: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
+    HANDOFF.get_or_init(|| metrics::histogram!("epop_stream_handoff_seconds"))
 }
 
 /// The session ended early: the client went away or cannot keep up, or the grant ended.
